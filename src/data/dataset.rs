@@ -1,0 +1,206 @@
+//! In-memory image data sets, binarization and seeded minibatches.
+
+use dfdx::prelude::*;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use super::idx::IdxArray;
+use crate::error::{Error, Result};
+use crate::ops::{cst, Events, Real};
+
+/// How grey-level pixels in `[0, 1]` are turned into the observations the model sees.
+///
+/// Likelihood numbers are only comparable between runs with the same binarization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Binarization {
+    /// Keep intensities in `[0, 1]` (value / 255).
+    #[default]
+    None,
+    /// One Bernoulli draw per pixel with `p = value / 255`, made once with a fixed seed
+    /// and kept for the whole run (Larochelle & Murray 2011 style).
+    Static,
+    /// A fresh Bernoulli draw per pixel every time a batch is formed (Burda et al. 2015,
+    /// "dynamically binarized MNIST"). The test set is binarized once, with a fixed seed.
+    Dynamic,
+}
+
+impl std::str::FromStr for Binarization {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Self::None),
+            "static" => Ok(Self::Static),
+            "dynamic" => Ok(Self::Dynamic),
+            other => Err(Error::invalid(
+                "binarize",
+                format!("`{other}` is not one of none, static, dynamic"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Binarization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "none",
+            Self::Static => "static",
+            Self::Dynamic => "dynamic",
+        })
+    }
+}
+
+/// Labelled images held in memory as bytes: image `i` is
+/// `images[i·dim .. (i+1)·dim]`, row-major, `dim = rows · cols`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    /// All pixels, `len() · dim()` bytes, 0 = black (background), 255 = white.
+    pub images: Vec<u8>,
+    /// One class label per image.
+    pub labels: Vec<u8>,
+    /// Image height in pixels.
+    pub rows: usize,
+    /// Image width in pixels.
+    pub cols: usize,
+}
+
+impl Dataset {
+    /// A data set from an IDX image array `(n, rows, cols)` and a label array `(n,)`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the images are not 3-dimensional, the labels not
+    /// 1-dimensional, or their counts differ.
+    pub fn from_idx(images: IdxArray, labels: IdxArray) -> Result<Self> {
+        if images.dims.len() != 3 {
+            return Err(Error::ShapeMismatch {
+                context: "image file".into(),
+                expected: "3 dimensions (n, rows, cols)".into(),
+                found: format!("{:?}", images.dims),
+            });
+        }
+        if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {
+            return Err(Error::ShapeMismatch {
+                context: "label file".into(),
+                expected: format!("[{}] (one label per image)", images.dims[0]),
+                found: format!("{:?}", labels.dims),
+            });
+        }
+        Ok(Self {
+            images: images.data,
+            labels: labels.data,
+            rows: images.dims[1],
+            cols: images.dims[2],
+        })
+    }
+
+    /// The number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Pixels per image, `rows · cols`.
+    pub fn dim(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// The bytes of image `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * self.dim()..(i + 1) * self.dim()]
+    }
+
+    /// The first `n` images (all if `n >= len()`).
+    pub fn take(&self, n: usize) -> Self {
+        let n = n.min(self.len());
+        Self {
+            images: self.images[..n * self.dim()].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// A copy with every pixel replaced by one Bernoulli draw with `p = value / 255`
+    /// (stored as 0 or 255).
+    pub fn binarized(&self, rng: &mut impl Rng) -> Self {
+        let images = self
+            .images
+            .iter()
+            .map(|&v| if rng.gen::<f64>() * 255.0 < v as f64 { 255 } else { 0 })
+            .collect();
+        Self {
+            images,
+            ..self.clone()
+        }
+    }
+
+    /// The images `indices` as a `(indices.len(), X)` tensor of intensities in `[0, 1]`;
+    /// with `dynamic` set, each pixel is instead a fresh Bernoulli draw from `dynamic`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `X != dim()`; [`Error::InvalidSetting`] if an index is
+    /// out of range.
+    pub fn batch<const X: usize, E: Real, D: Device<E>>(
+        &self,
+        device: &D,
+        indices: &[usize],
+        dynamic: Option<&mut dyn rand::RngCore>,
+    ) -> Result<Events<X, E, D>> {
+        if X != self.dim() {
+            return Err(Error::ShapeMismatch {
+                context: "Dataset::batch".into(),
+                expected: format!("{X} pixels per image (the model's input size)"),
+                found: format!("{} ({}×{})", self.dim(), self.rows, self.cols),
+            });
+        }
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(Error::invalid(
+                "index",
+                format!("image {i} of a data set of {}", self.len()),
+            ));
+        }
+        let scale = 1.0 / 255.0;
+        let mut out = Vec::with_capacity(indices.len() * X);
+        match dynamic {
+            None => {
+                for &i in indices {
+                    out.extend(self.image(i).iter().map(|&v| cst::<E>(v as f64 * scale)));
+                }
+            }
+            Some(rng) => {
+                for &i in indices {
+                    out.extend(self.image(i).iter().map(|&v| {
+                        let u: f64 = rng.gen();
+                        if u * 255.0 < v as f64 {
+                            E::one()
+                        } else {
+                            E::zero()
+                        }
+                    }));
+                }
+            }
+        }
+        Ok(device.tensor_from_vec(out, (indices.len(), Const::<X>)))
+    }
+}
+
+/// The example indices `0..n` shuffled by `rng` and cut into batches of `batch_size`
+/// (the last one may be smaller), as PyTorch's `DataLoader(shuffle=True)` does.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] if `batch_size == 0`.
+pub fn shuffled_batches(n: usize, batch_size: usize, rng: &mut impl Rng) -> Result<Vec<Vec<usize>>> {
+    if batch_size == 0 {
+        return Err(Error::invalid("batch_size", "must be at least 1"));
+    }
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(rng);
+    Ok(idx.chunks(batch_size).map(<[usize]>::to_vec).collect())
+}

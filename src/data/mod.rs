@@ -1,0 +1,10 @@
+//! Data: the IDX format, in-memory data sets with seeded minibatches and
+//! binarization, and Fashion-MNIST discovery with an embedded offline subset.
+
+pub mod dataset;
+pub mod fashion;
+pub mod idx;
+
+pub use dataset::{shuffled_batches, Binarization, Dataset};
+pub use fashion::{discover, embedded, load_dir, Splits, CLASS_NAMES};
+pub use idx::{encode_idx, parse_idx, read_idx, write_idx, IdxArray};

@@ -1,0 +1,99 @@
+//! Distribution families and the traits they implement.
+//!
+//! # Conventions
+//! - A distribution value is a **batch** of independent distributions over vectors of
+//!   length `N`: parameters have shape `(batch, N)`, events have shape `(batch, N)`
+//!   ([`Events`]), and [`Distribution::log_prob`] returns one number per example,
+//!   shape `(batch,)` ([`PerExample`]), **summed over the event's `N` dimensions**, in
+//!   nats.
+//! - Like dfdx's tensor operations, the methods that compute taped values **consume**
+//!   the distribution, because a dfdx tape has exactly one owner. To use a distribution
+//!   twice (say `rsample` and then an analytic KL), take [`Distribution::fork`] first:
+//!   the fork shares the parameters (and their tensor ids, so gradients accumulate in the
+//!   same place) but carries an empty tape; the original keeps the tape that leads back
+//!   to the encoder, so the original must end up in the loss.
+//! - All tapes inside one computation have the same type `T` (`OwnedTape<E, D>` while
+//!   training, `NoneTape` when evaluating); a data tensor without a tape enters a taped
+//!   computation through `x.retaped::<T>()`.
+
+use dfdx::prelude::*;
+
+use crate::error::Result;
+pub use crate::ops::{Events, PerExample};
+
+mod bernoulli;
+mod normal;
+
+pub use bernoulli::Bernoulli;
+pub use normal::{Normal, StandardNormal};
+
+/// A batch of probability distributions over `N`-dimensional events.
+///
+/// Implemented by every family in this module; implement it for your own family to
+/// use it as a prior, guide or likelihood in [`crate::Elbo`].
+pub trait Distribution<const N: usize, E: Dtype, D: Device<E>>: Sized {
+    /// The tape carried by the parameters (`OwnedTape<E, D>` or `NoneTape`).
+    type Tape: Tape<E, D>;
+
+    /// The number of distributions in the batch.
+    fn batch_size(&self) -> usize;
+
+    /// The device the parameters live on.
+    fn device(&self) -> D;
+
+    /// `log p(x)` for each example, summed over the event dimensions, in nats.
+    ///
+    /// Shapes: `x` is `(batch, N)`; the result is `(batch,)`.
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] if `x` has a different batch size.
+    fn log_prob(self, x: Events<N, E, D, Self::Tape>) -> Result<PerExample<E, D, Self::Tape>>;
+
+    /// One draw per distribution, without gradient. Shape `(batch, N)`.
+    /// Randomness comes from the device's generator (seed it with
+    /// `Cpu::seed_from_u64`).
+    fn sample(&self) -> Events<N, E, D>;
+
+    /// The mean `E[x]`, shape `(batch, N)`.
+    fn mean(self) -> Events<N, E, D, Self::Tape>;
+
+    /// A copy sharing the parameters (same tensor ids) with an empty tape. See the
+    /// module docs.
+    fn fork(&self) -> Self;
+
+    /// Repeats each distribution `n` times, sample-major (row `s·batch + b` is
+    /// distribution `b`): batch `batch` → `n·batch`. Used to draw `n` samples per
+    /// example in one batched pass.
+    fn repeat(self, n: usize) -> Self;
+}
+
+/// A distribution with a pathwise (reparameterized) sampler: `z = g(ε, θ)` with `ε`
+/// drawn from a fixed base distribution, so that `∂z/∂θ` exists (Kingma & Welling 2014,
+/// §2.4).
+pub trait Reparameterizable<const N: usize, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
+    /// One reparameterized draw per distribution, shape `(batch, N)`, whose tape carries
+    /// gradients back to the parameters. Draw `L` samples per example with
+    /// `self.repeat(L).rsample()`.
+    fn rsample(self) -> Events<N, E, D, Self::Tape>;
+}
+
+/// A distribution whose entropy has a closed form.
+pub trait Entropy<E: Dtype, D: Device<E>> {
+    /// The tape of the result.
+    type Tape: Tape<E, D>;
+    /// `H[p] = −E_p[log p(x)]` per example, summed over the event, in nats. Shape `(batch,)`.
+    fn entropy(self) -> PerExample<E, D, Self::Tape>;
+}
+
+/// Checks that a parameter tensor has `batch` rows.
+pub(crate) fn check_batch(context: &str, expected: usize, found: usize) -> Result<()> {
+    if expected == found {
+        Ok(())
+    } else {
+        Err(crate::Error::ShapeMismatch {
+            context: context.to_string(),
+            expected: format!("batch {expected}"),
+            found: format!("batch {found}"),
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The crate's one error type.
+//!
+//! Every fallible function in `latent` returns [`Result<T>`](Result). Bad input — a
+//! corrupt file, a shape that does not fit, an invalid setting, a loss that became
+//! NaN — is reported through a variant of [`Error`], never through a panic.
+
+use std::path::PathBuf;
+
+/// Every way an operation in `latent` can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file that could not be read or written.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file claimed to be in IDX format but is not a valid one.
+    #[error("malformed IDX file {path}: {reason}")]
+    MalformedIdx {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it, e.g. "bad magic number 0x12345678".
+        reason: String,
+    },
+
+    /// A tensor or a data set had a different shape than required.
+    #[error("shape mismatch in {context}: expected {expected}, found {found}")]
+    ShapeMismatch {
+        /// Where the mismatch was found.
+        context: String,
+        /// The shape that was required.
+        expected: String,
+        /// The shape that was given.
+        found: String,
+    },
+
+    /// A setting or a distribution parameter is outside its valid range.
+    #[error("invalid setting `{name}`: {reason}")]
+    InvalidSetting {
+        /// The setting or parameter, e.g. `samples` or `scale`.
+        name: String,
+        /// Why the value is invalid.
+        reason: String,
+    },
+
+    /// A computed quantity (usually the training loss) is NaN or infinite.
+    #[error("non-finite {what} at epoch {epoch}, step {step}: {value}")]
+    NonFinite {
+        /// What became non-finite, e.g. `loss`.
+        what: String,
+        /// The 1-based epoch in which it happened.
+        epoch: usize,
+        /// The 1-based optimizer step within that epoch.
+        step: usize,
+        /// The offending value.
+        value: f64,
+    },
+
+    /// The compute device (CPU allocator or CUDA) reported an error.
+    #[error("device error: {0}")]
+    Device(String),
+
+    /// A checkpoint could not be written or read back.
+    #[error("checkpoint error on {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// Encoding or decoding an image failed.
+    #[error("image error on {path}: {reason}")]
+    Image {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// `Result` with [`Error`] as its error type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::InvalidSetting`] for `name` with the given reason.
+    pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidSetting {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Converts a dfdx device error (allocation failure, CUDA error) into [`Error::Device`].
+    pub fn device(err: impl std::fmt::Debug) -> Self {
+        Error::Device(format!("{err:?}"))
+    }
+}

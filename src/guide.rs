@@ -1,0 +1,98 @@
+//! Amortized guides `q(z | x)`: an encoder network plus a distribution head.
+
+use dfdx::nn::modules::Linear;
+use dfdx::prelude::*;
+
+use crate::distributions::{Normal, Reparameterizable};
+use crate::error::{Error, Result};
+use crate::ops::{Events, Real};
+
+/// Maps an observation `x` to the variational posterior `q(z | x)` (amortized
+/// inference, Kingma & Welling 2014, §2.1; Gershman & Goodman 2014).
+///
+/// `X` is the input (a batch of observations, possibly with a condition attached);
+/// the posterior is a batch of `Z`-dimensional distributions, one per example.
+pub trait AmortizedGuide<X, const Z: usize, E: Dtype, D: Device<E>> {
+    /// The family of `q(z | x)`.
+    type Posterior: Reparameterizable<Z, E, D>;
+
+    /// `q(z | x)` for a batch of observations.
+    ///
+    /// # Errors
+    /// [`Error::Device`] if the network's forward pass fails on the device.
+    fn posterior(&self, x: X) -> Result<Self::Posterior>;
+}
+
+/// The standard VAE guide: `h = encoder(x)`, `μ = W_μ h + b_μ`, `log σ = W_σ h + b_σ`,
+/// `q(z | x) = N(μ, diag σ²)` (Kingma & Welling 2014, Appendix C.2).
+///
+/// `Enc` is any dfdx module mapping the input to `(batch, H)`; the two heads are
+/// `Linear<H, Z>`. The head outputs `log σ` (not the log-variance; `log σ = ½ log σ²`).
+#[derive(Debug, Clone)]
+pub struct DiagonalNormalGuide<Enc, const H: usize, const Z: usize, E: Dtype, D: Storage<E>> {
+    /// The encoder body, mapping `x` to features of shape `(batch, H)`.
+    pub encoder: Enc,
+    /// The head producing `μ`, shape `(batch, Z)`.
+    pub loc: Linear<H, Z, E, D>,
+    /// The head producing `log σ`, shape `(batch, Z)`.
+    pub log_scale: Linear<H, Z, E, D>,
+}
+
+impl<Enc, const H: usize, const Z: usize, E: Real, D: Device<E>>
+    DiagonalNormalGuide<Enc, H, Z, E, D>
+{
+    /// A guide around `encoder`, with freshly initialized heads on `device` (dfdx's
+    /// default `Linear` initialization, `U(−1/√H, 1/√H)`, as in PyTorch).
+    pub fn new(encoder: Enc, device: &D) -> Self {
+        Self {
+            encoder,
+            loc: BuildModule::build(device),
+            log_scale: BuildModule::build(device),
+        }
+    }
+}
+
+impl<Enc, const H: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+    for DiagonalNormalGuide<Enc, H, Z, E, D>
+where
+    Enc: TensorCollection<E, D>,
+{
+    type To<E2: Dtype, D2: Device<E2>> = DiagonalNormalGuide<Enc::To<E2, D2>, H, Z, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::module("encoder", |s| &s.encoder, |s| &mut s.encoder),
+                Self::module("loc", |s| &s.loc, |s| &mut s.loc),
+                Self::module("log_scale", |s| &s.log_scale, |s| &mut s.log_scale),
+            ),
+            |(encoder, loc, log_scale)| DiagonalNormalGuide {
+                encoder,
+                loc,
+                log_scale,
+            },
+        )
+    }
+}
+
+impl<X, Enc, const H: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+    AmortizedGuide<X, Z, E, D> for DiagonalNormalGuide<Enc, H, Z, E, D>
+where
+    Enc: Module<X, Output = Tensor<(usize, Const<H>), E, D, T>>,
+{
+    type Posterior = Normal<Z, E, D, T>;
+
+    fn posterior(&self, x: X) -> Result<Normal<Z, E, D, T>> {
+        let h = self.encoder.try_forward(x).map_err(Error::device)?;
+        // One tensor owns the tape: the log-scale branch gets an empty tape, and the
+        // tapes merge again when the two parameters meet in the loss.
+        let log_scale: Events<Z, E, D, T> = self
+            .log_scale
+            .try_forward(h.with_empty_tape())
+            .map_err(Error::device)?;
+        let loc: Events<Z, E, D, T> = self.loc.try_forward(h).map_err(Error::device)?;
+        Normal::new(loc, log_scale)
+    }
+}

@@ -1,0 +1,132 @@
+//! Kullback–Leibler divergences: closed forms for pairs that have one, and a Monte
+//! Carlo estimator for every other pair.
+//!
+//! `KL(q ‖ p) = E_q[log q(z) − log p(z)]`, per example, summed over the event
+//! dimensions, in nats.
+//!
+//! # Adding a closed form for your own pair
+//! Implement [`KlDivergence<P>`] for your `Q`:
+//! ```ignore
+//! impl<E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<MyPrior<E, D, T>> for MyPosterior<E, D, T> {
+//!     type Output = PerExample<E, D, T>;
+//!     fn kl_divergence(self, p: MyPrior<E, D, T>) -> Result<Self::Output> { /* … */ }
+//! }
+//! ```
+//! and return it from your model's
+//! [`LatentVariableModel::closed_form_kl`](crate::LatentVariableModel::closed_form_kl)
+//! so that [`Elbo`](crate::Elbo) uses it.
+
+use dfdx::prelude::*;
+
+use crate::distributions::{
+    check_batch, Bernoulli, Distribution, Normal, Reparameterizable, StandardNormal,
+};
+use crate::error::{Error, Result};
+use crate::ops::{cst, mean_over_samples, PerExample, Real};
+
+/// `KL(self ‖ p)` in closed form.
+///
+/// Both arguments are consumed (use [`Distribution::fork`] to keep one).
+pub trait KlDivergence<P> {
+    /// Per-example KL, shape `(batch,)`, in nats.
+    type Output;
+    /// `KL(self ‖ p)`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the batch sizes differ.
+    fn kl_divergence(self, p: P) -> Result<Self::Output>;
+}
+
+/// `KL(N(μ₁, σ₁²) ‖ N(μ₂, σ₂²)) = Σ_i log σ₂ − log σ₁ + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½`
+/// (e.g. Bishop 2006, exercise 1.30 generalized per dimension).
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Normal<N, E, D, T>>
+    for Normal<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Normal<N, E, D, T>) -> Result<Self::Output> {
+        check_batch("KL(Normal‖Normal)", self.batch_size(), p.batch_size())?;
+        // log-ratio of scales, and the squared ratio terms in log space for stability.
+        let q_ls = self.log_scale.with_empty_tape();
+        let p_ls = p.log_scale.with_empty_tape();
+        let log_ratio = p.log_scale - self.log_scale; // log σ₂ − log σ₁
+        let var_ratio = ((q_ls - p_ls.with_empty_tape()) * cst::<E>(2.0)).exp(); // σ₁²/σ₂²
+        let diff = (self.loc - p.loc) * (-p_ls).exp(); // (μ₁ − μ₂)/σ₂
+        let kl = log_ratio + (var_ratio + diff.square()) * cst::<E>(0.5) - cst::<E>(0.5);
+        Ok(kl.sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// `KL(N(μ, σ²) ‖ N(0, I)) = Σ_i ½(σ_i² + μ_i² − 1) − log σ_i`
+/// (Kingma & Welling 2014, Appendix B).
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+    KlDivergence<StandardNormal<N, E, D, T>> for Normal<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: StandardNormal<N, E, D, T>) -> Result<Self::Output> {
+        check_batch("KL(Normal‖StandardNormal)", self.batch_size(), p.batch_size())?;
+        let ls = self.log_scale.with_empty_tape();
+        let var = (self.log_scale * cst::<E>(2.0)).exp();
+        let kl = (var + self.loc.square() - cst::<E>(1.0)) * cst::<E>(0.5) - ls;
+        Ok(kl.sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// `KL(Bern(σ(a)) ‖ Bern(σ(b))) = Σ_i σ(a)(a − b) + log σ(−a) − log σ(−b)`
+/// `= Σ_i σ(a)(a − b) − softplus(a) + softplus(b)`.
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Bernoulli<N, E, D, T>>
+    for Bernoulli<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Bernoulli<N, E, D, T>) -> Result<Self::Output> {
+        check_batch("KL(Bernoulli‖Bernoulli)", self.batch_size(), p.batch_size())?;
+        let a = self.logits;
+        let a2 = a.with_empty_tape();
+        let a3 = a.with_empty_tape();
+        let b = p.logits;
+        let b2 = b.with_empty_tape();
+        let pa = a2.sigmoid();
+        // softplus(x) = BCEWithLogits(x, 0)
+        let zeros = a3.device().zeros_like(a3.shape()).put_tape(T::default());
+        let zeros2 = a3.device().zeros_like(a3.shape()).put_tape(T::default());
+        let sp_a = a3.bce_with_logits(zeros);
+        let sp_b = b2.bce_with_logits(zeros2);
+        let kl = (a - b) * pa - sp_a + sp_b;
+        Ok(kl.sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// Monte Carlo estimate of `KL(q ‖ p) ≈ (1/L) Σ_{l=1}^{L} log q(z_l) − log p(z_l)`,
+/// `z_l ~ q` drawn by [`Reparameterizable::rsample`], so the estimate is differentiable
+/// in `q`'s (and `p`'s) parameters. Unbiased for any pair; use it where no closed form
+/// exists (e.g. a Normal posterior against a mixture prior).
+///
+/// Shapes: `q` and `p` are batches of the same size `B`; the result is `(B,)`.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] if `samples == 0`; [`Error::ShapeMismatch`] if the batch
+/// sizes differ.
+pub fn monte_carlo_kl<const N: usize, E, D, T, Q, P>(
+    q: Q,
+    p: P,
+    samples: usize,
+) -> Result<PerExample<E, D, T>>
+where
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+    Q: Reparameterizable<N, E, D, Tape = T>,
+    P: Distribution<N, E, D, Tape = T>,
+{
+    if samples == 0 {
+        return Err(Error::invalid("samples", "the Monte Carlo KL needs at least 1 sample"));
+    }
+    check_batch("monte_carlo_kl", q.batch_size(), p.batch_size())?;
+    let q_lp = q.fork().repeat(samples);
+    let z = q.repeat(samples).rsample();
+    let log_q = q_lp.log_prob(z.with_empty_tape())?;
+    let log_p = p.repeat(samples).log_prob(z)?;
+    Ok(mean_over_samples(log_q - log_p, samples))
+}

@@ -1,0 +1,58 @@
+//! # latent
+//!
+//! Probabilistic programming for latent-variable models, trained by amortized
+//! variational inference on [dfdx](https://docs.rs/dfdx/0.13.0) (CPU, or CUDA with the
+//! `cuda` feature).
+//!
+//! The parts:
+//! - [`distributions`]: families with `log_prob`, `sample`, `rsample`, `entropy`;
+//! - [`kl`]: closed-form KL divergences and a Monte Carlo fallback;
+//! - [`guide`]: amortized guides `q(z | x)`;
+//! - [`model`]: the [`LatentVariableModel`] interface (prior, likelihood, guide);
+//! - [`elbo`]: the ELBO estimator with `L` samples, β and a choice of KL estimator;
+//! - [`data`], [`train`], [`viz`]: Fashion-MNIST (and any IDX data), a trainer with
+//!   checkpoints and metrics, and PNG image grids.
+//!
+//! Ready models (the VAE and its variants) live in the `latent-models` crate.
+//!
+//! # Units
+//! Log-densities, ELBOs and KLs are in **nats per example**, summed over the event
+//! dimensions (e.g. over the 784 pixels of an image).
+//!
+//! # A dfdx trap this crate handles for you
+//! In dfdx 0.13 gradients are stored by tensor id; `retaped()` and `clone()` keep
+//! the id, so they are not a stop-gradient. Use [`ops::detach`].
+
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod distributions;
+pub mod elbo;
+pub mod error;
+pub mod guide;
+pub mod kl;
+pub mod model;
+pub mod ops;
+pub mod train;
+pub mod viz;
+
+pub use distributions::{Bernoulli, Distribution, Entropy, Normal, Reparameterizable, StandardNormal};
+pub use elbo::{Elbo, ElboTerms, KlEstimator};
+pub use error::{Error, Result};
+pub use guide::{AmortizedGuide, DiagonalNormalGuide};
+pub use kl::{monte_carlo_kl, KlDivergence};
+pub use model::LatentVariableModel;
+pub use ops::{detach, Events, PerExample, Real};
+
+/// The names most programs need: `use latent::prelude::*;`.
+pub mod prelude {
+    pub use crate::distributions::{
+        Bernoulli, Distribution, Entropy, Normal, Reparameterizable, StandardNormal,
+    };
+    pub use crate::elbo::{Elbo, ElboTerms, KlEstimator};
+    pub use crate::error::{Error, Result};
+    pub use crate::guide::{AmortizedGuide, DiagonalNormalGuide};
+    pub use crate::kl::{monte_carlo_kl, KlDivergence};
+    pub use crate::model::LatentVariableModel;
+    pub use crate::ops::{detach, Events, PerExample, Real};
+}

@@ -1,0 +1,56 @@
+//! The interface between a latent-variable model and the estimators.
+
+use dfdx::prelude::*;
+
+use crate::distributions::{Distribution, Reparameterizable};
+use crate::error::Result;
+use crate::ops::{Events, PerExample, Real};
+
+/// A latent-variable model `p(x, z) = p(z) p(x | z)` with an amortized guide `q(z | x)`,
+/// over observations in `R^X` (or `{0,1}^X`) and latents in `R^Z`.
+///
+/// This is what [`Elbo`](crate::Elbo) and the trainer consume. `T` is the tape of the
+/// computation: implement the trait for every `T: Tape<E, D>` (as the models in
+/// `latent-models` do) so the model can be both trained (`OwnedTape`) and evaluated
+/// (`NoneTape`).
+pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+{
+    /// The family of the guide `q(z | x)`.
+    type Posterior: Reparameterizable<Z, E, D, Tape = T>;
+    /// The family of the prior `p(z)`.
+    type Prior: Distribution<Z, E, D, Tape = T>;
+    /// The family of the likelihood `p(x | z)`.
+    type Likelihood: Distribution<X, E, D, Tape = T>;
+
+    /// `q(z | x)` for a batch `x` of shape `(batch, X)`.
+    ///
+    /// # Errors
+    /// Whatever the guide's network reports (e.g. [`crate::Error::Device`]).
+    fn guide(&self, x: Events<X, E, D, T>) -> Result<Self::Posterior>;
+
+    /// The prior `p(z)`, repeated for `batch` examples.
+    ///
+    /// # Errors
+    /// Whatever a learned prior's network reports.
+    fn prior(&self, batch: usize, device: &D) -> Result<Self::Prior>;
+
+    /// `p(x | z)` for a batch of latents `z` of shape `(batch, Z)`.
+    ///
+    /// # Errors
+    /// Whatever the decoder reports.
+    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Self::Likelihood>;
+
+    /// `KL(q ‖ p)` in closed form when the pair has one, shape `(batch,)`, in nats;
+    /// `None` (the default) makes [`Elbo`](crate::Elbo) estimate it by Monte Carlo.
+    ///
+    /// Implementations take [`Distribution::fork`]s of `q` and `p` and call
+    /// [`KlDivergence::kl_divergence`](crate::KlDivergence::kl_divergence).
+    fn closed_form_kl(
+        &self,
+        q: &Self::Posterior,
+        p: &Self::Prior,
+    ) -> Option<Result<PerExample<E, D, T>>> {
+        let _ = (q, p);
+        None
+    }
+}

@@ -1,0 +1,111 @@
+//! Small tensor helpers shared by the distributions and estimators.
+//!
+//! The one that matters is [`detach`]: a correct stop-gradient for dfdx 0.13
+//! (see the module docs of the crate for why `retaped` alone is not one).
+
+use dfdx::prelude::*;
+
+/// A batch of `N`-dimensional events: shape `(batch, N)`.
+pub type Events<const N: usize, E, D, T = NoneTape> = Tensor<(usize, Const<N>), E, D, T>;
+
+/// One value per example: shape `(batch,)`.
+pub type PerExample<E, D, T = NoneTape> = Tensor<(usize,), E, D, T>;
+
+/// Converts an `f64` constant into the dtype `E`.
+///
+/// # Panics
+/// Never for `f32` and `f64` (the dtypes this crate supports); `E::from_f64` only
+/// fails for integer dtypes.
+#[inline]
+pub fn cst<E: Dtype>(x: f64) -> E {
+    E::from_f64(x).unwrap_or_default()
+}
+
+/// `ln(2π)`.
+pub const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// Stop-gradient: a tape-less copy of `t` with a **new tensor id**.
+///
+/// In dfdx 0.13 gradients are stored by tensor id, and `retaped::<NoneTape>()` or
+/// `clone()` keep the id. A "detached" tensor made that way and then used in a taped
+/// operation still receives gradient under the original id, which flows back into
+/// whatever produced `t`. `detach` routes the data through an identity operation
+/// (`x · 1`) that allocates a new id, so no gradient computed downstream of the
+/// result can reach `t`'s producers. This is `sg[·]` of van den Oord et al. 2017
+/// (VQ-VAE, eq. 3) and `torch.Tensor.detach` in PyTorch.
+///
+/// Shapes: any; the result has the shape and values of `t`.
+pub fn detach<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    t: &Tensor<S, E, D, T>,
+) -> Tensor<S, E, D> {
+    t.retaped::<NoneTape>() * cst::<E>(1.0)
+}
+
+/// Repeats every row of `t` `n` times, sample-major: row `s·batch + b` of the result
+/// is row `b` of `t`. Shape `(batch, N)` → `(n·batch, N)`. Gradients flow back summed
+/// over the copies.
+pub fn repeat_rows<const N: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    t: Events<N, E, D, T>,
+    n: usize,
+) -> Events<N, E, D, T> {
+    if n == 1 {
+        return t;
+    }
+    let b = t.shape().0;
+    t.broadcast_like::<_, Axis<0>>(&(n, b, Const::<N>))
+        .reshape_like(&(n * b, Const::<N>))
+}
+
+/// Averages a per-sample quantity over its `n` samples: shape `(n·batch,)` (sample-major,
+/// as produced by [`repeat_rows`]) → `(batch,)`.
+pub fn mean_over_samples<E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    t: PerExample<E, D, T>,
+    n: usize,
+) -> PerExample<E, D, T> {
+    if n == 1 {
+        return t;
+    }
+    let b = t.shape().0 / n;
+    t.reshape_like(&(n, b)).mean::<(usize,), Axis<0>>()
+}
+
+/// Host-side copy of a per-example tensor as `f64`s.
+pub fn to_f64_vec<S: Shape, E: Dtype, D: Device<E>, T>(t: &Tensor<S, E, D, T>) -> Vec<f64> {
+    t.as_vec()
+        .into_iter()
+        .map(|v| v.to_f64().unwrap_or(f64::NAN))
+        .collect()
+}
+
+/// The floating-point dtypes `latent` computes in: `f32` (training) and `f64` (tests of
+/// identities). Bundles what dfdx needs to build layers and draw random tensors.
+pub trait Real:
+    Dtype + num_traits::Float + rand_distr::uniform::SampleUniform + std::fmt::Display
+{
+    /// A tensor shaped like `like` of independent `N(0, 1)` draws from `dev`'s generator.
+    fn standard_normal<S: HasShape, D: SampleTensor<Self>>(dev: &D, like: &S)
+        -> Tensor<S::Shape, Self, D>;
+    /// A tensor shaped like `like` of independent `U[0, 1)` draws from `dev`'s generator.
+    fn uniform01<S: HasShape, D: SampleTensor<Self>>(dev: &D, like: &S) -> Tensor<S::Shape, Self, D>;
+}
+
+macro_rules! impl_real {
+    ($t:ty) => {
+        impl Real for $t {
+            fn standard_normal<S: HasShape, D: SampleTensor<Self>>(
+                dev: &D,
+                like: &S,
+            ) -> Tensor<S::Shape, Self, D> {
+                dev.sample_normal_like(like)
+            }
+            fn uniform01<S: HasShape, D: SampleTensor<Self>>(
+                dev: &D,
+                like: &S,
+            ) -> Tensor<S::Shape, Self, D> {
+                dev.sample_uniform_like(like)
+            }
+        }
+    };
+}
+impl_real!(f32);
+impl_real!(f64);
