@@ -1,1 +1,16 @@
-pub fn x(){}
+//! # latent-models
+//!
+//! Ready latent-variable models built only from the public parts of
+//! [`latent`]: one model per file.
+//!
+//! - [`Vae`]: the variational autoencoder with any encoder and decoder networks;
+//! - [`MlpVae`] / [`mlp_vae`]: the classic MLP VAE for flattened images
+//!   (the reference model is 784-400-20).
+
+#![warn(missing_docs)]
+
+pub mod mlp;
+pub mod vae;
+
+pub use mlp::{mlp_vae, MlpDecoder, MlpEncoder, MlpVae};
+pub use vae::Vae;

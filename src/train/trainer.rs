@@ -1,0 +1,305 @@
+//! The training loop: Adam on the negative objective of an [`Elbo`], with seeded
+//! shuffling, binarization, a progress bar, per-epoch metrics and checkpoints.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use dfdx::optim::{Adam, AdamConfig};
+use dfdx::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use super::checkpoint::save_checkpoint;
+use super::metrics::{EpochMetrics, MetricsLog};
+use crate::data::{shuffled_batches, Binarization, Dataset};
+use crate::elbo::Elbo;
+use crate::error::{Error, Result};
+use crate::model::LatentVariableModel;
+use crate::ops::{to_f64_vec, Real};
+
+/// Training settings. The defaults are those of the reference PyTorch VAE: Adam with
+/// learning rate 1e-3, batch 128, 10 epochs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Passes over the training set (≥ 1).
+    pub epochs: usize,
+    /// Images per optimizer step (≥ 1).
+    pub batch_size: usize,
+    /// Adam's learning rate (positive, finite).
+    pub lr: f64,
+    /// Seeds shuffling and binarization (seed the device separately for `ε`).
+    pub seed: u64,
+    /// How pixels become observations.
+    pub binarization: Binarization,
+    /// Show a progress bar with the running loss on stderr.
+    pub progress: bool,
+    /// Where `metrics.jsonl` and `checkpoint.safetensors` go; nothing is written if unset.
+    pub out_dir: Option<PathBuf>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 128,
+            lr: 1e-3,
+            seed: 0,
+            binarization: Binarization::None,
+            progress: false,
+            out_dir: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] for zero epochs or batch size, or a learning rate that
+    /// is not positive and finite.
+    pub fn validated(self) -> Result<Self> {
+        if self.epochs == 0 {
+            return Err(Error::invalid("epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch_size", "must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::invalid(
+                "lr",
+                format!("must be positive and finite, got {}", self.lr),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// The mean ELBO and its parts over a data set, in nats per image.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalReport {
+    /// Mean ELBO (negative; higher is better).
+    pub elbo: f64,
+    /// Mean `E_q[log p(x|z)]`.
+    pub reconstruction: f64,
+    /// Mean `KL(q(z|x) ‖ p(z))`.
+    pub kl: f64,
+    /// Number of images evaluated.
+    pub n: usize,
+}
+
+/// What [`fit`] returns: the per-epoch metrics and the overall throughput.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainReport {
+    /// One entry per epoch.
+    pub epochs: Vec<EpochMetrics>,
+    /// Images per second over all training steps (evaluation excluded).
+    pub train_images_per_s: f64,
+    /// Seconds spent in training steps.
+    pub train_seconds: f64,
+}
+
+/// Evaluates `elbo` on all of `data` without gradients, in batches of `batch_size`.
+/// `data` is used as given (binarize it first if the model was trained on binary data).
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if the images do not have `X` pixels; [`Error::NonFinite`]
+/// (epoch 0) if the ELBO is NaN or infinite; errors of the estimator.
+pub fn evaluate<const X: usize, const Z: usize, E, D, M>(
+    model: &M,
+    elbo: &Elbo,
+    data: &Dataset,
+    device: &D,
+    batch_size: usize,
+) -> Result<EvalReport>
+where
+    E: Real,
+    D: Device<E>,
+    M: LatentVariableModel<X, Z, E, D, NoneTape>,
+{
+    if batch_size == 0 {
+        return Err(Error::invalid("batch_size", "must be at least 1"));
+    }
+    let (mut e, mut r, mut k) = (0.0, 0.0, 0.0);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(batch_size) {
+        let x = data.batch::<X, E, D>(device, chunk, None)?;
+        let terms = elbo.estimate::<X, Z, E, D, NoneTape, M>(model, x)?;
+        e += to_f64_vec(&terms.elbo).iter().sum::<f64>();
+        r += to_f64_vec(&terms.reconstruction).iter().sum::<f64>();
+        k += to_f64_vec(&terms.kl).iter().sum::<f64>();
+    }
+    let n = data.len().max(1) as f64;
+    let report = EvalReport {
+        elbo: e / n,
+        reconstruction: r / n,
+        kl: k / n,
+        n: data.len(),
+    };
+    if !report.elbo.is_finite() {
+        return Err(Error::NonFinite {
+            what: "test ELBO".into(),
+            epoch: 0,
+            step: 0,
+            value: report.elbo,
+        });
+    }
+    Ok(report)
+}
+
+/// The test split as the model sees it: binarized once with a fixed seed for
+/// `Static` and `Dynamic`, unchanged for `None`.
+pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Dataset {
+    match binarization {
+        Binarization::None => test.clone(),
+        Binarization::Static | Binarization::Dynamic => {
+            test.binarized(&mut StdRng::seed_from_u64(seed ^ 0x7e57))
+        }
+    }
+}
+
+/// Trains `model` with Adam on `−mean(objective)` of `elbo` over `train`, evaluating
+/// on `test` (prepared with [`prepare_test`]) after every epoch.
+///
+/// After each epoch it appends an [`EpochMetrics`] line to `out_dir/metrics.jsonl` and
+/// writes `out_dir/checkpoint.safetensors` atomically (when `out_dir` is set).
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for invalid settings; [`Error::NonFinite`] naming epoch and
+/// step as soon as a training loss is NaN or infinite — no update is applied with it,
+/// and the checkpoint of the last completed epoch stays intact; I/O and checkpoint
+/// errors; the estimator's errors.
+pub fn fit<const X: usize, const Z: usize, E, D, M>(
+    model: &mut M,
+    elbo: &Elbo,
+    train: &Dataset,
+    test: &Dataset,
+    config: &TrainConfig,
+    device: &D,
+) -> Result<TrainReport>
+where
+    E: Real + dfdx::tensor::safetensors::SafeDtype,
+    D: Device<E>,
+    M: TensorCollection<E, D>
+        + LatentVariableModel<X, Z, E, D, OwnedTape<E, D>>
+        + LatentVariableModel<X, Z, E, D, NoneTape>,
+{
+    let config = config.clone().validated()?;
+    let elbo = elbo.validated()?;
+    if train.is_empty() {
+        return Err(Error::invalid("train", "the training set is empty"));
+    }
+    let mut rng = StdRng::seed_from_u64(config.seed);
+    let train = match config.binarization {
+        Binarization::Static => train.binarized(&mut rng),
+        _ => train.clone(),
+    };
+    let test = prepare_test(test, config.binarization, config.seed);
+    let mut log = match &config.out_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            Some(MetricsLog::create(dir.join("metrics.jsonl"))?)
+        }
+        None => None,
+    };
+
+    let mut opt = Adam::new(
+        model,
+        AdamConfig {
+            lr: config.lr,
+            ..Default::default()
+        },
+    );
+    let mut grads = model.try_alloc_grads().map_err(Error::device)?;
+    let mut report = TrainReport {
+        epochs: Vec::new(),
+        train_images_per_s: 0.0,
+        train_seconds: 0.0,
+    };
+    let mut total_images = 0usize;
+
+    for epoch in 1..=config.epochs {
+        let batches = shuffled_batches(train.len(), config.batch_size, &mut rng)?;
+        let bar = progress_bar(&config, epoch, batches.len());
+        let start = Instant::now();
+        let (mut loss_sum, mut seen) = (0.0, 0usize);
+        for (step, idx) in batches.iter().enumerate() {
+            let dynamic: Option<&mut dyn rand::RngCore> = match config.binarization {
+                Binarization::Dynamic => Some(&mut rng),
+                _ => None,
+            };
+            let x = train.batch::<X, E, D>(device, idx, dynamic)?;
+            let terms = elbo.estimate::<X, Z, E, D, OwnedTape<E, D>, M>(model, x.traced(grads))?;
+            let loss = terms.loss();
+            let value = to_f64_vec(&loss)[0];
+            if !value.is_finite() {
+                bar.abandon();
+                return Err(Error::NonFinite {
+                    what: "training loss".into(),
+                    epoch,
+                    step: step + 1,
+                    value,
+                });
+            }
+            grads = loss.backward();
+            opt.update(model, &grads)
+                .map_err(|e| Error::invalid("model", format!("optimizer update failed: {e:?}")))?;
+            model.zero_grads(&mut grads);
+            loss_sum += value * idx.len() as f64;
+            seen += idx.len();
+            bar.inc(1);
+            if step % 10 == 0 {
+                bar.set_message(format!("loss {:.2}", loss_sum / seen as f64));
+            }
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        total_images += seen;
+        report.train_seconds += seconds;
+
+        let eval = evaluate::<X, Z, E, D, M>(model, &elbo, &test, device, 1000)?;
+        let metrics = EpochMetrics {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            test_elbo: eval.elbo,
+            test_reconstruction: eval.reconstruction,
+            test_kl: eval.kl,
+            train_images_per_s: seen as f64 / seconds,
+            train_seconds: seconds,
+        };
+        if config.progress {
+            eprintln!(
+                "epoch {epoch}/{}: train loss {:.2}, test ELBO {:.2} (rec {:.2}, KL {:.2}), {:.0} images/s",
+                config.epochs,
+                metrics.train_loss,
+                metrics.test_elbo,
+                metrics.test_reconstruction,
+                metrics.test_kl,
+                metrics.train_images_per_s
+            );
+        }
+        if let Some(log) = log.as_mut() {
+            log.append(&metrics)?;
+        }
+        if let Some(dir) = &config.out_dir {
+            save_checkpoint::<E, D, M>(model, dir.join("checkpoint.safetensors"))?;
+        }
+        report.epochs.push(metrics);
+    }
+    report.train_images_per_s = total_images as f64 / report.train_seconds.max(1e-9);
+    Ok(report)
+}
+
+fn progress_bar(config: &TrainConfig, epoch: usize, steps: usize) -> indicatif::ProgressBar {
+    if !config.progress {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(steps as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("{epoch}/{}", config.epochs));
+    bar
+}
