@@ -1,0 +1,147 @@
+//! The IDX reader and writer, Fashion-MNIST discovery and batching.
+
+use dfdx::prelude::*;
+use latent::data::{
+    discover, embedded, load_dir, parse_idx, read_idx, shuffled_batches, write_idx, Binarization,
+    Dataset, IdxArray,
+};
+use latent::Error;
+use rand::SeedableRng;
+
+fn sample_images(n: usize) -> (IdxArray, IdxArray) {
+    let images = IdxArray {
+        dims: vec![n, 28, 28],
+        data: (0..n * 784).map(|i| (i * 7 % 256) as u8).collect(),
+    };
+    let labels = IdxArray {
+        dims: vec![n],
+        data: (0..n).map(|i| (i % 10) as u8).collect(),
+    };
+    (images, labels)
+}
+
+#[test]
+fn idx_round_trips_raw_and_gzip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, labels) = sample_images(5);
+    for name in ["images-idx3-ubyte", "images-idx3-ubyte.gz"] {
+        let path = dir.path().join(name);
+        write_idx(&path, &images).unwrap();
+        assert_eq!(read_idx(&path).unwrap(), images);
+    }
+    let path = dir.path().join("labels.gz");
+    write_idx(&path, &labels).unwrap();
+    let back = read_idx(&path).unwrap();
+    assert_eq!(back.dims, vec![5]);
+    assert_eq!(back.data, vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn idx_rejects_wrong_magic_truncation_and_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, _) = sample_images(3);
+    let good = latent::data::encode_idx(&images).unwrap();
+    let p = std::path::Path::new("x");
+
+    let mut bad_magic = good.clone();
+    bad_magic[0] = 0x12;
+    let e = parse_idx(&bad_magic, p).unwrap_err();
+    assert!(matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("magic")), "{e}");
+
+    let mut bad_type = good.clone();
+    bad_type[2] = 0x0D; // float
+    assert!(matches!(parse_idx(&bad_type, p), Err(Error::MalformedIdx { .. })));
+
+    let e = parse_idx(&good[..good.len() - 1], p).unwrap_err();
+    assert!(matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("truncated data")), "{e}");
+    let e = parse_idx(&good[..10], p).unwrap_err();
+    assert!(matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("truncated header")), "{e}");
+    assert!(matches!(parse_idx(&good[..2], p), Err(Error::MalformedIdx { .. })));
+
+    let mut trailing = good.clone();
+    trailing.push(0);
+    assert!(matches!(parse_idx(&trailing, p), Err(Error::MalformedIdx { .. })));
+
+    // A truncated gzip file on disk.
+    let path = dir.path().join("t.gz");
+    write_idx(&path, &images).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let e = read_idx(&path).unwrap_err();
+    assert!(matches!(&e, Error::MalformedIdx { path: ep, .. } if ep == &path), "{e}");
+
+    let e = read_idx(dir.path().join("missing")).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+}
+
+#[test]
+fn load_dir_reads_mnist_style_files_and_names_missing_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, labels) = sample_images(6);
+    write_idx(dir.path().join("train-images-idx3-ubyte.gz"), &images).unwrap();
+    write_idx(dir.path().join("train-labels-idx1-ubyte"), &labels).unwrap();
+    write_idx(dir.path().join("t10k-images-idx3-ubyte"), &images).unwrap();
+    let e = load_dir(dir.path()).unwrap_err();
+    assert!(e.to_string().contains("t10k-labels-idx1-ubyte"), "{e}");
+    write_idx(dir.path().join("t10k-labels-idx1-ubyte.gz"), &labels).unwrap();
+    let splits = discover(Some(dir.path().to_str().unwrap())).unwrap();
+    assert_eq!((splits.train.len(), splits.test.len(), splits.train.dim()), (6, 6, 784));
+
+    // Labels that do not match the images are a shape error.
+    let wrong = IdxArray { dims: vec![5], data: vec![0; 5] };
+    write_idx(dir.path().join("t10k-labels-idx1-ubyte.gz"), &wrong).unwrap();
+    assert!(matches!(load_dir(dir.path()), Err(Error::ShapeMismatch { .. })));
+}
+
+#[test]
+fn embedded_subset_is_real_fashion_mnist() {
+    let s = embedded().unwrap();
+    assert_eq!((s.train.len(), s.test.len()), (4000, 1000));
+    assert_eq!((s.train.rows, s.train.cols), (28, 28));
+    // Every class is present, roughly balanced.
+    for c in 0..10u8 {
+        let count = s.train.labels.iter().filter(|&&l| l == c).count();
+        assert!((300..=500).contains(&count), "class {c}: {count}");
+    }
+    // The first training image of Fashion-MNIST is an ankle boot (label 9).
+    assert_eq!(s.train.labels[0], 9);
+    assert_eq!(discover(Some("embedded")).unwrap().source, "embedded");
+}
+
+#[test]
+fn batches_are_seeded_and_cover_the_data() {
+    let mut r1 = rand::rngs::StdRng::seed_from_u64(3);
+    let mut r2 = rand::rngs::StdRng::seed_from_u64(3);
+    let a = shuffled_batches(10, 4, &mut r1).unwrap();
+    assert_eq!(a, shuffled_batches(10, 4, &mut r2).unwrap());
+    assert_eq!(a.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 4, 2]);
+    let mut all: Vec<usize> = a.concat();
+    all.sort();
+    assert_eq!(all, (0..10).collect::<Vec<_>>());
+    assert!(shuffled_batches(10, 0, &mut r1).is_err());
+}
+
+#[test]
+fn batch_scales_and_binarizes() {
+    let dev = Cpu::default();
+    let (images, labels) = sample_images(3);
+    let ds = Dataset::from_idx(images, labels).unwrap();
+    let x = ds.batch::<784, f32, Cpu>(&dev, &[2, 0], None).unwrap();
+    let v = x.as_vec();
+    assert_eq!(v.len(), 2 * 784);
+    assert_eq!(v[784], 0.0);
+    assert!((v[785] - 7.0 / 255.0).abs() < 1e-7);
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let xb = ds.batch::<784, f32, Cpu>(&dev, &[0, 1, 2], Some(&mut rng)).unwrap().as_vec();
+    assert!(xb.iter().all(|&b| b == 0.0 || b == 1.0));
+    // Mean of the binarized pixels is close to the mean intensity.
+    let mean_b = xb.iter().sum::<f32>() / xb.len() as f32;
+    let mean_i = ds.images.iter().map(|&p| p as f32 / 255.0).sum::<f32>() / xb.len() as f32;
+    assert!((mean_b - mean_i).abs() < 0.03, "{mean_b} vs {mean_i}");
+
+    assert!(matches!(ds.batch::<100, f32, Cpu>(&dev, &[0], None), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(ds.batch::<784, f32, Cpu>(&dev, &[3], None), Err(Error::InvalidSetting { .. })));
+    assert!("sometimes".parse::<Binarization>().is_err());
+    assert_eq!("dynamic".parse::<Binarization>().unwrap(), Binarization::Dynamic);
+}
