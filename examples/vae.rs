@@ -226,10 +226,14 @@ fn write_pictures<const H: usize, const Z: usize>(
     let n = (4 * cols).min(test.len());
     let idx: Vec<usize> = (0..n).collect();
     let x = test.batch::<X, f32, AutoDevice>(dev, &idx, None)?;
-    let q = <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::guide(model, x.clone())?;
-    let recon = <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::likelihood(model, q.mean())?
-        .mean()
-        .as_vec();
+    let q =
+        <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::guide(model, x.clone())?;
+    let recon = <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::likelihood(
+        model,
+        q.mean(),
+    )?
+    .mean()
+    .as_vec();
     let orig = x.as_vec();
     let mut grid = Vec::with_capacity(2 * n * X);
     for start in (0..n).step_by(cols) {
@@ -239,10 +243,14 @@ fn write_pictures<const H: usize, const Z: usize>(
     }
     save_image_grid(out.join("reconstructions.png"), &grid, 28, 28, cols)?;
 
-    let prior = <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::prior(model, 64, dev)?;
-    let samples = <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::likelihood(model, prior.sample())?
-        .mean()
-        .as_vec();
+    let prior =
+        <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::prior(model, 64, dev)?;
+    let samples = <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::likelihood(
+        model,
+        prior.sample(),
+    )?
+    .mean()
+    .as_vec();
     save_image_grid(out.join("samples.png"), &samples, 28, 28, 8)?;
     Ok(())
 }

@@ -104,7 +104,10 @@ impl Elbo {
     /// [`Error::InvalidSetting`] for `samples == 0` or a negative or non-finite `beta`.
     pub fn validated(self) -> Result<Self> {
         if self.samples == 0 {
-            return Err(Error::invalid("samples", "the ELBO needs at least 1 sample"));
+            return Err(Error::invalid(
+                "samples",
+                "the ELBO needs at least 1 sample",
+            ));
         }
         if !(self.beta.is_finite() && self.beta >= 0.0) {
             return Err(Error::invalid(

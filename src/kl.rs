@@ -6,7 +6,7 @@
 //!
 //! # Adding a closed form for your own pair
 //! Implement [`KlDivergence<P>`] for your `Q`:
-//! ```ignore
+//! ```text
 //! impl<E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<MyPrior<E, D, T>> for MyPosterior<E, D, T> {
 //!     type Output = PerExample<E, D, T>;
 //!     fn kl_divergence(self, p: MyPrior<E, D, T>) -> Result<Self::Output> { /* … */ }
@@ -59,13 +59,17 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Normal<N
 
 /// `KL(N(μ, σ²) ‖ N(0, I)) = Σ_i ½(σ_i² + μ_i² − 1) − log σ_i`
 /// (Kingma & Welling 2014, Appendix B).
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-    KlDivergence<StandardNormal<N, E, D, T>> for Normal<N, E, D, T>
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<StandardNormal<N, E, D, T>>
+    for Normal<N, E, D, T>
 {
     type Output = PerExample<E, D, T>;
 
     fn kl_divergence(self, p: StandardNormal<N, E, D, T>) -> Result<Self::Output> {
-        check_batch("KL(Normal‖StandardNormal)", self.batch_size(), p.batch_size())?;
+        check_batch(
+            "KL(Normal‖StandardNormal)",
+            self.batch_size(),
+            p.batch_size(),
+        )?;
         let ls = self.log_scale.with_empty_tape();
         let var = (self.log_scale * cst::<E>(2.0)).exp();
         let kl = (var + self.loc.square() - cst::<E>(1.0)) * cst::<E>(0.5) - ls;
@@ -121,7 +125,10 @@ where
     P: Distribution<N, E, D, Tape = T>,
 {
     if samples == 0 {
-        return Err(Error::invalid("samples", "the Monte Carlo KL needs at least 1 sample"));
+        return Err(Error::invalid(
+            "samples",
+            "the Monte Carlo KL needs at least 1 sample",
+        ));
     }
     check_batch("monte_carlo_kl", q.batch_size(), p.batch_size())?;
     let q_lp = q.fork().repeat(samples);

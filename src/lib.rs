@@ -36,7 +36,9 @@ pub mod ops;
 pub mod train;
 pub mod viz;
 
-pub use distributions::{Bernoulli, Distribution, Entropy, Normal, Reparameterizable, StandardNormal};
+pub use distributions::{
+    Bernoulli, Distribution, Entropy, Normal, Reparameterizable, StandardNormal,
+};
 pub use elbo::{Elbo, ElboTerms, KlEstimator};
 pub use error::{Error, Result};
 pub use guide::{AmortizedGuide, DiagonalNormalGuide};
@@ -56,3 +58,8 @@ pub mod prelude {
     pub use crate::model::LatentVariableModel;
     pub use crate::ops::{detach, Events, PerExample, Real};
 }
+
+/// The README's code examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

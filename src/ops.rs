@@ -83,10 +83,15 @@ pub trait Real:
     Dtype + num_traits::Float + rand_distr::uniform::SampleUniform + std::fmt::Display
 {
     /// A tensor shaped like `like` of independent `N(0, 1)` draws from `dev`'s generator.
-    fn standard_normal<S: HasShape, D: SampleTensor<Self>>(dev: &D, like: &S)
-        -> Tensor<S::Shape, Self, D>;
+    fn standard_normal<S: HasShape, D: SampleTensor<Self>>(
+        dev: &D,
+        like: &S,
+    ) -> Tensor<S::Shape, Self, D>;
     /// A tensor shaped like `like` of independent `U[0, 1)` draws from `dev`'s generator.
-    fn uniform01<S: HasShape, D: SampleTensor<Self>>(dev: &D, like: &S) -> Tensor<S::Shape, Self, D>;
+    fn uniform01<S: HasShape, D: SampleTensor<Self>>(
+        dev: &D,
+        like: &S,
+    ) -> Tensor<S::Shape, Self, D>;
 }
 
 macro_rules! impl_real {

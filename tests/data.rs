@@ -46,21 +46,39 @@ fn idx_rejects_wrong_magic_truncation_and_corruption() {
     let mut bad_magic = good.clone();
     bad_magic[0] = 0x12;
     let e = parse_idx(&bad_magic, p).unwrap_err();
-    assert!(matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("magic")), "{e}");
+    assert!(
+        matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("magic")),
+        "{e}"
+    );
 
     let mut bad_type = good.clone();
     bad_type[2] = 0x0D; // float
-    assert!(matches!(parse_idx(&bad_type, p), Err(Error::MalformedIdx { .. })));
+    assert!(matches!(
+        parse_idx(&bad_type, p),
+        Err(Error::MalformedIdx { .. })
+    ));
 
     let e = parse_idx(&good[..good.len() - 1], p).unwrap_err();
-    assert!(matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("truncated data")), "{e}");
+    assert!(
+        matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("truncated data")),
+        "{e}"
+    );
     let e = parse_idx(&good[..10], p).unwrap_err();
-    assert!(matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("truncated header")), "{e}");
-    assert!(matches!(parse_idx(&good[..2], p), Err(Error::MalformedIdx { .. })));
+    assert!(
+        matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("truncated header")),
+        "{e}"
+    );
+    assert!(matches!(
+        parse_idx(&good[..2], p),
+        Err(Error::MalformedIdx { .. })
+    ));
 
     let mut trailing = good.clone();
     trailing.push(0);
-    assert!(matches!(parse_idx(&trailing, p), Err(Error::MalformedIdx { .. })));
+    assert!(matches!(
+        parse_idx(&trailing, p),
+        Err(Error::MalformedIdx { .. })
+    ));
 
     // A truncated gzip file on disk.
     let path = dir.path().join("t.gz");
@@ -68,7 +86,10 @@ fn idx_rejects_wrong_magic_truncation_and_corruption() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let e = read_idx(&path).unwrap_err();
-    assert!(matches!(&e, Error::MalformedIdx { path: ep, .. } if ep == &path), "{e}");
+    assert!(
+        matches!(&e, Error::MalformedIdx { path: ep, .. } if ep == &path),
+        "{e}"
+    );
 
     let e = read_idx(dir.path().join("missing")).unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
@@ -85,12 +106,21 @@ fn load_dir_reads_mnist_style_files_and_names_missing_ones() {
     assert!(e.to_string().contains("t10k-labels-idx1-ubyte"), "{e}");
     write_idx(dir.path().join("t10k-labels-idx1-ubyte.gz"), &labels).unwrap();
     let splits = discover(Some(dir.path().to_str().unwrap())).unwrap();
-    assert_eq!((splits.train.len(), splits.test.len(), splits.train.dim()), (6, 6, 784));
+    assert_eq!(
+        (splits.train.len(), splits.test.len(), splits.train.dim()),
+        (6, 6, 784)
+    );
 
     // Labels that do not match the images are a shape error.
-    let wrong = IdxArray { dims: vec![5], data: vec![0; 5] };
+    let wrong = IdxArray {
+        dims: vec![5],
+        data: vec![0; 5],
+    };
     write_idx(dir.path().join("t10k-labels-idx1-ubyte.gz"), &wrong).unwrap();
-    assert!(matches!(load_dir(dir.path()), Err(Error::ShapeMismatch { .. })));
+    assert!(matches!(
+        load_dir(dir.path()),
+        Err(Error::ShapeMismatch { .. })
+    ));
 }
 
 #[test]
@@ -133,15 +163,27 @@ fn batch_scales_and_binarizes() {
     assert!((v[785] - 7.0 / 255.0).abs() < 1e-7);
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let xb = ds.batch::<784, f32, Cpu>(&dev, &[0, 1, 2], Some(&mut rng)).unwrap().as_vec();
+    let xb = ds
+        .batch::<784, f32, Cpu>(&dev, &[0, 1, 2], Some(&mut rng))
+        .unwrap()
+        .as_vec();
     assert!(xb.iter().all(|&b| b == 0.0 || b == 1.0));
     // Mean of the binarized pixels is close to the mean intensity.
     let mean_b = xb.iter().sum::<f32>() / xb.len() as f32;
     let mean_i = ds.images.iter().map(|&p| p as f32 / 255.0).sum::<f32>() / xb.len() as f32;
     assert!((mean_b - mean_i).abs() < 0.03, "{mean_b} vs {mean_i}");
 
-    assert!(matches!(ds.batch::<100, f32, Cpu>(&dev, &[0], None), Err(Error::ShapeMismatch { .. })));
-    assert!(matches!(ds.batch::<784, f32, Cpu>(&dev, &[3], None), Err(Error::InvalidSetting { .. })));
+    assert!(matches!(
+        ds.batch::<100, f32, Cpu>(&dev, &[0], None),
+        Err(Error::ShapeMismatch { .. })
+    ));
+    assert!(matches!(
+        ds.batch::<784, f32, Cpu>(&dev, &[3], None),
+        Err(Error::InvalidSetting { .. })
+    ));
     assert!("sometimes".parse::<Binarization>().is_err());
-    assert_eq!("dynamic".parse::<Binarization>().unwrap(), Binarization::Dynamic);
+    assert_eq!(
+        "dynamic".parse::<Binarization>().unwrap(),
+        Binarization::Dynamic
+    );
 }

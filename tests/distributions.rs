@@ -1,5 +1,6 @@
 //! `log_prob`, `sample`, `mean` and `entropy` of the families against statrs and
 //! closed forms, in f64.
+#![allow(clippy::needless_range_loop)] // parallel arrays are indexed together
 
 use dfdx::prelude::*;
 use latent::distributions::{Bernoulli, Distribution, Entropy, Normal, StandardNormal};
@@ -116,7 +117,10 @@ fn normal_samples_have_the_right_moments() {
     let s = to_f64_vec(&d.sample());
     let mean = s.iter().sum::<f64>() / n as f64;
     let var = s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    assert!((mean - mu).abs() < 5.0 * sigma / (n as f64).sqrt(), "mean {mean}");
+    assert!(
+        (mean - mu).abs() < 5.0 * sigma / (n as f64).sqrt(),
+        "mean {mean}"
+    );
     // Var of the sample variance of a Normal: 2σ⁴/(n−1).
     let se_var = (2.0 * sigma.powi(4) / (n - 1) as f64).sqrt();
     assert!((var - sigma * sigma).abs() < 5.0 * se_var, "var {var}");
@@ -128,11 +132,15 @@ fn bernoulli_samples_have_the_right_mean() {
     let n = 20_000;
     let logit = 0.8f64;
     let p = 1.0 / (1.0 + (-logit).exp());
-    let d: Bernoulli<1, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(vec![logit; n], (n, Const::<1>)));
+    let d: Bernoulli<1, f64, Dev> =
+        Bernoulli::new(dev.tensor_from_vec(vec![logit; n], (n, Const::<1>)));
     let s = to_f64_vec(&d.sample());
     assert!(s.iter().all(|&v| v == 0.0 || v == 1.0));
     let mean = s.iter().sum::<f64>() / n as f64;
-    assert!((mean - p).abs() < 5.0 * (p * (1.0 - p) / n as f64).sqrt(), "mean {mean} vs {p}");
+    assert!(
+        (mean - p).abs() < 5.0 * (p * (1.0 - p) / n as f64).sqrt(),
+        "mean {mean} vs {p}"
+    );
     let m = to_f64_vec(&d.mean());
     assert!((m[0] - p).abs() < 1e-12);
 }
@@ -142,7 +150,10 @@ fn invalid_parameters_are_typed_errors() {
     let dev = Dev::default();
     for scale in [0.0, -1.0, f64::NAN, f64::INFINITY] {
         let err = Normal::<1, f64, Dev>::from_host(&dev, &[0.0], &[scale]).err();
-        assert!(matches!(err, Some(latent::Error::InvalidSetting { .. })), "scale {scale}: {err:?}");
+        assert!(
+            matches!(err, Some(latent::Error::InvalidSetting { .. })),
+            "scale {scale}: {err:?}"
+        );
     }
     let err = Normal::<1, f64, Dev>::from_host(&dev, &[f64::NAN], &[1.0]).err();
     assert!(matches!(err, Some(latent::Error::InvalidSetting { .. })));
@@ -151,5 +162,8 @@ fn invalid_parameters_are_typed_errors() {
     // Batch sizes that do not match.
     let d = normal(&dev, &[0.0; 6], &[0.0; 6]);
     let err = d.log_prob(dev.zeros_like(&(3, Const::<3>))).err();
-    assert!(matches!(err, Some(latent::Error::ShapeMismatch { .. })), "{err:?}");
+    assert!(
+        matches!(err, Some(latent::Error::ShapeMismatch { .. })),
+        "{err:?}"
+    );
 }

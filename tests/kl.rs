@@ -105,12 +105,18 @@ fn kl_with_different_batch_sizes_is_a_typed_error() {
     let err = normal::<1>(&dev, &[0.0, 1.0], &[0.0, 0.0])
         .kl_divergence(normal::<1>(&dev, &[0.0], &[0.0]))
         .err();
-    assert!(matches!(err, Some(latent::Error::ShapeMismatch { .. })), "{err:?}");
+    assert!(
+        matches!(err, Some(latent::Error::ShapeMismatch { .. })),
+        "{err:?}"
+    );
     let err = monte_carlo_kl(
         normal::<1>(&dev, &[0.0], &[0.0]),
         normal::<1>(&dev, &[0.0], &[0.0]),
         0,
     )
     .err();
-    assert!(matches!(err, Some(latent::Error::InvalidSetting { .. })), "{err:?}");
+    assert!(
+        matches!(err, Some(latent::Error::InvalidSetting { .. })),
+        "{err:?}"
+    );
 }

@@ -22,18 +22,25 @@ fn elbo_analytic_and_monte_carlo_kl_agree() {
     let x = data.batch::<784, f64, Dev>(&dev, &idx, None).unwrap();
 
     let analytic = Elbo::new(1).unwrap().with_kl(KlEstimator::Analytic);
-    let a = analytic.estimate::<784, 10, f64, Dev, NoneTape, _>(&model, x.clone()).unwrap();
+    let a = analytic
+        .estimate::<784, 10, f64, Dev, NoneTape, _>(&model, x.clone())
+        .unwrap();
     let a_kl = to_f64_vec(&a.kl);
 
     let l = 2000;
     let mc = Elbo::new(l).unwrap().with_kl(KlEstimator::MonteCarlo);
-    let m = mc.estimate::<784, 10, f64, Dev, NoneTape, _>(&model, x).unwrap();
+    let m = mc
+        .estimate::<784, 10, f64, Dev, NoneTape, _>(&model, x)
+        .unwrap();
     let m_kl = to_f64_vec(&m.kl);
     // Var[log q − log p] under q for this near-prior guide is O(Z); bound the SE per
     // example by the standard error of a 2000-sample mean with a generous variance.
     for (b, (ak, mk)) in a_kl.iter().zip(&m_kl).enumerate() {
         let se = (2.0 * 10.0f64 / l as f64).sqrt();
-        assert!((ak - mk).abs() < 5.0 * se, "example {b}: analytic {ak}, MC {mk}");
+        assert!(
+            (ak - mk).abs() < 5.0 * se,
+            "example {b}: analytic {ak}, MC {mk}"
+        );
     }
     // The ELBO is reconstruction − KL, and all are per-example vectors.
     let (e, r, k) = (to_f64_vec(&a.elbo), to_f64_vec(&a.reconstruction), a_kl);
@@ -47,15 +54,36 @@ fn elbo_analytic_and_monte_carlo_kl_agree() {
 #[test]
 fn invalid_settings_are_typed_errors() {
     assert!(matches!(Elbo::new(0), Err(Error::InvalidSetting { .. })));
-    assert!(matches!(Elbo::new(1).unwrap().with_beta(-1.0), Err(Error::InvalidSetting { .. })));
-    assert!(matches!(Elbo::new(1).unwrap().with_beta(f64::NAN), Err(Error::InvalidSetting { .. })));
+    assert!(matches!(
+        Elbo::new(1).unwrap().with_beta(-1.0),
+        Err(Error::InvalidSetting { .. })
+    ));
+    assert!(matches!(
+        Elbo::new(1).unwrap().with_beta(f64::NAN),
+        Err(Error::InvalidSetting { .. })
+    ));
     for config in [
-        TrainConfig { epochs: 0, ..Default::default() },
-        TrainConfig { batch_size: 0, ..Default::default() },
-        TrainConfig { lr: 0.0, ..Default::default() },
-        TrainConfig { lr: f64::INFINITY, ..Default::default() },
+        TrainConfig {
+            epochs: 0,
+            ..Default::default()
+        },
+        TrainConfig {
+            batch_size: 0,
+            ..Default::default()
+        },
+        TrainConfig {
+            lr: 0.0,
+            ..Default::default()
+        },
+        TrainConfig {
+            lr: f64::INFINITY,
+            ..Default::default()
+        },
     ] {
-        assert!(matches!(config.validated(), Err(Error::InvalidSetting { .. })));
+        assert!(matches!(
+            config.validated(),
+            Err(Error::InvalidSetting { .. })
+        ));
     }
 }
 
@@ -69,11 +97,27 @@ fn one_epoch_on_embedded_data_improves_the_test_elbo() {
     let elbo = Elbo::default();
     let test = prepare_test(&splits.test, Binarization::None, 0);
     let before = evaluate::<784, 10, f32, Dev, _>(&model, &elbo, &test, &dev, 500).unwrap();
-    let config = TrainConfig { epochs: 1, ..Default::default() };
-    let report = fit::<784, 10, f32, Dev, _>(&mut model, &elbo, &splits.train, &splits.test, &config, &dev).unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        ..Default::default()
+    };
+    let report = fit::<784, 10, f32, Dev, _>(
+        &mut model,
+        &elbo,
+        &splits.train,
+        &splits.test,
+        &config,
+        &dev,
+    )
+    .unwrap();
     let after = evaluate::<784, 10, f32, Dev, _>(&model, &elbo, &test, &dev, 500).unwrap();
     assert!(before.elbo < -500.0, "untrained ELBO {}", before.elbo);
-    assert!(after.elbo > before.elbo + 150.0, "ELBO {} → {}", before.elbo, after.elbo);
+    assert!(
+        after.elbo > before.elbo + 150.0,
+        "ELBO {} → {}",
+        before.elbo,
+        after.elbo
+    );
     assert_eq!(report.epochs.len(), 1);
     assert!((report.epochs[0].test_elbo - after.elbo).abs() < 2.0);
     assert!(report.train_images_per_s > 0.0);
@@ -111,13 +155,23 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
     assert_eq!(a, b);
 
     // An absurd learning rate makes the loss blow up within the epoch.
-    let diverging = TrainConfig { lr: 1e30, ..config.clone() };
-    let err = fit::<784, 10, f32, Dev, _>(&mut model, &elbo, &train, &test, &diverging, &dev).unwrap_err();
+    let diverging = TrainConfig {
+        lr: 1e30,
+        ..config.clone()
+    };
+    let err = fit::<784, 10, f32, Dev, _>(&mut model, &elbo, &train, &test, &diverging, &dev)
+        .unwrap_err();
     match err {
-        Error::NonFinite { epoch, step, .. } => assert!(epoch == 1 && step >= 2, "epoch {epoch}, step {step}"),
+        Error::NonFinite { epoch, step, .. } => {
+            assert!(epoch == 1 && step >= 2, "epoch {epoch}, step {step}")
+        }
         other => panic!("expected NonFinite, got {other}"),
     }
-    assert_eq!(std::fs::read(&ckpt).unwrap(), good, "the last good checkpoint must stay intact");
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        good,
+        "the last good checkpoint must stay intact"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
@@ -127,7 +181,10 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
 
     // Corrupt and missing checkpoints are typed errors.
     std::fs::write(&ckpt, b"not a checkpoint").unwrap();
-    assert!(matches!(load_checkpoint::<f32, Dev, _>(&mut fresh, &ckpt), Err(Error::Checkpoint { .. })));
+    assert!(matches!(
+        load_checkpoint::<f32, Dev, _>(&mut fresh, &ckpt),
+        Err(Error::Checkpoint { .. })
+    ));
     assert!(matches!(
         load_checkpoint::<f32, Dev, _>(&mut fresh, dir.path().join("none")),
         Err(Error::Checkpoint { .. })

@@ -24,5 +24,9 @@ pub type MlpVae<const X: usize, const H: usize, const Z: usize, E, D> =
 pub fn mlp_vae<const X: usize, const H: usize, const Z: usize, E: Real, D: Device<E>>(
     device: &D,
 ) -> MlpVae<X, H, Z, E, D> {
-    Vae::new(BuildModule::build(device), BuildModule::build(device), device)
+    Vae::new(
+        BuildModule::build(device),
+        BuildModule::build(device),
+        device,
+    )
 }

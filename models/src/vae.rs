@@ -2,7 +2,9 @@
 
 use dfdx::prelude::*;
 use latent::distributions::{Bernoulli, Distribution, Normal, StandardNormal};
-use latent::{DiagonalNormalGuide, Error, Events, KlDivergence, LatentVariableModel, PerExample, Real, Result};
+use latent::{
+    DiagonalNormalGuide, Error, Events, KlDivergence, LatentVariableModel, PerExample, Real, Result,
+};
 
 /// A VAE with a diagonal-Normal guide, a standard-Normal prior and a Bernoulli
 /// likelihood on decoder logits:

@@ -133,7 +133,13 @@ impl Dataset {
         let images = self
             .images
             .iter()
-            .map(|&v| if rng.gen::<f64>() * 255.0 < v as f64 { 255 } else { 0 })
+            .map(|&v| {
+                if rng.gen::<f64>() * 255.0 < v as f64 {
+                    255
+                } else {
+                    0
+                }
+            })
             .collect();
         Self {
             images,
@@ -196,7 +202,11 @@ impl Dataset {
 ///
 /// # Errors
 /// [`Error::InvalidSetting`] if `batch_size == 0`.
-pub fn shuffled_batches(n: usize, batch_size: usize, rng: &mut impl Rng) -> Result<Vec<Vec<usize>>> {
+pub fn shuffled_batches(
+    n: usize,
+    batch_size: usize,
+    rng: &mut impl Rng,
+) -> Result<Vec<Vec<usize>>> {
     if batch_size == 0 {
         return Err(Error::invalid("batch_size", "must be at least 1"));
     }

@@ -109,7 +109,10 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<Splits> {
         arrays.push(read_idx(path)?);
     }
     let mut it = arrays.into_iter();
-    let mut next = || it.next().unwrap_or_else(|| unreachable!("four files were read"));
+    let mut next = || {
+        it.next()
+            .unwrap_or_else(|| unreachable!("four files were read"))
+    };
     let train = Dataset::from_idx(next(), next())?;
     let test = Dataset::from_idx(next(), next())?;
     Ok(Splits {

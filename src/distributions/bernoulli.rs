@@ -56,7 +56,8 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
         let p = self.logits.retaped::<NoneTape>().sigmoid();
         let u = E::uniform01(dev, p.shape());
         let shape = *p.shape();
-        u.lt(&p).choose(dev.ones_like(&shape), dev.zeros_like(&shape))
+        u.lt(&p)
+            .choose(dev.ones_like(&shape), dev.zeros_like(&shape))
     }
 
     fn mean(self) -> Events<N, E, D, T> {

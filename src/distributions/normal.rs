@@ -31,7 +31,11 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Normal<N, E, D, T> {
     /// # Errors
     /// [`Error::ShapeMismatch`] if `loc` and `log_scale` have different batch sizes.
     pub fn new(loc: Events<N, E, D, T>, log_scale: Events<N, E, D, T>) -> Result<Self> {
-        check_batch("Normal::new (log_scale)", loc.shape().0, log_scale.shape().0)?;
+        check_batch(
+            "Normal::new (log_scale)",
+            loc.shape().0,
+            log_scale.shape().0,
+        )?;
         Ok(Self { loc, log_scale })
     }
 
@@ -228,9 +232,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D>
 {
     type Tape = T;
     fn entropy(self) -> PerExample<E, D, T> {
-        self.device
-            .ones_like(&(self.batch,))
-            .put_tape(T::default())
+        self.device.ones_like(&(self.batch,)).put_tape(T::default())
             * cst::<E>(N as f64 * (0.5 + 0.5 * LN_2PI))
     }
 }

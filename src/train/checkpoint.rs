@@ -34,7 +34,12 @@ where
         .prefix(".checkpoint-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| err(format!("cannot create a temporary file in {}: {e}", dir.display())))?;
+        .map_err(|e| {
+            err(format!(
+                "cannot create a temporary file in {}: {e}",
+                dir.display()
+            ))
+        })?;
     model
         .save_safetensors(tmp.path())
         .map_err(|e| err(format!("writing tensors failed: {e:?}")))?;
