@@ -163,7 +163,7 @@ fn train_and_report<const H: usize, const Z: usize>(
         progress: !args.quiet,
         out_dir: Some(args.out.clone()),
     };
-    let report = fit::<X, Z, f32, AutoDevice, _>(
+    let report = fit::<X, Z, f32, AutoDevice, _, _>(
         &mut model,
         &elbo,
         &splits.train,

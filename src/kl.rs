@@ -22,7 +22,7 @@ use crate::distributions::{
     check_batch, Bernoulli, Distribution, Normal, Reparameterizable, StandardNormal,
 };
 use crate::error::{Error, Result};
-use crate::ops::{cst, mean_over_samples, PerExample, Real};
+use crate::ops::{cst, mean_over_samples, Events, PerExample, Real};
 
 /// `KL(self ‖ p)` in closed form.
 ///
@@ -37,34 +37,45 @@ pub trait KlDivergence<P> {
     fn kl_divergence(self, p: P) -> Result<Self::Output>;
 }
 
-/// `KL(N(μ₁, σ₁²) ‖ N(μ₂, σ₂²)) = Σ_i log σ₂ − log σ₁ + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½`
-/// (e.g. Bishop 2006, exercise 1.30 generalized per dimension).
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Normal<N, E, D, T>>
+/// `KL(q ‖ p)` of factorized distributions, one value per event dimension: shape
+/// `(batch, N)`, nats. Summing over the dimensions gives [`KlDivergence`]. Used for
+/// the KL-per-latent-dimension diagnostic.
+pub trait KlPerDimension<P> {
+    /// Per-dimension KL, shape `(batch, N)`.
+    type Output;
+    /// `KL(q_i ‖ p_i)` for each dimension `i`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the batch sizes differ.
+    fn kl_per_dimension(self, p: P) -> Result<Self::Output>;
+}
+
+/// `KL(N(μ₁, σ₁²) ‖ N(μ₂, σ₂²))_i = log σ₂ − log σ₁ + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½`
+/// (e.g. Bishop 2006, exercise 1.30, per dimension).
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlPerDimension<Normal<N, E, D, T>>
     for Normal<N, E, D, T>
 {
-    type Output = PerExample<E, D, T>;
+    type Output = Events<N, E, D, T>;
 
-    fn kl_divergence(self, p: Normal<N, E, D, T>) -> Result<Self::Output> {
+    fn kl_per_dimension(self, p: Normal<N, E, D, T>) -> Result<Self::Output> {
         check_batch("KL(Normal‖Normal)", self.batch_size(), p.batch_size())?;
-        // log-ratio of scales, and the squared ratio terms in log space for stability.
         let q_ls = self.log_scale.with_empty_tape();
         let p_ls = p.log_scale.with_empty_tape();
         let log_ratio = p.log_scale - self.log_scale; // log σ₂ − log σ₁
         let var_ratio = ((q_ls - p_ls.with_empty_tape()) * cst::<E>(2.0)).exp(); // σ₁²/σ₂²
         let diff = (self.loc - p.loc) * (-p_ls).exp(); // (μ₁ − μ₂)/σ₂
-        let kl = log_ratio + (var_ratio + diff.square()) * cst::<E>(0.5) - cst::<E>(0.5);
-        Ok(kl.sum::<(usize,), Axis<1>>())
+        Ok(log_ratio + (var_ratio + diff.square()) * cst::<E>(0.5) - cst::<E>(0.5))
     }
 }
 
-/// `KL(N(μ, σ²) ‖ N(0, I)) = Σ_i ½(σ_i² + μ_i² − 1) − log σ_i`
+/// `KL(N(μ, σ²) ‖ N(0, 1))_i = ½(σ_i² + μ_i² − 1) − log σ_i`
 /// (Kingma & Welling 2014, Appendix B).
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<StandardNormal<N, E, D, T>>
-    for Normal<N, E, D, T>
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+    KlPerDimension<StandardNormal<N, E, D, T>> for Normal<N, E, D, T>
 {
-    type Output = PerExample<E, D, T>;
+    type Output = Events<N, E, D, T>;
 
-    fn kl_divergence(self, p: StandardNormal<N, E, D, T>) -> Result<Self::Output> {
+    fn kl_per_dimension(self, p: StandardNormal<N, E, D, T>) -> Result<Self::Output> {
         check_batch(
             "KL(Normal‖StandardNormal)",
             self.batch_size(),
@@ -72,8 +83,29 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Standard
         )?;
         let ls = self.log_scale.with_empty_tape();
         let var = (self.log_scale * cst::<E>(2.0)).exp();
-        let kl = (var + self.loc.square() - cst::<E>(1.0)) * cst::<E>(0.5) - ls;
-        Ok(kl.sum::<(usize,), Axis<1>>())
+        Ok((var + self.loc.square() - cst::<E>(1.0)) * cst::<E>(0.5) - ls)
+    }
+}
+
+/// The closed form summed over dimensions: see [`KlPerDimension`] for the formula.
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Normal<N, E, D, T>>
+    for Normal<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Normal<N, E, D, T>) -> Result<Self::Output> {
+        Ok(self.kl_per_dimension(p)?.sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// The fast path for the standard-normal prior: see [`KlPerDimension`] for the formula.
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<StandardNormal<N, E, D, T>>
+    for Normal<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: StandardNormal<N, E, D, T>) -> Result<Self::Output> {
+        Ok(self.kl_per_dimension(p)?.sum::<(usize,), Axis<1>>())
     }
 }
 

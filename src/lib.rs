@@ -10,6 +10,9 @@
 //! - [`guide`]: amortized guides `q(z | x)`;
 //! - [`model`]: the [`LatentVariableModel`] interface (prior, likelihood, guide);
 //! - [`elbo`]: the ELBO estimator with `L` samples, β and a choice of KL estimator;
+//! - [`iwae`]: the IWAE bound and importance-sampled `log p(x)`;
+//! - [`objective`]: what the trainer maximizes;
+//! - [`eval`]: test NLL by importance sampling, KL per dimension, active units;
 //! - [`data`], [`train`], [`viz`]: Fashion-MNIST (and any IDX data), a trainer with
 //!   checkpoints and metrics, and PNG image grids.
 //!
@@ -29,9 +32,12 @@ pub mod data;
 pub mod distributions;
 pub mod elbo;
 pub mod error;
+pub mod eval;
 pub mod guide;
+pub mod iwae;
 pub mod kl;
 pub mod model;
+pub mod objective;
 pub mod ops;
 pub mod train;
 pub mod viz;
@@ -42,8 +48,10 @@ pub use distributions::{
 pub use elbo::{Elbo, ElboTerms, KlEstimator};
 pub use error::{Error, Result};
 pub use guide::{AmortizedGuide, DiagonalNormalGuide};
-pub use kl::{monte_carlo_kl, KlDivergence};
+pub use iwae::{log_marginal_likelihood, log_weights, ImportanceWeighted, LogLikelihood};
+pub use kl::{monte_carlo_kl, KlDivergence, KlPerDimension};
 pub use model::LatentVariableModel;
+pub use objective::{AnyObjective, Objective};
 pub use ops::{detach, Events, PerExample, Real};
 
 /// The names most programs need: `use latent::prelude::*;`.
@@ -54,8 +62,10 @@ pub mod prelude {
     pub use crate::elbo::{Elbo, ElboTerms, KlEstimator};
     pub use crate::error::{Error, Result};
     pub use crate::guide::{AmortizedGuide, DiagonalNormalGuide};
+    pub use crate::iwae::{log_marginal_likelihood, ImportanceWeighted};
     pub use crate::kl::{monte_carlo_kl, KlDivergence};
     pub use crate::model::LatentVariableModel;
+    pub use crate::objective::{AnyObjective, Objective};
     pub use crate::ops::{detach, Events, PerExample, Real};
 }
 

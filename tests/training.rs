@@ -101,7 +101,7 @@ fn one_epoch_on_embedded_data_improves_the_test_elbo() {
         epochs: 1,
         ..Default::default()
     };
-    let report = fit::<784, 10, f32, Dev, _>(
+    let report = fit::<784, 10, f32, Dev, _, _>(
         &mut model,
         &elbo,
         &splits.train,
@@ -139,7 +139,7 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
         out_dir: Some(dir.path().to_path_buf()),
         ..Default::default()
     };
-    fit::<784, 10, f32, Dev, _>(&mut model, &elbo, &train, &test, &config, &dev).unwrap();
+    fit::<784, 10, f32, Dev, _, _>(&mut model, &elbo, &train, &test, &config, &dev).unwrap();
     let ckpt = dir.path().join("checkpoint.safetensors");
     let good = std::fs::read(&ckpt).unwrap();
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
@@ -159,7 +159,7 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
         lr: 1e30,
         ..config.clone()
     };
-    let err = fit::<784, 10, f32, Dev, _>(&mut model, &elbo, &train, &test, &diverging, &dev)
+    let err = fit::<784, 10, f32, Dev, _, _>(&mut model, &elbo, &train, &test, &diverging, &dev)
         .unwrap_err();
     match err {
         Error::NonFinite { epoch, step, .. } => {

@@ -5,12 +5,16 @@
 //!
 //! - [`Vae`]: the variational autoencoder with any encoder and decoder networks;
 //! - [`MlpVae`] / [`mlp_vae`]: the classic MLP VAE for flattened images
-//!   (the reference model is 784-400-20).
+//!   (the reference model is 784-400-20);
+//! - [`LinearGaussian`]: probabilistic PCA with its exact `log p(x)` and posterior,
+//!   the reference for checking estimators.
 
 #![warn(missing_docs)]
 
+pub mod linear_gaussian;
 pub mod mlp;
 pub mod vae;
 
+pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, MlpDecoder, MlpEncoder, MlpVae};
 pub use vae::Vae;

@@ -15,6 +15,7 @@ use crate::data::{shuffled_batches, Binarization, Dataset};
 use crate::elbo::Elbo;
 use crate::error::{Error, Result};
 use crate::model::LatentVariableModel;
+use crate::objective::Objective;
 use crate::ops::{to_f64_vec, Real};
 
 /// Training settings. The defaults are those of the reference PyTorch VAE: Adam with
@@ -157,8 +158,10 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
     }
 }
 
-/// Trains `model` with Adam on `−mean(objective)` of `elbo` over `train`, evaluating
-/// on `test` (prepared with [`prepare_test`]) after every epoch.
+/// Trains `model` with Adam on `−mean(objective)` over `train` (any [`Objective`]: an
+/// [`Elbo`], an [`crate::ImportanceWeighted`] bound, …), evaluating the ELBO
+/// (`Elbo::default()`: one sample, closed-form KL where available, β = 1) on `test`
+/// (prepared with [`prepare_test`]) after every epoch.
 ///
 /// After each epoch it appends an [`EpochMetrics`] line to `out_dir/metrics.jsonl` and
 /// writes `out_dir/checkpoint.safetensors` atomically (when `out_dir` is set).
@@ -168,9 +171,9 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 /// step as soon as a training loss is NaN or infinite — no update is applied with it,
 /// and the checkpoint of the last completed epoch stays intact; I/O and checkpoint
 /// errors; the estimator's errors.
-pub fn fit<const X: usize, const Z: usize, E, D, M>(
+pub fn fit<const X: usize, const Z: usize, E, D, M, O>(
     model: &mut M,
-    elbo: &Elbo,
+    objective: &O,
     train: &Dataset,
     test: &Dataset,
     config: &TrainConfig,
@@ -182,9 +185,10 @@ where
     M: TensorCollection<E, D>
         + LatentVariableModel<X, Z, E, D, OwnedTape<E, D>>
         + LatentVariableModel<X, Z, E, D, NoneTape>,
+    O: Objective,
 {
     let config = config.clone().validated()?;
-    let elbo = elbo.validated()?;
+    let elbo = Elbo::default();
     if train.is_empty() {
         return Err(Error::invalid("train", "the training set is empty"));
     }
@@ -228,8 +232,9 @@ where
                 _ => None,
             };
             let x = train.batch::<X, E, D>(device, idx, dynamic)?;
-            let terms = elbo.estimate::<X, Z, E, D, OwnedTape<E, D>, M>(model, x.traced(grads))?;
-            let loss = terms.loss();
+            let loss = -objective
+                .objective::<X, Z, E, D, OwnedTape<E, D>, M>(model, x.traced(grads))?
+                .mean::<(), Axis<0>>();
             let value = to_f64_vec(&loss)[0];
             if !value.is_finite() {
                 bar.abandon();

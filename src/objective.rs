@@ -1,0 +1,107 @@
+//! What a trainer maximizes: any per-example objective of a model on a batch.
+
+use dfdx::prelude::*;
+
+use crate::elbo::Elbo;
+use crate::error::Result;
+use crate::iwae::ImportanceWeighted;
+use crate::model::LatentVariableModel;
+use crate::ops::{Events, PerExample, Real};
+
+/// A training objective to **maximize**, per example, in nats: the ELBO, the IWAE
+/// bound, or one of your own. [`crate::train::fit`] minimizes `−mean(objective)`.
+pub trait Objective {
+    /// The objective per example, shape `(batch,)`, carrying `x`'s tape.
+    ///
+    /// # Errors
+    /// Invalid settings and the model's errors.
+    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<PerExample<E, D, T>>
+    where
+        E: Real,
+        D: Device<E>,
+        T: Tape<E, D>,
+        M: LatentVariableModel<X, Z, E, D, T>;
+
+    /// A short description for logs, e.g. `elbo(L=1, β=1)` or `iwae(k=5)`.
+    fn describe(&self) -> String;
+}
+
+impl Objective for Elbo {
+    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<PerExample<E, D, T>>
+    where
+        E: Real,
+        D: Device<E>,
+        T: Tape<E, D>,
+        M: LatentVariableModel<X, Z, E, D, T>,
+    {
+        Ok(self.estimate::<X, Z, E, D, T, M>(model, x)?.objective)
+    }
+
+    fn describe(&self) -> String {
+        format!("elbo(L={}, β={})", self.samples, self.beta)
+    }
+}
+
+impl Objective for ImportanceWeighted {
+    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<PerExample<E, D, T>>
+    where
+        E: Real,
+        D: Device<E>,
+        T: Tape<E, D>,
+        M: LatentVariableModel<X, Z, E, D, T>,
+    {
+        self.estimate::<X, Z, E, D, T, M>(model, x)
+    }
+
+    fn describe(&self) -> String {
+        format!("iwae(k={})", self.k)
+    }
+}
+
+/// A choice between the built-in objectives, e.g. from a command-line flag.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnyObjective {
+    /// The (β-)ELBO.
+    Elbo(Elbo),
+    /// The IWAE bound.
+    Iwae(ImportanceWeighted),
+}
+
+impl Objective for AnyObjective {
+    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<PerExample<E, D, T>>
+    where
+        E: Real,
+        D: Device<E>,
+        T: Tape<E, D>,
+        M: LatentVariableModel<X, Z, E, D, T>,
+    {
+        match self {
+            Self::Elbo(o) => o.objective::<X, Z, E, D, T, M>(model, x),
+            Self::Iwae(o) => o.objective::<X, Z, E, D, T, M>(model, x),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Elbo(o) => o.describe(),
+            Self::Iwae(o) => o.describe(),
+        }
+    }
+}
