@@ -26,7 +26,9 @@ use latent::distributions::Distribution;
 use latent::eval::{self, EvalOptions};
 use latent::train::{fit, prepare_test, TrainConfig};
 use latent::viz::save_image_grid;
-use latent::{AnyObjective, Elbo, Error, ImportanceWeighted, LatentVariableModel, Objective, Result};
+use latent::{
+    AnyObjective, Elbo, Error, ImportanceWeighted, LatentVariableModel, Objective, Result,
+};
 use latent_models::{mlp_vae, MlpVae};
 
 const X: usize = 784;

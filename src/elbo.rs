@@ -133,8 +133,8 @@ impl Elbo {
     ) -> Result<ElboTerms<E, D, T>>
     where
         E: Real,
-        D: Device<E>,
-        T: Tape<E, D>,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
         M: LatentVariableModel<X, Z, E, D, T>,
     {
         let s = self.validated()?;

@@ -95,7 +95,7 @@ pub fn test_nll<const X: usize, const Z: usize, E, D, M>(
 ) -> Result<NllReport>
 where
     E: Real,
-    D: Device<E>,
+    D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
 {
     let n = options.n.unwrap_or(data.len()).min(data.len());
@@ -130,7 +130,7 @@ pub fn posterior_mean_variance<const X: usize, const Z: usize, E, D, M>(
 ) -> Result<Vec<f64>>
 where
     E: Real,
-    D: Device<E>,
+    D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
 {
     if data.is_empty() {
@@ -165,7 +165,7 @@ pub fn kl_per_dimension<const X: usize, const Z: usize, E, D, M>(
 ) -> Result<Vec<f64>>
 where
     E: Real,
-    D: Device<E>,
+    D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
     M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
 {
@@ -199,7 +199,7 @@ pub fn report<const X: usize, const Z: usize, E, D, M>(
 ) -> Result<EvaluationReport>
 where
     E: Real,
-    D: Device<E>,
+    D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
     M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
 {

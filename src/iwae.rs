@@ -22,8 +22,8 @@ pub fn log_weights<const X: usize, const Z: usize, E, D, T, M>(
 ) -> Result<Tensor<(usize, usize), E, D, T>>
 where
     E: Real,
-    D: Device<E>,
-    T: Tape<E, D>,
+    D: Device<E> + 'static,
+    T: Tape<E, D> + 'static,
     M: LatentVariableModel<X, Z, E, D, T>,
 {
     if k == 0 {
@@ -81,8 +81,8 @@ impl ImportanceWeighted {
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
-        D: Device<E>,
-        T: Tape<E, D>,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
         M: LatentVariableModel<X, Z, E, D, T>,
     {
         let lw = log_weights::<X, Z, E, D, T, M>(model, x, self.k)?;
@@ -158,7 +158,7 @@ pub fn log_marginal_likelihood<const X: usize, const Z: usize, E, D, M>(
 ) -> Result<LogLikelihood>
 where
     E: Real,
-    D: Device<E>,
+    D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
 {
     if k == 0 || chunk == 0 {

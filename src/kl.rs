@@ -12,14 +12,19 @@
 //!     fn kl_divergence(self, p: MyPrior<E, D, T>) -> Result<Self::Output> { /* … */ }
 //! }
 //! ```
-//! and return it from your model's
+//! and override your model's
 //! [`LatentVariableModel::closed_form_kl`](crate::LatentVariableModel::closed_form_kl)
-//! so that [`Elbo`](crate::Elbo) uses it.
+//! to return `Some(q.fork().kl_divergence(p.fork()))`, so that [`Elbo`](crate::Elbo)
+//! uses it. For the built-in pairs nothing is needed: the default `closed_form_kl`
+//! looks the pair up with [`registered_kl`].
 
 use dfdx::prelude::*;
 
+use std::any::Any;
+
 use crate::distributions::{
-    check_batch, Bernoulli, Distribution, Normal, Reparameterizable, StandardNormal,
+    check_batch, Bernoulli, Categorical, Distribution, Laplace, Normal, Reparameterizable,
+    StandardNormal,
 };
 use crate::error::{Error, Result};
 use crate::ops::{cst, mean_over_samples, Events, PerExample, Real};
@@ -168,4 +173,88 @@ where
     let log_q = q_lp.log_prob(z.with_empty_tape())?;
     let log_p = p.repeat(samples).log_prob(z)?;
     Ok(mean_over_samples(log_q - log_p, samples))
+}
+
+/// `KL(Laplace(μ₁, b₁) ‖ Laplace(μ₂, b₂)) = Σ_i log(b₂/b₁) + |μ₁ − μ₂|/b₂
+/// + (b₁/b₂) exp(−|μ₁ − μ₂|/b₁) − 1` (Gil, Alajaji & Linder 2013, Table 3).
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Laplace<N, E, D, T>>
+    for Laplace<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Laplace<N, E, D, T>) -> Result<Self::Output> {
+        check_batch("KL(Laplace‖Laplace)", self.batch_size(), p.batch_size())?;
+        let q_ls = self.log_scale.with_empty_tape();
+        let q_ls2 = self.log_scale.with_empty_tape();
+        let p_ls = p.log_scale.with_empty_tape();
+        let p_ls2 = p.log_scale.with_empty_tape();
+        let log_ratio = p.log_scale - self.log_scale; // log b₂ − log b₁
+        let d = (self.loc - p.loc).abs();
+        let d2 = d.with_empty_tape();
+        let t1 = d * (-p_ls).exp();
+        let t2 = (q_ls - p_ls2 - d2 * (-q_ls2).exp()).exp();
+        Ok((log_ratio + t1 + t2 - cst::<E>(1.0)).sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// `KL(Cat(π) ‖ Cat(ρ)) = Σ_k π_k (log π_k − log ρ_k)`.
+impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Categorical<K, E, D, T>>
+    for Categorical<K, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Categorical<K, E, D, T>) -> Result<Self::Output> {
+        check_batch(
+            "KL(Categorical‖Categorical)",
+            self.batch_size(),
+            p.batch_size(),
+        )?;
+        let probs = self.logits.with_empty_tape().softmax::<Axis<1>>();
+        let log_q = self.logits.log_softmax::<Axis<1>>();
+        let log_p = p.logits.log_softmax::<Axis<1>>();
+        Ok(((log_q - log_p) * probs).sum::<(usize,), Axis<1>>())
+    }
+}
+
+fn try_pair<Q: 'static, P: 'static, Qc, Pc, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>(
+    q: &Q,
+    p: &P,
+) -> Option<Result<PerExample<E, D, T>>>
+where
+    Qc: 'static + Distribution<N, E, D> + KlDivergence<Pc, Output = PerExample<E, D, T>>,
+    Pc: 'static + Distribution<N, E, D>,
+{
+    let q = (q as &dyn Any).downcast_ref::<Qc>()?;
+    let p = (p as &dyn Any).downcast_ref::<Pc>()?;
+    Some(q.fork().kl_divergence(p.fork()))
+}
+
+/// The registry of closed forms: `KL(q ‖ p)` if the concrete pair `(Q, P)` is one of
+/// the built-in pairs with a closed form — Normal‖Normal, Normal‖StandardNormal,
+/// Laplace‖Laplace, Bernoulli‖Bernoulli, Categorical‖Categorical — else `None`. The
+/// arguments are not consumed (their forks are).
+///
+/// This is what [`LatentVariableModel::closed_form_kl`](crate::LatentVariableModel::closed_form_kl)
+/// does by default, so [`Elbo`](crate::Elbo) picks the closed form whenever one exists
+/// and the Monte Carlo estimate otherwise, with no per-pair code in the model.
+pub fn registered_kl<const N: usize, E, D, T, Q, P>(
+    q: &Q,
+    p: &P,
+) -> Option<Result<PerExample<E, D, T>>>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    T: Tape<E, D> + 'static,
+    Q: 'static,
+    P: 'static,
+{
+    try_pair::<Q, P, Normal<N, E, D, T>, StandardNormal<N, E, D, T>, N, E, D, T>(q, p)
+        .or_else(|| try_pair::<Q, P, Normal<N, E, D, T>, Normal<N, E, D, T>, N, E, D, T>(q, p))
+        .or_else(|| try_pair::<Q, P, Laplace<N, E, D, T>, Laplace<N, E, D, T>, N, E, D, T>(q, p))
+        .or_else(|| {
+            try_pair::<Q, P, Bernoulli<N, E, D, T>, Bernoulli<N, E, D, T>, N, E, D, T>(q, p)
+        })
+        .or_else(|| {
+            try_pair::<Q, P, Categorical<N, E, D, T>, Categorical<N, E, D, T>, N, E, D, T>(q, p)
+        })
 }

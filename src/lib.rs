@@ -49,7 +49,7 @@ pub use elbo::{Elbo, ElboTerms, KlEstimator};
 pub use error::{Error, Result};
 pub use guide::{AmortizedGuide, DiagonalNormalGuide};
 pub use iwae::{log_marginal_likelihood, log_weights, ImportanceWeighted, LogLikelihood};
-pub use kl::{monte_carlo_kl, KlDivergence, KlPerDimension};
+pub use kl::{monte_carlo_kl, registered_kl, KlDivergence, KlPerDimension};
 pub use model::LatentVariableModel;
 pub use objective::{AnyObjective, Objective};
 pub use ops::{detach, Events, PerExample, Real};
@@ -57,7 +57,8 @@ pub use ops::{detach, Events, PerExample, Real};
 /// The names most programs need: `use latent::prelude::*;`.
 pub mod prelude {
     pub use crate::distributions::{
-        Bernoulli, Distribution, Entropy, Normal, Reparameterizable, StandardNormal,
+        Bernoulli, Categorical, ContinuousBernoulli, Distribution, Entropy, Laplace,
+        MixtureOfDiagNormals, Normal, RelaxedOneHotCategorical, Reparameterizable, StandardNormal,
     };
     pub use crate::elbo::{Elbo, ElboTerms, KlEstimator};
     pub use crate::error::{Error, Result};

@@ -4,6 +4,7 @@ use dfdx::prelude::*;
 
 use crate::distributions::{Distribution, Reparameterizable};
 use crate::error::Result;
+use crate::kl::registered_kl;
 use crate::ops::{Events, PerExample, Real};
 
 /// A latent-variable model `p(x, z) = p(z) p(x | z)` with an amortized guide `q(z | x)`,
@@ -16,11 +17,11 @@ use crate::ops::{Events, PerExample, Real};
 pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
 {
     /// The family of the guide `q(z | x)`.
-    type Posterior: Reparameterizable<Z, E, D, Tape = T>;
+    type Posterior: Reparameterizable<Z, E, D, Tape = T> + 'static;
     /// The family of the prior `p(z)`.
-    type Prior: Distribution<Z, E, D, Tape = T>;
+    type Prior: Distribution<Z, E, D, Tape = T> + 'static;
     /// The family of the likelihood `p(x | z)`.
-    type Likelihood: Distribution<X, E, D, Tape = T>;
+    type Likelihood: Distribution<X, E, D, Tape = T> + 'static;
 
     /// `q(z | x)` for a batch `x` of shape `(batch, X)`.
     ///
@@ -41,16 +42,21 @@ pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device
     fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Self::Likelihood>;
 
     /// `KL(q ‖ p)` in closed form when the pair has one, shape `(batch,)`, in nats;
-    /// `None` (the default) makes [`Elbo`](crate::Elbo) estimate it by Monte Carlo.
+    /// `None` makes [`Elbo`](crate::Elbo) estimate it by Monte Carlo.
     ///
-    /// Implementations take [`Distribution::fork`]s of `q` and `p` and call
+    /// The default looks the pair up in [`registered_kl`] (every built-in pair with a
+    /// closed form). Override it for a pair of your own: take
+    /// [`Distribution::fork`]s of `q` and `p` and call
     /// [`KlDivergence::kl_divergence`](crate::KlDivergence::kl_divergence).
     fn closed_form_kl(
         &self,
         q: &Self::Posterior,
         p: &Self::Prior,
-    ) -> Option<Result<PerExample<E, D, T>>> {
-        let _ = (q, p);
-        None
+    ) -> Option<Result<PerExample<E, D, T>>>
+    where
+        D: 'static,
+        T: 'static,
+    {
+        registered_kl::<Z, E, D, T, _, _>(q, p)
     }
 }

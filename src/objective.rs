@@ -22,8 +22,8 @@ pub trait Objective {
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
-        D: Device<E>,
-        T: Tape<E, D>,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
         M: LatentVariableModel<X, Z, E, D, T>;
 
     /// A short description for logs, e.g. `elbo(L=1, β=1)` or `iwae(k=5)`.
@@ -38,8 +38,8 @@ impl Objective for Elbo {
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
-        D: Device<E>,
-        T: Tape<E, D>,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
         M: LatentVariableModel<X, Z, E, D, T>,
     {
         Ok(self.estimate::<X, Z, E, D, T, M>(model, x)?.objective)
@@ -58,8 +58,8 @@ impl Objective for ImportanceWeighted {
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
-        D: Device<E>,
-        T: Tape<E, D>,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
         M: LatentVariableModel<X, Z, E, D, T>,
     {
         self.estimate::<X, Z, E, D, T, M>(model, x)
@@ -88,8 +88,8 @@ impl Objective for AnyObjective {
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
-        D: Device<E>,
-        T: Tape<E, D>,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
         M: LatentVariableModel<X, Z, E, D, T>,
     {
         match self {

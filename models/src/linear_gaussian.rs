@@ -293,7 +293,7 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     }
 }
 
-impl<const X: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+impl<const X: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LatentVariableModel<X, Z, E, D, T> for LinearGaussian<X, Z, E, D>
 {
     type Posterior = Normal<Z, E, D, T>;
@@ -316,13 +316,5 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
             .retaped::<T>()
             .broadcast_like(&(batch, Const::<X>));
         Ok(Normal { loc, log_scale })
-    }
-
-    fn closed_form_kl(
-        &self,
-        q: &Normal<Z, E, D, T>,
-        p: &StandardNormal<Z, E, D, T>,
-    ) -> Option<Result<PerExample<E, D, T>>> {
-        Some(q.fork().kl_divergence(p.fork()))
     }
 }

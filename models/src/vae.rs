@@ -1,10 +1,8 @@
 //! The variational autoencoder (Kingma & Welling 2014), composed from `latent`'s parts.
 
 use dfdx::prelude::*;
-use latent::distributions::{Bernoulli, Distribution, Normal, StandardNormal};
-use latent::{
-    DiagonalNormalGuide, Error, Events, KlDivergence, LatentVariableModel, PerExample, Real, Result,
-};
+use latent::distributions::{Bernoulli, Normal, StandardNormal};
+use latent::{DiagonalNormalGuide, Error, Events, LatentVariableModel, Real, Result};
 
 /// A VAE with a diagonal-Normal guide, a standard-Normal prior and a Bernoulli
 /// likelihood on decoder logits:
@@ -64,8 +62,8 @@ impl<Enc, Dec, const X: usize, const H: usize, const Z: usize, E, D, T>
     LatentVariableModel<X, Z, E, D, T> for Vae<Enc, Dec, H, Z, E, D>
 where
     E: Real,
-    D: Device<E>,
-    T: Tape<E, D>,
+    D: Device<E> + 'static,
+    T: Tape<E, D> + 'static,
     Enc: Module<Events<X, E, D, T>, Output = Tensor<(usize, Const<H>), E, D, T>>,
     Dec: Module<Events<Z, E, D, T>, Output = Events<X, E, D, T>>,
 {
@@ -84,13 +82,5 @@ where
     fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Bernoulli<X, E, D, T>> {
         let logits = self.decoder.try_forward(z).map_err(Error::device)?;
         Ok(Bernoulli::new(logits))
-    }
-
-    fn closed_form_kl(
-        &self,
-        q: &Normal<Z, E, D, T>,
-        p: &StandardNormal<Z, E, D, T>,
-    ) -> Option<Result<PerExample<E, D, T>>> {
-        Some(q.fork().kl_divergence(p.fork()))
     }
 }

@@ -22,10 +22,20 @@ use crate::error::Result;
 pub use crate::ops::{Events, PerExample};
 
 mod bernoulli;
+mod categorical;
+mod continuous_bernoulli;
+mod laplace;
+mod mixture;
 mod normal;
+mod relaxed;
 
 pub use bernoulli::Bernoulli;
+pub use categorical::Categorical;
+pub use continuous_bernoulli::ContinuousBernoulli;
+pub use laplace::Laplace;
+pub use mixture::MixtureOfDiagNormals;
 pub use normal::{Normal, StandardNormal};
+pub use relaxed::RelaxedOneHotCategorical;
 
 /// A batch of probability distributions over `N`-dimensional events.
 ///
@@ -83,6 +93,38 @@ pub trait Entropy<E: Dtype, D: Device<E>> {
     type Tape: Tape<E, D>;
     /// `H[p] = −E_p[log p(x)]` per example, summed over the event, in nats. Shape `(batch,)`.
     fn entropy(self) -> PerExample<E, D, Self::Tape>;
+}
+
+/// Validates host-side location/scale parameters and uploads `(loc, log scale)`.
+pub(crate) fn host_loc_scale<const N: usize, E: crate::ops::Real, D: Device<E>>(
+    dev: &D,
+    family: &str,
+    loc: &[E],
+    scale: &[E],
+) -> Result<(Events<N, E, D>, Events<N, E, D>)> {
+    use crate::Error;
+    if loc.len() % N != 0 || loc.len() != scale.len() {
+        return Err(Error::ShapeMismatch {
+            context: format!("{family}::from_host"),
+            expected: format!("two slices of equal length, a multiple of {N}"),
+            found: format!("{} and {}", loc.len(), scale.len()),
+        });
+    }
+    if let Some(v) = loc.iter().find(|v| !v.is_finite()) {
+        return Err(Error::invalid("loc", format!("must be finite, got {v}")));
+    }
+    if let Some(v) = scale.iter().find(|v| !(v.is_finite() && **v > E::zero())) {
+        return Err(Error::invalid(
+            "scale",
+            format!("must be positive and finite, got {v}"),
+        ));
+    }
+    let b = loc.len() / N;
+    let log_scale: Vec<E> = scale.iter().map(|s| s.ln()).collect();
+    Ok((
+        dev.tensor_from_vec(loc.to_vec(), (b, Const::<N>)),
+        dev.tensor_from_vec(log_scale, (b, Const::<N>)),
+    ))
 }
 
 /// Checks that a parameter tensor has `batch` rows.

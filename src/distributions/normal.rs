@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use dfdx::prelude::*;
 
 use super::{check_batch, Distribution, Entropy, Reparameterizable};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
 
 /// A batch of diagonal Normal distributions `N(μ, diag σ²)` over `R^N`.
@@ -59,28 +59,8 @@ impl<const N: usize, E: Real, D: Device<E>> Normal<N, E, D, NoneTape> {
     /// differ; [`Error::InvalidSetting`] if a `scale` is not positive and finite or a
     /// `loc` is not finite.
     pub fn from_host(dev: &D, loc: &[E], scale: &[E]) -> Result<Self> {
-        if loc.len() % N != 0 || loc.len() != scale.len() {
-            return Err(Error::ShapeMismatch {
-                context: "Normal::from_host".into(),
-                expected: format!("two slices of equal length, a multiple of {N}"),
-                found: format!("{} and {}", loc.len(), scale.len()),
-            });
-        }
-        if let Some(v) = loc.iter().find(|v| !v.is_finite()) {
-            return Err(Error::invalid("loc", format!("must be finite, got {v}")));
-        }
-        if let Some(v) = scale.iter().find(|v| !(v.is_finite() && **v > E::zero())) {
-            return Err(Error::invalid(
-                "scale",
-                format!("must be positive and finite, got {v}"),
-            ));
-        }
-        let b = loc.len() / N;
-        let log_scale: Vec<E> = scale.iter().map(|s| s.ln()).collect();
-        Ok(Self {
-            loc: dev.tensor_from_vec(loc.to_vec(), (b, Const::<N>)),
-            log_scale: dev.tensor_from_vec(log_scale, (b, Const::<N>)),
-        })
+        let (loc, log_scale) = super::host_loc_scale::<N, E, D>(dev, "Normal", loc, scale)?;
+        Ok(Self { loc, log_scale })
     }
 }
 

@@ -114,7 +114,7 @@ pub fn evaluate<const X: usize, const Z: usize, E, D, M>(
 ) -> Result<EvalReport>
 where
     E: Real,
-    D: Device<E>,
+    D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
 {
     if batch_size == 0 {
@@ -181,7 +181,7 @@ pub fn fit<const X: usize, const Z: usize, E, D, M, O>(
 ) -> Result<TrainReport>
 where
     E: Real + dfdx::tensor::safetensors::SafeDtype,
-    D: Device<E>,
+    D: Device<E> + 'static,
     M: TensorCollection<E, D>
         + LatentVariableModel<X, Z, E, D, OwnedTape<E, D>>
         + LatentVariableModel<X, Z, E, D, NoneTape>,

@@ -1,0 +1,167 @@
+//! The categorical distribution on logits, over one-hot events.
+
+use dfdx::prelude::*;
+
+use super::{check_batch, Distribution, Entropy};
+use crate::error::Result;
+use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
+
+/// A batch of categorical distributions over `K` classes, parameterized by
+/// unnormalized logits `ℓ` of shape `(batch, K)`; `π = softmax(ℓ)`.
+///
+/// Events are **one-hot** rows of shape `(batch, K)` (so that they are tensors like
+/// every other event here): `log_prob(x) = Σ_k x_k log π_k` (`log π` by the
+/// max-subtracted `log_softmax`). `mean() = π`, `entropy() = −Σ_k π_k log π_k`.
+/// There is no pathwise sample; use [`super::RelaxedOneHotCategorical`] for a
+/// reparameterizable relaxation.
+pub struct Categorical<const K: usize, E: Dtype, D: Device<E>, T = NoneTape> {
+    /// The logits `ℓ`, shape `(batch, K)`.
+    pub logits: Events<K, E, D, T>,
+}
+
+impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Categorical<K, E, D, T> {
+    /// A categorical from its logits (any finite values), shape `(batch, K)`.
+    pub fn new(logits: Events<K, E, D, T>) -> Self {
+        Self { logits }
+    }
+
+    /// `log π`, shape `(batch, K)`.
+    pub fn log_probs(self) -> Events<K, E, D, T> {
+        self.logits.log_softmax::<Axis<1>>()
+    }
+
+    /// The most probable class of each distribution (the mode), on the host.
+    pub fn mode(&self) -> Vec<usize> {
+        argmax_rows(&to_f64_vec(&self.logits), K)
+    }
+}
+
+impl<const K: usize, E: Real, D: Device<E>> Categorical<K, E, D, NoneTape> {
+    /// A categorical from host probabilities (`batch · K` values, rows summing to 1).
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] if the length is not a multiple of `K`;
+    /// [`crate::Error::InvalidSetting`] if a probability is outside `[0, 1]` or a row does
+    /// not sum to 1 within 1e-6.
+    pub fn from_probs(dev: &D, probs: &[E]) -> Result<Self> {
+        if probs.is_empty() || probs.len() % K != 0 {
+            return Err(crate::Error::ShapeMismatch {
+                context: "Categorical::from_probs".into(),
+                expected: format!("a positive multiple of {K} values"),
+                found: probs.len().to_string(),
+            });
+        }
+        for row in probs.chunks(K) {
+            if let Some(p) = row.iter().find(|p| !(**p >= E::zero() && **p <= E::one())) {
+                return Err(crate::Error::invalid(
+                    "probs",
+                    format!("{p} is outside [0, 1]"),
+                ));
+            }
+            let s: f64 = row.iter().map(|p| p.to_f64().unwrap_or(f64::NAN)).sum();
+            if (s - 1.0).abs() > 1e-6 {
+                return Err(crate::Error::invalid(
+                    "probs",
+                    format!("a row sums to {s}, not 1"),
+                ));
+            }
+        }
+        let logits = probs.iter().map(|p| p.ln()).collect();
+        Ok(Self {
+            logits: dev.tensor_from_vec(logits, (probs.len() / K, Const::<K>)),
+        })
+    }
+}
+
+/// Index of the largest value of each row of a row-major `(n, k)` array.
+pub(crate) fn argmax_rows(values: &[f64], k: usize) -> Vec<usize> {
+    values
+        .chunks(k)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
+                    if v > bv {
+                        (i, v)
+                    } else {
+                        (bi, bv)
+                    }
+                })
+                .0
+        })
+        .collect()
+}
+
+/// One-hot rows `(n, K)` for the given class indices.
+pub(crate) fn one_hot<const K: usize, E: Real, D: Device<E>>(
+    dev: &D,
+    classes: &[usize],
+) -> Events<K, E, D> {
+    let mut v = vec![E::zero(); classes.len() * K];
+    for (i, &c) in classes.iter().enumerate() {
+        v[i * K + c] = E::one();
+    }
+    dev.tensor_from_vec(v, (classes.len(), Const::<K>))
+}
+
+/// Gumbel(0, 1) noise `−log(−log u)` shaped like `shape`.
+pub(crate) fn gumbel<const K: usize, E: Real, D: Device<E>>(
+    dev: &D,
+    shape: &(usize, Const<K>),
+) -> Events<K, E, D> {
+    let tiny = E::min_positive_value();
+    let u = E::uniform01(dev, shape).maximum(dev.ones_like(shape) * tiny);
+    -((-u.ln()).ln())
+}
+
+impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
+    for Categorical<K, E, D, T>
+{
+    type Tape = T;
+
+    fn batch_size(&self) -> usize {
+        self.logits.shape().0
+    }
+
+    fn device(&self) -> D {
+        self.logits.device().clone()
+    }
+
+    fn log_prob(self, x: Events<K, E, D, T>) -> Result<PerExample<E, D, T>> {
+        check_batch("Categorical::log_prob", self.batch_size(), x.shape().0)?;
+        Ok((self.logits.log_softmax::<Axis<1>>() * x).sum::<(usize,), Axis<1>>())
+    }
+
+    /// Gumbel-max sampling: `argmax_k ℓ_k + g_k`, `g ~ Gumbel(0, 1)`, as one-hot rows.
+    fn sample(&self) -> Events<K, E, D> {
+        let dev = self.logits.device();
+        let noisy = self.logits.retaped::<NoneTape>() + gumbel(dev, self.logits.shape());
+        one_hot(dev, &argmax_rows(&to_f64_vec(&noisy), K))
+    }
+
+    fn mean(self) -> Events<K, E, D, T> {
+        self.logits.softmax::<Axis<1>>()
+    }
+
+    fn fork(&self) -> Self {
+        Self {
+            logits: self.logits.with_empty_tape(),
+        }
+    }
+
+    fn repeat(self, n: usize) -> Self {
+        Self {
+            logits: repeat_rows(self.logits, n),
+        }
+    }
+}
+
+impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D>
+    for Categorical<K, E, D, T>
+{
+    type Tape = T;
+    fn entropy(self) -> PerExample<E, D, T> {
+        let p = self.logits.with_empty_tape().softmax::<Axis<1>>();
+        -(self.logits.log_softmax::<Axis<1>>() * p).sum::<(usize,), Axis<1>>()
+    }
+}

@@ -1,0 +1,176 @@
+//! Mixtures of diagonal Normals, e.g. as a learned prior.
+
+use dfdx::prelude::*;
+
+use super::categorical::{argmax_rows, gumbel};
+use super::{check_batch, Distribution};
+use crate::error::Result;
+use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real, LN_2PI};
+
+/// A batch of mixtures of `K` diagonal Normals over `R^N`:
+/// `p(x) = Σ_k π_k N(x; μ_k, diag σ_k²)`, `π = softmax(logits)`.
+///
+/// Parameters: `logits` `(batch, K)`, `loc` and `log_scale` `(batch, K, N)`.
+/// `log_prob(x) = logsumexp_k [log π_k + log N(x; μ_k, σ_k²)]` with the maximum
+/// subtracted. There is no closed-form KL against it: [`crate::monte_carlo_kl`] (and
+/// `Elbo`'s automatic choice) estimates it. Used as the learned prior of the VAE with
+/// `--prior mixture:K` (a "mixture of Gaussians prior", e.g. Dilokthanakul et al. 2016;
+/// Tomczak & Welling 2018 use mixtures of posteriors).
+pub struct MixtureOfDiagNormals<
+    const K: usize,
+    const N: usize,
+    E: Dtype,
+    D: Device<E>,
+    T = NoneTape,
+> {
+    /// Component logits, shape `(batch, K)`.
+    pub logits: Tensor<(usize, Const<K>), E, D, T>,
+    /// Component means, shape `(batch, K, N)`.
+    pub loc: Tensor<(usize, Const<K>, Const<N>), E, D, T>,
+    /// Component `log σ`, shape `(batch, K, N)`.
+    pub log_scale: Tensor<(usize, Const<K>, Const<N>), E, D, T>,
+}
+
+impl<const K: usize, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+    MixtureOfDiagNormals<K, N, E, D, T>
+{
+    /// A mixture from its parameters.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidSetting`] if `K == 0` (an empty mixture);
+    /// [`crate::Error::ShapeMismatch`] if the batch sizes differ.
+    pub fn new(
+        logits: Tensor<(usize, Const<K>), E, D, T>,
+        loc: Tensor<(usize, Const<K>, Const<N>), E, D, T>,
+        log_scale: Tensor<(usize, Const<K>, Const<N>), E, D, T>,
+    ) -> Result<Self> {
+        if K == 0 {
+            return Err(crate::Error::invalid(
+                "K",
+                "a mixture needs at least one component",
+            ));
+        }
+        check_batch(
+            "MixtureOfDiagNormals::new (loc)",
+            logits.shape().0,
+            loc.shape().0,
+        )?;
+        check_batch(
+            "MixtureOfDiagNormals::new (log_scale)",
+            logits.shape().0,
+            log_scale.shape().0,
+        )?;
+        Ok(Self {
+            logits,
+            loc,
+            log_scale,
+        })
+    }
+
+    /// The same `K` components for every one of `batch` examples, from shared
+    /// parameters `logits (K,)`, `loc (K, N)`, `log_scale (K, N)`: the form of a learned
+    /// prior. Gradients reach the shared parameters.
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn shared(
+        batch: usize,
+        logits: Tensor<Rank1<K>, E, D, T>,
+        loc: Tensor<Rank2<K, N>, E, D, T>,
+        log_scale: Tensor<Rank2<K, N>, E, D, T>,
+    ) -> Result<Self> {
+        Self::new(
+            logits.broadcast_like(&(batch, Const::<K>)),
+            loc.broadcast_like(&(batch, Const::<K>, Const::<N>)),
+            log_scale.broadcast_like(&(batch, Const::<K>, Const::<N>)),
+        )
+    }
+
+    /// The mixture weights `π`, shape `(batch, K)`.
+    pub fn weights(self) -> Tensor<(usize, Const<K>), E, D, T> {
+        self.logits.softmax::<Axis<1>>()
+    }
+}
+
+fn repeat3<const K: usize, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>(
+    t: Tensor<(usize, Const<K>, Const<N>), E, D, T>,
+    n: usize,
+) -> Tensor<(usize, Const<K>, Const<N>), E, D, T> {
+    if n == 1 {
+        return t;
+    }
+    let b = t.shape().0;
+    t.broadcast_like::<_, Axis<0>>(&(n, b, Const::<K>, Const::<N>))
+        .reshape_like(&(n * b, Const::<K>, Const::<N>))
+}
+
+impl<const K: usize, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
+    for MixtureOfDiagNormals<K, N, E, D, T>
+{
+    type Tape = T;
+
+    fn batch_size(&self) -> usize {
+        self.logits.shape().0
+    }
+
+    fn device(&self) -> D {
+        self.logits.device().clone()
+    }
+
+    fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
+        let b = self.batch_size();
+        check_batch("MixtureOfDiagNormals::log_prob", b, x.shape().0)?;
+        let shape = (b, Const::<K>, Const::<N>);
+        let xk = x.broadcast_like::<_, Axis<1>>(&shape);
+        let ls = self.log_scale.with_empty_tape();
+        let z = (xk - self.loc) * (-self.log_scale).exp();
+        let comp = (z.square() * cst::<E>(-0.5) - ls - cst::<E>(0.5 * LN_2PI))
+            .sum::<(usize, Const<K>), Axis<2>>();
+        Ok((comp + self.logits.log_softmax::<Axis<1>>()).logsumexp::<(usize,), Axis<1>>())
+    }
+
+    /// Picks a component per example by Gumbel-max, then draws from it.
+    fn sample(&self) -> Events<N, E, D> {
+        let dev = self.logits.device();
+        let b = self.batch_size();
+        let noisy = self.logits.retaped::<NoneTape>() + gumbel(dev, self.logits.shape());
+        let ks = argmax_rows(&to_f64_vec(&noisy), K);
+        let loc = self.loc.as_vec();
+        let ls = self.log_scale.as_vec();
+        let pick = |v: &[E]| -> Vec<E> {
+            ks.iter()
+                .enumerate()
+                .flat_map(|(i, &k)| v[(i * K + k) * N..(i * K + k + 1) * N].to_vec())
+                .collect()
+        };
+        let loc = dev.tensor_from_vec(pick(&loc), (b, Const::<N>));
+        let scale = dev.tensor_from_vec(pick(&ls), (b, Const::<N>)).exp();
+        loc + scale * E::standard_normal(dev, &(b, Const::<N>))
+    }
+
+    /// `Σ_k π_k μ_k`, shape `(batch, N)`.
+    fn mean(self) -> Events<N, E, D, T> {
+        let b = self.batch_size();
+        let w = self
+            .logits
+            .softmax::<Axis<1>>()
+            .broadcast_like::<_, Axis<2>>(&(b, Const::<K>, Const::<N>));
+        (w * self.loc).sum::<(usize, Const<N>), Axis<1>>()
+    }
+
+    fn fork(&self) -> Self {
+        Self {
+            logits: self.logits.with_empty_tape(),
+            loc: self.loc.with_empty_tape(),
+            log_scale: self.log_scale.with_empty_tape(),
+        }
+    }
+
+    fn repeat(self, n: usize) -> Self {
+        Self {
+            logits: repeat_rows(self.logits, n),
+            loc: repeat3(self.loc, n),
+            log_scale: repeat3(self.log_scale, n),
+        }
+    }
+}
