@@ -48,7 +48,8 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N
             dev.ones_like(&shape).put_tape(T::default()),
             self.logits.with_empty_tape(),
         );
-        let exact = safe.with_empty_tape().ln() - (safe * cst::<E>(0.5)).tanh().ln();
+        // ℓ / tanh(ℓ/2) > 0 for every ℓ ≠ 0, so take the log of the ratio.
+        let exact = (safe.with_empty_tape() / (safe * cst::<E>(0.5)).tanh()).ln();
         let l2 = self.logits.square();
         let l4 = l2.with_empty_tape().square();
         let l6 = l4.with_empty_tape() * l2.with_empty_tape();
