@@ -235,7 +235,7 @@ fn relaxed_categorical_is_normalized_and_on_the_simplex() {
         assert!((total - 1.0).abs() < 1e-6, "τ = {tau}: ∫p = {total}");
     }
     let d: RelaxedOneHotCategorical<3, f64, Dev> = RelaxedOneHotCategorical::new(
-        dev.tensor_from_vec(vec![0.3, -0.4, 1.0].repeat(5), (5, Const::<3>)),
+        dev.tensor_from_vec([0.3, -0.4, 1.0].repeat(5), (5, Const::<3>)),
         0.7,
     )
     .unwrap();
