@@ -34,6 +34,7 @@ pub mod elbo;
 pub mod error;
 pub mod eval;
 pub mod guide;
+pub mod heads;
 pub mod iwae;
 pub mod kl;
 pub mod model;

@@ -79,10 +79,16 @@ impl<const K: usize, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>
         loc: Tensor<Rank2<K, N>, E, D, T>,
         log_scale: Tensor<Rank2<K, N>, E, D, T>,
     ) -> Result<Self> {
+        // `contiguous()` materializes the broadcasts: dfdx 0.13's log-sum-exp (and so
+        // log_softmax) reuses its input's tensor id for a contiguous temporary, which
+        // corrupts the backward pass when the input is a stride-0 broadcast.
         Self::new(
-            logits.broadcast_like(&(batch, Const::<K>)),
-            loc.broadcast_like(&(batch, Const::<K>, Const::<N>)),
-            log_scale.broadcast_like(&(batch, Const::<K>, Const::<N>)),
+            logits.broadcast_like(&(batch, Const::<K>)).contiguous(),
+            loc.broadcast_like(&(batch, Const::<K>, Const::<N>))
+                .contiguous(),
+            log_scale
+                .broadcast_like(&(batch, Const::<K>, Const::<N>))
+                .contiguous(),
         )
     }
 

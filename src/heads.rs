@@ -1,0 +1,257 @@
+//! Distribution heads: the last, distribution-making step of a likelihood `p(x|z)`
+//! (from a decoder's output) or of a prior `p(z)`, with their own parameters where they
+//! have any, so that a model can swap its likelihood or prior without other changes.
+
+use dfdx::prelude::*;
+
+use crate::distributions::{
+    Bernoulli, ContinuousBernoulli, MixtureOfDiagNormals, Normal, StandardNormal,
+};
+use crate::error::{Error, Result};
+use crate::ops::{cst, Events, Real};
+
+/// Turns a decoder output of shape `(batch, X)` into the likelihood `p(x | z)`.
+pub trait LikelihoodHead<const X: usize, E: Real, D: Device<E>, T: Tape<E, D>> {
+    /// The family of `p(x | z)`.
+    type Dist: crate::Distribution<X, E, D, Tape = T> + 'static;
+    /// `p(x | z)` from the decoder output.
+    ///
+    /// # Errors
+    /// Shape errors from the family's constructor.
+    fn distribution(&self, decoder_output: Events<X, E, D, T>) -> Result<Self::Dist>;
+}
+
+/// Makes the prior `p(z)` for a batch.
+pub trait PriorHead<const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>> {
+    /// The family of `p(z)`.
+    type Dist: crate::Distribution<Z, E, D, Tape = T> + 'static;
+    /// `p(z)` repeated for `batch` examples.
+    ///
+    /// # Errors
+    /// Errors of the family's constructor.
+    fn prior(&self, batch: usize, device: &D) -> Result<Self::Dist>;
+}
+
+macro_rules! parameterless {
+    ($name:ident) => {
+        impl<E: Real, D: Device<E>> TensorCollection<E, D> for $name {
+            type To<E2: Dtype, D2: Device<E2>> = $name;
+            fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+                visitor: &mut V,
+            ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+                visitor.visit_fields((), |_| $name)
+            }
+        }
+    };
+}
+
+/// `p(x|z) = Bernoulli(logits = decoder output)`: binary pixels. On grey-level pixels
+/// its log-probability is a cross-entropy, not a log-density over `[0, 1]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BernoulliHead;
+parameterless!(BernoulliHead);
+
+impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
+    LikelihoodHead<X, E, D, T> for BernoulliHead
+{
+    type Dist = Bernoulli<X, E, D, T>;
+    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+        Ok(Bernoulli::new(out))
+    }
+}
+
+/// `p(x|z) = ContinuousBernoulli(logits = decoder output)`: a proper density for
+/// intensities in `[0, 1]` (Loaiza-Ganem & Cunningham 2019).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ContinuousBernoulliHead;
+parameterless!(ContinuousBernoulliHead);
+
+impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
+    LikelihoodHead<X, E, D, T> for ContinuousBernoulliHead
+{
+    type Dist = ContinuousBernoulli<X, E, D, T>;
+    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+        Ok(ContinuousBernoulli::new(out))
+    }
+}
+
+/// `p(x|z) = N(decoder output, σ² I)` with a **fixed** `σ`.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedGaussianHead {
+    log_scale: f64,
+}
+
+impl FixedGaussianHead {
+    /// A Gaussian likelihood with standard deviation `sigma`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] unless `sigma` is positive and finite.
+    pub fn new(sigma: f64) -> Result<Self> {
+        if !(sigma.is_finite() && sigma > 0.0) {
+            return Err(Error::invalid(
+                "sigma",
+                format!("must be positive, got {sigma}"),
+            ));
+        }
+        Ok(Self {
+            log_scale: sigma.ln(),
+        })
+    }
+}
+
+impl<E: Real, D: Device<E>> TensorCollection<E, D> for FixedGaussianHead {
+    type To<E2: Dtype, D2: Device<E2>> = FixedGaussianHead;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        // Rebuilding a fixed head keeps σ = 1; set it again with `new` if needed.
+        visitor.visit_fields((), |_| FixedGaussianHead { log_scale: 0.0 })
+    }
+}
+
+impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
+    LikelihoodHead<X, E, D, T> for FixedGaussianHead
+{
+    type Dist = Normal<X, E, D, T>;
+    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+        let shape = *out.shape();
+        let log_scale =
+            (out.device().ones_like(&shape) * cst::<E>(self.log_scale)).put_tape(T::default());
+        Normal::new(out, log_scale)
+    }
+}
+
+/// `p(x|z) = N(decoder output, diag σ²)` with a **learned** `log σ`: one per pixel
+/// (`P = X`) or one shared by all pixels (`P = 1`). Initialized to `σ = 1`.
+#[derive(Debug, Clone)]
+pub struct LearnedGaussianHead<const P: usize, E: Dtype, D: Storage<E>> {
+    /// `log σ`, shape `(P,)`.
+    pub log_scale: Tensor<Rank1<P>, E, D>,
+}
+
+impl<const P: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+    for LearnedGaussianHead<P, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = LearnedGaussianHead<P, E2, D2>;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            Self::tensor(
+                "log_scale",
+                |s| &s.log_scale,
+                |s| &mut s.log_scale,
+                TensorOptions::reset_to_zeros(),
+            ),
+            |log_scale| LearnedGaussianHead { log_scale },
+        )
+    }
+}
+
+impl<const X: usize, const P: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
+    LikelihoodHead<X, E, D, T> for LearnedGaussianHead<P, E, D>
+{
+    type Dist = Normal<X, E, D, T>;
+    /// # Errors
+    /// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
+    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+        let b = out.shape().0;
+        let ls = self.log_scale.retaped::<T>();
+        let log_scale = if P == X {
+            ls.reshape_like(&(Const::<X>,))
+                .broadcast_like(&(b, Const::<X>))
+        } else if P == 1 {
+            ls.reshape_like(&()).broadcast_like(&(b, Const::<X>))
+        } else {
+            return Err(Error::ShapeMismatch {
+                context: "LearnedGaussianHead".into(),
+                expected: format!("1 (shared) or {X} (per pixel) scales"),
+                found: P.to_string(),
+            });
+        };
+        Normal::new(out, log_scale)
+    }
+}
+
+/// The prior `p(z) = N(0, I)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StandardNormalPrior;
+parameterless!(StandardNormalPrior);
+
+impl<const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> PriorHead<Z, E, D, T>
+    for StandardNormalPrior
+{
+    type Dist = StandardNormal<Z, E, D, T>;
+    fn prior(&self, batch: usize, device: &D) -> Result<Self::Dist> {
+        Ok(StandardNormal::new(batch, device))
+    }
+}
+
+/// A learned prior `p(z) = Σ_k π_k N(μ_k, diag σ_k²)` with `K` components. Initialized
+/// with equal weights, unit scales and means drawn from `U(−1.5, 1.5)`, so the components
+/// start apart. Its KL from a Normal guide has no closed form: `Elbo` estimates it.
+#[derive(Debug, Clone)]
+pub struct MixturePrior<const K: usize, const Z: usize, E: Dtype, D: Storage<E>> {
+    /// Component logits, shape `(K,)`.
+    pub logits: Tensor<Rank1<K>, E, D>,
+    /// Component means, shape `(K, Z)`.
+    pub loc: Tensor<Rank2<K, Z>, E, D>,
+    /// Component `log σ`, shape `(K, Z)`.
+    pub log_scale: Tensor<Rank2<K, Z>, E, D>,
+}
+
+impl<const K: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+    for MixturePrior<K, Z, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = MixturePrior<K, Z, E2, D2>;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "logits",
+                    |s| &s.logits,
+                    |s| &mut s.logits,
+                    TensorOptions::reset_to_zeros(),
+                ),
+                Self::tensor(
+                    "loc",
+                    |s| &s.loc,
+                    |s| &mut s.loc,
+                    TensorOptions::reset_with(|t| {
+                        t.try_fill_with_distr(rand_distr::Uniform::new(
+                            cst::<E>(-1.5),
+                            cst::<E>(1.5),
+                        ))
+                    }),
+                ),
+                Self::tensor(
+                    "log_scale",
+                    |s| &s.log_scale,
+                    |s| &mut s.log_scale,
+                    TensorOptions::reset_to_zeros(),
+                ),
+            ),
+            |(logits, loc, log_scale)| MixturePrior {
+                logits,
+                loc,
+                log_scale,
+            },
+        )
+    }
+}
+
+impl<const K: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
+    PriorHead<Z, E, D, T> for MixturePrior<K, Z, E, D>
+{
+    type Dist = MixtureOfDiagNormals<K, Z, E, D, T>;
+    fn prior(&self, batch: usize, _device: &D) -> Result<Self::Dist> {
+        MixtureOfDiagNormals::shared(
+            batch,
+            self.logits.retaped::<T>(),
+            self.loc.retaped::<T>(),
+            self.log_scale.retaped::<T>(),
+        )
+    }
+}
