@@ -24,12 +24,15 @@ use dfdx::prelude::*;
 use latent::data::{discover, Binarization, Dataset};
 use latent::distributions::Distribution;
 use latent::eval::{self, EvalOptions};
-use latent::train::{fit, prepare_test, TrainConfig};
+use latent::heads::{
+    BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
+};
+use latent::train::{evaluate, fit, prepare_test, TrainConfig};
 use latent::viz::save_image_grid;
 use latent::{
     AnyObjective, Elbo, Error, ImportanceWeighted, LatentVariableModel, Objective, Result,
 };
-use latent_models::{mlp_vae, MlpVae};
+use latent_models::{MlpDecoder, MlpEncoder, Vae};
 
 const X: usize = 784;
 const HIDDEN: [usize; 3] = [256, 400, 512];
@@ -84,6 +87,12 @@ struct Args {
     /// Evaluate the test NLL on the first N test images (0: all).
     #[arg(long, default_value_t = 1000)]
     eval_n: usize,
+    /// Likelihood p(x|z): bernoulli, continuous-bernoulli or gaussian (learned shared σ).
+    #[arg(long, default_value = "bernoulli")]
+    likelihood: String,
+    /// Prior p(z): standard-normal or mixture:10 (a learned mixture of 10 Normals).
+    #[arg(long, default_value = "standard-normal")]
+    prior: String,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -113,6 +122,63 @@ fn run(args: Args) -> Result<()> {
         splits.train.len(),
         splits.test.len()
     );
+    let heads = (args.likelihood.as_str(), args.prior.as_str());
+    if heads != ("bernoulli", "standard-normal") {
+        if (args.hidden, args.latent_dim) != (400, 20) {
+            return Err(Error::invalid(
+                "likelihood/prior",
+                "a likelihood or prior other than the default is compiled in for \
+                 --hidden 400 --latent-dim 20 only",
+            ));
+        }
+        type Mix = MixturePrior<10, 20, f32, AutoDevice>;
+        type Gauss = LearnedGaussianHead<1, f32, AutoDevice>;
+        let (a, b, sp) = (&args, binarization, &splits);
+        return match heads {
+            ("continuous-bernoulli", "standard-normal") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |_| (ContinuousBernoulliHead, StandardNormalPrior),
+                kl_closed::<400, 20, _>,
+            ),
+            ("gaussian", "standard-normal") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |d| (Gauss::build(d), StandardNormalPrior),
+                kl_closed::<400, 20, _>,
+            ),
+            ("bernoulli", "mixture:10") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |d| (BernoulliHead, Mix::build(d)),
+                kl_none,
+            ),
+            ("continuous-bernoulli", "mixture:10") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |d| (ContinuousBernoulliHead, Mix::build(d)),
+                kl_none,
+            ),
+            ("gaussian", "mixture:10") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |d| (Gauss::build(d), Mix::build(d)),
+                kl_none,
+            ),
+            (l, p) => Err(Error::invalid(
+                "likelihood/prior",
+                format!(
+                    "`{l}`/`{p}`: choose --likelihood bernoulli|continuous-bernoulli|gaussian \
+                     and --prior standard-normal|mixture:10"
+                ),
+            )),
+        };
+    }
     macro_rules! dispatch {
         ($($h:literal),* ; $($z:literal),*) => {
             dispatch!(@h [$($h),*] [$($z),*])
@@ -128,7 +194,13 @@ fn run(args: Args) -> Result<()> {
         };
         (@z $h:literal, [$($z:literal),*]) => {
             match args.latent_dim {
-                $( $z => train_and_report::<$h, $z>(&args, binarization, &splits), )*
+                $( $z => train_and_report::<$h, $z, _, _>(
+                    &args,
+                    binarization,
+                    &splits,
+                    |_| (BernoulliHead, StandardNormalPrior),
+                    kl_closed::<$h, $z, _>,
+                ), )*
                 other => Err(Error::invalid(
                     "latent-dim",
                     format!("{other} is not compiled in; choose one of {LATENT:?}"),
@@ -137,6 +209,42 @@ fn run(args: Args) -> Result<()> {
         };
     }
     dispatch!(256, 400, 512; 2, 10, 20, 32, 64)
+}
+
+type Model<const H: usize, const Z: usize, L, P> = Vae<
+    MlpEncoder<X, H, f32, AutoDevice>,
+    MlpDecoder<X, H, Z, f32, AutoDevice>,
+    H,
+    Z,
+    f32,
+    AutoDevice,
+    L,
+    P,
+>;
+
+/// Mean closed-form KL per latent dimension (standard-Normal prior).
+fn kl_closed<const H: usize, const Z: usize, L>(
+    model: &Model<H, Z, L, StandardNormalPrior>,
+    data: &Dataset,
+    dev: &AutoDevice,
+) -> Result<Option<Vec<f64>>>
+where
+    Model<H, Z, L, StandardNormalPrior>: LatentVariableModel<
+        X,
+        Z,
+        f32,
+        AutoDevice,
+        NoneTape,
+        Posterior = latent::Normal<Z, f32, AutoDevice>,
+        Prior = latent::StandardNormal<Z, f32, AutoDevice>,
+    >,
+{
+    eval::kl_per_dimension::<X, Z, f32, AutoDevice, _>(model, data, dev, 100).map(Some)
+}
+
+/// No closed-form KL per dimension (e.g. against a mixture prior).
+fn kl_none<M>(_: &M, _: &Dataset, _: &AutoDevice) -> Result<Option<Vec<f64>>> {
+    Ok(None)
 }
 
 #[derive(serde::Serialize)]
@@ -148,6 +256,8 @@ struct Summary {
     epochs: usize,
     batch_size: usize,
     binarization: String,
+    likelihood: String,
+    prior: String,
     objective: String,
     hidden: usize,
     latent_dim: usize,
@@ -171,20 +281,34 @@ struct Summary {
     test_nll_n: usize,
     /// Latent dimensions with Cov_x(E_q[z_j|x]) > 0.01 (Burda et al. 2015).
     active_units: usize,
-    /// Mean KL per latent dimension, nats.
-    kl_per_dim: Vec<f64>,
+    /// Mean KL per latent dimension, nats (null where the pair has no closed form).
+    kl_per_dim: Option<Vec<f64>>,
     train_images_per_s: f64,
     seconds: f64,
 }
 
-fn train_and_report<const H: usize, const Z: usize>(
+fn train_and_report<const H: usize, const Z: usize, L, P>(
     args: &Args,
     binarization: Binarization,
     splits: &latent::data::Splits,
-) -> Result<()> {
+    heads: impl FnOnce(&AutoDevice) -> (L, P),
+    kl_dims: impl Fn(&Model<H, Z, L, P>, &Dataset, &AutoDevice) -> Result<Option<Vec<f64>>>,
+) -> Result<()>
+where
+    Model<H, Z, L, P>: TensorCollection<f32, AutoDevice>
+        + LatentVariableModel<X, Z, f32, AutoDevice, OwnedTape<f32, AutoDevice>>
+        + LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>,
+{
     let start = Instant::now();
     let dev = AutoDevice::seed_from_u64(args.seed);
-    let mut model: MlpVae<X, H, Z, f32, AutoDevice> = mlp_vae(&dev);
+    let (likelihood, prior) = heads(&dev);
+    let mut model: Model<H, Z, L, P> = Vae::with_heads(
+        BuildModule::build(&dev),
+        BuildModule::build(&dev),
+        likelihood,
+        prior,
+        &dev,
+    );
     let elbo = Elbo::new(args.samples)?.with_beta(args.beta)?;
     let objective = match args.objective.as_str() {
         "elbo" => AnyObjective::Elbo(elbo),
@@ -227,8 +351,16 @@ fn train_and_report<const H: usize, const Z: usize>(
             options.n.unwrap_or(test.len()).min(test.len())
         );
     }
-    let eval = eval::report::<X, Z, f32, AutoDevice, _>(&model, &test, &dev, &options)?;
-    write_pictures::<H, Z>(&model, &test, &dev, &args.out)?;
+    let elbo_eval =
+        evaluate::<X, Z, f32, AutoDevice, _>(&model, &Elbo::default(), &test, &dev, 500)?;
+    let nll = eval::test_nll::<X, Z, f32, AutoDevice, _>(&model, &test, &dev, &options)?;
+    let active_units =
+        eval::posterior_mean_variance::<X, Z, f32, AutoDevice, _>(&model, &test, &dev, 500)?
+            .iter()
+            .filter(|&&v| v > eval::ACTIVE_UNIT_THRESHOLD)
+            .count();
+    let kl_per_dim = kl_dims(&model, &test, &dev)?;
+    write_pictures::<Z, _>(&model, &test, &dev, &args.out)?;
 
     let summary = Summary {
         dataset: splits.source.clone(),
@@ -238,6 +370,8 @@ fn train_and_report<const H: usize, const Z: usize>(
         epochs: args.epochs,
         batch_size: args.batch_size,
         binarization: binarization.to_string(),
+        likelihood: args.likelihood.clone(),
+        prior: args.prior.clone(),
         objective: objective.describe(),
         hidden: H,
         latent_dim: Z,
@@ -245,15 +379,15 @@ fn train_and_report<const H: usize, const Z: usize>(
         beta: args.beta,
         lr: args.lr,
         seed: args.seed,
-        test_elbo: eval.elbo.elbo,
-        test_reconstruction: eval.elbo.reconstruction,
-        test_kl: eval.elbo.kl,
-        test_nll: eval.nll.nll,
-        test_nll_k: eval.nll.k,
-        test_nll_stderr: eval.nll.stderr,
-        test_nll_n: eval.nll.n,
-        active_units: eval.active_units,
-        kl_per_dim: eval.kl_per_dim,
+        test_elbo: elbo_eval.elbo,
+        test_reconstruction: elbo_eval.reconstruction,
+        test_kl: elbo_eval.kl,
+        test_nll: nll.nll,
+        test_nll_k: nll.k,
+        test_nll_stderr: nll.stderr,
+        test_nll_n: nll.n,
+        active_units,
+        kl_per_dim,
         train_images_per_s: report.train_images_per_s,
         seconds: start.elapsed().as_secs_f64(),
     };
@@ -276,25 +410,23 @@ fn device_name() -> String {
 
 /// `reconstructions.png`: 4 pairs of rows, test images above the means of
 /// `p(x | z = E_q[z|x])`; `samples.png`: 8×8 means of `p(x | z)`, `z ~ p(z)`.
-fn write_pictures<const H: usize, const Z: usize>(
-    model: &MlpVae<X, H, Z, f32, AutoDevice>,
+fn write_pictures<const Z: usize, M>(
+    model: &M,
     test: &Dataset,
     dev: &AutoDevice,
     out: &Path,
-) -> Result<()> {
-    type M<const H: usize, const Z: usize> = MlpVae<X, H, Z, f32, AutoDevice>;
+) -> Result<()>
+where
+    M: LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>,
+{
     let cols = 10;
     let n = (4 * cols).min(test.len());
     let idx: Vec<usize> = (0..n).collect();
     let x = test.batch::<X, f32, AutoDevice>(dev, &idx, None)?;
-    let q =
-        <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::guide(model, x.clone())?;
-    let recon = <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::likelihood(
-        model,
-        q.mean(),
-    )?
-    .mean()
-    .as_vec();
+    let recon = model
+        .likelihood(model.guide(x.clone())?.mean())?
+        .mean()
+        .as_vec();
     let orig = x.as_vec();
     let mut grid = Vec::with_capacity(2 * n * X);
     for start in (0..n).step_by(cols) {
@@ -303,15 +435,10 @@ fn write_pictures<const H: usize, const Z: usize>(
         grid.extend_from_slice(&recon[start * X..end * X]);
     }
     save_image_grid(out.join("reconstructions.png"), &grid, 28, 28, cols)?;
-
-    let prior =
-        <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::prior(model, 64, dev)?;
-    let samples = <M<H, Z> as LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>>::likelihood(
-        model,
-        prior.sample(),
-    )?
-    .mean()
-    .as_vec();
+    let samples = model
+        .likelihood(model.prior(64, dev)?.sample())?
+        .mean()
+        .as_vec();
     save_image_grid(out.join("samples.png"), &samples, 28, 28, 8)?;
     Ok(())
 }
