@@ -6,6 +6,9 @@ use super::{check_batch, Distribution, Reparameterizable};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
 
+/// A boolean mask of shape `(batch, N)`.
+type Mask<const N: usize, D> = Tensor<(usize, Const<N>), bool, D>;
+
 /// Below this `|ℓ|` the log-normalizer and the mean use their Taylor series.
 const TAYLOR_BELOW: f64 = 0.1;
 
@@ -36,18 +39,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N
 
     /// `log C(λ)` per element, shape `(batch, N)`.
     pub fn log_normalizer(self) -> Events<N, E, D, T> {
-        let dev = self.logits.device().clone();
-        let shape = *self.logits.shape();
-        let small = self
-            .logits
-            .retaped::<NoneTape>()
-            .abs()
-            .lt(&(dev.ones_like(&shape) * cst::<E>(TAYLOR_BELOW)));
-        // The exact branch on ℓ with the small entries replaced by 1 (never evaluated at 0).
-        let safe = small.clone().choose(
-            dev.ones_like(&shape).put_tape(T::default()),
-            self.logits.with_empty_tape(),
-        );
+        let (small, safe) = self.split_small(TAYLOR_BELOW);
         // ℓ / tanh(ℓ/2) > 0 for every ℓ ≠ 0, so take the log of the ratio.
         let exact = (safe.with_empty_tape() / (safe * cst::<E>(0.5)).tanh()).ln();
         let l2 = self.logits.square();
@@ -89,17 +81,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 
     fn mean(self) -> Events<N, E, D, T> {
-        let dev = self.logits.device().clone();
-        let shape = *self.logits.shape();
-        let small = self
-            .logits
-            .retaped::<NoneTape>()
-            .abs()
-            .lt(&(dev.ones_like(&shape) * cst::<E>(TAYLOR_BELOW)));
-        let safe = small.clone().choose(
-            dev.ones_like(&shape).put_tape(T::default()),
-            self.logits.with_empty_tape(),
-        );
+        let (small, safe) = self.split_small(TAYLOR_BELOW);
         let s2 = safe.with_empty_tape();
         let s3 = safe.with_empty_tape();
         let exact = s2.sigmoid() / (s3 * cst::<E>(0.5)).tanh() - safe.recip();
@@ -123,6 +105,24 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
 }
 
 impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N, E, D, T> {
+    /// The mask `|ℓ| < threshold` and ℓ with those entries replaced by 1, so that an
+    /// exact formula singular at ℓ = 0 can be evaluated (and differentiated) everywhere
+    /// and then discarded there by `choose` (the "double where" trick).
+    fn split_small(&self, threshold: f64) -> (Mask<N, D>, Events<N, E, D, T>) {
+        let dev = self.logits.device().clone();
+        let shape = *self.logits.shape();
+        let small = self
+            .logits
+            .retaped::<NoneTape>()
+            .abs()
+            .lt(&(dev.ones_like(&shape) * cst::<E>(threshold)));
+        let safe = small.clone().choose(
+            dev.ones_like(&shape).put_tape(T::default()),
+            self.logits.with_empty_tape(),
+        );
+        (small, safe)
+    }
+
     fn fork_untaped(&self) -> ContinuousBernoulli<N, E, D, NoneTape> {
         ContinuousBernoulli {
             logits: self.logits.retaped::<NoneTape>(),
@@ -139,15 +139,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, 
         let dev = self.logits.device().clone();
         let shape = *self.logits.shape();
         let u = E::uniform01(&dev, &shape);
-        let tiny = self
-            .logits
-            .retaped::<NoneTape>()
-            .abs()
-            .lt(&(dev.ones_like(&shape) * cst::<E>(1e-4)));
-        let safe = tiny.clone().choose(
-            dev.ones_like(&shape).put_tape(T::default()),
-            self.logits.with_empty_tape(),
-        );
+        let (tiny, safe) = self.split_small(1e-4);
         // log1p(u (e^ℓ − 1)) computed as log(1 − u + u e^ℓ); for ℓ > 0 factor out e^ℓ
         // to avoid overflow: ℓ + log(u + (1 − u) e^{−ℓ}).
         let s2 = safe.with_empty_tape();
