@@ -354,11 +354,9 @@ where
     let elbo_eval =
         evaluate::<X, Z, f32, AutoDevice, _>(&model, &Elbo::default(), &test, &dev, 500)?;
     let nll = eval::test_nll::<X, Z, f32, AutoDevice, _>(&model, &test, &dev, &options)?;
-    let active_units =
-        eval::posterior_mean_variance::<X, Z, f32, AutoDevice, _>(&model, &test, &dev, 500)?
-            .iter()
-            .filter(|&&v| v > eval::ACTIVE_UNIT_THRESHOLD)
-            .count();
+    let variances =
+        eval::posterior_mean_variance::<X, Z, f32, AutoDevice, _>(&model, &test, &dev, 500)?;
+    let active_units = eval::active_units(&variances);
     let kl_per_dim = kl_dims(&model, &test, &dev)?;
     write_pictures::<Z, _>(&model, &test, &dev, &args.out)?;
 

@@ -71,6 +71,15 @@ pub struct EvaluationReport {
 /// The threshold of Burda et al. 2015 for an active unit.
 pub const ACTIVE_UNIT_THRESHOLD: f64 = 0.01;
 
+/// The number of active units: dimensions whose `Cov_x(E_q[z_j|x])` (as returned by
+/// [`posterior_mean_variance`]) exceeds [`ACTIVE_UNIT_THRESHOLD`].
+pub fn active_units(posterior_mean_variance: &[f64]) -> usize {
+    posterior_mean_variance
+        .iter()
+        .filter(|&&v| v > ACTIVE_UNIT_THRESHOLD)
+        .count()
+}
+
 fn batches(n: usize, batch: usize) -> Result<Vec<Vec<usize>>> {
     if batch == 0 {
         return Err(Error::invalid("batch", "must be at least 1"));
@@ -208,10 +217,7 @@ where
     let kl_per_dim = kl_per_dimension::<X, Z, E, D, M>(model, data, device, options.batch)?;
     let posterior_mean_variance =
         posterior_mean_variance::<X, Z, E, D, M>(model, data, device, options.batch)?;
-    let active_units = posterior_mean_variance
-        .iter()
-        .filter(|&&v| v > ACTIVE_UNIT_THRESHOLD)
-        .count();
+    let active_units = active_units(&posterior_mean_variance);
     Ok(EvaluationReport {
         elbo,
         nll,
