@@ -93,6 +93,10 @@ struct Args {
     /// Prior p(z): standard-normal or mixture:10 (a learned mixture of 10 Normals).
     #[arg(long, default_value = "standard-normal")]
     prior: String,
+    /// KL warm-up: the KL weight rises linearly from 0 to 1 over this many optimizer
+    /// steps (0: off).
+    #[arg(long, default_value_t = 0)]
+    kl_warmup_steps: usize,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -328,6 +332,7 @@ where
         binarization,
         progress: !args.quiet,
         out_dir: Some(args.out.clone()),
+        kl_warmup_steps: args.kl_warmup_steps,
     };
     let report = fit::<X, Z, f32, AutoDevice, _, _>(
         &mut model,

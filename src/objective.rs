@@ -28,6 +28,21 @@ pub trait Objective {
 
     /// A short description for logs, e.g. `elbo(L=1, β=1)` or `iwae(k=5)`.
     fn describe(&self) -> String;
+
+    /// The objective to use at optimizer step `step` (0-based) when the trainer's KL
+    /// warm-up puts weight `kl_weight ∈ [0, 1]` on the KL term
+    /// ([`crate::train::TrainConfig::kl_warmup_steps`]). Objectives that change during
+    /// training (a capacity schedule, say) read `step` as well.
+    ///
+    /// The default ignores both and returns a copy: right for objectives with no KL
+    /// term to weight (the IWAE bound).
+    fn scheduled(&self, step: usize, kl_weight: f64) -> Self
+    where
+        Self: Sized + Clone,
+    {
+        let _ = (step, kl_weight);
+        self.clone()
+    }
 }
 
 impl Objective for Elbo {
@@ -47,6 +62,15 @@ impl Objective for Elbo {
 
     fn describe(&self) -> String {
         format!("elbo(L={}, β={})", self.samples, self.beta)
+    }
+
+    /// `β · kl_weight`: the ELBO's KL term is annealed from 0 to β (Bowman et al. 2016, §3.1;
+    /// Sønderby et al. 2016, §2.3).
+    fn scheduled(&self, _step: usize, kl_weight: f64) -> Self {
+        Self {
+            beta: self.beta * kl_weight,
+            ..*self
+        }
     }
 }
 
@@ -102,6 +126,13 @@ impl Objective for AnyObjective {
         match self {
             Self::Elbo(o) => o.describe(),
             Self::Iwae(o) => o.describe(),
+        }
+    }
+
+    fn scheduled(&self, step: usize, kl_weight: f64) -> Self {
+        match self {
+            Self::Elbo(o) => Self::Elbo(o.scheduled(step, kl_weight)),
+            Self::Iwae(o) => Self::Iwae(o.scheduled(step, kl_weight)),
         }
     }
 }

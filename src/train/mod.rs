@@ -2,8 +2,10 @@
 
 pub mod checkpoint;
 pub mod metrics;
+pub mod task;
 pub mod trainer;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use metrics::{EpochMetrics, MetricsLog};
-pub use trainer::{evaluate, fit, prepare_test, EvalReport, TrainConfig, TrainReport};
+pub use task::{Batch, ObjectiveTask, Progress, Task};
+pub use trainer::{evaluate, fit, fit_task, prepare_test, EvalReport, TrainConfig, TrainReport};

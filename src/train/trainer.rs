@@ -11,6 +11,7 @@ use rand::SeedableRng;
 
 use super::checkpoint::save_checkpoint;
 use super::metrics::{EpochMetrics, MetricsLog};
+use super::task::{Batch, ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
 use crate::elbo::Elbo;
 use crate::error::{Error, Result};
@@ -36,6 +37,12 @@ pub struct TrainConfig {
     pub progress: bool,
     /// Where `metrics.jsonl` and `checkpoint.safetensors` go; nothing is written if unset.
     pub out_dir: Option<PathBuf>,
+    /// KL warm-up (Bowman et al. 2016; Sønderby et al. 2016): the KL term's weight rises
+    /// linearly from 0 at step 0 to 1 at this many optimizer steps, then stays 1
+    /// ([`Objective::scheduled`]). 0 (the default) turns it off. Any model and objective
+    /// with a KL term can use it.
+    #[serde(default)]
+    pub kl_warmup_steps: usize,
 }
 
 impl Default for TrainConfig {
@@ -48,6 +55,7 @@ impl Default for TrainConfig {
             binarization: Binarization::None,
             progress: false,
             out_dir: None,
+            kl_warmup_steps: 0,
         }
     }
 }
@@ -72,6 +80,16 @@ impl TrainConfig {
             ));
         }
         Ok(self)
+    }
+
+    /// The KL weight at optimizer step `step` (0-based): `min(1, step / kl_warmup_steps)`,
+    /// or 1 without warm-up.
+    pub fn kl_weight(&self, step: usize) -> f64 {
+        if self.kl_warmup_steps == 0 {
+            1.0
+        } else {
+            (step as f64 / self.kl_warmup_steps as f64).min(1.0)
+        }
     }
 }
 
@@ -161,7 +179,8 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 /// Trains `model` with Adam on `−mean(objective)` over `train` (any [`Objective`]: an
 /// [`Elbo`], an [`crate::ImportanceWeighted`] bound, …), evaluating the ELBO
 /// (`Elbo::default()`: one sample, closed-form KL where available, β = 1) on `test`
-/// (prepared with [`prepare_test`]) after every epoch.
+/// (prepared with [`prepare_test`]) after every epoch. This is [`fit_task`] with an
+/// [`ObjectiveTask`].
 ///
 /// After each epoch it appends an [`EpochMetrics`] line to `out_dir/metrics.jsonl` and
 /// writes `out_dir/checkpoint.safetensors` atomically (when `out_dir` is set).
@@ -185,10 +204,34 @@ where
     M: TensorCollection<E, D>
         + LatentVariableModel<X, Z, E, D, OwnedTape<E, D>>
         + LatentVariableModel<X, Z, E, D, NoneTape>,
-    O: Objective,
+    O: Objective + Clone,
+{
+    let mut task = ObjectiveTask::<X, Z, O>::new(objective.clone());
+    fit_task(model, &mut task, train, test, config, device)
+}
+
+/// The training loop behind [`fit`], for any [`Task`]: seeded shuffling, static or
+/// dynamic binarization, Adam on [`Task::loss`], the KL warm-up weight, a progress bar,
+/// [`Task::evaluate`] on the prepared test set after each epoch, `metrics.jsonl` and an
+/// atomic checkpoint per epoch.
+///
+/// # Errors
+/// As [`fit`].
+pub fn fit_task<E, D, M, K>(
+    model: &mut M,
+    task: &mut K,
+    train: &Dataset,
+    test: &Dataset,
+    config: &TrainConfig,
+    device: &D,
+) -> Result<TrainReport>
+where
+    E: Real + dfdx::tensor::safetensors::SafeDtype,
+    D: Device<E> + 'static,
+    M: TensorCollection<E, D>,
+    K: Task<E, D, M>,
 {
     let config = config.clone().validated()?;
-    let elbo = Elbo::default();
     if train.is_empty() {
         return Err(Error::invalid("train", "the training set is empty"));
     }
@@ -220,6 +263,7 @@ where
         train_seconds: 0.0,
     };
     let mut total_images = 0usize;
+    let mut global_step = 0usize;
 
     for epoch in 1..=config.epochs {
         let batches = shuffled_batches(train.len(), config.batch_size, &mut rng)?;
@@ -227,14 +271,21 @@ where
         let start = Instant::now();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for (step, idx) in batches.iter().enumerate() {
-            let dynamic: Option<&mut dyn rand::RngCore> = match config.binarization {
-                Binarization::Dynamic => Some(&mut rng),
-                _ => None,
+            let progress = Progress {
+                step: global_step,
+                epoch,
+                kl_weight: config.kl_weight(global_step),
             };
-            let x = train.batch::<X, E, D>(device, idx, dynamic)?;
-            let loss = -objective
-                .objective::<X, Z, E, D, OwnedTape<E, D>, M>(model, x.traced(grads))?
-                .mean::<(), Axis<0>>();
+            let batch = Batch {
+                data: &train,
+                indices: idx,
+                binarize: match config.binarization {
+                    Binarization::Dynamic => Some(&mut rng),
+                    _ => None,
+                },
+                device,
+            };
+            let loss = task.loss(model, batch, grads, progress)?;
             let value = to_f64_vec(&loss)[0];
             if !value.is_finite() {
                 bar.abandon();
@@ -249,6 +300,8 @@ where
             opt.update(model, &grads)
                 .map_err(|e| Error::invalid("model", format!("optimizer update failed: {e:?}")))?;
             model.zero_grads(&mut grads);
+            task.after_update(model, progress)?;
+            global_step += 1;
             loss_sum += value * idx.len() as f64;
             seen += idx.len();
             bar.inc(1);
@@ -261,7 +314,7 @@ where
         total_images += seen;
         report.train_seconds += seconds;
 
-        let eval = evaluate::<X, Z, E, D, M>(model, &elbo, &test, device, 1000)?;
+        let eval = task.evaluate(model, &test, device)?;
         let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen as f64,
@@ -273,7 +326,8 @@ where
         };
         if config.progress {
             eprintln!(
-                "epoch {epoch}/{}: train loss {:.2}, test ELBO {:.2} (rec {:.2}, KL {:.2}), {:.0} images/s",
+                "{} epoch {epoch}/{}: train loss {:.2}, test ELBO {:.2} (rec {:.2}, KL {:.2}), {:.0} images/s",
+                task.describe(),
                 config.epochs,
                 metrics.train_loss,
                 metrics.test_elbo,

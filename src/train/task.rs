@@ -1,0 +1,142 @@
+//! What one training step computes: the [`Task`] a trainer runs, and the task of
+//! maximizing an [`Objective`] of a [`LatentVariableModel`].
+
+use dfdx::prelude::*;
+
+use super::trainer::{evaluate, EvalReport};
+use crate::data::Dataset;
+use crate::elbo::Elbo;
+use crate::error::Result;
+use crate::model::LatentVariableModel;
+use crate::objective::Objective;
+use crate::ops::Real;
+
+/// Where training is: the optimizer step about to be taken and the weight the KL
+/// warm-up puts on the KL term.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Progress {
+    /// 0-based optimizer step, counted over all epochs.
+    pub step: usize,
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// `min(1, step / kl_warmup_steps)`, or 1 without warm-up.
+    pub kl_weight: f64,
+}
+
+/// A training batch before it becomes tensors: which images of which data set, on which
+/// device, and the generator for dynamic binarization if it is on.
+pub struct Batch<'a, D> {
+    /// The training set.
+    pub data: &'a Dataset,
+    /// The images of this batch.
+    pub indices: &'a [usize],
+    /// Set for dynamic binarization: each pixel is a fresh Bernoulli draw from it.
+    pub binarize: Option<&'a mut dyn rand::RngCore>,
+    /// Where the tensors go.
+    pub device: &'a D,
+}
+
+impl<D> Batch<'_, D> {
+    /// The images as a `(batch, X)` tensor (see [`Dataset::batch`]).
+    ///
+    /// # Errors
+    /// [`crate::Error::ShapeMismatch`] if the images do not have `X` pixels.
+    pub fn images<const X: usize, E: Real>(self) -> Result<crate::ops::Events<X, E, D>>
+    where
+        D: Device<E>,
+    {
+        self.data.batch::<X, E, D>(self.device, self.indices, self.binarize)
+    }
+
+    /// The class labels of the batch, in order.
+    pub fn labels(&self) -> Vec<u8> {
+        self.indices.iter().map(|&i| self.data.labels[i]).collect()
+    }
+}
+
+/// One kind of training, as [`crate::train::fit_task`] runs it: how a batch of the data
+/// set becomes a scalar loss, what happens after each optimizer update, and how the
+/// model is evaluated after each epoch.
+///
+/// [`ObjectiveTask`] (what [`crate::train::fit`] uses) covers every
+/// [`LatentVariableModel`]; models trained otherwise (a conditional model that needs the
+/// labels, a VQ-VAE with its codebook losses and EMA updates) implement their own.
+pub trait Task<E: Dtype, D: Device<E>, M> {
+    /// The loss to minimize on `batch`, a scalar in nats per example (e.g. `−mean(ELBO)`),
+    /// carrying the tape started by `grads`.
+    ///
+    /// # Errors
+    /// Shape mismatches between data and model, the model's errors.
+    fn loss(
+        &mut self,
+        model: &M,
+        batch: Batch<'_, D>,
+        grads: Gradients<E, D>,
+        progress: Progress,
+    ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>>;
+
+    /// Called after each optimizer update, e.g. for updates that are not gradient steps
+    /// (an exponential moving average of a codebook). The default does nothing.
+    ///
+    /// # Errors
+    /// Whatever the update reports.
+    fn after_update(&mut self, model: &mut M, progress: Progress) -> Result<()> {
+        let _ = (model, progress);
+        Ok(())
+    }
+
+    /// Evaluates the model on the (already binarized) test set after each epoch.
+    ///
+    /// # Errors
+    /// [`crate::Error::NonFinite`] for a non-finite result, the model's errors.
+    fn evaluate(&mut self, model: &M, test: &Dataset, device: &D) -> Result<EvalReport>;
+
+    /// A short description for logs.
+    fn describe(&self) -> String;
+}
+
+/// Maximizes an [`Objective`] of a [`LatentVariableModel`] over `(batch, X)` images,
+/// with the trainer's KL warm-up applied through [`Objective::scheduled`], and reports
+/// the single-sample ELBO (`Elbo::default()`) on the test set.
+#[derive(Debug, Clone)]
+pub struct ObjectiveTask<const X: usize, const Z: usize, O> {
+    /// The objective to maximize.
+    pub objective: O,
+}
+
+impl<const X: usize, const Z: usize, O> ObjectiveTask<X, Z, O> {
+    /// A task maximizing `objective`.
+    pub fn new(objective: O) -> Self {
+        Self { objective }
+    }
+}
+
+impl<const X: usize, const Z: usize, E, D, M, O> Task<E, D, M> for ObjectiveTask<X, Z, O>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    M: LatentVariableModel<X, Z, E, D, OwnedTape<E, D>> + LatentVariableModel<X, Z, E, D, NoneTape>,
+    O: Objective + Clone,
+{
+    fn loss(
+        &mut self,
+        model: &M,
+        batch: Batch<'_, D>,
+        grads: Gradients<E, D>,
+        progress: Progress,
+    ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
+        let x = batch.images::<X, E>()?;
+        let objective = self.objective.scheduled(progress.step, progress.kl_weight);
+        Ok(-objective
+            .objective::<X, Z, E, D, OwnedTape<E, D>, M>(model, x.traced(grads))?
+            .mean::<(), Axis<0>>())
+    }
+
+    fn evaluate(&mut self, model: &M, test: &Dataset, device: &D) -> Result<EvalReport> {
+        evaluate::<X, Z, E, D, M>(model, &Elbo::default(), test, device, 1000)
+    }
+
+    fn describe(&self) -> String {
+        self.objective.describe()
+    }
+}
