@@ -65,6 +65,17 @@ pub struct ElboTerms<E: Dtype, D: Device<E>, T> {
     pub kl: PerExample<E, D>,
 }
 
+/// The two taped terms of the ELBO before they are combined ([`Elbo::estimate_parts`]),
+/// per example, in nats. Combine them into **one** loss (e.g. `rec − γ·|kl − C|`) so
+/// that the tapes they carry meet again.
+pub struct ElboParts<E: Dtype, D: Device<E>, T> {
+    /// `(1/L) Σ_l log p(x | z_l)`, shape `(batch,)`, carrying the guide's and the
+    /// likelihood's tape.
+    pub reconstruction: PerExample<E, D, T>,
+    /// `KL(q(z|x) ‖ p(z))`, closed form or its Monte Carlo estimate, shape `(batch,)`.
+    pub kl: PerExample<E, D, T>,
+}
+
 impl<E: Real, D: Device<E>, T: Tape<E, D>> ElboTerms<E, D, T> {
     /// The loss to minimize: `−mean_batch(objective)`, a scalar in nats per example.
     pub fn loss(self) -> Tensor<(), E, D, T> {
@@ -137,6 +148,35 @@ impl Elbo {
         T: Tape<E, D> + 'static,
         M: LatentVariableModel<X, Z, E, D, T>,
     {
+        let ElboParts { reconstruction, kl } = self.estimate_parts::<X, Z, E, D, T, M>(model, x)?;
+        let rec_value = detach(&reconstruction);
+        let kl_value = detach(&kl);
+        let objective = reconstruction - kl * cst::<E>(self.beta);
+        Ok(ElboTerms {
+            objective,
+            elbo: rec_value.clone() - kl_value.clone(),
+            reconstruction: rec_value,
+            kl: kl_value,
+        })
+    }
+
+    /// The reconstruction and KL terms of [`Elbo::estimate`], each still carrying its
+    /// tape, for objectives that combine them otherwise than `rec − β·KL` (the
+    /// controlled-capacity β-VAE of Burgess et al. 2018, say). `self.beta` is not used.
+    ///
+    /// # Errors
+    /// As [`Elbo::estimate`].
+    pub fn estimate_parts<const X: usize, const Z: usize, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<ElboParts<E, D, T>>
+    where
+        E: Real,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
+        M: LatentVariableModel<X, Z, E, D, T>,
+    {
         let s = self.validated()?;
         let l = s.samples;
         let batch = x.shape().0;
@@ -169,14 +209,6 @@ impl Elbo {
         };
         let reconstruction = mean_over_samples(model.likelihood(z)?.log_prob(x_rep)?, l);
 
-        let rec_value = detach(&reconstruction);
-        let kl_value = detach(&kl);
-        let objective = reconstruction - kl * cst::<E>(s.beta);
-        Ok(ElboTerms {
-            objective,
-            elbo: rec_value.clone() - kl_value.clone(),
-            reconstruction: rec_value,
-            kl: kl_value,
-        })
+        Ok(ElboParts { reconstruction, kl })
     }
 }

@@ -9,6 +9,8 @@
 //! - [`kl`]: closed-form KL divergences and a Monte Carlo fallback;
 //! - [`guide`]: amortized guides `q(z | x)`;
 //! - [`model`]: the [`LatentVariableModel`] interface (prior, likelihood, guide);
+//! - [`conditional`]: conditional models `p(x, z | y)` (CVAE) and the adapter that
+//!   binds `y` so every estimator works on them;
 //! - [`elbo`]: the ELBO estimator with `L` samples, β and a choice of KL estimator;
 //! - [`iwae`]: the IWAE bound and importance-sampled `log p(x)`;
 //! - [`objective`]: what the trainer maximizes;
@@ -28,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+pub mod conditional;
 pub mod data;
 pub mod distributions;
 pub mod elbo;
@@ -43,10 +46,11 @@ pub mod ops;
 pub mod train;
 pub mod viz;
 
+pub use conditional::{ConditionalModel, Conditioned};
 pub use distributions::{
     Bernoulli, Distribution, Entropy, Normal, Reparameterizable, StandardNormal,
 };
-pub use elbo::{Elbo, ElboTerms, KlEstimator};
+pub use elbo::{Elbo, ElboParts, ElboTerms, KlEstimator};
 pub use error::{Error, Result};
 pub use guide::{AmortizedGuide, DiagonalNormalGuide};
 pub use iwae::{log_marginal_likelihood, log_weights, ImportanceWeighted, LogLikelihood};
@@ -57,6 +61,7 @@ pub use ops::{detach, Events, PerExample, Real};
 
 /// The names most programs need: `use latent::prelude::*;`.
 pub mod prelude {
+    pub use crate::conditional::{ConditionalModel, Conditioned};
     pub use crate::distributions::{
         Bernoulli, Categorical, ContinuousBernoulli, Distribution, Entropy, Laplace,
         MixtureOfDiagNormals, Normal, RelaxedOneHotCategorical, Reparameterizable, StandardNormal,

@@ -6,15 +6,21 @@
 //! - [`Vae`]: the variational autoencoder with any encoder and decoder networks;
 //! - [`MlpVae`] / [`mlp_vae`]: the classic MLP VAE for flattened images
 //!   (the reference model is 784-400-20);
+//! - [`BetaVae`]: the β-VAE objective, with the controlled-capacity schedule;
+//! - [`Cvae`]: the conditional VAE, for class-conditioned generation and image completion;
 //! - [`LinearGaussian`]: probabilistic PCA with its exact `log p(x)` and posterior,
 //!   the reference for checking estimators.
 
 #![warn(missing_docs)]
 
+pub mod beta_vae;
+pub mod cvae;
 pub mod linear_gaussian;
 pub mod mlp;
 pub mod vae;
 
+pub use beta_vae::{BetaVae, Capacity};
+pub use cvae::{ConditionalPriorHead, Cvae, Joint, LearnedConditionalPrior};
 pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, MlpDecoder, MlpEncoder, MlpVae};
 pub use vae::Vae;

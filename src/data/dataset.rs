@@ -166,6 +166,23 @@ impl Dataset {
                 found: format!("{} ({}×{})", self.dim(), self.rows, self.cols),
             });
         }
+        let out = self.pixels::<E>(indices, dynamic)?;
+        Ok(device.tensor_from_vec(out, (indices.len(), Const::<X>)))
+    }
+}
+
+impl Dataset {
+    /// The pixels of images `indices`, image after image (`indices.len() · dim()` values),
+    /// as intensities in `[0, 1]`; with `dynamic` set, each pixel is instead a fresh
+    /// Bernoulli draw from `dynamic`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] if an index is out of range.
+    pub fn pixels<E: Real>(
+        &self,
+        indices: &[usize],
+        dynamic: Option<&mut dyn rand::RngCore>,
+    ) -> Result<Vec<E>> {
         if let Some(&i) = indices.iter().find(|&&i| i >= self.len()) {
             return Err(Error::invalid(
                 "index",
@@ -173,7 +190,7 @@ impl Dataset {
             ));
         }
         let scale = 1.0 / 255.0;
-        let mut out = Vec::with_capacity(indices.len() * X);
+        let mut out = Vec::with_capacity(indices.len() * self.dim());
         match dynamic {
             None => {
                 for &i in indices {
@@ -193,7 +210,7 @@ impl Dataset {
                 }
             }
         }
-        Ok(device.tensor_from_vec(out, (indices.len(), Const::<X>)))
+        Ok(out)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Data: the IDX format, in-memory data sets with seeded minibatches and
 //! binarization, and Fashion-MNIST discovery with an embedded offline subset.
 
+pub mod condition;
 pub mod dataset;
 pub mod fashion;
 pub mod idx;
 
+pub use condition::{Conditioning, LabelCondition, TopRowsCondition};
 pub use dataset::{shuffled_batches, Binarization, Dataset};
 pub use fashion::{discover, embedded, load_dir, Splits, CLASS_NAMES};
 pub use idx::{encode_idx, parse_idx, read_idx, write_idx, IdxArray};

@@ -7,5 +7,7 @@ pub mod trainer;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use metrics::{EpochMetrics, MetricsLog};
-pub use task::{Batch, ObjectiveTask, Progress, Task};
-pub use trainer::{evaluate, fit, fit_task, prepare_test, EvalReport, TrainConfig, TrainReport};
+pub use task::{Batch, ConditionalTask, ObjectiveTask, Progress, Task};
+pub use trainer::{
+    evaluate, evaluate_batches, fit, fit_task, prepare_test, EvalReport, TrainConfig, TrainReport,
+};

@@ -3,8 +3,9 @@
 
 use dfdx::prelude::*;
 
-use super::trainer::{evaluate, EvalReport};
-use crate::data::Dataset;
+use super::trainer::{evaluate, evaluate_batches, EvalReport};
+use crate::conditional::{ConditionalModel, Conditioned};
+use crate::data::{Conditioning, Dataset};
 use crate::elbo::Elbo;
 use crate::error::Result;
 use crate::model::LatentVariableModel;
@@ -45,7 +46,8 @@ impl<D> Batch<'_, D> {
     where
         D: Device<E>,
     {
-        self.data.batch::<X, E, D>(self.device, self.indices, self.binarize)
+        self.data
+            .batch::<X, E, D>(self.device, self.indices, self.binarize)
     }
 
     /// The class labels of the batch, in order.
@@ -138,5 +140,69 @@ where
 
     fn describe(&self) -> String {
         self.objective.describe()
+    }
+}
+
+/// Maximizes an [`Objective`] of a [`ConditionalModel`], with `x` and `y` split from
+/// each batch by a [`Conditioning`] (the label, the top rows of the image, …), through
+/// the [`Conditioned`] adapter; reports the conditional ELBO (a bound on `log p(x | y)`,
+/// `Elbo::default()`) on the test set.
+#[derive(Debug, Clone)]
+pub struct ConditionalTask<const X: usize, const Y: usize, const Z: usize, O, C> {
+    /// The objective to maximize.
+    pub objective: O,
+    /// How a batch splits into `x` and `y`.
+    pub conditioning: C,
+}
+
+impl<const X: usize, const Y: usize, const Z: usize, O, C> ConditionalTask<X, Y, Z, O, C> {
+    /// A task maximizing `objective` of `x` given `y` as `conditioning` splits them.
+    pub fn new(objective: O, conditioning: C) -> Self {
+        Self {
+            objective,
+            conditioning,
+        }
+    }
+}
+
+impl<const X: usize, const Y: usize, const Z: usize, E, D, M, O, C> Task<E, D, M>
+    for ConditionalTask<X, Y, Z, O, C>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    M: ConditionalModel<X, Y, Z, E, D, OwnedTape<E, D>> + ConditionalModel<X, Y, Z, E, D, NoneTape>,
+    O: Objective + Clone,
+    C: Conditioning<X, Y>,
+{
+    fn loss(
+        &mut self,
+        model: &M,
+        batch: Batch<'_, D>,
+        grads: Gradients<E, D>,
+        progress: Progress,
+    ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
+        let (x, y) = self.conditioning.tensors::<E, D>(
+            batch.data,
+            batch.indices,
+            batch.binarize,
+            batch.device,
+        )?;
+        let bound = Conditioned::new(model, y);
+        let objective = self.objective.scheduled(progress.step, progress.kl_weight);
+        Ok(-objective
+            .objective::<X, Z, E, D, OwnedTape<E, D>, _>(&bound, x.traced(grads))?
+            .mean::<(), Axis<0>>())
+    }
+
+    fn evaluate(&mut self, model: &M, test: &Dataset, device: &D) -> Result<EvalReport> {
+        let elbo = Elbo::default();
+        evaluate_batches(test.len(), 1000, |idx| {
+            let (x, y) = self.conditioning.tensors::<E, D>(test, idx, None, device)?;
+            elbo.estimate::<X, Z, E, D, NoneTape, _>(&Conditioned::new(model, y), x)
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("conditional {}", self.objective.describe())
     }
 }

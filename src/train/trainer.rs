@@ -135,24 +135,41 @@ where
     D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
 {
+    evaluate_batches(data.len(), batch_size, |chunk| {
+        let x = data.batch::<X, E, D>(device, chunk, None)?;
+        elbo.estimate::<X, Z, E, D, NoneTape, M>(model, x)
+    })
+}
+
+/// Sums the ELBO terms that `estimate` returns for each batch of `0..n` into the means of
+/// an [`EvalReport`].
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for `batch_size == 0`; [`Error::NonFinite`] (epoch 0) for a
+/// non-finite mean ELBO; the errors of `estimate`.
+pub fn evaluate_batches<E, D, F>(n: usize, batch_size: usize, mut estimate: F) -> Result<EvalReport>
+where
+    E: Real,
+    D: Device<E>,
+    F: FnMut(&[usize]) -> Result<crate::ElboTerms<E, D, NoneTape>>,
+{
     if batch_size == 0 {
         return Err(Error::invalid("batch_size", "must be at least 1"));
     }
     let (mut e, mut r, mut k) = (0.0, 0.0, 0.0);
-    let idx: Vec<usize> = (0..data.len()).collect();
+    let idx: Vec<usize> = (0..n).collect();
     for chunk in idx.chunks(batch_size) {
-        let x = data.batch::<X, E, D>(device, chunk, None)?;
-        let terms = elbo.estimate::<X, Z, E, D, NoneTape, M>(model, x)?;
+        let terms = estimate(chunk)?;
         e += to_f64_vec(&terms.elbo).iter().sum::<f64>();
         r += to_f64_vec(&terms.reconstruction).iter().sum::<f64>();
         k += to_f64_vec(&terms.kl).iter().sum::<f64>();
     }
-    let n = data.len().max(1) as f64;
+    let m = n.max(1) as f64;
     let report = EvalReport {
-        elbo: e / n,
-        reconstruction: r / n,
-        kl: k / n,
-        n: data.len(),
+        elbo: e / m,
+        reconstruction: r / m,
+        kl: k / m,
+        n,
     };
     if !report.elbo.is_finite() {
         return Err(Error::NonFinite {

@@ -1,0 +1,139 @@
+//! Conditional latent-variable models `p(x, z | y) = p(z | y) p(x | z, y)` with guide
+//! `q(z | x, y)` (Sohn et al. 2015), and the adapter that lets every estimator of this
+//! crate ([`crate::Elbo`], [`crate::ImportanceWeighted`], [`crate::log_marginal_likelihood`])
+//! work on them unchanged.
+
+use dfdx::prelude::*;
+
+use crate::distributions::{Distribution, Reparameterizable};
+use crate::error::{Error, Result};
+use crate::kl::registered_kl;
+use crate::model::LatentVariableModel;
+use crate::ops::{repeat_rows, Events, PerExample, Real};
+
+/// A latent-variable model of observations `x ∈ R^X` given a condition `y ∈ R^Y`
+/// (a one-hot label, the visible part of an image, …) with latents `z ∈ R^Z`:
+/// `p(x, z | y) = p(z | y) p(x | z, y)` and the amortized guide `q(z | x, y)`.
+///
+/// Its conditional ELBO (Sohn et al. 2015, eq. 4) is
+/// `log p(x | y) ≥ E_{q(z|x,y)}[log p(x | z, y)] − KL(q(z | x, y) ‖ p(z | y))`.
+/// Bind a batch of conditions with [`Conditioned`] to get a [`LatentVariableModel`]
+/// and estimate it with [`crate::Elbo`] (or bound `log p(x | y)` with the IWAE
+/// estimators).
+///
+/// Implement it for every tape `T`, as for [`LatentVariableModel`].
+pub trait ConditionalModel<
+    const X: usize,
+    const Y: usize,
+    const Z: usize,
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+>
+{
+    /// The family of `q(z | x, y)`.
+    type Posterior: Reparameterizable<Z, E, D, Tape = T> + 'static;
+    /// The family of `p(z | y)`.
+    type Prior: Distribution<Z, E, D, Tape = T> + 'static;
+    /// The family of `p(x | z, y)`.
+    type Likelihood: Distribution<X, E, D, Tape = T> + 'static;
+
+    /// `q(z | x, y)` for `x` of shape `(batch, X)` and `y` of shape `(batch, Y)`.
+    ///
+    /// # Errors
+    /// The networks' errors.
+    fn guide(&self, x: Events<X, E, D, T>, y: Events<Y, E, D, T>) -> Result<Self::Posterior>;
+
+    /// `p(z | y)` for `y` of shape `(batch, Y)` (a prior that ignores `y` is allowed).
+    ///
+    /// # Errors
+    /// The networks' errors.
+    fn prior(&self, y: Events<Y, E, D, T>) -> Result<Self::Prior>;
+
+    /// `p(x | z, y)` for `z` of shape `(n, Z)` and `y` of shape `(n, Y)`.
+    ///
+    /// # Errors
+    /// The networks' errors.
+    fn likelihood(&self, z: Events<Z, E, D, T>, y: Events<Y, E, D, T>) -> Result<Self::Likelihood>;
+
+    /// `KL(q ‖ p)` in closed form when the pair has one (see
+    /// [`LatentVariableModel::closed_form_kl`]).
+    fn closed_form_kl(
+        &self,
+        q: &Self::Posterior,
+        p: &Self::Prior,
+    ) -> Option<Result<PerExample<E, D, T>>>
+    where
+        D: 'static,
+        T: 'static,
+    {
+        registered_kl::<Z, E, D, T, _, _>(q, p)
+    }
+}
+
+/// A [`ConditionalModel`] with a batch of conditions `y` bound to it: a
+/// [`LatentVariableModel`] of `x` alone, for the batch of examples `y` belongs to.
+///
+/// Row `b` of every `x` passed in must belong with row `b` of `y`. When an estimator
+/// draws `L` samples per example, sample-major (as [`crate::Elbo`] and the IWAE
+/// estimators do), `y` is repeated to match: a batch of `n = L · batch` latents gets
+/// `y` repeated `L` times. `y` carries no gradient: it is data.
+pub struct Conditioned<'m, M, const Y: usize, E: Dtype, D: Storage<E>> {
+    model: &'m M,
+    y: Events<Y, E, D>,
+}
+
+impl<'m, M, const Y: usize, E: Real, D: Device<E>> Conditioned<'m, M, Y, E, D> {
+    /// Binds the conditions `y`, shape `(batch, Y)`, to `model`.
+    pub fn new(model: &'m M, y: Events<Y, E, D>) -> Self {
+        Self { model, y }
+    }
+
+    /// The conditions repeated to `n` rows (sample-major), as tape `T`.
+    fn y_for<T: Tape<E, D>>(&self, n: usize) -> Result<Events<Y, E, D, T>> {
+        let b = self.y.shape().0;
+        if b == 0 || n % b != 0 {
+            return Err(Error::ShapeMismatch {
+                context: "Conditioned".into(),
+                expected: format!("a multiple of the {b} bound conditions"),
+                found: format!("batch {n}"),
+            });
+        }
+        Ok(repeat_rows(self.y.clone(), n / b).retaped::<T>())
+    }
+}
+
+impl<const X: usize, const Y: usize, const Z: usize, E, D, T, M> LatentVariableModel<X, Z, E, D, T>
+    for Conditioned<'_, M, Y, E, D>
+where
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+    M: ConditionalModel<X, Y, Z, E, D, T>,
+{
+    type Posterior = M::Posterior;
+    type Prior = M::Prior;
+    type Likelihood = M::Likelihood;
+
+    fn guide(&self, x: Events<X, E, D, T>) -> Result<M::Posterior> {
+        let y = self.y_for::<T>(x.shape().0)?;
+        self.model.guide(x, y)
+    }
+
+    fn prior(&self, batch: usize, _device: &D) -> Result<M::Prior> {
+        self.model.prior(self.y_for::<T>(batch)?)
+    }
+
+    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<M::Likelihood> {
+        let y = self.y_for::<T>(z.shape().0)?;
+        self.model.likelihood(z, y)
+    }
+
+    fn closed_form_kl(&self, q: &M::Posterior, p: &M::Prior) -> Option<Result<PerExample<E, D, T>>>
+    where
+        D: 'static,
+        T: 'static,
+    {
+        self.model.closed_form_kl(q, p)
+    }
+}
