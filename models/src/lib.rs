@@ -8,6 +8,8 @@
 //!   (the reference model is 784-400-20);
 //! - [`BetaVae`]: the β-VAE objective, with the controlled-capacity schedule;
 //! - [`Cvae`]: the conditional VAE, for class-conditioned generation and image completion;
+//! - [`VqVae`]: the VQ-VAE with a straight-through quantizer ([`VectorQuantizer`]), the
+//!   EMA codebook update and dead-code restarts;
 //! - [`LinearGaussian`]: probabilistic PCA with its exact `log p(x)` and posterior,
 //!   the reference for checking estimators.
 
@@ -15,12 +17,19 @@
 
 pub mod beta_vae;
 pub mod cvae;
+pub mod layers;
 pub mod linear_gaussian;
 pub mod mlp;
+pub mod quantizer;
 pub mod vae;
+pub mod vq_networks;
+pub mod vq_vae;
 
 pub use beta_vae::{BetaVae, Capacity};
 pub use cvae::{ConditionalPriorHead, Cvae, Joint, LearnedConditionalPrior};
 pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, MlpDecoder, MlpEncoder, MlpVae};
+pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};
 pub use vae::Vae;
+pub use vq_networks::{conv_vq_vae, mlp_vq_vae, ConvVqVae, MlpVqVae};
+pub use vq_vae::{code_usage, CodePrior, CodebookUpdate, VqTerms, VqVae, VqVaeTask};

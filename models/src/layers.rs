@@ -1,0 +1,270 @@
+//! Layers for grids of vectors: reshapes between flat vectors and rows of code
+//! vectors, and 2-D convolution and upsampling on stable Rust.
+//!
+//! dfdx 0.13 gates its convolution operations and `Conv2D` modules behind the
+//! `nightly` feature (they need `generic_const_exprs`), and this project builds on
+//! stable. The layers here keep a feature map **channels-last as rows**: a batch of
+//! `H×W` maps with `C` channels is a `(batch·H·W, C)` tensor, row `b·H·W + i·W + j`
+//! holding pixel `(i, j)` of image `b`. A convolution is then an im2col gather (dfdx's
+//! batched `gather`, whose backward is the scatter-add) and one matrix product, and a
+//! `1×1` convolution is a plain `Linear` layer. The 7×7 code grid of the VQ-VAE is just
+//! the rows of the last encoder map.
+
+use dfdx::prelude::*;
+use latent::ops::cst;
+use latent::{Events, Real};
+
+/// `(batch, G·DM)` → `(batch·G, DM)`: a flat vector as `G` code vectors (row
+/// `b·G + g`).
+///
+/// # Panics
+/// In `forward` if `N` is not a multiple of `DM`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SplitRows<const DM: usize>;
+
+/// `(batch·G, DM)` → `(batch, N)` with `N = G·DM`: the inverse of [`SplitRows`].
+///
+/// # Panics
+/// In `forward` if `N` is not a multiple of `DM` or the rows are not a multiple of `G`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JoinRows<const N: usize>;
+
+/// Nearest-neighbour upsampling by 2 of `H×W` maps held as rows: `(batch·H·W, C)` →
+/// `(batch·2H·2W, C)`, as `nn.Upsample(scale_factor=2, mode="nearest")`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Upsample2<const H: usize, const W: usize>;
+
+/// `Conv2d(I, O, kernel_size=K, stride=S, padding=P)` with bias on `H×W` maps held
+/// as rows (see the module docs): `(batch·H·W, I)` → `(batch·H'·W', O)` with
+/// `H' = (H + 2P − K)/S + 1` (likewise `W'`), zero padding.
+///
+/// Weights are stored `(K, K, I, O)` (TensorFlow's HWIO layout, so that the im2col
+/// matrix multiplies without a transpose) and initialized as PyTorch's `nn.Conv2d`:
+/// `U(−1/√(I·K²), 1/√(I·K²))` for weights and bias.
+#[derive(Debug, Clone)]
+pub struct Conv2d<
+    const I: usize,
+    const O: usize,
+    const K: usize,
+    const S: usize,
+    const P: usize,
+    const H: usize,
+    const W: usize,
+    E: Dtype,
+    D: Storage<E>,
+> {
+    /// Filters, shape `(K, K, I, O)`.
+    pub weight: Tensor<Rank4<K, K, I, O>, E, D>,
+    /// Bias, shape `(O,)`.
+    pub bias: Tensor<Rank1<O>, E, D>,
+}
+
+/// For each output pixel of each image, the input row of each kernel tap, or `pad`
+/// (the index of an appended zero row) outside the image: `batch·H'·W'` rows of `K²`.
+fn im2col_index(
+    batch: usize,
+    (h, w): (usize, usize),
+    (k, s, p): (usize, usize, usize),
+    pad: usize,
+) -> (Vec<usize>, usize, usize) {
+    let ho = (h + 2 * p - k) / s + 1;
+    let wo = (w + 2 * p - k) / s + 1;
+    let mut idx = Vec::with_capacity(batch * ho * wo * k * k);
+    for b in 0..batch {
+        for i in 0..ho {
+            for j in 0..wo {
+                for di in 0..k {
+                    for dj in 0..k {
+                        let (y, x) = (
+                            (i * s + di) as isize - p as isize,
+                            (j * s + dj) as isize - p as isize,
+                        );
+                        idx.push(if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                            pad
+                        } else {
+                            b * h * w + y as usize * w + x as usize
+                        });
+                    }
+                }
+            }
+        }
+    }
+    (idx, ho, wo)
+}
+
+fn fill_uniform<S: Shape, E: Real, D: Device<E>>(
+    t: &mut Tensor<S, E, D>,
+    fan_in: usize,
+) -> std::result::Result<(), D::Err> {
+    let b = cst::<E>(1.0 / (fan_in as f64).sqrt());
+    t.try_fill_with_distr(rand_distr::Uniform::new(-b, b))
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const P: usize,
+        const H: usize,
+        const W: usize,
+        E: Real,
+        D: Device<E>,
+    > TensorCollection<E, D> for Conv2d<I, O, K, S, P, H, W, E, D>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Conv2d<I, O, K, S, P, H, W, E2, D2>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::tensor(
+                    "weight",
+                    |s| &s.weight,
+                    |s| &mut s.weight,
+                    TensorOptions::reset_with(|t| fill_uniform(t, I * K * K)),
+                ),
+                Self::tensor(
+                    "bias",
+                    |s| &s.bias,
+                    |s| &mut s.bias,
+                    TensorOptions::reset_with(|t| fill_uniform(t, I * K * K)),
+                ),
+            ),
+            |(weight, bias)| Conv2d { weight, bias },
+        )
+    }
+}
+
+impl<
+        const I: usize,
+        const O: usize,
+        const K: usize,
+        const S: usize,
+        const P: usize,
+        const H: usize,
+        const W: usize,
+        E: Real,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > Module<Events<I, E, D, T>> for Conv2d<I, O, K, S, P, H, W, E, D>
+{
+    type Output = Events<O, E, D, T>;
+    type Error = D::Err;
+
+    /// # Panics
+    /// If the rows are not a multiple of `H·W`.
+    fn try_forward(&self, x: Events<I, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+        let n = x.shape().0;
+        assert_eq!(
+            n % (H * W),
+            0,
+            "Conv2d: {n} rows are not a multiple of {H}×{W}"
+        );
+        let batch = n / (H * W);
+        let dev = x.device().clone();
+        let zero_row: Tensor<(usize, Const<I>), E, D> = dev.try_zeros_like(&(1, Const::<I>))?;
+        let padded = (x, zero_row).try_concat_along(Axis::<0>)?;
+        let (idx, ho, wo) = im2col_index(batch, (H, W), (K, S, P), n);
+        let m = batch * ho * wo;
+        let idx = dev.tensor_from_vec(idx, (m, K * K));
+        let cols = padded
+            .try_gather::<(usize, usize, Const<I>), _>(idx)?
+            .try_reshape_like(&(m, K * K * I))?;
+        let weight = self
+            .weight
+            .retaped::<T>()
+            .try_reshape_like(&(K * K * I, Const::<O>))?;
+        let y = cols.try_matmul(weight)?;
+        let bias = self
+            .bias
+            .retaped::<T>()
+            .try_broadcast_like::<_, Axis<0>>(&(m, Const::<O>))?;
+        y.try_add(bias)
+    }
+}
+
+impl<const H: usize, const W: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+    for Upsample2<H, W>
+{
+    type To<E2: Dtype, D2: Device<E2>> = Upsample2<H, W>;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields((), |_| Upsample2)
+    }
+}
+
+impl<const C: usize, const H: usize, const W: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+    Module<Events<C, E, D, T>> for Upsample2<H, W>
+{
+    type Output = Events<C, E, D, T>;
+    type Error = D::Err;
+
+    /// # Panics
+    /// If the rows are not a multiple of `H·W`.
+    fn try_forward(&self, x: Events<C, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+        let n = x.shape().0;
+        assert_eq!(
+            n % (H * W),
+            0,
+            "Upsample2: {n} rows are not a multiple of {H}×{W}"
+        );
+        let batch = n / (H * W);
+        let mut idx = Vec::with_capacity(4 * n);
+        for b in 0..batch {
+            for i in 0..2 * H {
+                for j in 0..2 * W {
+                    idx.push(b * H * W + (i / 2) * W + j / 2);
+                }
+            }
+        }
+        let dev = x.device().clone();
+        let idx = dev.tensor_from_vec(idx, (4 * n,));
+        x.try_gather(idx)
+    }
+}
+
+macro_rules! reshape_layer {
+    ($name:ident, $p:ident) => {
+        impl<const $p: usize, E: Real, D: Device<E>> TensorCollection<E, D> for $name<$p> {
+            type To<E2: Dtype, D2: Device<E2>> = $name<$p>;
+            fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+                visitor: &mut V,
+            ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+                visitor.visit_fields((), |_| $name)
+            }
+        }
+    };
+}
+reshape_layer!(SplitRows, DM);
+reshape_layer!(JoinRows, N);
+
+impl<const N: usize, const DM: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+    Module<Events<N, E, D, T>> for SplitRows<DM>
+{
+    type Output = Events<DM, E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Events<N, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+        assert_eq!(
+            N % DM,
+            0,
+            "SplitRows: {N} values are not a multiple of {DM}"
+        );
+        let b = x.shape().0;
+        x.try_reshape_like(&(b * (N / DM), Const::<DM>))
+    }
+}
+
+impl<const N: usize, const DM: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+    Module<Events<DM, E, D, T>> for JoinRows<N>
+{
+    type Output = Events<N, E, D, T>;
+    type Error = D::Err;
+    fn try_forward(&self, x: Events<DM, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+        assert_eq!(N % DM, 0, "JoinRows: {N} values are not a multiple of {DM}");
+        let n = x.shape().0;
+        x.try_reshape_like(&(n / (N / DM), Const::<N>))
+    }
+}

@@ -1,0 +1,83 @@
+//! Ready encoder/decoder pairs for the [`VqVae`](crate::VqVae) on 28×28 images: an MLP
+//! with a flat grid of code vectors, and a convolutional pair with a 7×7 grid of codes
+//! (the architecture of van den Oord et al. 2017, §4.1, scaled to 28×28: two stride-2
+//! convolutions down, upsampling and convolutions back).
+
+use dfdx::nn::modules::{Linear, ReLU};
+use dfdx::prelude::*;
+use latent::Real;
+
+use crate::layers::{Conv2d, JoinRows, SplitRows, Upsample2};
+use crate::vq_vae::VqVae;
+
+/// MLP encoder `X → H → G·DM`, cut into `G = N / DM` code vectors.
+pub type MlpVqEncoder<const X: usize, const H: usize, const N: usize, const DM: usize, E, D> =
+    (Linear<X, H, E, D>, ReLU, Linear<H, N, E, D>, SplitRows<DM>);
+
+/// MLP decoder `G·DM → H → X` (logits), from `G` code vectors.
+pub type MlpVqDecoder<const X: usize, const H: usize, const N: usize, E, D> =
+    (JoinRows<N>, Linear<N, H, E, D>, ReLU, Linear<H, X, E, D>);
+
+/// The MLP VQ-VAE: `784 → H → G` code vectors of `DM` dimensions (`N = G·DM`), a
+/// codebook of `K`, and back.
+pub type MlpVqVae<const H: usize, const N: usize, const DM: usize, const K: usize, E, D> =
+    VqVae<MlpVqEncoder<784, H, N, DM, E, D>, MlpVqDecoder<784, H, N, E, D>, K, DM, E, D>;
+
+/// Convolutional encoder for 28×28×1 images: `conv 4×4/2 (32) → ReLU → conv 4×4/2 (64)
+/// → ReLU → conv 1×1 (DM)`, giving a 7×7 grid of `DM`-dimensional vectors (49 rows per
+/// image, row-major over the grid).
+pub type ConvVqEncoder<const DM: usize, E, D> = (
+    SplitRows<1>,
+    Conv2d<1, 32, 4, 2, 1, 28, 28, E, D>,
+    ReLU,
+    Conv2d<32, 64, 4, 2, 1, 14, 14, E, D>,
+    ReLU,
+    Linear<64, DM, E, D>,
+);
+
+/// Convolutional decoder from a 7×7 grid of `DM`-dimensional codes: `conv 3×3 (64) →
+/// ReLU → upsample ×2 → conv 3×3 (32) → ReLU → upsample ×2 → conv 3×3 (1)`, the
+/// 28×28 logits as a flat `(batch, 784)` row.
+pub type ConvVqDecoder<const DM: usize, E, D> = (
+    (Conv2d<DM, 64, 3, 1, 1, 7, 7, E, D>, ReLU, Upsample2<7, 7>),
+    (
+        Conv2d<64, 32, 3, 1, 1, 14, 14, E, D>,
+        ReLU,
+        Upsample2<14, 14>,
+    ),
+    (Conv2d<32, 1, 3, 1, 1, 28, 28, E, D>, JoinRows<784>),
+);
+
+/// The convolutional VQ-VAE for 28×28 images with a 7×7 grid of codes from a codebook
+/// of `K` vectors in `R^DM`.
+pub type ConvVqVae<const DM: usize, const K: usize, E, D> =
+    VqVae<ConvVqEncoder<DM, E, D>, ConvVqDecoder<DM, E, D>, K, DM, E, D>;
+
+/// Builds a [`ConvVqVae`] on `device`.
+pub fn conv_vq_vae<const DM: usize, const K: usize, E: Real, D: Device<E>>(
+    device: &D,
+) -> ConvVqVae<DM, K, E, D> {
+    VqVae::new(
+        BuildModule::build(device),
+        BuildModule::build(device),
+        device,
+    )
+}
+
+/// Builds an [`MlpVqVae`] on `device`.
+pub fn mlp_vq_vae<
+    const H: usize,
+    const N: usize,
+    const DM: usize,
+    const K: usize,
+    E: Real,
+    D: Device<E>,
+>(
+    device: &D,
+) -> MlpVqVae<H, N, DM, K, E, D> {
+    VqVae::new(
+        BuildModule::build(device),
+        BuildModule::build(device),
+        device,
+    )
+}

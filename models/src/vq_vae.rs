@@ -1,0 +1,454 @@
+//! The VQ-VAE (van den Oord, Vinyals & Kavukcuoglu 2017, "Neural Discrete
+//! Representation Learning"): a deterministic encoder, a codebook quantizer with the
+//! straight-through gradient, and a decoder.
+
+use dfdx::prelude::*;
+use latent::data::Dataset;
+use latent::distributions::Categorical;
+use latent::heads::{BernoulliHead, LikelihoodHead};
+use latent::ops::{cst, to_f64_vec};
+use latent::train::{Batch, EvalReport, Progress, Task};
+use latent::{Distribution, Error, Events, PerExample, Real, Result};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, VectorQuantizer};
+
+/// A VQ-VAE over observations `x ∈ R^X` with a grid of `G` code vectors per example
+/// (`G` = 7·7 for the convolutional networks, fixed by the encoder), each one of `K`
+/// codebook vectors in `R^DM`:
+///
+/// - encoder `Enc: (batch, X) → (batch·G, DM)`, the vectors `z_e` (row `b·G + g`);
+/// - quantizer: `z_q = e_{k*}`, `k* = argmin_k ‖z_e − e_k‖²`, passed on with the
+///   straight-through estimator `z_e + sg[z_q − z_e]` (eq. 3);
+/// - decoder `Dec: (batch·G, DM) → (batch, X)`, the likelihood's parameters (Bernoulli
+///   logits by default), `p(x | z_q)`.
+///
+/// Loss per example, in nats (eq. 3), summed over the `G` positions:
+/// `L = −log p(x | z_q) + Σ_g ‖sg[z_e,g] − e_{k*_g}‖² + β Σ_g ‖z_e,g − sg[e_{k*_g}]‖²`,
+/// `β = commitment_cost` (0.25 in the paper). With [`CodebookUpdate::Ema`] the middle
+/// term is dropped and the codebook follows the EMA update instead (Appendix A.1).
+///
+/// As the paper notes (§3.1), with a uniform prior over codes the posterior is one-hot
+/// and `KL = G · ln K` is constant, so `log p(x) ≥ log p(x | z_q) − G ln K` is the
+/// reported ELBO.
+#[derive(Debug, Clone)]
+pub struct VqVae<
+    Enc,
+    Dec,
+    const K: usize,
+    const DM: usize,
+    E: Dtype,
+    D: Storage<E>,
+    Lik = BernoulliHead,
+> {
+    /// `x ↦ z_e`.
+    pub encoder: Enc,
+    /// The codebook.
+    pub quantizer: VectorQuantizer<K, DM, E, D>,
+    /// `z_q ↦` the likelihood's parameters.
+    pub decoder: Dec,
+    /// Turns the decoder output into `p(x | z_q)`.
+    pub likelihood: Lik,
+}
+
+/// The terms of the VQ-VAE loss for a batch, per example, in nats (see [`VqVae`]).
+pub struct VqTerms<E: Dtype, D: Device<E>, T> {
+    /// `log p(x | z_q)`, shape `(batch,)`, carrying the tape.
+    pub reconstruction: PerExample<E, D, T>,
+    /// `Σ_g ‖sg[z_e,g] − e_{k*_g}‖²`, shape `(batch,)`; gradient to the codebook only.
+    pub codebook: PerExample<E, D, T>,
+    /// `Σ_g ‖z_e,g − sg[e_{k*_g}]‖²`, shape `(batch,)`; gradient to the encoder only.
+    pub commitment: PerExample<E, D, T>,
+    /// The code of each position, `batch · G` indices (row-major per example).
+    pub indices: Vec<usize>,
+    /// `z_e` on the host, `batch · G · DM` values.
+    pub z_e: Vec<f64>,
+}
+
+impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>>
+    VqVae<Enc, Dec, K, DM, E, D>
+{
+    /// A VQ-VAE with a Bernoulli likelihood and a fresh codebook on `device`.
+    pub fn new(encoder: Enc, decoder: Dec, device: &D) -> Self {
+        Self {
+            encoder,
+            quantizer: VectorQuantizer::new(device),
+            decoder,
+            likelihood: BernoulliHead,
+        }
+    }
+}
+
+impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
+    VqVae<Enc, Dec, K, DM, E, D, Lik>
+{
+    /// The loss terms for a batch `x` of shape `(batch, X)`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the encoder's rows are not a multiple of the batch;
+    /// [`Error::NonFinite`] for a non-finite `z_e`; the networks' errors.
+    pub fn terms<const X: usize, T>(&self, x: Events<X, E, D, T>) -> Result<VqTerms<E, D, T>>
+    where
+        T: Tape<E, D>,
+        Enc: Module<Events<X, E, D, T>, Output = Events<DM, E, D, T>>,
+        Dec: Module<Events<DM, E, D, T>, Output = Events<X, E, D, T>>,
+        Lik: LikelihoodHead<X, E, D, T>,
+    {
+        let batch = x.shape().0;
+        let target = x.retaped::<NoneTape>().retaped::<T>();
+        let z_e = self.encoder.try_forward(x).map_err(Error::device)?;
+        let rows = z_e.shape().0;
+        if batch == 0 || rows % batch != 0 {
+            return Err(Error::ShapeMismatch {
+                context: "VqVae encoder".into(),
+                expected: format!("a multiple of the batch size {batch} rows"),
+                found: format!("{rows} rows"),
+            });
+        }
+        let g = rows / batch;
+        let q = self.quantizer.quantize(z_e)?;
+        let per_example =
+            |t: PerExample<E, D, T>| t.reshape_like(&(batch, g)).sum::<(usize,), Axis<1>>();
+        let logits = self.decoder.try_forward(q.z_q).map_err(Error::device)?;
+        let reconstruction = self.likelihood.distribution(logits)?.log_prob(target)?;
+        Ok(VqTerms {
+            reconstruction,
+            codebook: per_example(q.codebook_loss),
+            commitment: per_example(q.commitment_loss),
+            indices: q.indices,
+            z_e: q.z_e,
+        })
+    }
+
+    /// The likelihood `p(x | z_q)` decoded from codes: `indices` holds `G` codes per
+    /// example, row-major.
+    ///
+    /// # Errors
+    /// The networks' errors.
+    pub fn decode<const X: usize>(&self, indices: &[usize]) -> Result<Lik::Dist>
+    where
+        Dec: Module<Events<DM, E, D>, Output = Events<X, E, D>>,
+        Lik: LikelihoodHead<X, E, D, NoneTape>,
+    {
+        let z_q = self.quantizer.lookup(indices);
+        let out = self.decoder.try_forward(z_q).map_err(Error::device)?;
+        self.likelihood.distribution(out)
+    }
+
+    /// The codes of a batch `x`, `G` per example, row-major.
+    ///
+    /// # Errors
+    /// The encoder's errors.
+    pub fn encode<const X: usize>(&self, x: Events<X, E, D>) -> Result<Vec<usize>>
+    where
+        Enc: Module<Events<X, E, D>, Output = Events<DM, E, D>>,
+    {
+        let z_e = self.encoder.try_forward(x).map_err(Error::device)?;
+        Ok(self.quantizer.nearest(&z_e))
+    }
+}
+
+impl<Enc, Dec, const K: usize, const DM: usize, E, D, Lik> TensorCollection<E, D>
+    for VqVae<Enc, Dec, K, DM, E, D, Lik>
+where
+    E: Real,
+    D: Device<E>,
+    Enc: TensorCollection<E, D>,
+    Dec: TensorCollection<E, D>,
+    Lik: TensorCollection<E, D>,
+{
+    type To<E2: Dtype, D2: Device<E2>> =
+        VqVae<Enc::To<E2, D2>, Dec::To<E2, D2>, K, DM, E2, D2, Lik::To<E2, D2>>;
+
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields(
+            (
+                Self::module("encoder", |s| &s.encoder, |s| &mut s.encoder),
+                Self::module("quantizer", |s| &s.quantizer, |s| &mut s.quantizer),
+                Self::module("decoder", |s| &s.decoder, |s| &mut s.decoder),
+                Self::module("likelihood", |s| &s.likelihood, |s| &mut s.likelihood),
+            ),
+            |(encoder, quantizer, decoder, likelihood)| VqVae {
+                encoder,
+                quantizer,
+                decoder,
+                likelihood,
+            },
+        )
+    }
+}
+
+/// How the codebook learns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CodebookUpdate {
+    /// By gradient of the codebook term `‖sg[z_e] − e‖²` (eq. 3).
+    Loss,
+    /// By the exponential moving average of the vectors assigned to each code
+    /// (Appendix A.1); the codebook term is left out of the loss.
+    Ema(CodebookEma),
+}
+
+/// Trains a [`VqVae`] with [`latent::train::fit_task`]: the loss of [`VqVae`] with
+/// `commitment_cost = β`, the codebook learned by loss or EMA, optional dead-code
+/// restarts, and on the test set the reconstruction term, the constant `KL = G ln K`
+/// and the bound `log p(x|z_q) − G ln K`.
+#[derive(Debug, Clone)]
+pub struct VqVaeTask<const X: usize> {
+    /// `β` of the commitment term (0.25 in the paper).
+    pub commitment_cost: f64,
+    /// How the codebook learns.
+    pub codebook: CodebookUpdate,
+    /// Dead-code restarts, if any.
+    pub restart: Option<DeadCodeRestart>,
+    /// The codes chosen in the last training batch, and `z_e`.
+    last: Option<(Vec<usize>, Vec<f64>)>,
+    rng: StdRng,
+    /// Codes restarted so far.
+    pub restarts: usize,
+}
+
+impl<const X: usize> VqVaeTask<X> {
+    /// A task with the given commitment cost and codebook update; `seed` drives the
+    /// choice of restart vectors.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] if `commitment_cost` is negative or not finite.
+    pub fn new(commitment_cost: f64, codebook: CodebookUpdate, seed: u64) -> Result<Self> {
+        if !(commitment_cost.is_finite() && commitment_cost >= 0.0) {
+            return Err(Error::invalid(
+                "commitment_cost",
+                format!("must be finite and non-negative, got {commitment_cost}"),
+            ));
+        }
+        Ok(Self {
+            commitment_cost,
+            codebook,
+            restart: None,
+            last: None,
+            rng: StdRng::seed_from_u64(seed),
+            restarts: 0,
+        })
+    }
+
+    /// Turns on dead-code restarts.
+    pub fn with_restarts(self, restart: DeadCodeRestart) -> Self {
+        Self {
+            restart: Some(restart),
+            ..self
+        }
+    }
+}
+
+impl<const X: usize, Enc, Dec, const K: usize, const DM: usize, E, D, Lik>
+    Task<E, D, VqVae<Enc, Dec, K, DM, E, D, Lik>> for VqVaeTask<X>
+where
+    E: Real,
+    D: Device<E>,
+    Enc: Module<Events<X, E, D, OwnedTape<E, D>>, Output = Events<DM, E, D, OwnedTape<E, D>>>
+        + Module<Events<X, E, D>, Output = Events<DM, E, D>>,
+    Dec: Module<Events<DM, E, D, OwnedTape<E, D>>, Output = Events<X, E, D, OwnedTape<E, D>>>
+        + Module<Events<DM, E, D>, Output = Events<X, E, D>>,
+    Lik: LikelihoodHead<X, E, D, OwnedTape<E, D>> + LikelihoodHead<X, E, D, NoneTape>,
+{
+    fn loss(
+        &mut self,
+        model: &VqVae<Enc, Dec, K, DM, E, D, Lik>,
+        batch: Batch<'_, D>,
+        grads: Gradients<E, D>,
+        _progress: Progress,
+    ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
+        let x = batch.images::<X, E>()?;
+        let t = model.terms(x.traced(grads))?;
+        let mut loss = t.commitment * cst::<E>(self.commitment_cost) - t.reconstruction;
+        if matches!(self.codebook, CodebookUpdate::Loss) {
+            loss = loss + t.codebook;
+        } else {
+            // Keep the codebook term's (empty) tape out of the graph entirely.
+            drop(t.codebook);
+        }
+        self.last = Some((t.indices, t.z_e));
+        Ok(loss.mean::<(), Axis<0>>())
+    }
+
+    fn after_update(
+        &mut self,
+        model: &mut VqVae<Enc, Dec, K, DM, E, D, Lik>,
+        _progress: Progress,
+    ) -> Result<()> {
+        let Some((indices, z_e)) = self.last.take() else {
+            return Ok(());
+        };
+        let mut book = to_f64_vec(&model.quantizer.codebook);
+        let mut changed = false;
+        if let CodebookUpdate::Ema(ema) = &mut self.codebook {
+            book = ema.update(&book, &z_e, &indices);
+            changed = true;
+        }
+        if let Some(restart) = &mut self.restart {
+            for (code, v) in restart.step(&z_e, &indices, &mut self.rng) {
+                book[code * DM..(code + 1) * DM].copy_from_slice(&v);
+                if let CodebookUpdate::Ema(ema) = &mut self.codebook {
+                    ema.reset(code, &v);
+                }
+                self.restarts += 1;
+                changed = true;
+            }
+        }
+        if changed {
+            let values: Vec<E> = book.iter().map(|&v| cst::<E>(v)).collect();
+            model.quantizer.codebook.copy_from(&values);
+        }
+        Ok(())
+    }
+
+    fn evaluate(
+        &mut self,
+        model: &VqVae<Enc, Dec, K, DM, E, D, Lik>,
+        test: &Dataset,
+        device: &D,
+    ) -> Result<EvalReport> {
+        let (mut rec, mut codes) = (0.0, 0usize);
+        let idx: Vec<usize> = (0..test.len()).collect();
+        for chunk in idx.chunks(1000) {
+            let x = test.batch::<X, E, D>(device, chunk, None)?;
+            let t = model.terms(x)?;
+            rec += to_f64_vec(&t.reconstruction).iter().sum::<f64>();
+            codes += t.indices.len();
+        }
+        let n = test.len().max(1) as f64;
+        let kl = codes as f64 / n * (K as f64).ln();
+        let report = EvalReport {
+            elbo: rec / n - kl,
+            reconstruction: rec / n,
+            kl,
+            n: test.len(),
+        };
+        if !report.elbo.is_finite() {
+            return Err(Error::NonFinite {
+                what: "test VQ-VAE bound".into(),
+                epoch: 0,
+                step: 0,
+                value: report.elbo,
+            });
+        }
+        Ok(report)
+    }
+
+    fn describe(&self) -> String {
+        let update = match self.codebook {
+            CodebookUpdate::Loss => "codebook loss".to_string(),
+            CodebookUpdate::Ema(ref e) => format!("EMA γ={}", e.decay),
+        };
+        format!("vq-vae(K={K}, β={}, {update})", self.commitment_cost)
+    }
+}
+
+/// A prior over the grid of codes, for sampling: uniform, or one categorical per grid
+/// position fitted to the codes of a data set (with add-one smoothing). The paper fits a
+/// PixelCNN over the grid instead (§4.1); independent positions are the simplest prior
+/// that follows the data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodePrior {
+    /// `ln π_{g,k}`, `G · K` values.
+    pub log_probs: Vec<f64>,
+    /// Positions per example.
+    pub grid: usize,
+    /// Codebook size.
+    pub codes: usize,
+}
+
+impl CodePrior {
+    /// The uniform prior over `k` codes at each of `grid` positions.
+    pub fn uniform(grid: usize, k: usize) -> Self {
+        Self {
+            log_probs: vec![-(k as f64).ln(); grid * k],
+            grid,
+            codes: k,
+        }
+    }
+
+    /// Fits `π_{g,k} = (n_{g,k} + 1) / (N + K)` to `indices` (`grid` codes per
+    /// example, row-major).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `indices` is not a positive multiple of `grid`;
+    /// [`Error::InvalidSetting`] for a code `≥ k`.
+    pub fn fit(indices: &[usize], grid: usize, k: usize) -> Result<Self> {
+        if grid == 0 || indices.is_empty() || indices.len() % grid != 0 {
+            return Err(Error::ShapeMismatch {
+                context: "CodePrior::fit".into(),
+                expected: format!("a positive multiple of {grid} codes"),
+                found: indices.len().to_string(),
+            });
+        }
+        let mut counts = vec![1.0; grid * k];
+        for (j, &c) in indices.iter().enumerate() {
+            if c >= k {
+                return Err(Error::invalid("code", format!("{c} is not below {k}")));
+            }
+            counts[(j % grid) * k + c] += 1.0;
+        }
+        let total = (indices.len() / grid + k) as f64;
+        Ok(Self {
+            log_probs: counts.iter().map(|c| (c / total).ln()).collect(),
+            grid,
+            codes: k,
+        })
+    }
+
+    /// Draws the codes of `n` examples (`n · grid` indices, row-major) with the
+    /// [`Categorical`] distribution on `device`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the prior's codebook size is not `K`.
+    pub fn sample<const K: usize, E: Real, D: Device<E>>(
+        &self,
+        n: usize,
+        device: &D,
+    ) -> Result<Vec<usize>> {
+        if self.codes != K {
+            return Err(Error::ShapeMismatch {
+                context: "CodePrior::sample".into(),
+                expected: format!("{K} codes"),
+                found: self.codes.to_string(),
+            });
+        }
+        let logits: Vec<E> = (0..n)
+            .flat_map(|_| self.log_probs.iter().map(|&l| cst::<E>(l)))
+            .collect();
+        let dist = Categorical::<K, E, D>::new(
+            device.tensor_from_vec(logits, (n * self.grid, Const::<K>)),
+        );
+        let one_hot = to_f64_vec(&dist.sample());
+        Ok(one_hot
+            .chunks(K)
+            .map(|row| row.iter().position(|&v| v > 0.5).unwrap_or(0))
+            .collect())
+    }
+}
+
+/// The codebook usage of a model on `data` (see [`CodeUsage`]).
+///
+/// # Errors
+/// Shape mismatches between the data and the model; the networks' errors.
+pub fn code_usage<const X: usize, Enc, Dec, const K: usize, const DM: usize, E, D, Lik>(
+    model: &VqVae<Enc, Dec, K, DM, E, D, Lik>,
+    data: &Dataset,
+    device: &D,
+) -> Result<(CodeUsage, Vec<usize>)>
+where
+    E: Real,
+    D: Device<E>,
+    Enc: Module<Events<X, E, D>, Output = Events<DM, E, D>>,
+{
+    let mut all = Vec::new();
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(1000) {
+        let x = data.batch::<X, E, D>(device, chunk, None)?;
+        all.extend(model.encode(x)?);
+    }
+    Ok((CodeUsage::of(&all, K), all))
+}
