@@ -1,0 +1,450 @@
+//! The model zoo: β-VAE objective, CVAE conditioning and completion, the VQ-VAE
+//! quantizer's gradients, EMA update and restarts, and the stable-Rust conv layers.
+
+use dfdx::prelude::*;
+use latent::data::{Conditioning, Dataset, TopRowsCondition};
+use latent::ops::to_f64_vec;
+use latent::train::{Progress, Task, TrainConfig};
+use latent::{ConditionalModel, Conditioned, Distribution, Elbo, Objective};
+use latent_models::layers::{Conv2d, Upsample2};
+use latent_models::{
+    mlp_vae, BetaVae, Capacity, CodeUsage, CodebookEma, CodebookUpdate, Cvae, DeadCodeRestart,
+    MlpVae, VectorQuantizer, VqVaeTask,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+type Dev = Cpu;
+
+fn images(dev: &Dev, n: usize, seed: u64) -> Tensor<(usize, Const<784>), f64, Dev> {
+    let d2 = Dev::seed_from_u64(seed);
+    let u: Tensor<(usize, Const<784>), f64, Dev> = d2.sample_uniform_like(&(n, Const));
+    dev.tensor_from_vec(
+        u.as_vec().iter().map(|v| (v > &0.5) as u8 as f64).collect(),
+        (n, Const),
+    )
+}
+
+/// β = 1 without capacity is exactly the ELBO objective for the same draws; β = 4 is
+/// `rec − 4·KL`; the capacity objective is `rec − γ·|KL − C(step)|`.
+#[test]
+fn beta_vae_objectives_match_their_formulas() {
+    let dev = Dev::seed_from_u64(3);
+    let model: MlpVae<784, 64, 8, f64, Dev> = mlp_vae(&dev);
+    let x = images(&dev, 16, 9);
+
+    // Same draws: the model and data are moved onto a freshly seeded device.
+    let elbo_terms = |seed| {
+        let d = Dev::seed_from_u64(seed);
+        let m: MlpVae<784, 64, 8, f64, Dev> = model.clone().to_device(&d);
+        Elbo::default()
+            .estimate::<784, 8, f64, Dev, NoneTape, _>(&m, x.clone().to_device(&d))
+            .unwrap()
+    };
+    let objective = |o: &BetaVae, seed| {
+        let d = Dev::seed_from_u64(seed);
+        let m: MlpVae<784, 64, 8, f64, Dev> = model.clone().to_device(&d);
+        to_f64_vec(
+            &o.objective::<784, 8, f64, Dev, NoneTape, _>(&m, x.clone().to_device(&d))
+                .unwrap(),
+        )
+    };
+    let t = elbo_terms(5);
+    let (elbo, rec, kl) = (
+        to_f64_vec(&t.elbo),
+        to_f64_vec(&t.reconstruction),
+        to_f64_vec(&t.kl),
+    );
+
+    let b1 = objective(&BetaVae::new(1.0).unwrap(), 5);
+    let b4 = objective(&BetaVae::new(4.0).unwrap(), 5);
+    let cap = Capacity {
+        gamma: 100.0,
+        c_max: 25.0,
+        steps: 1000,
+    };
+    let bc = BetaVae::with_capacity(cap).unwrap().scheduled(400, 1.0);
+    assert!((cap.target(400) - 10.0).abs() < 1e-12);
+    let capped = objective(&bc, 5);
+    for i in 0..16 {
+        assert!(
+            (b1[i] - elbo[i]).abs() < 1e-9,
+            "β=1: {} vs ELBO {}",
+            b1[i],
+            elbo[i]
+        );
+        assert!((b4[i] - (rec[i] - 4.0 * kl[i])).abs() < 1e-9);
+        let want = rec[i] - 100.0 * (kl[i] - 10.0).abs();
+        assert!((capped[i] - want).abs() < 1e-7, "{} vs {want}", capped[i]);
+    }
+    // A different draw gives a different objective: the equality above is not vacuous.
+    let other = objective(&BetaVae::new(1.0).unwrap(), 6);
+    assert!(other.iter().zip(&b1).any(|(a, b)| (a - b).abs() > 1e-6));
+}
+
+/// KL warm-up: the weight rises linearly to 1 and scales the ELBO's β.
+#[test]
+fn kl_warmup_schedules_beta() {
+    let config = TrainConfig {
+        kl_warmup_steps: 200,
+        ..Default::default()
+    };
+    assert_eq!(config.kl_weight(0), 0.0);
+    assert!((config.kl_weight(50) - 0.25).abs() < 1e-15);
+    assert_eq!(config.kl_weight(200), 1.0);
+    assert_eq!(config.kl_weight(10_000), 1.0);
+    assert_eq!(TrainConfig::default().kl_weight(0), 1.0);
+    let e = Elbo::default().with_beta(4.0).unwrap().scheduled(50, 0.25);
+    assert_eq!(e.beta, 1.0);
+}
+
+fn one_hot(dev: &Dev, labels: &[usize]) -> Tensor<(usize, Const<10>), f64, Dev> {
+    let mut v = vec![0.0; labels.len() * 10];
+    for (i, &l) in labels.iter().enumerate() {
+        v[i * 10 + l] = 1.0;
+    }
+    dev.tensor_from_vec(v, (labels.len(), Const))
+}
+
+/// The decoded image depends on the label: same z and label give the same image,
+/// another label another image.
+#[test]
+fn cvae_label_changes_the_decoded_image() {
+    let dev = Dev::seed_from_u64(4);
+    let model: Cvae<784, 10, 64, 4, f64, Dev> = Cvae::new(&dev);
+    let z: Tensor<(usize, Const<4>), f64, Dev> = dev.sample_normal_like(&(3, Const));
+    let decode = |labels: &[usize]| {
+        let lik = ConditionalModel::<784, 10, 4, f64, Dev, NoneTape>::likelihood(
+            &model,
+            z.clone(),
+            one_hot(&dev, labels),
+        )
+        .unwrap();
+        to_f64_vec(&lik.mean())
+    };
+    let a = decode(&[0, 0, 0]);
+    let b = decode(&[0, 0, 0]);
+    let c = decode(&[3, 7, 9]);
+    assert_eq!(a, b);
+    for img in 0..3 {
+        let d = (0..784)
+            .map(|p| (a[img * 784 + p] - c[img * 784 + p]).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            d > 1e-3,
+            "image {img}: label changed nothing (max diff {d})"
+        );
+    }
+}
+
+/// Completion: x is exactly the bottom 14 rows, y the top 14, and the reconstruction
+/// term is the Bernoulli log-likelihood of the 392 bottom pixels only.
+#[test]
+fn cvae_completion_counts_only_the_bottom_half() {
+    let dev = Dev::seed_from_u64(5);
+    let mut pixels = vec![0u8; 2 * 784];
+    for (i, p) in pixels.iter_mut().enumerate() {
+        let (img, r) = (i / 784, (i % 784) / 28);
+        // Identical bottom halves, different top halves.
+        *p = if r < 14 {
+            (img * 200 + i % 7) as u8
+        } else {
+            ((i % 784) % 2 * 255) as u8
+        };
+    }
+    let data = Dataset {
+        images: pixels,
+        labels: vec![0, 1],
+        rows: 28,
+        cols: 28,
+    };
+    let (x, y) = Conditioning::<392, 392>::split::<f64>(
+        &TopRowsCondition { rows: 14 },
+        &data,
+        &[0, 1],
+        None,
+    )
+    .unwrap();
+    assert_eq!(x.len(), 2 * 392);
+    assert_eq!(&x[..392], &x[392..], "bottom halves are the same");
+    assert_ne!(&y[..392], &y[392..], "top halves differ");
+    for p in 0..392 {
+        assert_eq!(x[p], data.images[14 * 28 + p] as f64 / 255.0);
+        assert_eq!(y[392 + p], data.images[784 + p] as f64 / 255.0);
+    }
+
+    let model: Cvae<392, 392, 64, 4, f64, Dev> = Cvae::new(&dev);
+    let xt = dev.tensor_from_vec(x.clone(), (2, Const::<392>));
+    let yt = dev.tensor_from_vec(y, (2, Const::<392>));
+    let z: Tensor<(usize, Const<4>), f64, Dev> = dev.sample_normal_like(&(2, Const));
+    let lik = ConditionalModel::<392, 392, 4, f64, Dev, NoneTape>::likelihood(
+        &model,
+        z.clone(),
+        yt.clone(),
+    )
+    .unwrap();
+    let mu = to_f64_vec(
+        &ConditionalModel::<392, 392, 4, f64, Dev, NoneTape>::likelihood(&model, z, yt.clone())
+            .unwrap()
+            .mean(),
+    );
+    let lp = to_f64_vec(&lik.log_prob(xt.clone()).unwrap());
+    for b in 0..2 {
+        let want: f64 = (0..392)
+            .map(|p| {
+                let (xv, m) = (x[b * 392 + p], mu[b * 392 + p]);
+                xv * m.ln() + (1.0 - xv) * (1.0 - m).ln()
+            })
+            .sum();
+        assert!((lp[b] - want).abs() < 1e-8, "{} vs {want}", lp[b]);
+    }
+    // Through the adapter, the ELBO's reconstruction term has the same support.
+    let bound = Conditioned::new(&model, yt);
+    let t = Elbo::default()
+        .estimate::<392, 4, f64, Dev, NoneTape, _>(&bound, xt)
+        .unwrap();
+    assert_eq!(to_f64_vec(&t.reconstruction).len(), 2);
+}
+
+fn quantizer(dev: &Dev) -> VectorQuantizer<3, 2, f64, Dev> {
+    let mut q = VectorQuantizer::<3, 2, f64, Dev>::new(dev);
+    // Codes (0,0), (1,1), (−2,1).
+    q.codebook.copy_from(&[0.0, 0.0, 1.0, 1.0, -2.0, 1.0]);
+    q
+}
+
+/// Straight-through (eq. 3): the gradient reaching z_e is the gradient of the loss at
+/// z_q, checked by central differences of the loss around z_q.
+#[test]
+fn straight_through_gradient_is_the_gradient_at_z_q() {
+    let dev = Dev::default();
+    let q = quantizer(&dev);
+    let z_host = [0.2, -0.1, 0.8, 1.3, -1.6, 0.7, 0.45, 0.6];
+    let z: Tensor<(usize, Const<2>), f64, Dev> = dev.tensor_from_vec(z_host.to_vec(), (4, Const));
+    let w = [1.0, -2.0, 0.5, 3.0, -1.0, 2.0, 0.7, 0.3];
+    let f = |v: &[f64]| -> f64 { v.iter().zip(&w).map(|(a, b)| b * a * a * a).sum() };
+
+    let out = q.quantize(z.leaky_trace()).unwrap();
+    assert_eq!(out.indices, vec![0, 1, 2, 1]);
+    let zq = to_f64_vec(&out.z_q);
+    assert_eq!(zq, vec![0.0, 0.0, 1.0, 1.0, -2.0, 1.0, 1.0, 1.0]);
+    let wt = dev.tensor_from_vec(w.to_vec(), (4, Const::<2>));
+    let loss = (out.z_q.powi(3) * wt).sum::<(), _>()
+        + out.codebook_loss.sum::<(), _>() * 0.0
+        + out.commitment_loss.sum::<(), _>() * 0.0;
+    let g = loss.backward();
+    let grad = g.get(&z).as_vec();
+    let h = 1e-6;
+    for i in 0..8 {
+        let (mut up, mut dn) = (zq.clone(), zq.clone());
+        up[i] += h;
+        dn[i] -= h;
+        let fd = (f(&up) - f(&dn)) / (2.0 * h);
+        assert!(
+            (grad[i] - fd).abs() < 1e-6,
+            "coordinate {i}: autodiff {} vs FD at z_q {fd}",
+            grad[i]
+        );
+        // …and not the gradient at z_e (they differ for every coordinate here).
+        assert!((grad[i] - 3.0 * w[i] * z_host[i] * z_host[i]).abs() > 1e-3);
+    }
+}
+
+/// The codebook gets gradient only from the codebook term, the encoder output only
+/// from the reconstruction and commitment terms, each with its closed form.
+#[test]
+fn codebook_and_encoder_gradients_come_from_their_terms() {
+    let dev = Dev::default();
+    let z_host = [0.2, -0.1, 0.8, 1.3, 0.45, 0.6];
+    let grads_for = |a: f64, b: f64, c: f64| {
+        let q = quantizer(&dev);
+        let z: Tensor<(usize, Const<2>), f64, Dev> =
+            dev.tensor_from_vec(z_host.to_vec(), (3, Const));
+        let out = q.quantize(z.leaky_trace()).unwrap();
+        let loss = out.z_q.square().sum::<(), _>() * a
+            + out.codebook_loss.sum::<(), _>() * b
+            + out.commitment_loss.sum::<(), _>() * c;
+        let g = loss.backward();
+        (g.get(&z).as_vec(), g.get(&q.codebook).as_vec())
+    };
+    // Assignments: rows 0 → code 0 (0,0); rows 1, 2 → code 1 (1,1).
+    let e = [0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+    let (gz, ge) = grads_for(1.0, 0.0, 0.0);
+    assert!(
+        ge.iter().all(|v| *v == 0.0),
+        "reconstruction reached the codebook: {ge:?}"
+    );
+    for i in 0..6 {
+        assert!((gz[i] - 2.0 * e[i]).abs() < 1e-12);
+    }
+    let (gz, ge) = grads_for(0.0, 1.0, 0.0);
+    assert!(
+        gz.iter().all(|v| *v == 0.0),
+        "codebook term reached the encoder: {gz:?}"
+    );
+    // d/de_k Σ_{j→k} ‖e_k − z_j‖² = 2 Σ_{j→k} (e_k − z_j).
+    let want = [
+        2.0 * (0.0 - 0.2),
+        2.0 * (0.0 + 0.1),
+        2.0 * ((1.0 - 0.8) + (1.0 - 0.45)),
+        2.0 * ((1.0 - 1.3) + (1.0 - 0.6)),
+        0.0,
+        0.0,
+    ];
+    for i in 0..6 {
+        assert!(
+            (ge[i] - want[i]).abs() < 1e-12,
+            "{i}: {} vs {}",
+            ge[i],
+            want[i]
+        );
+    }
+    let (gz, ge) = grads_for(0.0, 0.0, 1.0);
+    assert!(
+        ge.iter().all(|v| *v == 0.0),
+        "commitment reached the codebook: {ge:?}"
+    );
+    for i in 0..6 {
+        assert!((gz[i] - 2.0 * (z_host[i] - e[i])).abs() < 1e-12);
+    }
+}
+
+/// One EMA step by hand: K = 2 codes in 1-D, γ = 0.5, ε = 0.1.
+#[test]
+fn ema_update_matches_its_formula() {
+    let mut ema = CodebookEma::new(2, 1, 0.5, 0.1).unwrap();
+    let book = [5.0, 7.0];
+    // Vectors 1, 3 → code 0; nothing → code 1.
+    let out = ema.update(&book, &[1.0, 3.0], &[0, 0]);
+    // N = (0.5·0 + 0.5·2, 0) = (1, 0); m_0 = 0.5·4 = 2; Σ N = 1;
+    // Ñ_0 = (1 + 0.1)/(1 + 0.2)·1 = 11/12; e_0 = 2 / (11/12) = 24/11. Code 1 unused: kept.
+    assert_eq!(ema.counts, vec![1.0, 0.0]);
+    assert_eq!(ema.sums, vec![2.0, 0.0]);
+    assert!((out[0] - 24.0 / 11.0).abs() < 1e-12, "{}", out[0]);
+    assert_eq!(out[1], 7.0);
+    // Second step: vector 2 → code 1.
+    let out = ema.update(&out, &[2.0], &[1]);
+    // N = (0.5, 0.5), m = (1, 1), Σ N = 1, Ñ_k = 0.6/1.2 = 0.5, e = (2, 2).
+    assert!(
+        (out[0] - 2.0).abs() < 1e-12 && (out[1] - 2.0).abs() < 1e-12,
+        "{out:?}"
+    );
+    assert!(CodebookEma::new(2, 1, 1.0, 0.1).is_err());
+    assert!(CodebookEma::new(2, 1, 0.5, 0.0).is_err());
+}
+
+/// A code nobody uses is restarted onto an encoder output of the batch, through the
+/// VQ-VAE task's update; perplexity follows its formula.
+#[test]
+fn dead_code_is_restarted() {
+    let mut r = DeadCodeRestart::new(3, 0.5, 0.0).unwrap();
+    let mut rng = StdRng::seed_from_u64(0);
+    let z = [0.1, 0.2, 0.3, 0.4];
+    let restarts = r.step(&z, &[0, 0], &mut rng);
+    let dead: Vec<usize> = restarts.iter().map(|(i, _)| *i).collect();
+    assert_eq!(dead, vec![1, 2]);
+    for (_, v) in &restarts {
+        assert!(
+            v == &[0.1, 0.2] || v == &[0.3, 0.4],
+            "{v:?} is not a batch vector"
+        );
+    }
+
+    // Through the task: an MLP VQ-VAE whose batch uses few of its 64 codes.
+    let dev = Dev::seed_from_u64(2);
+    let mut model = latent_models::mlp_vq_vae::<32, 16, 4, 64, f64, Dev>(&dev);
+    let data = latent::data::embedded().unwrap().test.take(8);
+    let idx: Vec<usize> = (0..8).collect();
+    let mut task = VqVaeTask::<784>::new(0.25, CodebookUpdate::Loss, 1)
+        .unwrap()
+        .with_restarts(DeadCodeRestart::new(64, 0.5, 0.0).unwrap());
+    let before = to_f64_vec(&model.quantizer.codebook);
+    let grads = model.alloc_grads();
+    let progress = Progress {
+        step: 0,
+        epoch: 1,
+        kl_weight: 1.0,
+    };
+    let batch = latent::train::Batch {
+        data: &data,
+        indices: &idx,
+        binarize: None,
+        device: &dev,
+    };
+    let loss = task.loss(&model, batch, grads, progress).unwrap();
+    assert!(loss.array().is_finite());
+    task.after_update(&mut model, progress).unwrap();
+    let after = to_f64_vec(&model.quantizer.codebook);
+    assert!(task.restarts > 0);
+    let changed = (0..64)
+        .filter(|k| before[k * 4..(k + 1) * 4] != after[k * 4..(k + 1) * 4])
+        .count();
+    assert_eq!(changed, task.restarts);
+
+    let u = CodeUsage::of(&[0, 1, 2, 3, 0, 1, 2, 3], 8);
+    assert!((u.perplexity - 4.0).abs() < 1e-12 && u.used_fraction == 0.5);
+    assert!((CodeUsage::of(&[5, 5, 5], 8).perplexity - 1.0).abs() < 1e-12);
+}
+
+/// The im2col convolution equals a direct convolution (zero padding, stride 2), and
+/// upsampling repeats each pixel into a 2×2 block.
+#[test]
+fn conv_layers_match_direct_computation() {
+    let dev = Dev::seed_from_u64(8);
+    let conv: Conv2d<2, 3, 4, 2, 1, 6, 5, f64, Dev> = BuildModule::build(&dev);
+    let (b, h, w, ci, co, k, s, p) = (
+        2usize, 6usize, 5usize, 2usize, 3usize, 4usize, 2usize, 1usize,
+    );
+    let x: Tensor<(usize, Const<2>), f64, Dev> = dev.sample_normal_like(&(b * h * w, Const));
+    let y = to_f64_vec(&conv.forward(x.clone()));
+    let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+    assert_eq!(y.len(), b * ho * wo * co);
+    let (xv, wv, bv) = (x.as_vec(), conv.weight.as_vec(), conv.bias.as_vec());
+    for bi in 0..b {
+        for i in 0..ho {
+            for j in 0..wo {
+                for o in 0..co {
+                    let mut acc = bv[o];
+                    for di in 0..k {
+                        for dj in 0..k {
+                            let (yy, xx) = (
+                                (i * s + di) as isize - p as isize,
+                                (j * s + dj) as isize - p as isize,
+                            );
+                            if yy < 0 || xx < 0 || yy >= h as isize || xx >= w as isize {
+                                continue;
+                            }
+                            for c in 0..ci {
+                                let xin = xv[(bi * h * w + yy as usize * w + xx as usize) * ci + c];
+                                acc += xin * wv[((di * k + dj) * ci + c) * co + o];
+                            }
+                        }
+                    }
+                    let got = y[((bi * ho + i) * wo + j) * co + o];
+                    assert!(
+                        (got - acc).abs() < 1e-12,
+                        "({bi},{i},{j},{o}): {got} vs {acc}"
+                    );
+                }
+            }
+        }
+    }
+    // Gradients flow through the gather (scatter-add): d Σy / d x = Σ of the weights
+    // that touch each input, finite for every input.
+    let g = conv.forward(x.leaky_trace()).sum::<(), _>().backward();
+    assert!(g.get(&x).as_vec().iter().all(|v| v.is_finite()));
+
+    let up = Upsample2::<2, 3>;
+    let t: Tensor<(usize, Const<1>), f64, Dev> =
+        dev.tensor_from_vec((0..6).map(f64::from).collect(), (6, Const));
+    let u = to_f64_vec(&Module::<Tensor<(usize, Const<1>), f64, Dev>>::forward(
+        &up, t,
+    ));
+    assert_eq!(
+        u,
+        vec![
+            0., 0., 1., 1., 2., 2., 0., 0., 1., 1., 2., 2., 3., 3., 4., 4., 5., 5., 3., 3., 4., 4.,
+            5., 5.
+        ]
+    );
+}
