@@ -4,7 +4,8 @@
 
 use dfdx::prelude::*;
 
-use crate::data::Dataset;
+use crate::conditional::{ConditionalModel, Conditioned};
+use crate::data::{Conditioning, Dataset};
 use crate::distributions::Distribution;
 use crate::elbo::Elbo;
 use crate::error::{Error, Result};
@@ -107,14 +108,50 @@ where
     D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
 {
-    let n = options.n.unwrap_or(data.len()).min(data.len());
+    nll_over_batches(data.len(), options, |idx| {
+        let x = data.batch::<X, E, D>(device, idx, None)?;
+        log_marginal_likelihood::<X, Z, E, D, M>(model, &x, options.k, options.chunk)
+    })
+}
+
+/// The importance-sampled conditional NLL `−log p(x | y)` of a [`ConditionalModel`]
+/// over the first `n` images of `data` (all if `None`), with `x` and `y` split from each
+/// image by `conditioning` (e.g. the completion NLL of the bottom half given the top
+/// half, nats per image).
+///
+/// # Errors
+/// As [`test_nll`].
+pub fn test_nll_conditional<const X: usize, const Y: usize, const Z: usize, E, D, M, C>(
+    model: &M,
+    data: &Dataset,
+    device: &D,
+    options: &EvalOptions,
+    conditioning: &C,
+) -> Result<NllReport>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    M: ConditionalModel<X, Y, Z, E, D, NoneTape>,
+    C: Conditioning<X, Y>,
+{
+    nll_over_batches(data.len(), options, |idx| {
+        let (x, y) = conditioning.tensors::<E, D>(data, idx, None, device)?;
+        let bound = Conditioned::new(model, y);
+        log_marginal_likelihood::<X, Z, E, D, _>(&bound, &x, options.k, options.chunk)
+    })
+}
+
+fn nll_over_batches<F>(len: usize, options: &EvalOptions, mut log_px: F) -> Result<NllReport>
+where
+    F: FnMut(&[usize]) -> Result<crate::LogLikelihood>,
+{
+    let n = options.n.unwrap_or(len).min(len);
     if n == 0 {
         return Err(Error::invalid("n", "no images to evaluate"));
     }
     let (mut sum, mut var) = (0.0, 0.0);
     for idx in batches(n, options.batch)? {
-        let x = data.batch::<X, E, D>(device, &idx, None)?;
-        let ll = log_marginal_likelihood::<X, Z, E, D, M>(model, &x, options.k, options.chunk)?;
+        let ll = log_px(&idx)?;
         sum += ll.log_px.iter().sum::<f64>();
         var += ll.stderr.iter().map(|s| s * s).sum::<f64>();
     }
