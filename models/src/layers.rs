@@ -34,6 +34,17 @@ pub struct JoinRows<const N: usize>;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Upsample2<const H: usize, const W: usize>;
 
+/// Depth-to-space by 2 (`nn.PixelShuffle(2)`, Shi et al. 2016, "sub-pixel convolution")
+/// on `H×W` maps held as rows: `(batch·H·W, 4C)` → `(batch·2H·2W, C)`, channel
+/// `(2·di + dj)·C + c` of pixel `(i, j)` becoming channel `c` of pixel `(2i + di, 2j + dj)`.
+/// A convolution to `4C` channels followed by this layer is a learned 2× upsampling that
+/// costs a quarter of a convolution at the higher resolution.
+///
+/// # Panics
+/// In `forward` if the input width is not `4C` or the rows are not a multiple of `H·W`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DepthToSpace<const C: usize, const H: usize, const W: usize>;
+
 /// `Conv2d(I, O, kernel_size=K, stride=S, padding=P)` with bias on `H×W` maps held
 /// as rows (see the module docs): `(batch·H·W, I)` → `(batch·H'·W', O)` with
 /// `H' = (H + 2P − K)/S + 1` (likewise `W'`), zero padding.
@@ -223,6 +234,54 @@ impl<const C: usize, const H: usize, const W: usize, E: Real, D: Device<E>, T: T
         let dev = x.device().clone();
         let idx = dev.tensor_from_vec(idx, (4 * n,));
         x.try_gather(idx)
+    }
+}
+
+impl<const C: usize, const H: usize, const W: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+    for DepthToSpace<C, H, W>
+{
+    type To<E2: Dtype, D2: Device<E2>> = DepthToSpace<C, H, W>;
+    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        visitor: &mut V,
+    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+        visitor.visit_fields((), |_| DepthToSpace)
+    }
+}
+
+impl<
+        const N: usize,
+        const C: usize,
+        const H: usize,
+        const W: usize,
+        E: Real,
+        D: Device<E>,
+        T: Tape<E, D>,
+    > Module<Events<N, E, D, T>> for DepthToSpace<C, H, W>
+{
+    type Output = Events<C, E, D, T>;
+    type Error = D::Err;
+
+    fn try_forward(&self, x: Events<N, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+        assert_eq!(N, 4 * C, "DepthToSpace: {N} channels are not 4×{C}");
+        let n = x.shape().0;
+        assert_eq!(
+            n % (H * W),
+            0,
+            "DepthToSpace: {n} rows are not a multiple of {H}×{W}"
+        );
+        let batch = n / (H * W);
+        let mut idx = Vec::with_capacity(4 * n);
+        for b in 0..batch {
+            for i in 0..2 * H {
+                for j in 0..2 * W {
+                    let src = b * H * W + (i / 2) * W + j / 2;
+                    idx.push(4 * src + 2 * (i % 2) + j % 2);
+                }
+            }
+        }
+        let dev = x.device().clone();
+        let idx = dev.tensor_from_vec(idx, (4 * n,));
+        x.try_reshape_like(&(4 * n, Const::<C>))?.try_gather(idx)
     }
 }
 
