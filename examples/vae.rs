@@ -90,7 +90,8 @@ struct Args {
     /// Likelihood p(x|z): bernoulli, continuous-bernoulli or gaussian (learned shared σ).
     #[arg(long, default_value = "bernoulli")]
     likelihood: String,
-    /// Prior p(z): standard-normal or mixture:10 (a learned mixture of 10 Normals).
+    /// Prior p(z): standard-normal or mixture:K, a learned mixture of K Normals
+    /// (K = 2, 5, 10, 20 or 50 with the Bernoulli likelihood; 10 with the others).
     #[arg(long, default_value = "standard-normal")]
     prior: String,
     /// KL warm-up: the KL weight rises linearly from 0 to 1 over this many optimizer
@@ -153,11 +154,59 @@ fn run(args: Args) -> Result<()> {
                 |d| (Gauss::build(d), StandardNormalPrior),
                 kl_closed::<400, 20, _>,
             ),
+            ("bernoulli", "mixture:2") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |d| {
+                    (
+                        BernoulliHead,
+                        MixturePrior::<2, 20, f32, AutoDevice>::build(d),
+                    )
+                },
+                kl_none,
+            ),
+            ("bernoulli", "mixture:5") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |d| {
+                    (
+                        BernoulliHead,
+                        MixturePrior::<5, 20, f32, AutoDevice>::build(d),
+                    )
+                },
+                kl_none,
+            ),
             ("bernoulli", "mixture:10") => train_and_report::<400, 20, _, _>(
                 a,
                 b,
                 sp,
                 |d| (BernoulliHead, Mix::build(d)),
+                kl_none,
+            ),
+            ("bernoulli", "mixture:20") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |d| {
+                    (
+                        BernoulliHead,
+                        MixturePrior::<20, 20, f32, AutoDevice>::build(d),
+                    )
+                },
+                kl_none,
+            ),
+            ("bernoulli", "mixture:50") => train_and_report::<400, 20, _, _>(
+                a,
+                b,
+                sp,
+                |d| {
+                    (
+                        BernoulliHead,
+                        MixturePrior::<50, 20, f32, AutoDevice>::build(d),
+                    )
+                },
                 kl_none,
             ),
             ("continuous-bernoulli", "mixture:10") => train_and_report::<400, 20, _, _>(
@@ -178,7 +227,8 @@ fn run(args: Args) -> Result<()> {
                 "likelihood/prior",
                 format!(
                     "`{l}`/`{p}`: choose --likelihood bernoulli|continuous-bernoulli|gaussian \
-                     and --prior standard-normal|mixture:10"
+                     and --prior standard-normal|mixture:K (K = 2, 5, 10, 20, 50 with \
+                     bernoulli; 10 with the other likelihoods)"
                 ),
             )),
         };

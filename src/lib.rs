@@ -15,6 +15,8 @@
 //! - [`iwae`]: the IWAE bound and importance-sampled `log p(x)`;
 //! - [`objective`]: what the trainer maximizes;
 //! - [`eval`]: test NLL by importance sampling, KL per dimension, active units;
+//! - `conformance` (feature `conformance`, on by default): property-based checks a
+//!   user runs on their own families and KL pairs;
 //! - [`data`], [`train`], [`viz`]: Fashion-MNIST (and any IDX data), a trainer with
 //!   checkpoints and metrics, and PNG image grids.
 //!
@@ -31,6 +33,8 @@
 #![warn(missing_docs)]
 
 pub mod conditional;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod data;
 pub mod distributions;
 pub mod elbo;
@@ -48,7 +52,7 @@ pub mod viz;
 
 pub use conditional::{ConditionalModel, Conditioned};
 pub use distributions::{
-    Bernoulli, Distribution, Entropy, Normal, Reparameterizable, StandardNormal,
+    Bernoulli, Distribution, Entropy, Mode, Normal, Reparameterizable, StandardNormal, Variance,
 };
 pub use elbo::{Elbo, ElboParts, ElboTerms, KlEstimator};
 pub use error::{Error, Result};
@@ -64,7 +68,8 @@ pub mod prelude {
     pub use crate::conditional::{ConditionalModel, Conditioned};
     pub use crate::distributions::{
         Bernoulli, Categorical, ContinuousBernoulli, Distribution, Entropy, Laplace,
-        MixtureOfDiagNormals, Normal, RelaxedOneHotCategorical, Reparameterizable, StandardNormal,
+        MixtureOfDiagNormals, Mode, Normal, RelaxedOneHotCategorical, Reparameterizable,
+        StandardNormal, Variance,
     };
     pub use crate::elbo::{Elbo, ElboTerms, KlEstimator};
     pub use crate::error::{Error, Result};

@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Entropy};
+use super::{check_batch, Distribution, Entropy, Mode, Variance};
 use crate::error::Result;
 use crate::ops::{repeat_rows, Events, PerExample, Real};
 
@@ -74,6 +74,27 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
         Self {
             logits: repeat_rows(self.logits, n),
         }
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
+    for Bernoulli<N, E, D, T>
+{
+    /// `p(1 − p)`, computed as `σ(ℓ)·σ(−ℓ)` (no cancellation for large `|ℓ|`).
+    fn variance(self) -> Events<N, E, D, T> {
+        let neg = (-self.logits.with_empty_tape()).sigmoid();
+        self.logits.sigmoid() * neg
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Bernoulli<N, E, D, T> {
+    /// `1[ℓ > 0]` (0 at `p = ½`, where both outcomes are modes).
+    fn mode(&self) -> Events<N, E, D> {
+        let l = self.logits.retaped::<NoneTape>();
+        let dev = l.device().clone();
+        let shape = *l.shape();
+        l.gt(E::zero())
+            .choose(dev.ones_like(&shape), dev.zeros_like(&shape))
     }
 }
 

@@ -2,9 +2,9 @@
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Entropy};
+use super::{check_batch, Distribution, Entropy, Mode, Variance};
 use crate::error::Result;
-use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 
 /// A batch of categorical distributions over `K` classes, parameterized by
 /// unnormalized logits `ℓ` of shape `(batch, K)`; `π = softmax(ℓ)`.
@@ -70,6 +70,26 @@ impl<const K: usize, E: Real, D: Device<E>> Categorical<K, E, D, NoneTape> {
         Ok(Self {
             logits: dev.tensor_from_vec(logits, (probs.len() / K, Const::<K>)),
         })
+    }
+}
+
+impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<K, E, D>
+    for Categorical<K, E, D, T>
+{
+    /// `π_k (1 − π_k)`, the variance of each indicator of the one-hot event.
+    fn variance(self) -> Events<K, E, D, T> {
+        let p = self.logits.softmax::<Axis<1>>();
+        let q = -p.with_empty_tape() + cst::<E>(1.0);
+        p * q
+    }
+}
+
+impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<K, E, D>
+    for Categorical<K, E, D, T>
+{
+    /// The one-hot row of the most probable class (the first one on ties).
+    fn mode(&self) -> Events<K, E, D> {
+        one_hot(self.logits.device(), &Categorical::mode(self))
     }
 }
 

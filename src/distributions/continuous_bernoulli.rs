@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Reparameterizable};
+use super::{check_batch, Distribution, Mode, Reparameterizable, Variance};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
 
@@ -104,6 +104,43 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 }
 
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
+    for ContinuousBernoulli<N, E, D, T>
+{
+    /// `λ(λ − 1)/(1 − 2λ)² + 1/ℓ²` (Loaiza-Ganem & Cunningham 2019, Appendix; as torch),
+    /// and near `λ = ½` (`|ℓ| < 0.1`), where the two terms cancel, the series
+    /// `1/12 − (1/15 − 128/945·d)·d` with `d = (λ − ½)²` (torch's `variance`).
+    fn variance(self) -> Events<N, E, D, T> {
+        let (small, safe) = self.split_small(TAYLOR_BELOW);
+        let p = safe.with_empty_tape().sigmoid();
+        let q = (-safe.with_empty_tape()).sigmoid();
+        // 1 − 2λ = σ(−ℓ) − σ(ℓ), without cancellation in λ.
+        let gap = q.with_empty_tape() - p.with_empty_tape();
+        let exact = -(p * q) / gap.square() + safe.square().recip();
+        let d = (self.logits.sigmoid() - cst::<E>(0.5)).square();
+        let taylor = -((-d.with_empty_tape() * cst::<E>(128.0 / 945.0) + cst::<E>(1.0 / 15.0)) * d)
+            + cst::<E>(1.0 / 12.0);
+        small.choose(taylor, exact)
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D>
+    for ContinuousBernoulli<N, E, D, T>
+{
+    /// 1 for `λ > ½`, 0 for `λ < ½` (the density `∝ λ^x (1 − λ)^{1−x}` is monotone);
+    /// at `λ = ½` the density is flat and ½ is returned.
+    fn mode(&self) -> Events<N, E, D> {
+        let l = self.logits.retaped::<NoneTape>();
+        let dev = l.device().clone();
+        let shape = *l.shape();
+        let half = dev.ones_like(&shape) * cst::<E>(0.5);
+        let side = l
+            .gt(E::zero())
+            .choose(dev.ones_like(&shape), dev.zeros_like(&shape));
+        l.eq(E::zero()).choose(half, side)
+    }
+}
+
 impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N, E, D, T> {
     /// The mask `|ℓ| < threshold` and ℓ with those entries replaced by 1, so that an
     /// exact formula singular at ℓ = 0 can be evaluated (and differentiated) everywhere
@@ -149,7 +186,10 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, 
         let pos_branch =
             s2.with_empty_tape() + ((-s2.with_empty_tape()).exp() * one_minus_u + u.clone()).ln();
         let num = pos.choose(pos_branch, neg_branch);
-        let exact = num / s2;
+        // `safe` itself (not a fork) must end up in the result: its tape holds the
+        // `choose` that routes the gradient back to the logits.
+        drop(s2);
+        let exact = num / safe;
         let small_val = self.logits * cst::<E>(0.0) + u;
         tiny.choose(small_val, exact)
     }

@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Entropy, Reparameterizable};
+use super::{check_batch, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
 
@@ -40,6 +40,22 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Laplace<N, E, D, T> {
     /// The variance `2b²`, shape `(batch, N)`.
     pub fn variance(self) -> Events<N, E, D, T> {
         (self.log_scale * cst::<E>(2.0)).exp() * cst::<E>(2.0)
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
+    for Laplace<N, E, D, T>
+{
+    /// `2b²`.
+    fn variance(self) -> Events<N, E, D, T> {
+        Laplace::variance(self)
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Laplace<N, E, D, T> {
+    /// `μ`.
+    fn mode(&self) -> Events<N, E, D> {
+        self.loc.retaped::<NoneTape>()
     }
 }
 

@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 
 use super::categorical::{argmax_rows, gumbel};
-use super::{check_batch, Distribution};
+use super::{check_batch, Distribution, Variance};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real, LN_2PI};
 
@@ -95,6 +95,24 @@ impl<const K: usize, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>
     /// The mixture weights `π`, shape `(batch, K)`.
     pub fn weights(self) -> Tensor<(usize, Const<K>), E, D, T> {
         self.logits.softmax::<Axis<1>>()
+    }
+}
+
+impl<const K: usize, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
+    for MixtureOfDiagNormals<K, N, E, D, T>
+{
+    /// `Σ_k π_k (σ_k² + μ_k²) − (Σ_k π_k μ_k)²` per coordinate (law of total variance).
+    fn variance(self) -> Events<N, E, D, T> {
+        let b = self.batch_size();
+        let shape = (b, Const::<K>, Const::<N>);
+        let w = self
+            .logits
+            .softmax::<Axis<1>>()
+            .broadcast_like::<_, Axis<2>>(&shape);
+        let w2 = w.with_empty_tape();
+        let second = (self.log_scale * cst::<E>(2.0)).exp() + self.loc.with_empty_tape().square();
+        let mean = (w2 * self.loc).sum::<(usize, Const<N>), Axis<1>>();
+        (w * second).sum::<(usize, Const<N>), Axis<1>>() - mean.square()
     }
 }
 

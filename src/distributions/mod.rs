@@ -95,6 +95,21 @@ pub trait Entropy<E: Dtype, D: Device<E>> {
     fn entropy(self) -> PerExample<E, D, Self::Tape>;
 }
 
+/// A distribution whose per-coordinate variance has a closed form.
+pub trait Variance<const N: usize, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
+    /// `Var[x_j]` for each coordinate, shape `(batch, N)` (for one-hot events, the
+    /// variance of each indicator).
+    fn variance(self) -> Events<N, E, D, Self::Tape>;
+}
+
+/// A distribution whose mode (most probable event) has a closed form.
+pub trait Mode<const N: usize, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
+    /// `argmax_x p(x)`, shape `(batch, N)`, without gradient. Where the density is flat
+    /// (a continuous Bernoulli at `λ = ½`) any point of the support is a mode; the
+    /// documented choice of the family is returned.
+    fn mode(&self) -> Events<N, E, D>;
+}
+
 /// Validates host-side location/scale parameters and uploads `(loc, log scale)`.
 pub(crate) fn host_loc_scale<const N: usize, E: crate::ops::Real, D: Device<E>>(
     dev: &D,

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Entropy, Reparameterizable};
+use super::{check_batch, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
 
@@ -47,6 +47,42 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Normal<N, E, D, T> {
     /// The variance `σ²`, shape `(batch, N)`.
     pub fn variance(self) -> Events<N, E, D, T> {
         (self.log_scale * cst::<E>(2.0)).exp()
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
+    for Normal<N, E, D, T>
+{
+    /// `σ²`.
+    fn variance(self) -> Events<N, E, D, T> {
+        Normal::variance(self)
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Normal<N, E, D, T> {
+    /// `μ`.
+    fn mode(&self) -> Events<N, E, D> {
+        self.loc.retaped::<NoneTape>()
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
+    for StandardNormal<N, E, D, T>
+{
+    /// 1.
+    fn variance(self) -> Events<N, E, D, T> {
+        self.device
+            .ones_like(&(self.batch, Const::<N>))
+            .put_tape(T::default())
+    }
+}
+
+impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D>
+    for StandardNormal<N, E, D, T>
+{
+    /// 0.
+    fn mode(&self) -> Events<N, E, D> {
+        self.device.zeros_like(&(self.batch, Const::<N>))
     }
 }
 

@@ -1,0 +1,360 @@
+//! The checks of one family ([`check_family`]) and the proptest runner they share.
+
+use std::fmt::Debug;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use dfdx::prelude::*;
+use proptest::prelude::*;
+use proptest::test_runner::{RngAlgorithm, TestError, TestRng, TestRunner};
+
+use super::{theta_matrix, Config, Dev, Failure, Family, Support, Theta};
+use crate::distributions::Distribution;
+use crate::error::Error;
+use crate::ops::to_f64_vec;
+
+/// Runs `test` on `cases` values of `strategy` with a deterministic generator (the
+/// same cases on every run), turning proptest's shrunk failure into a [`Failure`].
+pub(super) fn run<S: Strategy>(
+    subject: &str,
+    property: &str,
+    cfg: &Config,
+    strategy: S,
+    test: impl Fn(S::Value) -> std::result::Result<(), String>,
+) -> std::result::Result<(), Failure>
+where
+    S::Value: Debug,
+{
+    let config = ProptestConfig {
+        cases: cfg.cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    runner
+        .run(&strategy, |v| test(v).map_err(|e| TestCaseError::fail(e)))
+        .map_err(|e| Failure {
+            subject: subject.to_string(),
+            property: property.to_string(),
+            reason: match e {
+                TestError::Fail(why, value) => format!("{why} (case {value:?})"),
+                TestError::Abort(why) => format!("aborted: {why}"),
+            },
+        })
+}
+
+/// `Err(message)` unless `|a − b| ≤ tol`.
+pub(super) fn close(what: &str, a: f64, b: f64, tol: f64) -> std::result::Result<(), String> {
+    if (a - b).abs() <= tol && a.is_finite() && b.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("{what}: {a} vs {b} (tolerance {tol:e})"))
+    }
+}
+
+/// Mean and standard error of the mean.
+pub(super) fn mean_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (m, (var / n).sqrt())
+}
+
+pub(super) fn err(e: Error) -> String {
+    format!("unexpected error: {e}")
+}
+
+/// `n` copies of the row θ.
+pub(super) fn repeated(dev: &Dev, theta: &[f64], n: usize) -> Theta {
+    theta_matrix(dev, &vec![theta.to_vec(); n])
+}
+
+/// Central finite differences of `f` at `x` with step `h`.
+pub(super) fn finite_differences(
+    x: &[f64],
+    h: f64,
+    f: impl Fn(&[f64]) -> Result<f64, String>,
+) -> Result<Vec<f64>, String> {
+    (0..x.len())
+        .map(|i| {
+            let (mut up, mut dn) = (x.to_vec(), x.to_vec());
+            up[i] += h;
+            dn[i] -= h;
+            Ok((f(&up)? - f(&dn)?) / (2.0 * h))
+        })
+        .collect()
+}
+
+/// Compares an autodiff gradient with central differences.
+pub(super) fn gradients_agree(
+    what: &str,
+    auto: &[f64],
+    fd: &[f64],
+    tol: f64,
+) -> std::result::Result<(), String> {
+    for (i, (a, f)) in auto.iter().zip(fd).enumerate() {
+        close(
+            &format!("{what}, ∂/∂θ_{i} (autodiff vs central differences)"),
+            *a,
+            *f,
+            tol * a.abs().max(1.0),
+        )?;
+    }
+    Ok(())
+}
+
+const STEP: f64 = 1e-5;
+
+/// Runs every applicable check of [`super`] on `family`; the first failure is returned.
+///
+/// # Errors
+/// A [`Failure`] naming the property, the (shrunk) parameters and the numbers.
+pub fn check_family<const N: usize, F: Family<N>>(
+    family: &F,
+    cfg: &Config,
+) -> std::result::Result<(), Failure> {
+    let name = family.name();
+    let params = (family.parameters(), any::<u64>());
+
+    // Invalid parameters: a typed error, no panic.
+    for theta in family.invalid_parameters() {
+        let dev = Dev::default();
+        let built = catch_unwind(AssertUnwindSafe(|| {
+            family.build(theta_matrix(&dev, &[theta.clone()])).err()
+        }));
+        match built {
+            Ok(Some(Error::InvalidSetting { .. } | Error::ShapeMismatch { .. })) => {}
+            Ok(other) => {
+                return Err(Failure {
+                    subject: name,
+                    property: "invalid parameters give a typed error".into(),
+                    reason: format!("θ = {theta:?} gave {other:?}"),
+                })
+            }
+            Err(_) => {
+                return Err(Failure {
+                    subject: name,
+                    property: "invalid parameters give a typed error".into(),
+                    reason: format!("θ = {theta:?} panicked"),
+                })
+            }
+        }
+    }
+
+    // log_prob against the reference, at points drawn from the distribution.
+    run(
+        &name,
+        "log_prob equals the reference log-density",
+        cfg,
+        params.clone(),
+        |(theta, seed)| {
+            let dev = Dev::seed_from_u64(seed);
+            let d = family.build(repeated(&dev, &theta, 8)).map_err(err)?;
+            let x = d.sample();
+            let xs = to_f64_vec(&x);
+            let lp = to_f64_vec(&d.log_prob(x).map_err(err)?);
+            for (row, l) in lp.iter().enumerate() {
+                if let Some(r) = family.reference_log_prob(&theta, &xs[row * N..(row + 1) * N]) {
+                    close(
+                        &format!("log p({:?})", &xs[row * N..(row + 1) * N]),
+                        *l,
+                        r,
+                        cfg.rel * r.abs().max(1.0),
+                    )?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+
+    // Normalization.
+    run(
+        &name,
+        "the density integrates (sums) to 1",
+        cfg,
+        params.clone(),
+        |(theta, _)| {
+            let dev = Dev::default();
+            match family.support(&theta) {
+                Support::Unchecked => Ok(()),
+                Support::Interval(lo, hi) => {
+                    if N != 1 {
+                        return Err(format!("Support::Interval needs N = 1, not {N}"));
+                    }
+                    let n = cfg.quadrature_intervals + cfg.quadrature_intervals % 2;
+                    let h = (hi - lo) / n as f64;
+                    let xs: Vec<f64> = (0..=n).map(|i| lo + i as f64 * h).collect();
+                    let d = family.build(repeated(&dev, &theta, n + 1)).map_err(err)?;
+                    let lp = to_f64_vec(
+                        &d.log_prob(dev.tensor_from_vec(xs, (n + 1, Const::<N>)))
+                            .map_err(err)?,
+                    );
+                    let mut s = lp[0].exp() + lp[n].exp();
+                    for (i, l) in lp.iter().enumerate().take(n).skip(1) {
+                        s += if i % 2 == 1 { 4.0 } else { 2.0 } * l.exp();
+                    }
+                    close("∫ p(x) dx", s * h / 3.0, 1.0, 1e-6)
+                }
+                Support::Points(points) => {
+                    let d = family
+                        .build(repeated(&dev, &theta, points.len()))
+                        .map_err(err)?;
+                    let x = dev.tensor_from_vec(points.concat(), (points.len(), Const::<N>));
+                    let total: f64 = to_f64_vec(&d.log_prob(x).map_err(err)?)
+                        .iter()
+                        .map(|l| l.exp())
+                        .sum();
+                    close("Σ p(x)", total, 1.0, cfg.rel)
+                }
+            }
+        },
+    )?;
+
+    // Sample mean and variance.
+    run(
+        &name,
+        "sample mean and variance match the closed forms",
+        cfg,
+        params.clone(),
+        |(theta, seed)| {
+            let dev = Dev::seed_from_u64(seed);
+            let n = cfg.samples;
+            let d = family.build(repeated(&dev, &theta, n)).map_err(err)?;
+            let xs = to_f64_vec(&d.sample());
+            let Some(mean) = family.mean(family.build(repeated(&dev, &theta, 1)).map_err(err)?)
+            else {
+                return Ok(());
+            };
+            let mean = to_f64_vec(&mean);
+            let var = family
+                .variance(family.build(repeated(&dev, &theta, 1)).map_err(err)?)
+                .map(|v| to_f64_vec(&v));
+            for j in 0..N {
+                let col: Vec<f64> = xs.iter().skip(j).step_by(N).copied().collect();
+                let (m, se) = mean_se(&col);
+                close(
+                    &format!("sample mean of x_{j}"),
+                    m,
+                    mean[j],
+                    cfg.z * se + 1e-12,
+                )?;
+                if let Some(var) = &var {
+                    let c2: Vec<f64> = col.iter().map(|x| (x - m).powi(2)).collect();
+                    let (v, se_v) = mean_se(&c2);
+                    let v = v * n as f64 / (n as f64 - 1.0);
+                    close(
+                        &format!("sample variance of x_{j}"),
+                        v,
+                        var[j],
+                        cfg.z * se_v + 1e-12,
+                    )?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+
+    // Entropy = −E[log p] by Monte Carlo.
+    run(
+        &name,
+        "entropy equals −E[log p(x)]",
+        cfg,
+        params.clone(),
+        |(theta, seed)| {
+            let dev = Dev::seed_from_u64(seed);
+            let Some(h) = family.entropy(family.build(repeated(&dev, &theta, 1)).map_err(err)?)
+            else {
+                return Ok(());
+            };
+            let h = to_f64_vec(&h)[0];
+            let d = family
+                .build(repeated(&dev, &theta, cfg.samples))
+                .map_err(err)?;
+            let x = d.sample();
+            let lp: Vec<f64> = to_f64_vec(&d.log_prob(x).map_err(err)?)
+                .iter()
+                .map(|l| -l)
+                .collect();
+            let (m, se) = mean_se(&lp);
+            close("H vs −E[log p]", h, m, cfg.z * se + 1e-12)
+        },
+    )?;
+
+    // ∂ log p(x) / ∂θ against central differences, x fixed.
+    run(
+        &name,
+        "log_prob gradients match finite differences",
+        cfg,
+        params.clone(),
+        |(theta, seed)| {
+            if theta.is_empty() {
+                return Ok(());
+            }
+            let dev = Dev::seed_from_u64(seed);
+            let x: Vec<f64> = to_f64_vec(
+                &family
+                    .build(repeated(&dev, &theta, 1))
+                    .map_err(err)?
+                    .sample(),
+            );
+            let value = |t: &[f64]| -> Result<f64, String> {
+                let d = family.build(repeated(&dev, t, 1)).map_err(err)?;
+                let x = dev.tensor_from_vec(x.clone(), (1, Const::<N>));
+                Ok(to_f64_vec(&d.log_prob(x).map_err(err)?)[0])
+            };
+            let t = repeated(&dev, &theta, 1);
+            let d = family.build(t.leaky_trace()).map_err(err)?;
+            let xt = dev
+                .tensor_from_vec(x.clone(), (1, Const::<N>))
+                .put_tape(OwnedTape::default());
+            let g = d.log_prob(xt).map_err(err)?.sum::<(), _>().backward();
+            let auto = g.get(&t).as_vec();
+            let fd = finite_differences(&theta, STEP, value)?;
+            gradients_agree(&format!("log p({x:?})"), &auto, &fd, cfg.grad_tol)
+        },
+    )?;
+
+    // ∂ rsample / ∂θ against central differences, with the noise held fixed.
+    run(
+        &name,
+        "rsample gradients match finite differences",
+        cfg,
+        params,
+        |(theta, seed)| {
+            if theta.is_empty() {
+                return Ok(());
+            }
+            let rows = 4;
+            let weights: Vec<f64> = (0..rows * N).map(|i| 1.0 - 0.37 * i as f64).collect();
+            let draw = |t: Theta<OwnedTape<f64, Dev>>| -> Result<Option<Tensor<(), f64, Dev, OwnedTape<f64, Dev>>>, String> {
+            let d = family.build(t).map_err(err)?;
+            let Some(z) = family.rsample(d) else { return Ok(None) };
+            let w = z.device().tensor_from_vec(weights.clone(), (rows, Const::<N>));
+            Ok(Some((z * w).sum::<(), _>()))
+        };
+            // A fresh generator with the same seed for every evaluation: the same ε.
+            let value = |t: &[f64]| -> Result<f64, String> {
+                let dev = Dev::seed_from_u64(seed);
+                let v = draw(repeated(&dev, t, rows).leaky_trace())?;
+                Ok(v.map_or(0.0, |v| v.array()))
+            };
+            let dev = Dev::seed_from_u64(seed);
+            let t = repeated(&dev, &theta, rows);
+            let Some(total) = draw(t.leaky_trace())? else {
+                return Ok(());
+            };
+            let auto = g_rows(&total.backward(), &t, rows);
+            let fd = finite_differences(&theta, STEP, value)?;
+            gradients_agree("Σ w·rsample", &auto, &fd, cfg.grad_tol)
+        },
+    )
+}
+
+/// The gradient with respect to one θ row repeated `rows` times: the sum over rows.
+fn g_rows(g: &Gradients<f64, Dev>, t: &Theta, rows: usize) -> Vec<f64> {
+    let all = g.get(t).as_vec();
+    let width = all.len() / rows;
+    (0..width)
+        .map(|j| (0..rows).map(|r| all[r * width + j]).sum())
+        .collect()
+}
