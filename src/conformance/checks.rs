@@ -32,7 +32,7 @@ where
     let mut runner =
         TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
     runner
-        .run(&strategy, |v| test(v).map_err(|e| TestCaseError::fail(e)))
+        .run(&strategy, |v| test(v).map_err(TestCaseError::fail))
         .map_err(|e| Failure {
             subject: subject.to_string(),
             property: property.to_string(),
@@ -105,6 +105,9 @@ pub(super) fn gradients_agree(
 
 const STEP: f64 = 1e-5;
 
+/// A taped scalar.
+type Scalar = Tensor<(), f64, Dev, OwnedTape<f64, Dev>>;
+
 /// Runs every applicable check of [`super`] on `family`; the first failure is returned.
 ///
 /// # Errors
@@ -120,7 +123,9 @@ pub fn check_family<const N: usize, F: Family<N>>(
     for theta in family.invalid_parameters() {
         let dev = Dev::default();
         let built = catch_unwind(AssertUnwindSafe(|| {
-            family.build(theta_matrix(&dev, &[theta.clone()])).err()
+            family
+                .build(theta_matrix(&dev, std::slice::from_ref(&theta)))
+                .err()
         }));
         match built {
             Ok(Some(Error::InvalidSetting { .. } | Error::ShapeMismatch { .. })) => {}
@@ -326,12 +331,16 @@ pub fn check_family<const N: usize, F: Family<N>>(
             }
             let rows = 4;
             let weights: Vec<f64> = (0..rows * N).map(|i| 1.0 - 0.37 * i as f64).collect();
-            let draw = |t: Theta<OwnedTape<f64, Dev>>| -> Result<Option<Tensor<(), f64, Dev, OwnedTape<f64, Dev>>>, String> {
-            let d = family.build(t).map_err(err)?;
-            let Some(z) = family.rsample(d) else { return Ok(None) };
-            let w = z.device().tensor_from_vec(weights.clone(), (rows, Const::<N>));
-            Ok(Some((z * w).sum::<(), _>()))
-        };
+            let draw = |t: Theta<OwnedTape<f64, Dev>>| -> Result<Option<Scalar>, String> {
+                let d = family.build(t).map_err(err)?;
+                let Some(z) = family.rsample(d) else {
+                    return Ok(None);
+                };
+                let w = z
+                    .device()
+                    .tensor_from_vec(weights.clone(), (rows, Const::<N>));
+                Ok(Some((z * w).sum::<(), _>()))
+            };
             // A fresh generator with the same seed for every evaluation: the same ε.
             let value = |t: &[f64]| -> Result<f64, String> {
                 let dev = Dev::seed_from_u64(seed);
