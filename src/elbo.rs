@@ -198,7 +198,16 @@ impl Elbo {
         }
 
         let (z, kl) = match closed {
-            Some(kl) => (q.repeat(l).rsample(), kl?),
+            Some(kl) => {
+                // The KL was computed on forks: merge the prior's own tape back in, or
+                // a learned prior (e.g. a CVAE's p(z|y) network) gets no gradient. The
+                // guide's tape travels with the sample.
+                let (kl, tape) = kl?.split_tape();
+                (
+                    q.repeat(l).rsample(),
+                    kl.put_tape(tape.merge(p.into_tape())),
+                )
+            }
             None => {
                 let q_lp = q.fork().repeat(l);
                 let z = q.repeat(l).rsample();

@@ -204,6 +204,12 @@ impl<const N: usize, T: Tape<f64, Dev>> Distribution<N, f64, Dev> for Logistic<N
             log_scale: repeat_rows(self.log_scale, n),
         }
     }
+
+    fn into_tape(self) -> T {
+        let (_, a) = self.loc.split_tape();
+        let (_, b) = self.log_scale.split_tape();
+        a.merge(b)
+    }
 }
 
 impl<const N: usize, T: Tape<f64, Dev>> Reparameterizable<N, f64, Dev> for Logistic<N, T> {
@@ -363,4 +369,24 @@ fn the_kit_rejects_a_wrong_kl() {
         failure.property.contains("KL ≥ 0") || failure.property.contains("Monte Carlo"),
         "{failure}"
     );
+}
+
+/// An empty mixture and a non-positive temperature are typed errors.
+#[test]
+fn degenerate_settings_are_typed_errors() {
+    use latent::distributions::{MixtureOfDiagNormals, RelaxedOneHotCategorical};
+    let dev = Dev::default();
+    let empty = MixtureOfDiagNormals::<0, 1, f64, Dev>::new(
+        dev.zeros_like(&(1, Const::<0>)),
+        dev.zeros_like(&(1, Const::<0>, Const::<1>)),
+        dev.zeros_like(&(1, Const::<0>, Const::<1>)),
+    );
+    assert!(matches!(empty, Err(latent::Error::InvalidSetting { .. })));
+    for t in [0.0, -1.0, f64::NAN] {
+        let r = RelaxedOneHotCategorical::<3, f64, Dev>::new(dev.zeros_like(&(1, Const::<3>)), t);
+        assert!(
+            matches!(r, Err(latent::Error::InvalidSetting { .. })),
+            "τ = {t}"
+        );
+    }
 }

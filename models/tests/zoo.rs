@@ -448,3 +448,48 @@ fn conv_layers_match_direct_computation() {
         ]
     );
 }
+
+/// The learned conditional prior p(z | y): the KL stays in closed form (Normal ‖ Normal),
+/// the prior depends on y, and a training step moves the prior network.
+#[test]
+fn cvae_with_a_learned_conditional_prior_trains() {
+    use latent::heads::BernoulliHead;
+    use latent::train::{fit_task, ConditionalTask};
+    use latent::{KlEstimator, LatentVariableModel};
+    use latent_models::LearnedConditionalPrior;
+
+    let dev = Dev::seed_from_u64(11);
+    let mut model: Cvae<784, 10, 32, 4, f64, Dev, LearnedConditionalPrior<10, 16, 4, f64, Dev>> =
+        Cvae::with_heads(BuildModule::build(&dev), BernoulliHead, &dev);
+    let x = images(&dev, 6, 3);
+    let y = one_hot(&dev, &[0, 1, 2, 3, 4, 5]);
+    let bound = Conditioned::new(&model, y.clone());
+    let t = Elbo::default()
+        .with_kl(KlEstimator::Analytic)
+        .estimate::<784, 4, f64, Dev, NoneTape, _>(&bound, x)
+        .unwrap();
+    assert!(to_f64_vec(&t.elbo).iter().all(|v| v.is_finite()));
+    let prior = LatentVariableModel::<784, 4, f64, Dev, NoneTape>::prior(&bound, 6, &dev).unwrap();
+    let means = to_f64_vec(&prior.mean());
+    assert!(means[..4] != means[4..8], "p(z | y) ignores y");
+
+    let data = latent::data::embedded().unwrap();
+    let before = model.prior.loc.weight.as_vec();
+    let config = TrainConfig {
+        epochs: 1,
+        ..Default::default()
+    };
+    let mut task =
+        ConditionalTask::<784, 10, 4, _, _>::new(Elbo::default(), latent::data::LabelCondition);
+    let report = fit_task(
+        &mut model,
+        &mut task,
+        &data.train.take(256),
+        &data.test.take(64),
+        &config,
+        &dev,
+    )
+    .unwrap();
+    assert!(report.epochs[0].test_elbo.is_finite());
+    assert_ne!(before, model.prior.loc.weight.as_vec());
+}

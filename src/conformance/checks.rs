@@ -259,6 +259,35 @@ pub fn check_family<const N: usize, F: Family<N>>(
         },
     )?;
 
+    // The mode is at least as probable as every sample.
+    run(
+        &name,
+        "no sample is more probable than the mode",
+        cfg,
+        params.clone(),
+        |(theta, seed)| {
+            let dev = Dev::seed_from_u64(seed);
+            let Some(mode) = family.mode(family.build(repeated(&dev, &theta, 1)).map_err(err)?)
+            else {
+                return Ok(());
+            };
+            let n = 1000;
+            let d = family.build(repeated(&dev, &theta, n)).map_err(err)?;
+            let xs = d.sample();
+            let best = to_f64_vec(&d.log_prob(xs).map_err(err)?)
+                .into_iter()
+                .fold(f64::NEG_INFINITY, f64::max);
+            let modes = dev.tensor_from_vec(to_f64_vec(&mode).repeat(n), (n, Const::<N>));
+            let d = family.build(repeated(&dev, &theta, n)).map_err(err)?;
+            let at_mode = to_f64_vec(&d.log_prob(modes).map_err(err)?)[0];
+            if at_mode >= best - 1e-9 * best.abs().max(1.0) {
+                Ok(())
+            } else {
+                Err(format!("log p(mode) = {at_mode} < log p(sample) = {best}"))
+            }
+        },
+    )?;
+
     // Entropy = −E[log p] by Monte Carlo.
     run(
         &name,

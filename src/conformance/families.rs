@@ -18,8 +18,8 @@ use proptest::strategy::BoxedStrategy;
 
 use super::{block, require_finite, Dev, Family, KlPair, Support, Theta};
 use crate::distributions::{
-    Bernoulli, Categorical, ContinuousBernoulli, Entropy, Laplace, MixtureOfDiagNormals, Normal,
-    RelaxedOneHotCategorical, Reparameterizable, StandardNormal, Variance,
+    Bernoulli, Categorical, ContinuousBernoulli, Entropy, Laplace, MixtureOfDiagNormals, Mode,
+    Normal, RelaxedOneHotCategorical, Reparameterizable, StandardNormal, Variance,
 };
 use crate::error::{Error, Result};
 use crate::kl::KlDivergence;
@@ -57,6 +57,9 @@ macro_rules! loc_scale_family {
     ($fam:ident, $dist:ident, $name:literal, $lp:expr) => {
         impl<const N: usize> Family<N> for $fam {
             type Dist<T: Tape<f64, Dev>> = $dist<N, f64, Dev, T>;
+            fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+                Some(Mode::mode(&d))
+            }
             fn name(&self) -> String {
                 format!("{}<{N}>", $name)
             }
@@ -130,6 +133,9 @@ pub struct StandardNormalFamily;
 
 impl<const N: usize> Family<N> for StandardNormalFamily {
     type Dist<T: Tape<f64, Dev>> = StandardNormal<N, f64, Dev, T>;
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+        Some(Mode::mode(&d))
+    }
     fn name(&self) -> String {
         format!("StandardNormal<{N}>")
     }
@@ -175,6 +181,9 @@ pub struct BernoulliFamily;
 
 impl<const N: usize> Family<N> for BernoulliFamily {
     type Dist<T: Tape<f64, Dev>> = Bernoulli<N, f64, Dev, T>;
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+        Some(Mode::mode(&d))
+    }
     fn name(&self) -> String {
         format!("Bernoulli<{N}>")
     }
@@ -223,6 +232,9 @@ pub struct ContinuousBernoulliFamily;
 
 impl<const N: usize> Family<N> for ContinuousBernoulliFamily {
     type Dist<T: Tape<f64, Dev>> = ContinuousBernoulli<N, f64, Dev, T>;
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+        Some(Mode::mode(&d))
+    }
     fn name(&self) -> String {
         format!("ContinuousBernoulli<{N}>")
     }
@@ -293,6 +305,9 @@ fn log_softmax(l: &[f64]) -> Vec<f64> {
 
 impl<const K: usize> Family<K> for CategoricalFamily {
     type Dist<T: Tape<f64, Dev>> = Categorical<K, f64, Dev, T>;
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<K, f64, Dev>> {
+        Some(Mode::mode(&d))
+    }
     fn name(&self) -> String {
         format!("Categorical<{K}>")
     }

@@ -21,7 +21,7 @@
 //! - the density integrates to 1 (Simpson's rule on a 1-D interval) or sums to 1 over
 //!   a finite support;
 //! - sample means and variances match `mean()` and the variance within 5 standard
-//!   errors; the entropy matches `−E[log p]` by Monte Carlo within 5 standard errors;
+//!   errors; no sample is more probable than the mode; the entropy matches `−E[log p]` by Monte Carlo within 5 standard errors;
 //! - the gradients of `log_prob` and of `rsample` (with the noise held fixed) with
 //!   respect to θ agree with central finite differences.
 //!
@@ -120,6 +120,13 @@ pub trait Family<const N: usize> {
 
     /// The per-coordinate variance, if the family has it in closed form.
     fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+        let _ = d;
+        None
+    }
+
+    /// The mode, if the family has it in closed form: checked by `log p(mode) ≥ log p(x)`
+    /// for every sampled `x`.
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
         let _ = d;
         None
     }

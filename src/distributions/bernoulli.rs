@@ -75,6 +75,10 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
             logits: repeat_rows(self.logits, n),
         }
     }
+
+    fn into_tape(self) -> T {
+        self.logits.split_tape().1
+    }
 }
 
 impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>

@@ -174,6 +174,10 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
             logits: repeat_rows(self.logits, n),
         }
     }
+
+    fn into_tape(self) -> T {
+        self.logits.split_tape().1
+    }
 }
 
 impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D>

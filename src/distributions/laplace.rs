@@ -114,6 +114,12 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
             log_scale: repeat_rows(self.log_scale, n),
         }
     }
+
+    fn into_tape(self) -> T {
+        let (_, a) = self.loc.split_tape();
+        let (_, b) = self.log_scale.split_tape();
+        a.merge(b)
+    }
 }
 
 /// Standard Laplace draws `log u₁ − log u₂`; `u` is kept away from 0 so the logs are finite.

@@ -197,4 +197,11 @@ impl<const K: usize, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distr
             log_scale: repeat3(self.log_scale, n),
         }
     }
+
+    fn into_tape(self) -> T {
+        let (_, a) = self.logits.split_tape();
+        let (_, b) = self.loc.split_tape();
+        let (_, c) = self.log_scale.split_tape();
+        a.merge(b).merge(c)
+    }
 }

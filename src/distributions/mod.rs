@@ -75,6 +75,16 @@ pub trait Distribution<const N: usize, E: Dtype, D: Device<E>>: Sized {
     /// distribution `b`): batch `batch` → `n·batch`. Used to draw `n` samples per
     /// example in one batched pass.
     fn repeat(self, n: usize) -> Self;
+
+    /// Consumes the distribution and returns the tape its parameters carry, merged.
+    ///
+    /// A computation that used only [`Distribution::fork`]s (a closed-form KL, say)
+    /// records its gradient under the parameters' ids; the operations that carry it on
+    /// to the networks that made the parameters are on the original's tapes. Merge
+    /// this tape into the result (`t.split_tape()`, `tape.merge(..)`, `put_tape`) so
+    /// that they run: [`crate::Elbo`] does this for the prior, which is how a learned
+    /// prior with a closed-form KL gets its gradient.
+    fn into_tape(self) -> Self::Tape;
 }
 
 /// A distribution with a pathwise (reparameterized) sampler: `z = g(ε, θ)` with `ε`

@@ -143,6 +143,12 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
             log_scale: repeat_rows(self.log_scale, n),
         }
     }
+
+    fn into_tape(self) -> T {
+        let (_, a) = self.loc.split_tape();
+        let (_, b) = self.log_scale.split_tape();
+        a.merge(b)
+    }
 }
 
 impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
@@ -232,6 +238,10 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
             batch: self.batch * n,
             ..self
         }
+    }
+
+    fn into_tape(self) -> T {
+        T::default()
     }
 }
 

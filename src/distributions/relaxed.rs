@@ -125,6 +125,10 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
             temperature: self.temperature,
         }
     }
+
+    fn into_tape(self) -> T {
+        self.logits.split_tape().1
+    }
 }
 
 impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<K, E, D>
