@@ -103,6 +103,26 @@ fn im2col_index(
     (idx, ho, wo)
 }
 
+/// For every pixel `(i, j)` of the `2H×2W` output of each of `batch` images, in order,
+/// `f(src, sub)`: `src` the row of input pixel `(i/2, j/2)`, `sub = 2·(i mod 2) + j mod 2`
+/// its position within the 2×2 block.
+fn doubled_index(
+    batch: usize,
+    h: usize,
+    w: usize,
+    f: impl Fn(usize, usize) -> usize,
+) -> Vec<usize> {
+    let mut idx = Vec::with_capacity(4 * batch * h * w);
+    for b in 0..batch {
+        for i in 0..2 * h {
+            for j in 0..2 * w {
+                idx.push(f(b * h * w + (i / 2) * w + j / 2, 2 * (i % 2) + j % 2));
+            }
+        }
+    }
+    idx
+}
+
 fn fill_uniform<S: Shape, E: Real, D: Device<E>>(
     t: &mut Tensor<S, E, D>,
     fan_in: usize,
@@ -222,15 +242,7 @@ impl<const C: usize, const H: usize, const W: usize, E: Real, D: Device<E>, T: T
             0,
             "Upsample2: {n} rows are not a multiple of {H}×{W}"
         );
-        let batch = n / (H * W);
-        let mut idx = Vec::with_capacity(4 * n);
-        for b in 0..batch {
-            for i in 0..2 * H {
-                for j in 0..2 * W {
-                    idx.push(b * H * W + (i / 2) * W + j / 2);
-                }
-            }
-        }
+        let idx = doubled_index(n / (H * W), H, W, |src, _| src);
         let dev = x.device().clone();
         let idx = dev.tensor_from_vec(idx, (4 * n,));
         x.try_gather(idx)
@@ -269,16 +281,7 @@ impl<
             0,
             "DepthToSpace: {n} rows are not a multiple of {H}×{W}"
         );
-        let batch = n / (H * W);
-        let mut idx = Vec::with_capacity(4 * n);
-        for b in 0..batch {
-            for i in 0..2 * H {
-                for j in 0..2 * W {
-                    let src = b * H * W + (i / 2) * W + j / 2;
-                    idx.push(4 * src + 2 * (i % 2) + j % 2);
-                }
-            }
-        }
+        let idx = doubled_index(n / (H * W), H, W, |src, sub| 4 * src + sub);
         let dev = x.device().clone();
         let idx = dev.tensor_from_vec(idx, (4 * n,));
         x.try_reshape_like(&(4 * n, Const::<C>))?.try_gather(idx)

@@ -6,7 +6,7 @@ use latent::data::{Conditioning, Dataset, TopRowsCondition};
 use latent::ops::to_f64_vec;
 use latent::train::{Progress, Task, TrainConfig};
 use latent::{ConditionalModel, Conditioned, Distribution, Elbo, Objective};
-use latent_models::layers::{Conv2d, Upsample2};
+use latent_models::layers::{Conv2d, DepthToSpace, Upsample2};
 use latent_models::{
     mlp_vae, BetaVae, Capacity, CodeUsage, CodebookEma, CodebookUpdate, Cvae, DeadCodeRestart,
     MlpVae, VectorQuantizer, VqVaeTask,
@@ -433,6 +433,16 @@ fn conv_layers_match_direct_computation() {
     // that touch each input, finite for every input.
     let g = conv.forward(x.leaky_trace()).sum::<(), _>().backward();
     assert!(g.get(&x).as_vec().iter().all(|v| v.is_finite()));
+
+    // Depth-to-space as torch.nn.functional.pixel_shuffle(x, 2) on a 1×2 map of 4
+    // channels: out[2h + i, 2w + j] = in[2i + j, h, w] (channels-last rows here).
+    let d2s = DepthToSpace::<1, 1, 2>;
+    let t: Tensor<(usize, Const<4>), f64, Dev> =
+        dev.tensor_from_vec((0..8).map(f64::from).collect(), (2, Const));
+    let out = to_f64_vec(&Module::<Tensor<(usize, Const<4>), f64, Dev>>::forward(
+        &d2s, t,
+    ));
+    assert_eq!(out, vec![0., 1., 4., 5., 2., 3., 6., 7.]);
 
     let up = Upsample2::<2, 3>;
     let t: Tensor<(usize, Const<1>), f64, Dev> =
