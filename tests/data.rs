@@ -187,3 +187,41 @@ fn batch_scales_and_binarizes() {
         Binarization::Dynamic
     );
 }
+
+/// Dynamic binarization draws each pixel from Bernoulli(v / 255): 0 never fires, 255
+/// always does, and the frequencies of the others are within 5 standard errors.
+#[test]
+fn dynamic_binarization_has_the_right_probabilities() {
+    use rand::SeedableRng;
+    let values: Vec<u8> = vec![0, 1, 64, 128, 200, 254, 255];
+    let d = values.len();
+    let data = latent::data::Dataset {
+        images: values.repeat(2),
+        labels: vec![0, 0],
+        rows: 1,
+        cols: d,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let rounds = 20_000;
+    let mut ones = vec![0usize; d];
+    for _ in 0..rounds {
+        let px = data.pixels::<f64>(&[0, 1], Some(&mut rng)).unwrap();
+        for (k, v) in px.iter().enumerate() {
+            assert!(*v == 0.0 || *v == 1.0);
+            ones[k % d] += *v as usize;
+        }
+    }
+    let n = (2 * rounds) as f64;
+    for (k, &v) in values.iter().enumerate() {
+        let p = v as f64 / 255.0;
+        let freq = ones[k] as f64 / n;
+        match v {
+            0 => assert_eq!(ones[k], 0),
+            255 => assert_eq!(ones[k], 2 * rounds),
+            _ => {
+                let se = (p * (1.0 - p) / n).sqrt();
+                assert!((freq - p).abs() < 5.0 * se, "v = {v}: {freq} vs {p} ± {se}");
+            }
+        }
+    }
+}

@@ -2,7 +2,8 @@
 
 use dfdx::prelude::*;
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::idx::IdxArray;
 use crate::error::{Error, Result};
@@ -198,15 +199,33 @@ impl Dataset {
                 }
             }
             Some(rng) => {
+                // One Xoshiro256++ stream per batch, seeded from `rng`, and an integer
+                // comparison per pixel: P(u < ⌈v·2³²/255⌉ / 2³²) = v/255 up to 2⁻³².
+                // (Drawing an f64 from the ChaCha generator per pixel took 10% of a
+                // reference-VAE training step.)
+                let mut fast = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
+                let threshold: Vec<u64> = (0..256u64).map(|v| (v << 32).div_ceil(255)).collect();
+                let (one, zero) = (E::one(), E::zero());
                 for &i in indices {
-                    out.extend(self.image(i).iter().map(|&v| {
-                        let u: f64 = rng.gen();
-                        if u * 255.0 < v as f64 {
-                            E::one()
+                    let image = self.image(i);
+                    let mut pairs = image.chunks_exact(2);
+                    for pair in &mut pairs {
+                        let r = fast.next_u64();
+                        out.push(if (r & 0xffff_ffff) < threshold[pair[0] as usize] {
+                            one
                         } else {
-                            E::zero()
-                        }
-                    }));
+                            zero
+                        });
+                        out.push(if (r >> 32) < threshold[pair[1] as usize] {
+                            one
+                        } else {
+                            zero
+                        });
+                    }
+                    for &v in pairs.remainder() {
+                        let r = fast.next_u64() >> 32;
+                        out.push(if r < threshold[v as usize] { one } else { zero });
+                    }
                 }
             }
         }
