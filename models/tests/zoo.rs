@@ -503,3 +503,38 @@ fn cvae_with_a_learned_conditional_prior_trains() {
     assert!(report.epochs[0].test_elbo.is_finite());
     assert_ne!(before, model.prior.loc.weight.as_vec());
 }
+
+/// The MLP VQ-VAE learns with the codebook loss (no EMA): the reconstruction term
+/// improves by far, the codebook moves, and more than a couple of codes are in use.
+#[test]
+fn mlp_vq_vae_learns_with_the_codebook_loss() {
+    use latent::data::Binarization;
+    use latent::train::{fit_task, prepare_test};
+    use latent_models::code_usage;
+
+    let dev = Dev::seed_from_u64(5);
+    let mut model = latent_models::mlp_vq_vae::<64, 64, 8, 32, f64, Dev>(&dev);
+    let data = latent::data::embedded().unwrap();
+    let (train, test) = (data.train.take(1024), data.test.take(200));
+    let test_bin = prepare_test(&test, Binarization::Dynamic, 0);
+    let mut task = VqVaeTask::<784>::new(0.25, CodebookUpdate::Loss, 0).unwrap();
+    let before = task.evaluate(&model, &test_bin, &dev).unwrap();
+    let book = model.quantizer.codebook.as_vec();
+    let config = TrainConfig {
+        epochs: 4,
+        batch_size: 64,
+        binarization: Binarization::Dynamic,
+        ..Default::default()
+    };
+    fit_task(&mut model, &mut task, &train, &test, &config, &dev).unwrap();
+    let after = task.evaluate(&model, &test_bin, &dev).unwrap();
+    assert!(
+        after.reconstruction > before.reconstruction + 100.0,
+        "log p(x|z_q): {} → {}",
+        before.reconstruction,
+        after.reconstruction
+    );
+    assert_ne!(book, model.quantizer.codebook.as_vec());
+    let (usage, _) = code_usage::<784, _, _, 32, 8, f64, Dev, _>(&model, &test_bin, &dev).unwrap();
+    assert!(usage.perplexity > 2.0, "perplexity {}", usage.perplexity);
+}
