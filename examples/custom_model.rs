@@ -100,7 +100,7 @@ where
 
     // q(z | x): the stock guide.
     fn guide(&self, x: Events<X, E, D, T>) -> Result<Self::Posterior> {
-        AmortizedGuide::<_, Z, E, D>::posterior(&self.guide, x)
+        self.guide.posterior(x)
     }
 
     // p(z) = (1/U) Σ_k q(z | u_k). The pseudo-inputs enter with a fresh tape of the
@@ -108,7 +108,7 @@ where
     fn prior(&self, batch: usize, _device: &D) -> Result<Self::Prior> {
         let u = self.pseudo_inputs.retaped::<T>().sigmoid();
         let u = u.reshape_like(&(U, Const::<X>));
-        let q_u = AmortizedGuide::<_, Z, E, D>::posterior(&self.guide, u)?;
+        let q_u = self.guide.posterior(u)?;
         let shape_error = |_| Error::ShapeMismatch {
             context: "VampPrior components".into(),
             expected: format!("({U}, {Z})"),

@@ -90,7 +90,7 @@ where
 {
     type Dist = Normal<Z, E, D, T>;
     fn prior(&self, y: Events<Y, E, D, T>) -> Result<Self::Dist> {
-        AmortizedGuide::<_, Z, E, D>::posterior(self, y)
+        self.posterior(y)
     }
 }
 
@@ -222,7 +222,7 @@ where
     type Likelihood = Lik::Dist;
 
     fn guide(&self, x: Events<X, E, D, T>, y: Events<Y, E, D, T>) -> Result<Normal<Z, E, D, T>> {
-        AmortizedGuide::<_, Z, E, D>::posterior(&self.guide, (x, y))
+        self.guide.posterior((x, y))
     }
 
     fn prior(&self, y: Events<Y, E, D, T>) -> Result<Pri::Dist> {

@@ -3,7 +3,9 @@
 use dfdx::prelude::*;
 use latent::distributions::Normal;
 use latent::heads::{BernoulliHead, LikelihoodHead, PriorHead, StandardNormalPrior};
-use latent::{DiagonalNormalGuide, Error, Events, LatentVariableModel, Real, Result};
+use latent::{
+    AmortizedGuide, DiagonalNormalGuide, Error, Events, LatentVariableModel, Real, Result,
+};
 
 /// A VAE with a diagonal-Normal guide, a standard-Normal prior and a Bernoulli
 /// likelihood on decoder logits:
@@ -116,7 +118,7 @@ where
     type Likelihood = Lik::Dist;
 
     fn guide(&self, x: Events<X, E, D, T>) -> Result<Normal<Z, E, D, T>> {
-        latent::AmortizedGuide::<_, Z, E, D>::posterior(&self.guide, x)
+        self.guide.posterior(x)
     }
 
     fn prior(&self, batch: usize, device: &D) -> Result<Pri::Dist> {
