@@ -354,7 +354,8 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     let recon = model.decode::<X>(&codes)?.mean();
     let mse = mse(&x, &recon);
     // Samples from per-position categoricals fitted to the training codes.
-    let fit_on = splits.train.take(10_000);
+    // Binarized as the model saw them in training.
+    let fit_on = prepare_test(&splits.train.take(10_000), Binarization::Dynamic, args.seed);
     let (_, train_codes) = code_usage::<X, _, _, K, DM, f32, Dev, _>(&model, &fit_on, &dev)?;
     let prior = CodePrior::fit(&train_codes, 49, K)?;
     let drawn = prior.sample::<K, f32, Dev>(64, &dev)?;
