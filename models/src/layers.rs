@@ -103,6 +103,19 @@ fn im2col_index(
     (idx, ho, wo)
 }
 
+/// The number of `h×w` images held in `rows` rows.
+///
+/// # Panics
+/// If `rows` is not a multiple of `h·w` (a layer wired to the wrong map size).
+fn images(layer: &str, rows: usize, h: usize, w: usize) -> usize {
+    assert_eq!(
+        rows % (h * w),
+        0,
+        "{layer}: {rows} rows are not a multiple of {h}×{w}"
+    );
+    rows / (h * w)
+}
+
 /// For every pixel `(i, j)` of the `2H×2W` output of each of `batch` images, in order,
 /// `f(src, sub)`: `src` the row of input pixel `(i/2, j/2)`, `sub = 2·(i mod 2) + j mod 2`
 /// its position within the 2×2 block.
@@ -188,12 +201,7 @@ impl<
     /// If the rows are not a multiple of `H·W`.
     fn try_forward(&self, x: Events<I, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
         let n = x.shape().0;
-        assert_eq!(
-            n % (H * W),
-            0,
-            "Conv2d: {n} rows are not a multiple of {H}×{W}"
-        );
-        let batch = n / (H * W);
+        let batch = images("Conv2d", n, H, W);
         let dev = x.device().clone();
         let zero_row: Tensor<(usize, Const<I>), E, D> = dev.try_zeros_like(&(1, Const::<I>))?;
         let padded = (x, zero_row).try_concat_along(Axis::<0>)?;
@@ -237,12 +245,8 @@ impl<const C: usize, const H: usize, const W: usize, E: Real, D: Device<E>, T: T
     /// If the rows are not a multiple of `H·W`.
     fn try_forward(&self, x: Events<C, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
         let n = x.shape().0;
-        assert_eq!(
-            n % (H * W),
-            0,
-            "Upsample2: {n} rows are not a multiple of {H}×{W}"
-        );
-        let idx = doubled_index(n / (H * W), H, W, |src, _| src);
+        let batch = images("Upsample2", n, H, W);
+        let idx = doubled_index(batch, H, W, |src, _| src);
         let dev = x.device().clone();
         let idx = dev.tensor_from_vec(idx, (4 * n,));
         x.try_gather(idx)
@@ -276,12 +280,8 @@ impl<
     fn try_forward(&self, x: Events<N, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
         assert_eq!(N, 4 * C, "DepthToSpace: {N} channels are not 4×{C}");
         let n = x.shape().0;
-        assert_eq!(
-            n % (H * W),
-            0,
-            "DepthToSpace: {n} rows are not a multiple of {H}×{W}"
-        );
-        let idx = doubled_index(n / (H * W), H, W, |src, sub| 4 * src + sub);
+        let batch = images("DepthToSpace", n, H, W);
+        let idx = doubled_index(batch, H, W, |src, sub| 4 * src + sub);
         let dev = x.device().clone();
         let idx = dev.tensor_from_vec(idx, (4 * n,));
         x.try_reshape_like(&(4 * n, Const::<C>))?.try_gather(idx)
