@@ -83,6 +83,9 @@ struct Args {
     /// Comma-separated subset of vae, beta-vae, iwae, cvae, vq-vae.
     #[arg(long, default_value = "vae,beta-vae,iwae,cvae,vq-vae")]
     models: String,
+    /// Data-parallel CPU threads (replicas) per training step; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Hide the progress bars.
     #[arg(long)]
     quiet: bool,
@@ -172,6 +175,7 @@ fn config(args: &Args, dir: &Path) -> TrainConfig {
         binarization: Binarization::Dynamic,
         progress: !args.quiet,
         out_dir: Some(dir.to_path_buf()),
+        threads: args.threads,
         ..Default::default()
     }
 }
@@ -194,7 +198,7 @@ fn first(test: &Dataset, args: &Args) -> Vec<usize> {
 }
 
 /// The MLP VAE 784-400-20 trained with `objective`.
-fn continuous<O: Objective + Clone>(
+fn continuous<O: Objective + Clone + Send>(
     args: &Args,
     splits: &Splits,
     name: &str,

@@ -159,6 +159,9 @@ struct Args {
     /// Output directory.
     #[arg(long, default_value = "runs/custom_model")]
     out: PathBuf,
+    /// Data-parallel CPU threads (replicas) per training step; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -188,6 +191,7 @@ fn run(args: &Args) -> Result<()> {
         binarization: Binarization::Dynamic,
         progress: !args.quiet,
         out_dir: Some(args.out.clone()),
+        threads: args.threads,
         ..Default::default()
     };
     let report = fit::<X, Z, f32, Dev, _, _>(

@@ -59,6 +59,9 @@ struct Args {
     /// Test images for the log-likelihoods (0: all).
     #[arg(long, default_value_t = 1000)]
     eval_n: usize,
+    /// Data-parallel CPU threads (replicas) per training step; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Hide the progress bars.
     #[arg(long)]
     quiet: bool,
@@ -117,6 +120,7 @@ fn run(args: &Args) -> Result<()> {
         binarization: Binarization::Dynamic,
         progress: !args.quiet,
         out_dir: Some(args.out.join(dir)),
+        threads: args.threads,
         ..Default::default()
     };
 

@@ -98,6 +98,9 @@ struct Args {
     /// steps (0: off).
     #[arg(long, default_value_t = 0)]
     kl_warmup_steps: usize,
+    /// Data-parallel CPU threads (replicas) per training step; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -351,7 +354,8 @@ fn train_and_report<const H: usize, const Z: usize, L, P>(
 where
     Model<H, Z, L, P>: TensorCollection<f32, AutoDevice>
         + LatentVariableModel<X, Z, f32, AutoDevice, OwnedTape<f32, AutoDevice>>
-        + LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>,
+        + LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>
+        + Sync,
 {
     let start = Instant::now();
     let dev = AutoDevice::seed_from_u64(args.seed);
@@ -382,6 +386,7 @@ where
         binarization,
         progress: !args.quiet,
         out_dir: Some(args.out.clone()),
+        threads: args.threads,
         kl_warmup_steps: args.kl_warmup_steps,
     };
     let report = fit::<X, Z, f32, AutoDevice, _, _>(

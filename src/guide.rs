@@ -1,6 +1,6 @@
 //! Amortized guides `q(z | x)`: an encoder network plus a distribution head.
 
-use dfdx::nn::modules::Linear;
+use crate::nn::Linear;
 use dfdx::prelude::*;
 
 use crate::distributions::{Normal, Reparameterizable};
@@ -77,7 +77,7 @@ where
     }
 }
 
-impl<X, Enc, const H: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+impl<X, Enc, const H: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D> + 'static>
     AmortizedGuide<X, Z, E, D> for DiagonalNormalGuide<Enc, H, Z, E, D>
 where
     Enc: Module<X, Output = Tensor<(usize, Const<H>), E, D, T>>,

@@ -1,10 +1,11 @@
 //! The conditional VAE (Sohn, Lee & Yan 2015, "Learning Structured Output
 //! Representation using Deep Conditional Generative Models").
 
-use dfdx::nn::modules::{Linear, ReLU, UnbiasedLinear};
+use dfdx::nn::modules::{ReLU, UnbiasedLinear};
 use dfdx::prelude::*;
 use latent::distributions::{Normal, StandardNormal};
 use latent::heads::{BernoulliHead, LikelihoodHead, StandardNormalPrior};
+use latent::nn::Linear;
 use latent::{AmortizedGuide, ConditionalModel, DiagonalNormalGuide, Error, Events, Real, Result};
 
 /// The first layer of a network with two inputs: `(a, b) ↦ relu(W_a a + W_b b + c)`,
@@ -36,8 +37,14 @@ impl<const A: usize, const B: usize, const H: usize, E: Real, D: Device<E>> Tens
     }
 }
 
-impl<const A: usize, const B: usize, const H: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-    Module<(Events<A, E, D, T>, Events<B, E, D, T>)> for Joint<A, B, H, E, D>
+impl<
+        const A: usize,
+        const B: usize,
+        const H: usize,
+        E: Real,
+        D: Device<E>,
+        T: Tape<E, D> + 'static,
+    > Module<(Events<A, E, D, T>, Events<B, E, D, T>)> for Joint<A, B, H, E, D>
 {
     type Output = Events<H, E, D, T>;
     type Error = D::Err;

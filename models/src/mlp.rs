@@ -1,8 +1,9 @@
 //! The classic MLP VAE for flattened images (Kingma & Welling 2014, Appendix C.2;
 //! the `pytorch/examples` VAE): `X-H-Z` with ReLU.
 
-use dfdx::nn::modules::{Linear, ReLU};
+use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
+use latent::nn::Linear;
 use latent::Real;
 
 use crate::vae::Vae;

@@ -3,8 +3,9 @@
 //! (the architecture of van den Oord et al. 2017, §4.1, scaled to 28×28: two stride-2
 //! convolutions down, two sub-pixel convolutions back up).
 
-use dfdx::nn::modules::{Linear, ReLU};
+use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
+use latent::nn::Linear;
 use latent::Real;
 
 use crate::layers::{Conv2d, DepthToSpace, JoinRows, SplitRows};

@@ -273,6 +273,21 @@ where
         Ok(loss.mean::<(), Axis<0>>())
     }
 
+    /// Appends the replica's codes and encoder outputs to this task's, so the EMA
+    /// update and the dead-code restarts see the whole batch, in replica order (the
+    /// order of the batch).
+    fn absorb(&mut self, replica: Self) {
+        if let Some((indices, z_e)) = replica.last {
+            match &mut self.last {
+                Some((i, z)) => {
+                    i.extend(indices);
+                    z.extend(z_e);
+                }
+                None => self.last = Some((indices, z_e)),
+            }
+        }
+    }
+
     fn after_update(
         &mut self,
         model: &mut VqVae<Enc, Dec, K, DM, E, D, Lik>,

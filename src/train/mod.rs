@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod metrics;
+mod parallel;
 pub mod task;
 pub mod trainer;
 

@@ -87,6 +87,19 @@ pub trait Task<E: Dtype, D: Device<E>, M> {
         Ok(())
     }
 
+    /// Folds into this task what a data-parallel replica of it recorded in its
+    /// [`Task::loss`] (the replica is a clone of this task taken before the step), so
+    /// that [`Task::after_update`] sees the whole batch. Called once per replica
+    /// `r = 1, 2, …` in order, after this task's own `loss` on replica 0's share. The
+    /// default keeps nothing (right for stateless tasks); the VQ-VAE's task appends
+    /// the replica's codes for its EMA codebook update and dead-code restarts.
+    fn absorb(&mut self, replica: Self)
+    where
+        Self: Sized,
+    {
+        let _ = replica;
+    }
+
     /// Evaluates the model on the (already binarized) test set after each epoch.
     ///
     /// # Errors

@@ -1,0 +1,22 @@
+//! CPU kernels behind `latent`'s fused operations: matrix products at the machine's
+//! SIMD level and the fused Bernoulli log-likelihood.
+//!
+//! dfdx 0.13 sends every f32 matrix product to `gemm` 0.15 with rayon parallelism and
+//! without its AVX-512 kernels (those need nightly Rust there). The operations of this
+//! crate that do most of a model's arithmetic ([`crate::nn::Linear`],
+//! [`crate::distributions::Bernoulli::log_prob`]) instead call `gemm` 0.19
+//! single-threaded, which picks its AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) or scalar
+//! kernels **at run time** from what the processor reports, so one binary is correct
+//! and fast on machines with and without AVX-512. Parallelism comes from the trainer's
+//! data-parallel replicas ([`crate::train::TrainConfig::threads`]) instead.
+//!
+//! The fast paths run for `f32` and `f64` tensors on dfdx's `Cpu` device when the
+//! operands are contiguous; every other case (CUDA, strided views) takes dfdx's own
+//! operations, with the same values and gradients.
+
+pub(crate) mod cpu;
+pub(crate) mod gemm;
+mod linear;
+
+pub use gemm::{matmul_naive, simd_level, SimdLevel};
+pub use linear::linear;
