@@ -48,7 +48,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
 
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_batch("Bernoulli::log_prob", self.batch_size(), x.shape().0)?;
-        Ok(-self.logits.bce_with_logits(x).sum::<(usize,), Axis<1>>())
+        Ok(crate::kernels::bernoulli_log_prob(self.logits, x))
     }
 
     fn sample(&self) -> Events<N, E, D> {

@@ -94,3 +94,14 @@ pub(crate) fn same_mut<A: 'static, B: 'static>(a: &mut A) -> &mut B {
         None => unreachable!("type identity was checked before the cast"),
     }
 }
+
+/// The elements of a `Cpu` tensor that the caller built or checked contiguous.
+///
+/// # Panics
+/// If it is not contiguous: a bug in the caller, never a consequence of user input.
+pub(crate) fn contiguous<S: Shape, F: Unit>(t: &Tensor<S, F, Cpu>) -> &[F] {
+    match slice::<_, _, _, _, F>(t) {
+        Some(s) => s,
+        None => unreachable!("checked contiguous before the operation"),
+    }
+}

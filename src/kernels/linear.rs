@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use dfdx::shapes::Unit;
 
-use super::cpu::{grad_ptr, is_cpu, same, same_mut, slice};
+use super::cpu::{contiguous, grad_ptr, is_cpu, same, same_mut, slice};
 use super::gemm::{gemm, Mat};
 use crate::ops::Real;
 
@@ -149,12 +149,4 @@ where
     }
     let y: Tensor<(B, Const<O>), E, D> = same(y);
     Ok(y.put_tape(tape))
-}
-
-/// The elements of a tensor this module built or checked contiguous.
-fn contiguous<S: Shape, F: Unit>(t: &Tensor<S, F, Cpu>) -> &[F] {
-    match slice::<_, _, _, _, F>(t) {
-        Some(s) => s,
-        None => unreachable!("checked contiguous before the operation"),
-    }
 }

@@ -14,9 +14,11 @@
 //! operands are contiguous; every other case (CUDA, strided views) takes dfdx's own
 //! operations, with the same values and gradients.
 
+mod bernoulli;
 pub(crate) mod cpu;
 pub(crate) mod gemm;
 mod linear;
 
+pub use bernoulli::bernoulli_log_prob;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};
 pub use linear::linear;
