@@ -2,12 +2,13 @@
 
 pub mod checkpoint;
 pub mod metrics;
-mod parallel;
+pub mod parallel;
 pub mod task;
 pub mod trainer;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use metrics::{EpochMetrics, MetricsLog};
+pub use parallel::DataParallel;
 pub use task::{Batch, ConditionalTask, ObjectiveTask, Progress, Task};
 pub use trainer::{
     evaluate, evaluate_batches, fit, fit_task, prepare_test, EvalReport, TrainConfig, TrainReport,

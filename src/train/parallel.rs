@@ -9,9 +9,10 @@
 //! [`sum_gradients`] adds replica `r ≥ 1`'s gradients into replica 0's in order
 //! `r = 1, 2, …`, so the same seed and replica count give the same run, bit for bit.
 //!
-//! This reduction is the seam for training across processes: a sum of the reduced
-//! gradients over processes (an MPI all-reduce) goes right after [`sum_gradients`],
-//! before the optimizer update.
+//! [`DataParallel::gradients`] is the one place a batch becomes a gradient, for
+//! [`crate::train::fit_task`] and for users' own loops; its reduction is the seam for
+//! training across processes: a sum over processes of the reduced gradient (an MPI
+//! all-reduce) belongs right after the in-process sum, before the optimizer update.
 
 use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef,
@@ -19,8 +20,112 @@ use dfdx::nn::tensor_collection::{
 use dfdx::prelude::*;
 use dfdx::shapes::Unit;
 
+use rand::{RngCore, SeedableRng};
+
+use super::task::{Batch, Progress, Task};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::kernels::cpu::{is_cpu, same, same_mut};
+use crate::ops::{cst, to_f64_vec, Real};
+
+/// The replicas of a data-parallel training step (see the module docs): their devices
+/// and gradient buffers, made once per run.
+pub struct DataParallel<E: Dtype, D: Storage<E>> {
+    /// Devices of replicas `1..R` (replica 0 uses the caller's device).
+    devices: Vec<D>,
+    /// Gradient buffers of replicas `1..R`, zeroed between steps.
+    spare: Vec<Gradients<E, D>>,
+}
+
+impl<E: Real, D: Device<E> + Send + Sync + 'static> DataParallel<E, D> {
+    /// Replicas for `model`: `threads` of them (0: one per available core; always 1 off
+    /// the `Cpu` device). Replica `r ≥ 1` draws its `ε` from a `Cpu` device seeded from
+    /// `seed` and `r`; replica 0 uses the device passed to [`Self::gradients`].
+    ///
+    /// # Errors
+    /// The device's allocation errors.
+    pub fn new<M: TensorCollection<E, D>>(model: &M, threads: usize, seed: u64) -> Result<Self> {
+        let replicas = replica_count::<E, D>(threads);
+        Ok(Self {
+            devices: (1..replicas)
+                .map(|r| replica_device::<E, D>(seed, r))
+                .collect(),
+            spare: (1..replicas)
+                .map(|_| model.try_alloc_grads().map_err(Error::device))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// The number of replicas `R`.
+    pub fn replicas(&self) -> usize {
+        self.devices.len() + 1
+    }
+
+    /// The mean loss of `task` over the examples `indices` of `data` and its gradient,
+    /// accumulated into `grads` (allocated by `model.alloc_grads()`, zeroed).
+    ///
+    /// With `R = 1` this is `task.loss` and `backward` on the caller's thread. With
+    /// `R > 1` the indices are split into `R` contiguous parts (sizes differing by at
+    /// most one); replica `r` runs a clone of `task` on part `r` on its own thread, its
+    /// loss scaled by `n_r / n`; the gradients are summed in replica order and each
+    /// replica task is handed to [`Task::absorb`] in order. Dynamic binarization draws
+    /// one seed per replica from `binarize`, in replica order.
+    ///
+    /// Returns the batch's mean loss (nats per example, as [`Task::loss`]) and the
+    /// gradients. A non-finite loss is returned as it is; the caller decides.
+    ///
+    /// # Errors
+    /// The task's errors (the first replica's, in order), allocation errors.
+    ///
+    /// # Panics
+    /// Re-raises a panic of a replica thread.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gradients<M, K, R>(
+        &mut self,
+        model: &M,
+        task: &mut K,
+        data: &Dataset,
+        indices: &[usize],
+        binarize: Option<&mut R>,
+        device: &D,
+        grads: Gradients<E, D>,
+        progress: Progress,
+    ) -> Result<(f64, Gradients<E, D>)>
+    where
+        M: TensorCollection<E, D> + Sync,
+        K: Task<E, D, M> + Clone + Send,
+        R: RngCore,
+    {
+        if self.devices.is_empty() {
+            let batch = Batch {
+                data,
+                indices,
+                binarize: binarize.map(|r| r as &mut dyn RngCore),
+                device,
+            };
+            let loss = task.loss(model, batch, grads, progress)?;
+            let value = to_f64_vec(&loss)[0];
+            return Ok((value, loss.backward()));
+        }
+        let shared = ReplicaStep {
+            model,
+            data,
+            progress,
+            total: indices.len(),
+        };
+        parallel_step(
+            &shared,
+            task,
+            indices,
+            binarize,
+            device,
+            &self.devices,
+            &mut self.spare,
+            grads,
+        )
+    }
+}
+
 
 /// Splits `indices` into at most `parts` contiguous, non-empty pieces whose sizes
 /// differ by at most one (the first ones take the remainder).
@@ -57,11 +162,110 @@ pub(crate) fn replica_device<E: 'static, D: 'static>(seed: u64, r: usize) -> D {
     same(Cpu::seed_from_u64(s))
 }
 
+/// What every replica of a data-parallel step shares.
+struct ReplicaStep<'a, M> {
+    model: &'a M,
+    data: &'a Dataset,
+    progress: Progress,
+    /// Examples in the whole batch.
+    total: usize,
+}
+
+/// One data-parallel step (see [`super::parallel`]): replica 0 runs on this thread with
+/// `task`, `device` and `grads`; replica `r ≥ 1` on its own thread with a clone of
+/// `task`, `devices[r - 1]` and `spare[r - 1]`. Returns the whole batch's mean loss
+/// and its gradient (in `grads`' buffers); the replicas' gradients are zeroed again.
+#[allow(clippy::too_many_arguments)]
+fn parallel_step<E, D, M, K, R>(
+    shared: &ReplicaStep<'_, M>,
+    task: &mut K,
+    indices: &[usize],
+    mut rng: Option<&mut R>,
+    device: &D,
+    devices: &[D],
+    spare: &mut [Gradients<E, D>],
+    grads: Gradients<E, D>,
+) -> Result<(f64, Gradients<E, D>)>
+where
+    E: Real,
+    D: Device<E> + Send + Sync + 'static,
+    M: TensorCollection<E, D> + Sync,
+    K: Task<E, D, M> + Clone + Send,
+    R: RngCore,
+{
+    let parts = split(indices, devices.len() + 1);
+    // One binarization stream per replica, drawn in replica order from the run's.
+    let seeds: Vec<Option<u64>> = parts
+        .iter()
+        .map(|_| rng.as_mut().map(|r| r.next_u64()))
+        .collect();
+    let mut tasks: Vec<K> = (1..parts.len()).map(|_| task.clone()).collect();
+    let mut taken: Vec<Gradients<E, D>> = spare
+        .iter_mut()
+        .take(parts.len() - 1)
+        .map(|g| std::mem::replace(g, Gradients::leaky()))
+        .collect();
+    let (first, rest) = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..parts.len())
+            .zip(tasks.iter_mut())
+            .zip(taken.drain(..))
+            .map(|((r, t), g)| {
+                let (part, seed, dev) = (parts[r], seeds[r], &devices[r - 1]);
+                s.spawn(move || replica_loss(shared, t, part, seed, dev, g))
+            })
+            .collect();
+        let first = replica_loss(shared, task, parts[0], seeds[0], device, grads);
+        let rest: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect();
+        (first, rest)
+    });
+    let (mut value, mut grads) = first?;
+    for (r, (result, replica)) in rest.into_iter().zip(tasks).enumerate() {
+        let (v, mut g) = result?;
+        value += v;
+        sum_gradients(shared.model, &mut grads, &mut g)?;
+        shared.model.try_zero_grads(&mut g).map_err(Error::device)?;
+        spare[r] = g;
+        task.absorb(replica);
+    }
+    Ok((value, grads))
+}
+
+/// One replica's share: its loss (scaled by its share of the batch) and gradients.
+/// Returns the scaled loss value.
+fn replica_loss<E, D, M, K>(
+    shared: &ReplicaStep<'_, M>,
+    task: &mut K,
+    part: &[usize],
+    seed: Option<u64>,
+    device: &D,
+    grads: Gradients<E, D>,
+) -> Result<(f64, Gradients<E, D>)>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    K: Task<E, D, M>,
+{
+    let mut rng = seed.map(rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64);
+    let batch = Batch {
+        data: shared.data,
+        indices: part,
+        binarize: rng.as_mut().map(|r| r as &mut dyn RngCore),
+        device,
+    };
+    let weight = part.len() as f64 / shared.total as f64;
+    let loss = task.loss(shared.model, batch, grads, shared.progress)? * cst::<E>(weight);
+    let value = to_f64_vec(&loss)[0];
+    Ok((value, loss.backward()))
+}
+
 /// Adds `other`'s gradients of `model`'s trainable tensors into `into`.
 ///
 /// # Errors
 /// [`Error::InvalidSetting`] off the `Cpu` device (replicas only run there).
-pub(crate) fn sum_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+fn sum_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     model: &M,
     into: &mut Gradients<E, D>,
     other: &mut Gradients<E, D>,

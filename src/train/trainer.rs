@@ -7,18 +7,18 @@ use std::time::Instant;
 use dfdx::optim::{Adam, AdamConfig};
 use dfdx::prelude::*;
 use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 
 use super::checkpoint::save_checkpoint;
 use super::metrics::{EpochMetrics, MetricsLog};
-use super::parallel;
-use super::task::{Batch, ObjectiveTask, Progress, Task};
+use super::parallel::DataParallel;
+use super::task::{ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
 use crate::elbo::Elbo;
 use crate::error::{Error, Result};
 use crate::model::LatentVariableModel;
 use crate::objective::Objective;
-use crate::ops::{cst, to_f64_vec, Real};
+use crate::ops::{to_f64_vec, Real};
 
 /// Training settings. The defaults are those of the reference PyTorch VAE: Adam with
 /// learning rate 1e-3, batch 128, 10 epochs.
@@ -292,13 +292,7 @@ where
         },
     );
     let mut grads = model.try_alloc_grads().map_err(Error::device)?;
-    let replicas = config.replicas::<E, D>();
-    let replica_devices: Vec<D> = (1..replicas)
-        .map(|r| parallel::replica_device::<E, D>(config.seed, r))
-        .collect();
-    let mut replica_grads = (1..replicas)
-        .map(|_| model.try_alloc_grads().map_err(Error::device))
-        .collect::<Result<Vec<_>>>()?;
+    let mut parallel = DataParallel::new(model, config.threads, config.seed)?;
     let mut report = TrainReport {
         epochs: Vec::new(),
         train_images_per_s: 0.0,
@@ -319,43 +313,16 @@ where
                 kl_weight: config.kl_weight(global_step),
             };
             let dynamic = config.binarization == Binarization::Dynamic;
-            let (value, new_grads) = if replicas == 1 {
-                let batch = Batch {
-                    data: &train,
-                    indices: idx,
-                    binarize: if dynamic { Some(&mut rng) } else { None },
-                    device,
-                };
-                let loss = task.loss(model, batch, grads, progress)?;
-                let value = to_f64_vec(&loss)[0];
-                if !value.is_finite() {
-                    bar.abandon();
-                    return Err(Error::NonFinite {
-                        what: "training loss".into(),
-                        epoch,
-                        step: step + 1,
-                        value,
-                    });
-                }
-                (value, loss.backward())
-            } else {
-                let shared = ReplicaStep {
-                    model,
-                    data: &train,
-                    progress,
-                    total: idx.len(),
-                };
-                parallel_step(
-                    &shared,
-                    task,
-                    idx,
-                    if dynamic { Some(&mut rng) } else { None },
-                    device,
-                    &replica_devices,
-                    &mut replica_grads,
-                    grads,
-                )?
-            };
+            let (value, new_grads) = parallel.gradients(
+                model,
+                task,
+                &train,
+                idx,
+                if dynamic { Some(&mut rng) } else { None },
+                device,
+                grads,
+                progress,
+            )?;
             if !value.is_finite() {
                 bar.abandon();
                 return Err(Error::NonFinite {
@@ -415,104 +382,6 @@ where
     }
     report.train_images_per_s = total_images as f64 / report.train_seconds.max(1e-9);
     Ok(report)
-}
-
-/// What every replica of a data-parallel step shares.
-struct ReplicaStep<'a, M> {
-    model: &'a M,
-    data: &'a Dataset,
-    progress: Progress,
-    /// Examples in the whole batch.
-    total: usize,
-}
-
-/// One data-parallel step (see [`super::parallel`]): replica 0 runs on this thread with
-/// `task`, `device` and `grads`; replica `r ≥ 1` on its own thread with a clone of
-/// `task`, `devices[r - 1]` and `spare[r - 1]`. Returns the whole batch's mean loss
-/// and its gradient (in `grads`' buffers); the replicas' gradients are zeroed again.
-#[allow(clippy::too_many_arguments)]
-fn parallel_step<E, D, M, K>(
-    shared: &ReplicaStep<'_, M>,
-    task: &mut K,
-    indices: &[usize],
-    mut rng: Option<&mut StdRng>,
-    device: &D,
-    devices: &[D],
-    spare: &mut [Gradients<E, D>],
-    grads: Gradients<E, D>,
-) -> Result<(f64, Gradients<E, D>)>
-where
-    E: Real,
-    D: Device<E> + Send + Sync + 'static,
-    M: TensorCollection<E, D> + Sync,
-    K: Task<E, D, M> + Clone + Send,
-{
-    let parts = parallel::split(indices, devices.len() + 1);
-    // One binarization stream per replica, drawn in replica order from the run's.
-    let seeds: Vec<Option<u64>> = parts
-        .iter()
-        .map(|_| rng.as_mut().map(|r| r.next_u64()))
-        .collect();
-    let mut tasks: Vec<K> = (1..parts.len()).map(|_| task.clone()).collect();
-    let mut taken: Vec<Gradients<E, D>> = spare
-        .iter_mut()
-        .take(parts.len() - 1)
-        .map(|g| std::mem::replace(g, Gradients::leaky()))
-        .collect();
-    let (first, rest) = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..parts.len())
-            .zip(tasks.iter_mut())
-            .zip(taken.drain(..))
-            .map(|((r, t), g)| {
-                let (part, seed, dev) = (parts[r], seeds[r], &devices[r - 1]);
-                s.spawn(move || replica_loss(shared, t, part, seed, dev, g))
-            })
-            .collect();
-        let first = replica_loss(shared, task, parts[0], seeds[0], device, grads);
-        let rest: Vec<_> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect();
-        (first, rest)
-    });
-    let (mut value, mut grads) = first?;
-    for (r, (result, replica)) in rest.into_iter().zip(tasks).enumerate() {
-        let (v, mut g) = result?;
-        value += v;
-        parallel::sum_gradients(shared.model, &mut grads, &mut g)?;
-        shared.model.try_zero_grads(&mut g).map_err(Error::device)?;
-        spare[r] = g;
-        task.absorb(replica);
-    }
-    Ok((value, grads))
-}
-
-/// One replica's share: its loss (scaled by its share of the batch) and gradients.
-/// Returns the scaled loss value.
-fn replica_loss<E, D, M, K>(
-    shared: &ReplicaStep<'_, M>,
-    task: &mut K,
-    part: &[usize],
-    seed: Option<u64>,
-    device: &D,
-    grads: Gradients<E, D>,
-) -> Result<(f64, Gradients<E, D>)>
-where
-    E: Real,
-    D: Device<E> + 'static,
-    K: Task<E, D, M>,
-{
-    let mut rng = seed.map(rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64);
-    let batch = Batch {
-        data: shared.data,
-        indices: part,
-        binarize: rng.as_mut().map(|r| r as &mut dyn RngCore),
-        device,
-    };
-    let weight = part.len() as f64 / shared.total as f64;
-    let loss = task.loss(shared.model, batch, grads, shared.progress)? * cst::<E>(weight);
-    let value = to_f64_vec(&loss)[0];
-    Ok((value, loss.backward()))
 }
 
 fn progress_bar(config: &TrainConfig, epoch: usize, steps: usize) -> indicatif::ProgressBar {
