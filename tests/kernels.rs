@@ -24,7 +24,9 @@ fn close(a: &[f64], b: &[f64], tol: f64, what: &str) {
 fn weighted_sum<S: Shape, T: Tape<f64, Cpu>>(y: Tensor<S, f64, Cpu, T>) -> Tensor<(), f64, Cpu, T> {
     let dev = y.device().clone();
     let n = y.shape().num_elements();
-    let c: Vec<f64> = (0..n).map(|j| ((j * 7919) % 13) as f64 / 6.0 - 1.0).collect();
+    let c: Vec<f64> = (0..n)
+        .map(|j| ((j * 7919) % 13) as f64 / 6.0 - 1.0)
+        .collect();
     let c = dev.tensor_from_vec(c, *y.shape());
     (y * c).sum()
 }
@@ -42,14 +44,34 @@ fn fused_linear_matches_dfdx_matmul_plus_bias_in_values_and_gradients() {
     let ours = weighted_sum(y).backward();
     // dfdx's.
     let xt = x.clone().trace(Gradients::leaky());
-    let y = xt.matmul(w.retaped::<OwnedTape<f64, Cpu>>().permute::<_, Axes2<1, 0>>()) + b.retaped::<OwnedTape<f64, Cpu>>().broadcast_like(&(5, Const::<3>));
+    let y = xt.matmul(
+        w.retaped::<OwnedTape<f64, Cpu>>()
+            .permute::<_, Axes2<1, 0>>(),
+    ) + b
+        .retaped::<OwnedTape<f64, Cpu>>()
+        .broadcast_like(&(5, Const::<3>));
     let y_dfdx = to_f64_vec(&y);
     let theirs = weighted_sum(y).backward();
 
     close(&y_ours, &y_dfdx, 1e-12, "y");
-    close(&to_f64_vec(&ours.get(&x)), &to_f64_vec(&theirs.get(&x)), 1e-12, "∂x");
-    close(&to_f64_vec(&ours.get(&w)), &to_f64_vec(&theirs.get(&w)), 1e-12, "∂W");
-    close(&to_f64_vec(&ours.get(&b)), &to_f64_vec(&theirs.get(&b)), 1e-12, "∂b");
+    close(
+        &to_f64_vec(&ours.get(&x)),
+        &to_f64_vec(&theirs.get(&x)),
+        1e-12,
+        "∂x",
+    );
+    close(
+        &to_f64_vec(&ours.get(&w)),
+        &to_f64_vec(&theirs.get(&w)),
+        1e-12,
+        "∂W",
+    );
+    close(
+        &to_f64_vec(&ours.get(&b)),
+        &to_f64_vec(&theirs.get(&b)),
+        1e-12,
+        "∂b",
+    );
 }
 
 #[test]
@@ -82,10 +104,16 @@ fn fused_bernoulli_log_prob_matches_bce_with_logits() {
     let mut l = to_f64_vec(&l0);
     l[0] = 60.0; // extreme logits: exact softplus needed
     l[1] = -60.0;
-    let l = dev.tensor_from_vec(l.iter().map(|v| v * 3.0).collect::<Vec<_>>(), (4, Const::<6>));
+    let l = dev.tensor_from_vec(
+        l.iter().map(|v| v * 3.0).collect::<Vec<_>>(),
+        (4, Const::<6>),
+    );
     let x: Tensor<(usize, Const<6>), f64, Cpu> = dev.sample_uniform_like(&(4, Const));
 
-    let ours = bernoulli_log_prob(l.trace(Gradients::leaky()), x.clone().put_tape(OwnedTape::default()));
+    let ours = bernoulli_log_prob(
+        l.trace(Gradients::leaky()),
+        x.clone().put_tape(OwnedTape::default()),
+    );
     let v_ours = to_f64_vec(&ours);
     let g_ours = weighted_sum(ours).backward();
     let theirs = -l
@@ -95,12 +123,22 @@ fn fused_bernoulli_log_prob_matches_bce_with_logits() {
     let v_theirs = to_f64_vec(&theirs);
     let g_theirs = weighted_sum(theirs).backward();
     close(&v_ours, &v_theirs, 1e-12, "log p");
-    close(&to_f64_vec(&g_ours.get(&l)), &to_f64_vec(&g_theirs.get(&l)), 1e-12, "∂ℓ");
+    close(
+        &to_f64_vec(&g_ours.get(&l)),
+        &to_f64_vec(&g_theirs.get(&l)),
+        1e-12,
+        "∂ℓ",
+    );
 
     // f32 against the f64 values: within f32 rounding of a 6-term sum.
     let l32: Tensor<(usize, Const<6>), f32, Cpu> = l.to_dtype();
     let x32: Tensor<(usize, Const<6>), f32, Cpu> = x.to_dtype();
-    close(&to_f64_vec(&bernoulli_log_prob(l32, x32)), &v_theirs, 1e-5, "log p (f32)");
+    close(
+        &to_f64_vec(&bernoulli_log_prob(l32, x32)),
+        &v_theirs,
+        1e-5,
+        "log p (f32)",
+    );
 }
 
 /// A deterministic loss for the replica test: the Bernoulli reconstruction of the
@@ -168,9 +206,15 @@ fn replica_gradients_sum_to_the_whole_batch_gradient() {
     for threads in [2, 3] {
         let (l, w, b) = grad_with(threads);
         // Same sums in another order: f32 summation tolerance.
-        assert!((l - l1).abs() <= 1e-4 * l1.abs(), "{threads} replicas: loss {l} vs {l1}");
+        assert!(
+            (l - l1).abs() <= 1e-4 * l1.abs(),
+            "{threads} replicas: loss {l} vs {l1}"
+        );
         close(&w, &w1, 1e-4, "∂W (encoder)");
         close(&b, &b1, 1e-4, "∂b (decoder)");
-        assert!(w1.iter().any(|v| v.abs() > 1e-4), "the gradient is not trivially zero");
+        assert!(
+            w1.iter().any(|v| v.abs() > 1e-4),
+            "the gradient is not trivially zero"
+        );
     }
 }

@@ -109,12 +109,15 @@ where
                     std::slice::from_raw_parts(gy, batch),
                 )
             };
-            for r in 0..batch {
-                let (lo, hi) = (r * N, (r + 1) * N);
-                let g = gy[r];
-                for i in lo..hi {
-                    gl[i] = gl[i] + g * (xs[i] - sig[i]);
-                    gx[i] = gx[i] + g * ls[i];
+            let rows = gl
+                .chunks_exact_mut(N.max(1))
+                .zip(gx.chunks_exact_mut(N.max(1)))
+                .zip(ls.chunks_exact(N.max(1)).zip(xs.chunks_exact(N.max(1))))
+                .zip(sig.chunks_exact(N.max(1)).zip(gy));
+            for (((glr, gxr), (lr, xr)), (sr, &g)) in rows {
+                for i in 0..glr.len() {
+                    glr[i] = glr[i] + g * (xr[i] - sr[i]);
+                    gxr[i] = gxr[i] + g * lr[i];
                 }
             }
             Ok(())

@@ -7,6 +7,9 @@ use super::cpu::{contiguous, grad_ptr, is_cpu, same, same_mut, slice};
 use super::gemm::{gemm, Mat};
 use crate::ops::Real;
 
+/// A `(batch, N)` tensor.
+type Rows<B, const N: usize, E, D, T> = Tensor<(B, Const<N>), E, D, T>;
+
 /// `y = x Wᵀ + b`: `x` of shape `(batch, I)`, `weight` `(O, I)` (PyTorch's and dfdx's
 /// layout), `bias` `(O,)`, `y` `(batch, O)`. Gradients reach `x` (through `x`'s tape),
 /// `weight` and `bias`; PyTorch's `torch.nn.functional.linear`.
@@ -25,7 +28,7 @@ pub fn linear<B, const I: usize, const O: usize, E, D, T>(
     x: Tensor<(B, Const<I>), E, D, T>,
     weight: &Tensor<Rank2<O, I>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
-) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err>
+) -> Result<Rows<B, O, E, D, T>, D::Err>
 where
     B: Dim,
     E: Real,
@@ -66,7 +69,7 @@ fn fast<B, const I: usize, const O: usize, E, D, T, F>(
     x: Tensor<(B, Const<I>), E, D, T>,
     weight: &Tensor<Rank2<O, I>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
-) -> Result<Tensor<(B, Const<O>), E, D, T>, D::Err>
+) -> Result<Rows<B, O, E, D, T>, D::Err>
 where
     B: Dim,
     E: Real,

@@ -48,7 +48,7 @@ impl<E: Real, D: Device<E> + Send + Sync + 'static> DataParallel<E, D> {
         let replicas = replica_count::<E, D>(threads);
         Ok(Self {
             devices: (1..replicas)
-                .map(|r| replica_device::<E, D>(seed, r))
+                .map(|r| replica_device::<D>(seed, r))
                 .collect(),
             spare: (1..replicas)
                 .map(|_| model.try_alloc_grads().map_err(Error::device))
@@ -126,7 +126,6 @@ impl<E: Real, D: Device<E> + Send + Sync + 'static> DataParallel<E, D> {
     }
 }
 
-
 /// Splits `indices` into at most `parts` contiguous, non-empty pieces whose sizes
 /// differ by at most one (the first ones take the remainder).
 pub(crate) fn split(indices: &[usize], parts: usize) -> Vec<&[usize]> {
@@ -156,7 +155,7 @@ pub(crate) fn replica_count<E: 'static, D: 'static>(threads: usize) -> usize {
 }
 
 /// A `Cpu` device for replica `r ≥ 1`, seeded from the run's seed and `r`.
-pub(crate) fn replica_device<E: 'static, D: 'static>(seed: u64, r: usize) -> D {
+pub(crate) fn replica_device<D: 'static>(seed: u64, r: usize) -> D {
     // SplitMix64's increment keeps replica streams apart from each other and from seed.
     let s = seed ^ (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     same(Cpu::seed_from_u64(s))
