@@ -198,7 +198,7 @@ fn first(test: &Dataset, args: &Args) -> Vec<usize> {
 }
 
 /// The MLP VAE 784-400-20 trained with `objective`.
-fn continuous<O: Objective + Clone + Send>(
+fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
     args: &Args,
     splits: &Splits,
     name: &str,

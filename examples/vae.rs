@@ -355,7 +355,7 @@ where
     Model<H, Z, L, P>: TensorCollection<f32, AutoDevice>
         + LatentVariableModel<X, Z, f32, AutoDevice, OwnedTape<f32, AutoDevice>>
         + LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>
-        + Sync,
+        + latent::train::ThreadSafe,
 {
     let start = Instant::now();
     let dev = AutoDevice::seed_from_u64(args.seed);

@@ -1,3 +1,6 @@
+// With the `cuda` feature training runs one replica: the threaded path is compiled out.
+#![cfg_attr(feature = "cuda", allow(dead_code, unused_imports))]
+
 //! Data parallelism inside one process: a batch split across replicas, one per core,
 //! and their gradients summed in a fixed order before one optimizer update.
 //!
@@ -28,6 +31,21 @@ use crate::error::{Error, Result};
 use crate::kernels::cpu::{is_cpu, same, same_mut};
 use crate::ops::{cst, to_f64_vec, Real};
 
+/// What data-parallel replicas need of the model, task and device: `Send + Sync`, so
+/// replicas can run on threads. With the `cuda` feature it asks nothing (dfdx's `Cuda`
+/// device is neither `Send` nor `Sync`) and training runs one replica.
+#[cfg(not(feature = "cuda"))]
+pub trait ThreadSafe: Send + Sync {}
+#[cfg(not(feature = "cuda"))]
+impl<T: Send + Sync> ThreadSafe for T {}
+/// What data-parallel replicas need of the model, task and device: nothing with the
+/// `cuda` feature (dfdx's `Cuda` device is neither `Send` nor `Sync`), where training
+/// runs one replica; `Send + Sync` without it.
+#[cfg(feature = "cuda")]
+pub trait ThreadSafe {}
+#[cfg(feature = "cuda")]
+impl<T> ThreadSafe for T {}
+
 /// The replicas of a data-parallel training step (see the module docs): their devices
 /// and gradient buffers, made once per run.
 pub struct DataParallel<E: Dtype, D: Storage<E>> {
@@ -37,7 +55,7 @@ pub struct DataParallel<E: Dtype, D: Storage<E>> {
     spare: Vec<Gradients<E, D>>,
 }
 
-impl<E: Real, D: Device<E> + Send + Sync + 'static> DataParallel<E, D> {
+impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
     /// Replicas for `model`: `threads` of them (0: one per available core; always 1 off
     /// the `Cpu` device). Replica `r ≥ 1` draws its `ε` from a `Cpu` device seeded from
     /// `seed` and `r`; replica 0 uses the device passed to [`Self::gradients`].
@@ -92,11 +110,11 @@ impl<E: Real, D: Device<E> + Send + Sync + 'static> DataParallel<E, D> {
         progress: Progress,
     ) -> Result<(f64, Gradients<E, D>)>
     where
-        M: TensorCollection<E, D> + Sync,
-        K: Task<E, D, M> + Clone + Send,
+        M: TensorCollection<E, D> + ThreadSafe,
+        K: Task<E, D, M> + Clone + ThreadSafe,
         R: RngCore,
     {
-        if self.devices.is_empty() {
+        if self.devices.is_empty() || cfg!(feature = "cuda") {
             let batch = Batch {
                 data,
                 indices,
@@ -107,14 +125,16 @@ impl<E: Real, D: Device<E> + Send + Sync + 'static> DataParallel<E, D> {
             let value = to_f64_vec(&loss)[0];
             return Ok((value, loss.backward()));
         }
-        let shared = ReplicaStep {
-            model,
-            data,
-            progress,
-            total: indices.len(),
-        };
+        #[cfg(feature = "cuda")]
+        unreachable!("one replica with the cuda feature");
+        #[cfg(not(feature = "cuda"))]
         parallel_step(
-            &shared,
+            &ReplicaStep {
+                model,
+                data,
+                progress,
+                total: indices.len(),
+            },
             task,
             indices,
             binarize,
@@ -145,7 +165,7 @@ pub(crate) fn split(indices: &[usize], parts: usize) -> Vec<&[usize]> {
 /// off the `Cpu` device (one CUDA device is already parallel).
 pub(crate) fn replica_count<E: 'static, D: 'static>(threads: usize) -> usize {
     let on_cpu = is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>();
-    if !on_cpu {
+    if !on_cpu || cfg!(feature = "cuda") {
         return 1;
     }
     match threads {
@@ -162,6 +182,7 @@ pub(crate) fn replica_device<D: 'static>(seed: u64, r: usize) -> D {
 }
 
 /// What every replica of a data-parallel step shares.
+#[cfg(not(feature = "cuda"))]
 struct ReplicaStep<'a, M> {
     model: &'a M,
     data: &'a Dataset,
@@ -174,6 +195,7 @@ struct ReplicaStep<'a, M> {
 /// `task`, `device` and `grads`; replica `r ≥ 1` on its own thread with a clone of
 /// `task`, `devices[r - 1]` and `spare[r - 1]`. Returns the whole batch's mean loss
 /// and its gradient (in `grads`' buffers); the replicas' gradients are zeroed again.
+#[cfg(not(feature = "cuda"))]
 #[allow(clippy::too_many_arguments)]
 fn parallel_step<E, D, M, K, R>(
     shared: &ReplicaStep<'_, M>,
@@ -187,9 +209,9 @@ fn parallel_step<E, D, M, K, R>(
 ) -> Result<(f64, Gradients<E, D>)>
 where
     E: Real,
-    D: Device<E> + Send + Sync + 'static,
-    M: TensorCollection<E, D> + Sync,
-    K: Task<E, D, M> + Clone + Send,
+    D: Device<E> + ThreadSafe + 'static,
+    M: TensorCollection<E, D> + ThreadSafe,
+    K: Task<E, D, M> + Clone + ThreadSafe,
     R: RngCore,
 {
     let parts = split(indices, devices.len() + 1);
@@ -234,6 +256,7 @@ where
 
 /// One replica's share: its loss (scaled by its share of the batch) and gradients.
 /// Returns the scaled loss value.
+#[cfg(not(feature = "cuda"))]
 fn replica_loss<E, D, M, K>(
     shared: &ReplicaStep<'_, M>,
     task: &mut K,

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 
 use super::checkpoint::save_checkpoint;
 use super::metrics::{EpochMetrics, MetricsLog};
-use super::parallel::DataParallel;
+use super::parallel::{DataParallel, ThreadSafe};
 use super::task::{ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
 use crate::elbo::Elbo;
@@ -234,12 +234,12 @@ pub fn fit<const X: usize, const Z: usize, E, D, M, O>(
 where
     E: Real + dfdx::tensor::safetensors::SafeDtype,
     D: Device<E> + 'static,
-    D: Send + Sync,
+    D: ThreadSafe,
     M: TensorCollection<E, D>
         + LatentVariableModel<X, Z, E, D, OwnedTape<E, D>>
         + LatentVariableModel<X, Z, E, D, NoneTape>
-        + Sync,
-    O: Objective + Clone + Send,
+        + ThreadSafe,
+    O: Objective + Clone + ThreadSafe,
 {
     let mut task = ObjectiveTask::<X, Z, O>::new(objective.clone());
     fit_task(model, &mut task, train, test, config, device)
@@ -262,9 +262,9 @@ pub fn fit_task<E, D, M, K>(
 ) -> Result<TrainReport>
 where
     E: Real + dfdx::tensor::safetensors::SafeDtype,
-    D: Device<E> + Send + Sync + 'static,
-    M: TensorCollection<E, D> + Sync,
-    K: Task<E, D, M> + Clone + Send,
+    D: Device<E> + ThreadSafe + 'static,
+    M: TensorCollection<E, D> + ThreadSafe,
+    K: Task<E, D, M> + Clone + ThreadSafe,
 {
     let config = config.clone().validated()?;
     if train.is_empty() {
