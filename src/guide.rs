@@ -77,7 +77,7 @@ where
     }
 }
 
-impl<X, Enc, const H: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D> + 'static>
+impl<X, Enc, const H: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
     AmortizedGuide<X, Z, E, D> for DiagonalNormalGuide<Enc, H, Z, E, D>
 where
     Enc: Module<X, Output = Tensor<(usize, Const<H>), E, D, T>>,

@@ -37,14 +37,8 @@ impl<const A: usize, const B: usize, const H: usize, E: Real, D: Device<E>> Tens
     }
 }
 
-impl<
-        const A: usize,
-        const B: usize,
-        const H: usize,
-        E: Real,
-        D: Device<E>,
-        T: Tape<E, D> + 'static,
-    > Module<(Events<A, E, D, T>, Events<B, E, D, T>)> for Joint<A, B, H, E, D>
+impl<const A: usize, const B: usize, const H: usize, E: Real, D: Device<E>, T: Tape<E, D>>
+    Module<(Events<A, E, D, T>, Events<B, E, D, T>)> for Joint<A, B, H, E, D>
 {
     type Output = Events<H, E, D, T>;
     type Error = D::Err;

@@ -7,14 +7,6 @@ use std::any::{Any, TypeId};
 use dfdx::prelude::*;
 use dfdx::shapes::Unit;
 
-/// Moves `a` into type `B` when `A` and `B` are the same type; `None` otherwise.
-pub(crate) fn cast<A: 'static, B: 'static>(a: A) -> Option<B> {
-    let mut slot = Some(a);
-    (&mut slot as &mut dyn Any)
-        .downcast_mut::<Option<B>>()
-        .and_then(Option::take)
-}
-
 /// True when the tensors of dtype `E` on device `D` are `F` tensors on the `Cpu`.
 pub(crate) fn is_cpu<E: 'static, D: 'static, F: 'static>() -> bool {
     TypeId::of::<E>() == TypeId::of::<F>() && TypeId::of::<D>() == TypeId::of::<Cpu>()
@@ -60,10 +52,11 @@ where
 }
 
 /// The gradient buffer of `t` in `grads` (allocated, zeroed, if absent), as a raw
-/// pointer to its `len` elements.
+/// pointer to its elements, so that an operation can hold several tensors' buffers at
+/// once (dfdx's borrowing accessors for that are crate-private).
 ///
-/// The pointer stays valid until the next insertion into `grads`: allocate every
-/// buffer an operation needs first, then take the pointers.
+/// The pointer addresses the buffer's heap storage, which later insertions into
+/// `grads` do not move; it is valid until that gradient is dropped or replaced.
 pub(crate) fn grad_ptr<S: Shape, F: Unit>(
     grads: &mut Gradients<F, Cpu>,
     t: &Tensor<S, F, Cpu>,
@@ -78,9 +71,10 @@ pub(crate) fn grad_ptr<S: Shape, F: Unit>(
 /// # Panics
 /// If the types differ: a bug in the caller, never a consequence of user input.
 pub(crate) fn same<A: 'static, B: 'static>(a: A) -> B {
-    match cast(a) {
+    let mut slot = Some(a);
+    match same_mut::<Option<A>, Option<B>>(&mut slot).take() {
         Some(b) => b,
-        None => unreachable!("type identity was checked before the cast"),
+        None => unreachable!("the slot was just filled"),
     }
 }
 

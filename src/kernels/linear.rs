@@ -33,21 +33,24 @@ where
     B: Dim,
     E: Real,
     D: Device<E>,
-    T: Tape<E, D> + 'static,
+    T: Tape<E, D>,
 {
-    if applies::<B, I, O, E, D, T, f32>(&x, weight, bias) {
-        return fast::<B, I, O, E, D, T, f32>(x, weight, bias);
+    let (x, tape) = x.split_tape();
+    if applies::<B, I, O, E, D, f32>(&x, weight, bias) {
+        return fast::<B, I, O, E, D, T, f32>(x, weight, bias, tape);
     }
-    if applies::<B, I, O, E, D, T, f64>(&x, weight, bias) {
-        return fast::<B, I, O, E, D, T, f64>(x, weight, bias);
+    if applies::<B, I, O, E, D, f64>(&x, weight, bias) {
+        return fast::<B, I, O, E, D, T, f64>(x, weight, bias, tape);
     }
     let shape = (x.shape().0, Const::<O>);
-    let y = x.try_matmul(weight.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?)?;
+    let y = x
+        .put_tape(tape)
+        .try_matmul(weight.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?)?;
     y.try_add(bias.retaped::<T>().try_broadcast_like(&shape)?)
 }
 
-fn applies<B, const I: usize, const O: usize, E, D, T, F>(
-    x: &Tensor<(B, Const<I>), E, D, T>,
+fn applies<B, const I: usize, const O: usize, E, D, F>(
+    x: &Tensor<(B, Const<I>), E, D>,
     weight: &Tensor<Rank2<O, I>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
 ) -> bool
@@ -55,7 +58,6 @@ where
     B: Dim,
     E: Real,
     D: Device<E>,
-    T: 'static,
     F: Unit,
 {
     is_cpu::<E, D, F>()
@@ -66,18 +68,18 @@ where
 
 /// The `Cpu`/`F` path, for operands that [`applies`] accepted.
 fn fast<B, const I: usize, const O: usize, E, D, T, F>(
-    x: Tensor<(B, Const<I>), E, D, T>,
+    x: Tensor<(B, Const<I>), E, D>,
     weight: &Tensor<Rank2<O, I>, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
+    mut tape: T,
 ) -> Result<Rows<B, O, E, D, T>, D::Err>
 where
     B: Dim,
     E: Real,
     D: Device<E>,
-    T: Tape<E, D> + 'static,
+    T: Tape<E, D>,
     F: Unit + num_traits::Float,
 {
-    let (x, mut tape) = x.split_tape();
     let x: Tensor<(B, Const<I>), F, Cpu> = same(x);
     let w: Tensor<Rank2<O, I>, F, Cpu> = same(weight.clone());
     let b: Tensor<Rank1<O>, F, Cpu> = same(bias.clone());

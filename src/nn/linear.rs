@@ -62,7 +62,7 @@ fn init_bound<const I: usize, E: Real>() -> Uniform<E> {
     Uniform::new(-b, b)
 }
 
-impl<B: Dim, const I: usize, const O: usize, E: Real, D: Device<E>, T: Tape<E, D> + 'static>
+impl<B: Dim, const I: usize, const O: usize, E: Real, D: Device<E>, T: Tape<E, D>>
     Module<Tensor<(B, Const<I>), E, D, T>> for Linear<I, O, E, D>
 {
     type Output = Tensor<(B, Const<O>), E, D, T>;

@@ -9,7 +9,7 @@
 //! the one set of weights. The gradient of the whole batch's mean loss is
 //! `Σ_r (n_r / n) ∇ loss_r`, with `loss_r` the mean over replica `r`'s `n_r` examples:
 //! each replica scales its loss by `n_r / n` before its backward pass, and
-//! [`sum_gradients`] adds replica `r ≥ 1`'s gradients into replica 0's in order
+//! [`drain_gradients`] adds replica `r ≥ 1`'s gradients into replica 0's in order
 //! `r = 1, 2, …`, so the same seed and replica count give the same run, bit for bit.
 //!
 //! [`DataParallel::gradients`] is the one place a batch becomes a gradient, for
@@ -246,8 +246,7 @@ where
     for (r, (result, replica)) in rest.into_iter().zip(tasks).enumerate() {
         let (v, mut g) = result?;
         value += v;
-        sum_gradients(shared.model, &mut grads, &mut g)?;
-        shared.model.try_zero_grads(&mut g).map_err(Error::device)?;
+        drain_gradients(shared.model, &mut grads, &mut g)?;
         spare[r] = g;
         task.absorb(replica);
     }
@@ -283,11 +282,12 @@ where
     Ok((value, loss.backward()))
 }
 
-/// Adds `other`'s gradients of `model`'s trainable tensors into `into`.
+/// Adds `other`'s gradients of `model`'s trainable tensors into `into` and zeroes
+/// them in the same pass, ready for the replica's next step.
 ///
 /// # Errors
 /// [`Error::InvalidSetting`] off the `Cpu` device (replicas only run there).
-fn sum_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+fn drain_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     model: &M,
     into: &mut Gradients<E, D>,
     other: &mut Gradients<E, D>,
@@ -333,7 +333,7 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for SumOp<'_, E, D> {
     }
 }
 
-fn add_into<S: Shape, E: Dtype, D: Device<E>, F: Unit + std::ops::AddAssign>(
+fn add_into<S: Shape, E: Dtype, D: Device<E>, F: Unit + std::ops::AddAssign + Default>(
     into: &mut Gradients<E, D>,
     other: &mut Gradients<E, D>,
     t: &Tensor<S, E, D>,
@@ -343,8 +343,9 @@ fn add_into<S: Shape, E: Dtype, D: Device<E>, F: Unit + std::ops::AddAssign>(
     let t: Tensor<S, F, Cpu> = same(t.clone());
     let a: &mut Vec<F> = into.get_or_alloc_mut(&t).map_err(Error::device)?;
     let b: &mut Vec<F> = other.get_or_alloc_mut(&t).map_err(Error::device)?;
-    for (x, &y) in a.iter_mut().zip(b.iter()) {
-        *x += y;
+    for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+        *x += *y;
+        *y = F::default();
     }
     Ok(())
 }
