@@ -49,6 +49,7 @@ pub mod model;
 pub mod nn;
 pub mod objective;
 pub mod ops;
+pub mod optim;
 pub mod train;
 pub mod viz;
 

@@ -18,6 +18,7 @@ mod bernoulli;
 pub(crate) mod cpu;
 pub(crate) mod gemm;
 mod linear;
+mod math;
 
 pub use bernoulli::bernoulli_log_prob;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};

@@ -114,6 +114,36 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
         K: Task<E, D, M> + Clone + ThreadSafe,
         R: RngCore,
     {
+        let (value, mut grads, used) = self.unreduced(
+            model, task, data, indices, binarize, device, grads, progress,
+        )?;
+        for g in &mut self.spare[..used] {
+            drain_gradients(model, &mut grads, g)?;
+        }
+        Ok((value, grads))
+    }
+
+    /// [`Self::gradients`] without the final sum: replica 0's gradient is returned and
+    /// those of replicas `1..=used` are left in [`Self::pending`], for an optimizer
+    /// that sums them in its own pass ([`crate::optim::Adam::update_sum`]), which must
+    /// zero them. Returns `(loss, replica 0's gradients, used)`.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    pub(crate) fn unreduced<M, K, R>(
+        &mut self,
+        model: &M,
+        task: &mut K,
+        data: &Dataset,
+        indices: &[usize],
+        binarize: Option<&mut R>,
+        device: &D,
+        grads: Gradients<E, D>,
+        progress: Progress,
+    ) -> Result<(f64, Gradients<E, D>, usize)>
+    where
+        M: TensorCollection<E, D> + ThreadSafe,
+        K: Task<E, D, M> + Clone + ThreadSafe,
+        R: RngCore,
+    {
         if self.devices.is_empty() || cfg!(feature = "cuda") {
             let batch = Batch {
                 data,
@@ -123,7 +153,7 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
             };
             let loss = task.loss(model, batch, grads, progress)?;
             let value = to_f64_vec(&loss)[0];
-            return Ok((value, loss.backward()));
+            return Ok((value, loss.backward(), 0));
         }
         #[cfg(feature = "cuda")]
         unreachable!("one replica with the cuda feature");
@@ -143,6 +173,11 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
             &mut self.spare,
             grads,
         )
+    }
+
+    /// The gradient buffers of replicas `1..R` (see [`Self::unreduced`]).
+    pub(crate) fn pending(&mut self) -> &mut [Gradients<E, D>] {
+        &mut self.spare
     }
 }
 
@@ -193,8 +228,9 @@ struct ReplicaStep<'a, M> {
 
 /// One data-parallel step (see [`super::parallel`]): replica 0 runs on this thread with
 /// `task`, `device` and `grads`; replica `r ≥ 1` on its own thread with a clone of
-/// `task`, `devices[r - 1]` and `spare[r - 1]`. Returns the whole batch's mean loss
-/// and its gradient (in `grads`' buffers); the replicas' gradients are zeroed again.
+/// `task`, `devices[r - 1]` and `spare[r - 1]`. Returns the whole batch's mean loss,
+/// replica 0's gradient and the number of other replicas used; their gradients are
+/// left in `spare`, unreduced.
 #[cfg(not(feature = "cuda"))]
 #[allow(clippy::too_many_arguments)]
 fn parallel_step<E, D, M, K, R>(
@@ -206,7 +242,7 @@ fn parallel_step<E, D, M, K, R>(
     devices: &[D],
     spare: &mut [Gradients<E, D>],
     grads: Gradients<E, D>,
-) -> Result<(f64, Gradients<E, D>)>
+) -> Result<(f64, Gradients<E, D>, usize)>
 where
     E: Real,
     D: Device<E> + ThreadSafe + 'static,
@@ -242,15 +278,15 @@ where
             .collect();
         (first, rest)
     });
-    let (mut value, mut grads) = first?;
+    let (mut value, grads) = first?;
+    let used = rest.len();
     for (r, (result, replica)) in rest.into_iter().zip(tasks).enumerate() {
-        let (v, mut g) = result?;
+        let (v, g) = result?;
         value += v;
-        drain_gradients(shared.model, &mut grads, &mut g)?;
         spare[r] = g;
         task.absorb(replica);
     }
-    Ok((value, grads))
+    Ok((value, grads, used))
 }
 
 /// One replica's share: its loss (scaled by its share of the batch) and gradients.

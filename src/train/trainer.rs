@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use dfdx::optim::{Adam, AdamConfig};
+use dfdx::optim::AdamConfig;
 use dfdx::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::LatentVariableModel;
 use crate::objective::Objective;
 use crate::ops::{to_f64_vec, Real};
+use crate::optim::Adam;
 
 /// Training settings. The defaults are those of the reference PyTorch VAE: Adam with
 /// learning rate 1e-3, batch 128, 10 epochs.
@@ -284,15 +285,16 @@ where
         None => None,
     };
 
+    let mut grads = model.try_alloc_grads().map_err(Error::device)?;
+    let mut parallel = DataParallel::new(model, config.threads, config.seed)?;
     let mut opt = Adam::new(
         model,
         AdamConfig {
             lr: config.lr,
             ..Default::default()
         },
-    );
-    let mut grads = model.try_alloc_grads().map_err(Error::device)?;
-    let mut parallel = DataParallel::new(model, config.threads, config.seed)?;
+        parallel.replicas(),
+    )?;
     let mut report = TrainReport {
         epochs: Vec::new(),
         train_images_per_s: 0.0,
@@ -313,7 +315,7 @@ where
                 kl_weight: config.kl_weight(global_step),
             };
             let dynamic = config.binarization == Binarization::Dynamic;
-            let (value, new_grads) = parallel.gradients(
+            let (value, new_grads, used) = parallel.unreduced(
                 model,
                 task,
                 &train,
@@ -333,9 +335,9 @@ where
                 });
             }
             grads = new_grads;
-            opt.update(model, &grads)
-                .map_err(|e| Error::invalid("model", format!("optimizer update failed: {e:?}")))?;
-            model.zero_grads(&mut grads);
+            // The replicas' gradients are summed in the same pass as the update, and
+            // every buffer left zeroed for the next step.
+            opt.update_sum(model, &mut grads, &mut parallel.pending()[..used])?;
             task.after_update(model, progress)?;
             global_step += 1;
             loss_sum += value * idx.len() as f64;

@@ -1,0 +1,331 @@
+//! Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1),
+//! with its update run on several cores and vectorized on the CPU.
+
+use dfdx::nn::tensor_collection::{
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut,
+};
+use dfdx::optim::{Adam as DfdxAdam, AdamConfig, Optimizer};
+use dfdx::prelude::*;
+use dfdx::shapes::Unit;
+
+use crate::error::{Error, Result};
+use crate::kernels::cpu::{is_cpu, same_mut, slice};
+use crate::ops::Real;
+
+/// Adam on the parameters of a model `M`, minimizing: for each trainable tensor `θ`
+/// with gradient `g` at step `t = 1, 2, …` (Kingma & Ba 2015, Algorithm 1; the form of
+/// PyTorch's `torch.optim.Adam` and dfdx's `Adam` with `weight_decay = None`):
+///
+/// ```text
+/// m ← β₁ m + (1 − β₁) g
+/// v ← β₂ v + (1 − β₂) g²
+/// θ ← θ − lr · (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
+/// ```
+///
+/// with `m` and `v` zero at the start. On the `Cpu` device (f32, f64) the update is one
+/// vectorized pass per tensor, split across `threads` cores by element count, and
+/// computes exactly dfdx's expression in the same order, so the parameters equal
+/// dfdx's `Adam` bit for bit (tested). Elsewhere it is dfdx's `Adam`.
+pub struct Adam<M, E: Dtype, D: Storage<E>> {
+    cfg: AdamConfig,
+    threads: usize,
+    t: i32,
+    /// `(m, v)` per trainable tensor, in the model's visiting order (CPU path).
+    moments: Vec<(Vec<E>, Vec<E>)>,
+    /// dfdx's optimizer, for devices other than the `Cpu`.
+    fallback: Option<DfdxAdam<M, E, D>>,
+}
+
+impl<M: TensorCollection<E, D>, E: Real, D: Device<E>> Adam<M, E, D> {
+    /// Adam for `model` with `cfg` (its `weight_decay` must be `None`), its update
+    /// split across `threads` cores (at least 1).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] for weight decay (not supported yet) or a learning rate,
+    /// β or ε out of range (`lr > 0`, `0 ≤ β < 1`, `ε > 0`, all finite).
+    pub fn new(model: &M, cfg: AdamConfig, threads: usize) -> Result<Self> {
+        if cfg.weight_decay.is_some() {
+            return Err(Error::invalid(
+                "weight_decay",
+                "not supported by latent's Adam",
+            ));
+        }
+        if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+            return Err(Error::invalid(
+                "lr",
+                format!("must be positive and finite, got {}", cfg.lr),
+            ));
+        }
+        if !cfg.betas.iter().all(|b| (0.0..1.0).contains(b)) {
+            return Err(Error::invalid(
+                "betas",
+                format!("must lie in [0, 1), got {:?}", cfg.betas),
+            ));
+        }
+        if !(cfg.eps.is_finite() && cfg.eps > 0.0) {
+            return Err(Error::invalid(
+                "eps",
+                format!("must be positive and finite, got {}", cfg.eps),
+            ));
+        }
+        let on_cpu = is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>();
+        Ok(Self {
+            cfg,
+            threads: threads.max(1),
+            t: 0,
+            moments: Vec::new(),
+            fallback: (!on_cpu).then(|| DfdxAdam::new(model, cfg)),
+        })
+    }
+
+    /// The number of updates made so far (`t` of the formula).
+    pub fn step(&self) -> i32 {
+        self.t
+    }
+
+    /// One update of `model`'s trainable tensors from `grads` (as `backward` returns
+    /// them: the gradient of the loss to minimize), leaving `grads` zeroed for the next
+    /// step (the work of `model.zero_grads`, done in the same pass on the CPU).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] if the model's tensors changed in number or size since
+    /// the last update, or dfdx's optimizer fails (off the CPU: a trainable tensor
+    /// without a gradient). On the CPU a tensor missing from `grads` counts as zero.
+    pub fn update(&mut self, model: &mut M, grads: &mut Gradients<E, D>) -> Result<()> {
+        self.update_sum(model, grads, &mut [])
+    }
+
+    /// [`Self::update`] with the gradient `grads + Σ_r more[r]`, summed in that order
+    /// (e.g. the gradients of data-parallel replicas), in the same pass as the update;
+    /// every buffer is left zeroed. Off the CPU `more` must be empty.
+    ///
+    /// # Errors
+    /// As [`Self::update`]; [`Error::InvalidSetting`] for a non-empty `more` off the CPU.
+    pub fn update_sum(
+        &mut self,
+        model: &mut M,
+        grads: &mut Gradients<E, D>,
+        more: &mut [Gradients<E, D>],
+    ) -> Result<()> {
+        if let Some(opt) = self.fallback.as_mut() {
+            if !more.is_empty() {
+                return Err(Error::invalid(
+                    "threads",
+                    "summed gradients are only supported on the Cpu device",
+                ));
+            }
+            opt.update(model, grads)
+                .map_err(|e| Error::invalid("model", format!("optimizer update failed: {e:?}")))?;
+            return model.try_zero_grads(grads).map_err(Error::device);
+        }
+        self.t = self
+            .t
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("step", "too many Adam steps"))?;
+        let mut sets: Vec<&mut Gradients<E, D>> =
+            std::iter::once(grads).chain(more.iter_mut()).collect();
+        let mut work = Collect::<E, D> {
+            grads: &mut sets,
+            moments: &mut self.moments,
+            next: 0,
+            items: Vec::new(),
+        };
+        M::iter_tensors(&mut RecursiveWalker {
+            m: model,
+            f: &mut work,
+        })?;
+        let items = work.items;
+        let (cfg, t, threads) = (self.cfg, self.t, self.threads);
+        if is_cpu::<E, D, f32>() {
+            run::<f32>(&items, &cfg, t, threads);
+        } else {
+            run::<f64>(&items, &cfg, t, threads);
+        }
+        Ok(())
+    }
+}
+
+/// One tensor's update: raw views of its parameters, gradient and moments.
+struct Item {
+    p: usize,
+    /// The gradient buffers to sum, in order; zeroed by the update.
+    g: Vec<usize>,
+    m: usize,
+    v: usize,
+    len: usize,
+}
+
+struct Collect<'a, 'g, E: Unit, D: Storage<E>> {
+    grads: &'a mut [&'g mut Gradients<E, D>],
+    moments: &'a mut Vec<(Vec<E>, Vec<E>)>,
+    next: usize,
+    items: Vec<Item>,
+}
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Collect<'_, '_, E, D> {
+    type Viewer = ViewTensorMut;
+    type Err = Error;
+    type E2 = E;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        t: &mut Tensor<S, E, D>,
+    ) -> std::result::Result<Option<Tensor<S, E, D>>, Error> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        let len = t.shape().num_elements();
+        if slice::<_, _, _, _, E>(t).is_none() {
+            return Err(Error::invalid(
+                "model",
+                "a trainable tensor is not contiguous",
+            ));
+        }
+        if self.next == self.moments.len() {
+            self.moments
+                .push((vec![E::default(); len], vec![E::default(); len]));
+        }
+        let (m, v) = &mut self.moments[self.next];
+        if m.len() != len {
+            return Err(Error::invalid(
+                "model",
+                "trainable tensors changed size between updates",
+            ));
+        }
+        self.next += 1;
+        let mut g = Vec::with_capacity(self.grads.len());
+        for set in self.grads.iter_mut() {
+            let buf: &mut Vec<E> = cpu_grad(set, t)?;
+            g.push(buf.as_mut_ptr() as usize);
+        }
+        // `&mut t[0…]` makes the buffer unique (no copy: nothing else holds it between
+        // steps) and gives its base address.
+        let p = if len == 0 { 0 } else { first_mut(t) as usize };
+        self.items.push(Item {
+            p,
+            g,
+            m: m.as_mut_ptr() as usize,
+            v: v.as_mut_ptr() as usize,
+            len,
+        });
+        Ok(None)
+    }
+}
+
+/// The gradient buffer of `t` on the `Cpu` (allocated, zero, if absent).
+fn cpu_grad<'g, S: Shape, E: Dtype, D: Device<E>>(
+    grads: &'g mut Gradients<E, D>,
+    t: &Tensor<S, E, D>,
+) -> Result<&'g mut Vec<E>> {
+    if is_cpu::<E, D, f32>() {
+        let g: &mut Gradients<f32, Cpu> = same_mut(grads);
+        let t: &Tensor<S, f32, Cpu> = same_ref(t);
+        let v: &mut Vec<f32> = g.get_or_alloc_mut(t).map_err(Error::device)?;
+        Ok(same_mut(v))
+    } else {
+        let g: &mut Gradients<f64, Cpu> = same_mut(grads);
+        let t: &Tensor<S, f64, Cpu> = same_ref(t);
+        let v: &mut Vec<f64> = g.get_or_alloc_mut(t).map_err(Error::device)?;
+        Ok(same_mut(v))
+    }
+}
+
+fn same_ref<A: 'static, B: 'static>(a: &A) -> &B {
+    match (a as &dyn std::any::Any).downcast_ref::<B>() {
+        Some(b) => b,
+        None => unreachable!("type identity was checked before the cast"),
+    }
+}
+
+/// The address of element 0 of a `Cpu` tensor, made unique first.
+fn first_mut<S: Shape, E: Dtype, D: Device<E>>(t: &mut Tensor<S, E, D>) -> *mut E {
+    let zero = S::Concrete::default();
+    if is_cpu::<E, D, f32>() {
+        let t: &mut Tensor<S, f32, Cpu> = same_mut(t);
+        (&mut t[zero] as *mut f32).cast()
+    } else {
+        let t: &mut Tensor<S, f64, Cpu> = same_mut(t);
+        (&mut t[zero] as *mut f64).cast()
+    }
+}
+
+/// Runs the update of every item, the elements split into `threads` contiguous ranges
+/// of the concatenation of all items (small updates stay on this thread).
+fn run<F: Unit + num_traits::Float>(items: &[Item], cfg: &AdamConfig, t: i32, threads: usize) {
+    let total: usize = items.iter().map(|i| i.len).sum();
+    let threads = if total < 1 << 16 { 1 } else { threads };
+    let per = total.div_ceil(threads.max(1)).max(1);
+    let ranges: Vec<(usize, usize)> = (0..threads)
+        .map(|r| (r * per, ((r + 1) * per).min(total)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    let work = |(lo, hi): (usize, usize)| {
+        let mut offset = 0;
+        for it in items {
+            let (a, b) = (lo.max(offset), hi.min(offset + it.len));
+            if a < b {
+                let (s, n) = (a - offset, b - a);
+                // SAFETY: the items are distinct tensors' buffers of `len` elements each,
+                // alive for the update, and the ranges handed to threads are disjoint.
+                unsafe {
+                    let view = |a: usize| std::slice::from_raw_parts_mut((a as *mut F).add(s), n);
+                    let (g0, rest) = match it.g.split_first() {
+                        Some(x) => x,
+                        None => unreachable!("at least one gradient set"),
+                    };
+                    let g0 = view(*g0);
+                    for &g in rest {
+                        for (a, b) in g0.iter_mut().zip(view(g)) {
+                            *a = *a + *b;
+                            *b = F::zero();
+                        }
+                    }
+                    adam_slice::<F>(cfg, t, view(it.p), g0, view(it.m), view(it.v));
+                }
+            }
+            offset += it.len;
+        }
+    };
+    match ranges.split_first() {
+        Some((first, rest)) if !rest.is_empty() => std::thread::scope(|s| {
+            for &r in rest {
+                s.spawn(move || work(r));
+            }
+            work(*first);
+        }),
+        Some((first, _)) => work(*first),
+        None => {}
+    }
+}
+
+/// dfdx's Adam expression (`dfdx::tensor_ops::adam::cpu_kernel`), in the same order of
+/// operations, on slices the compiler vectorizes; zeroes `g` as it goes.
+fn adam_slice<F: num_traits::Float>(
+    cfg: &AdamConfig,
+    t: i32,
+    p: &mut [F],
+    g: &mut [F],
+    m: &mut [F],
+    v: &mut [F],
+) {
+    let c = |x: f64| F::from(x).unwrap_or_else(F::nan);
+    let (b1, b2, eps, lr) = (c(cfg.betas[0]), c(cfg.betas[1]), c(cfg.eps), c(cfg.lr));
+    let (one_b1, one_b2) = (F::one() - b1, F::one() - b2);
+    let c1 = (F::one() - b1.powi(t)).recip();
+    let c2 = (F::one() - b2.powi(t)).recip();
+    for (((p, g), m), v) in p
+        .iter_mut()
+        .zip(g.iter_mut())
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
+        let gi = std::mem::replace(g, F::zero());
+        *m = *m * b1 + gi * one_b1;
+        *v = *v * b2 + gi.powi(2) * one_b2;
+        let m_hat = *m * c1;
+        let v_hat = *v * c2;
+        *p = *p - lr * m_hat / (v_hat.sqrt() + eps);
+    }
+}
