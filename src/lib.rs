@@ -64,7 +64,7 @@ pub use iwae::{log_marginal_likelihood, log_weights, ImportanceWeighted, LogLike
 pub use kl::{monte_carlo_kl, registered_kl, KlDivergence, KlPerDimension};
 pub use model::LatentVariableModel;
 pub use objective::{AnyObjective, Objective};
-pub use ops::{detach, Events, PerExample, Real};
+pub use ops::{detach, observed, Events, PerExample, Real};
 
 /// The names most programs need: `use latent::prelude::*;`.
 pub mod prelude {

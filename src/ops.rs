@@ -41,6 +41,28 @@ pub fn detach<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     t.retaped::<NoneTape>() * cst::<E>(1.0)
 }
 
+/// Starts a tape at observed data: `x.traced(grads)`, and a promise that no gradient
+/// with respect to `x` is wanted (PyTorch's `requires_grad = False` on the data), which
+/// lets the fused operations ([`crate::kernels::linear`]) skip computing one: for the
+/// reference VAE that is the `(batch × 400) · (400 × 784)` product of the first layer's
+/// backward pass, a sixth of a training step's arithmetic.
+///
+/// `x` has no tape, so it cannot depend on parameters and no parameter's gradient can
+/// need `∂x`. Only [`crate::kernels::linear`] on the `Cpu` reads the promise; every
+/// other operation, and `x`'s own entry in the gradients, behave as after
+/// `x.traced(grads)` (that entry then stays zero where the promise was used). The mark
+/// holds a reference to `x`'s buffer on the calling thread until four newer marks
+/// replace it, so no other tensor can share the buffer's address in the meantime.
+///
+/// Shapes: any.
+pub fn observed<S: Shape, E: Dtype, D: Device<E>>(
+    x: Tensor<S, E, D>,
+    grads: Gradients<E, D>,
+) -> Tensor<S, E, D, OwnedTape<E, D>> {
+    crate::kernels::cpu::mark_observed(&x);
+    x.traced(grads)
+}
+
 /// Repeats every row of `t` `n` times, sample-major: row `s·batch + b` of the result
 /// is row `b` of `t`. Shape `(batch, N)` → `(n·batch, N)`. Gradients flow back summed
 /// over the copies.

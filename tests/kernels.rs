@@ -218,3 +218,25 @@ fn replica_gradients_sum_to_the_whole_batch_gradient() {
         );
     }
 }
+
+#[test]
+fn observed_data_gets_no_input_gradient_and_the_same_parameter_gradients() {
+    let dev = Cpu::seed_from_u64(4);
+    let x: Tensor<(usize, Const<7>), f32, Cpu> = dev.sample_normal_like(&(5, Const));
+    let w: Tensor<Rank2<3, 7>, f32, Cpu> = dev.sample_normal();
+    let b: Tensor<Rank1<3>, f32, Cpu> = dev.sample_normal();
+    let loss = |y: Tensor<(usize, Const<3>), f32, Cpu, OwnedTape<f32, Cpu>>| y.square().sum();
+
+    let traced = loss(linear(x.clone().traced(Gradients::leaky()), &w, &b).unwrap()).backward();
+    let observed =
+        loss(linear(latent::observed(x.clone(), Gradients::leaky()), &w, &b).unwrap()).backward();
+
+    assert_eq!(to_f64_vec(&traced.get(&w)), to_f64_vec(&observed.get(&w)));
+    assert_eq!(to_f64_vec(&traced.get(&b)), to_f64_vec(&observed.get(&b)));
+    assert!(to_f64_vec(&traced.get(&x)).iter().any(|v| *v != 0.0));
+    assert!(to_f64_vec(&observed.get(&x)).iter().all(|v| *v == 0.0));
+    // A different tensor with equal values is not observed.
+    let other = dev.tensor_from_vec(x.as_vec(), (5, Const::<7>));
+    let g = loss(linear(other.clone().traced(Gradients::leaky()), &w, &b).unwrap()).backward();
+    assert_eq!(to_f64_vec(&g.get(&other)), to_f64_vec(&traced.get(&x)));
+}

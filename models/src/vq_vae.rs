@@ -261,7 +261,7 @@ where
         _progress: Progress,
     ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
         let x = batch.images::<X, E>()?;
-        let t = model.terms(x.traced(grads))?;
+        let t = model.terms(latent::ops::observed(x, grads))?;
         let mut loss = t.commitment * cst::<E>(self.commitment_cost) - t.reconstruction;
         if matches!(self.codebook, CodebookUpdate::Loss) {
             loss = loss + t.codebook;

@@ -99,3 +99,45 @@ pub(crate) fn contiguous<S: Shape, F: Unit>(t: &Tensor<S, F, Cpu>) -> &[F] {
         None => unreachable!("checked contiguous before the operation"),
     }
 }
+
+/// How many observed-data marks a thread keeps (the newest ones).
+const MARKS: usize = 4;
+
+thread_local! {
+    /// Buffers of tensors marked as observed data on this thread: the address and
+    /// length of each, with a clone of the tensor that keeps the buffer alive (and, as
+    /// a second owner, stops dfdx from writing into it in place), so no other tensor
+    /// can have that address while the mark exists.
+    static OBSERVED: std::cell::RefCell<Vec<(usize, usize, Box<dyn Any>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks the buffer of `t`, a tape-less `Cpu` tensor, as observed data on this thread
+/// (see [`crate::ops::observed`]); does nothing off the `Cpu` or for non-contiguous
+/// tensors.
+pub(crate) fn mark_observed<S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E, D>) {
+    let key = if let Some(s) = slice::<_, _, _, _, f32>(t) {
+        (s.as_ptr() as usize, s.len())
+    } else if let Some(s) = slice::<_, _, _, _, f64>(t) {
+        (s.as_ptr() as usize, s.len())
+    } else {
+        return;
+    };
+    if key.1 == 0 {
+        return;
+    }
+    OBSERVED.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() == MARKS {
+            m.remove(0);
+        }
+        m.push((key.0, key.1, Box::new(t.clone())));
+    });
+}
+
+/// True when `s` is exactly the buffer of a tensor marked with [`mark_observed`] on
+/// this thread (or a view sharing it), so no gradient with respect to it is wanted.
+pub(crate) fn is_observed<F>(s: &[F]) -> bool {
+    let key = (s.as_ptr() as usize, s.len());
+    OBSERVED.with(|m| m.borrow().iter().any(|(p, n, _)| (*p, *n) == key))
+}

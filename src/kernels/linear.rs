@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use dfdx::shapes::Unit;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, same, same_mut, slice};
+use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
 use super::gemm::{gemm, Mat};
 use crate::ops::Real;
 
@@ -19,7 +19,8 @@ type Rows<B, const N: usize, E, D, T> = Tensor<(B, Const<N>), E, D, T>;
 /// single-threaded `gemm` 0.19 call at the machine's SIMD level
 /// ([`super::simd_level`]); the backward pass is two more products
 /// (`∂W += ∂yᵀ x`, `∂x += ∂y W`) and a column sum (`∂b += Σ_rows ∂y`), accumulating
-/// into the gradients (so a tensor used twice sums its contributions). Elsewhere it is
+/// into the gradients (so a tensor used twice sums its contributions); `∂x` is skipped
+/// when `x` is observed data ([`crate::ops::observed`]). Elsewhere it is
 /// dfdx's `x.matmul(Wᵀ) + broadcast(b)`, with the same values and gradients.
 ///
 /// # Errors
@@ -107,6 +108,7 @@ where
         .try_tensor_from_vec(out, (x.shape().0, Const::<O>))
         .map_err(same::<CpuError, D::Err>)?;
     if T::OWNS_TAPE {
+        let need_dx = !is_observed(contiguous(&x));
         let y_ghost = y.ghost();
         tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
             let g: &mut Gradients<F, Cpu> = same_mut(grads);
@@ -132,14 +134,17 @@ where
                     Mat::cols(gy, O),
                     Mat::rows(xs.as_ptr(), I),
                 );
-                // ∂x (batch × I) += ∂y (batch × O) · W (O × I)
-                gemm(
-                    (batch, O, I),
-                    Mat::rows(gx, I),
-                    true,
-                    Mat::rows(gy, O),
-                    Mat::rows(ws.as_ptr(), I),
-                );
+                // ∂x (batch × I) += ∂y (batch × O) · W (O × I), unless x is observed
+                // data, whose gradient nothing wants (`crate::ops::observed`).
+                if need_dx {
+                    gemm(
+                        (batch, O, I),
+                        Mat::rows(gx, I),
+                        true,
+                        Mat::rows(gy, O),
+                        Mat::rows(ws.as_ptr(), I),
+                    );
+                }
                 // ∂b += Σ_rows ∂y
                 let gb = std::slice::from_raw_parts_mut(gb, O);
                 for r in 0..batch {

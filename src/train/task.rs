@@ -143,7 +143,7 @@ where
         let x = batch.images::<X, E>()?;
         let objective = self.objective.scheduled(progress.step, progress.kl_weight);
         Ok(-objective
-            .objective::<X, Z, E, D, OwnedTape<E, D>, M>(model, x.traced(grads))?
+            .objective::<X, Z, E, D, OwnedTape<E, D>, M>(model, crate::ops::observed(x, grads))?
             .mean::<(), Axis<0>>())
     }
 
@@ -203,7 +203,7 @@ where
         let bound = Conditioned::new(model, y);
         let objective = self.objective.scheduled(progress.step, progress.kl_weight);
         Ok(-objective
-            .objective::<X, Z, E, D, OwnedTape<E, D>, _>(&bound, x.traced(grads))?
+            .objective::<X, Z, E, D, OwnedTape<E, D>, _>(&bound, crate::ops::observed(x, grads))?
             .mean::<(), Axis<0>>())
     }
 
