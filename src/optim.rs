@@ -10,6 +10,7 @@ use dfdx::shapes::Unit;
 
 use crate::error::{Error, Result};
 use crate::kernels::cpu::{is_cpu, same_mut, slice};
+use crate::kernels::simd::vectorized;
 use crate::ops::Real;
 
 /// Adam on the parameters of a model `M`, minimizing: for each trainable tensor `θ`
@@ -261,33 +262,7 @@ fn run<F: Unit + num_traits::Float>(items: &[Item], cfg: &AdamConfig, t: i32, th
         .map(|r| (r * per, ((r + 1) * per).min(total)))
         .filter(|(a, b)| a < b)
         .collect();
-    let work = |(lo, hi): (usize, usize)| {
-        let mut offset = 0;
-        for it in items {
-            let (a, b) = (lo.max(offset), hi.min(offset + it.len));
-            if a < b {
-                let (s, n) = (a - offset, b - a);
-                // SAFETY: the items are distinct tensors' buffers of `len` elements each,
-                // alive for the update, and the ranges handed to threads are disjoint.
-                unsafe {
-                    let view = |a: usize| std::slice::from_raw_parts_mut((a as *mut F).add(s), n);
-                    let (g0, rest) = match it.g.split_first() {
-                        Some(x) => x,
-                        None => unreachable!("at least one gradient set"),
-                    };
-                    let g0 = view(*g0);
-                    for &g in rest {
-                        for (a, b) in g0.iter_mut().zip(view(g)) {
-                            *a = *a + *b;
-                            *b = F::zero();
-                        }
-                    }
-                    adam_slice::<F>(cfg, t, view(it.p), g0, view(it.m), view(it.v));
-                }
-            }
-            offset += it.len;
-        }
-    };
+    let work = |range: (usize, usize)| vectorized(|| adam_range::<F>(items, cfg, t, range));
     match ranges.split_first() {
         Some((first, rest)) if !rest.is_empty() => std::thread::scope(|s| {
             for &r in rest {
@@ -300,8 +275,44 @@ fn run<F: Unit + num_traits::Float>(items: &[Item], cfg: &AdamConfig, t: i32, th
     }
 }
 
+/// The update of elements `lo..hi` of the concatenation of all items.
+#[inline(always)]
+fn adam_range<F: Unit + num_traits::Float>(
+    items: &[Item],
+    cfg: &AdamConfig,
+    t: i32,
+    (lo, hi): (usize, usize),
+) {
+    let mut offset = 0;
+    for it in items {
+        let (a, b) = (lo.max(offset), hi.min(offset + it.len));
+        if a < b {
+            let (s, n) = (a - offset, b - a);
+            // SAFETY: the items are distinct tensors' buffers of `len` elements each,
+            // alive for the update, and the ranges handed to threads are disjoint.
+            unsafe {
+                let view = |a: usize| std::slice::from_raw_parts_mut((a as *mut F).add(s), n);
+                let (g0, rest) = match it.g.split_first() {
+                    Some(x) => x,
+                    None => unreachable!("at least one gradient set"),
+                };
+                let g0 = view(*g0);
+                for &g in rest {
+                    for (a, b) in g0.iter_mut().zip(view(g)) {
+                        *a = *a + *b;
+                        *b = F::zero();
+                    }
+                }
+                adam_slice::<F>(cfg, t, view(it.p), g0, view(it.m), view(it.v));
+            }
+        }
+        offset += it.len;
+    }
+}
+
 /// dfdx's Adam expression (`dfdx::tensor_ops::adam::cpu_kernel`), in the same order of
 /// operations, on slices the compiler vectorizes; zeroes `g` as it goes.
+#[inline(always)]
 fn adam_slice<F: num_traits::Float>(
     cfg: &AdamConfig,
     t: i32,

@@ -103,12 +103,15 @@ pub(crate) fn contiguous<S: Shape, F: Unit>(t: &Tensor<S, F, Cpu>) -> &[F] {
 /// How many observed-data marks a thread keeps (the newest ones).
 const MARKS: usize = 4;
 
+/// A mark: address and length of an observed buffer, and the tensor that owns it.
+type Mark = (usize, usize, Box<dyn Any>);
+
 thread_local! {
     /// Buffers of tensors marked as observed data on this thread: the address and
     /// length of each, with a clone of the tensor that keeps the buffer alive (and, as
     /// a second owner, stops dfdx from writing into it in place), so no other tensor
     /// can have that address while the mark exists.
-    static OBSERVED: std::cell::RefCell<Vec<(usize, usize, Box<dyn Any>)>> =
+    static OBSERVED: std::cell::RefCell<Vec<Mark>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 

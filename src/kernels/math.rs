@@ -15,6 +15,7 @@ pub(crate) trait RowMath: Unit + Float {
 }
 
 impl RowMath for f64 {
+    #[inline(always)]
     fn bernoulli_row(l: &[f64], x: &[f64], sig: Option<&mut [f64]>) -> f64 {
         let mut acc = 0.0;
         match sig {
@@ -40,6 +41,7 @@ impl RowMath for f64 {
 const LANES: usize = 16;
 
 impl RowMath for f32 {
+    #[inline(always)]
     fn bernoulli_row(l: &[f32], x: &[f32], sig: Option<&mut [f32]>) -> f32 {
         let mut acc = [0.0f32; LANES];
         let mut scratch = [0.0f32; LANES];

@@ -19,6 +19,7 @@ pub(crate) mod cpu;
 pub(crate) mod gemm;
 mod linear;
 mod math;
+pub(crate) mod simd;
 
 pub use bernoulli::bernoulli_log_prob;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};

@@ -379,10 +379,12 @@ fn add_into<S: Shape, E: Dtype, D: Device<E>, F: Unit + std::ops::AddAssign + De
     let t: Tensor<S, F, Cpu> = same(t.clone());
     let a: &mut Vec<F> = into.get_or_alloc_mut(&t).map_err(Error::device)?;
     let b: &mut Vec<F> = other.get_or_alloc_mut(&t).map_err(Error::device)?;
-    for (x, y) in a.iter_mut().zip(b.iter_mut()) {
-        *x += *y;
-        *y = F::default();
-    }
+    crate::kernels::simd::vectorized(|| {
+        for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+            *x += *y;
+            *y = F::default();
+        }
+    });
     Ok(())
 }
 
