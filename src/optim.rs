@@ -9,7 +9,7 @@ use dfdx::prelude::*;
 use dfdx::shapes::Unit;
 
 use crate::error::{Error, Result};
-use crate::kernels::cpu::{is_cpu, same_mut, slice};
+use crate::kernels::cpu::{cpu_grad, is_cpu, same_mut, slice};
 use crate::kernels::simd::vectorized;
 use crate::ops::Real;
 
@@ -212,31 +212,6 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Collect<'_, '_, E, D> {
             len,
         });
         Ok(None)
-    }
-}
-
-/// The gradient buffer of `t` on the `Cpu` (allocated, zero, if absent).
-fn cpu_grad<'g, S: Shape, E: Dtype, D: Device<E>>(
-    grads: &'g mut Gradients<E, D>,
-    t: &Tensor<S, E, D>,
-) -> Result<&'g mut Vec<E>> {
-    if is_cpu::<E, D, f32>() {
-        let g: &mut Gradients<f32, Cpu> = same_mut(grads);
-        let t: &Tensor<S, f32, Cpu> = same_ref(t);
-        let v: &mut Vec<f32> = g.get_or_alloc_mut(t).map_err(Error::device)?;
-        Ok(same_mut(v))
-    } else {
-        let g: &mut Gradients<f64, Cpu> = same_mut(grads);
-        let t: &Tensor<S, f64, Cpu> = same_ref(t);
-        let v: &mut Vec<f64> = g.get_or_alloc_mut(t).map_err(Error::device)?;
-        Ok(same_mut(v))
-    }
-}
-
-fn same_ref<A: 'static, B: 'static>(a: &A) -> &B {
-    match (a as &dyn std::any::Any).downcast_ref::<B>() {
-        Some(b) => b,
-        None => unreachable!("type identity was checked before the cast"),
     }
 }
 

@@ -144,3 +144,36 @@ pub(crate) fn is_observed<F>(s: &[F]) -> bool {
     let key = (s.as_ptr() as usize, s.len());
     OBSERVED.with(|m| m.borrow().iter().any(|(p, n, _)| (*p, *n) == key))
 }
+
+/// The gradient buffer of `t`, a `Cpu` tensor of dtype `f32` or `f64` (which the
+/// caller has checked with [`is_cpu`]), allocated (zero) if absent.
+///
+/// # Errors
+/// Allocation errors.
+pub(crate) fn cpu_grad<'g, S: Shape, E: Dtype, D: Device<E>>(
+    grads: &'g mut Gradients<E, D>,
+    t: &Tensor<S, E, D>,
+) -> crate::Result<&'g mut Vec<E>> {
+    if is_cpu::<E, D, f32>() {
+        let g: &mut Gradients<f32, Cpu> = same_mut(grads);
+        let t: &Tensor<S, f32, Cpu> = same_ref(t);
+        let v: &mut Vec<f32> = g.get_or_alloc_mut(t).map_err(crate::Error::device)?;
+        Ok(same_mut(v))
+    } else {
+        let g: &mut Gradients<f64, Cpu> = same_mut(grads);
+        let t: &Tensor<S, f64, Cpu> = same_ref(t);
+        let v: &mut Vec<f64> = g.get_or_alloc_mut(t).map_err(crate::Error::device)?;
+        Ok(same_mut(v))
+    }
+}
+
+/// [`same`] for a shared borrow.
+///
+/// # Panics
+/// If the types differ: a bug in the caller, never a consequence of user input.
+pub(crate) fn same_ref<A: 'static, B: 'static>(a: &A) -> &B {
+    match (a as &dyn Any).downcast_ref::<B>() {
+        Some(b) => b,
+        None => unreachable!("type identity was checked before the cast"),
+    }
+}

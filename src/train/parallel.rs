@@ -28,7 +28,7 @@ use rand::{RngCore, SeedableRng};
 use super::task::{Batch, Progress, Task};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::kernels::cpu::{is_cpu, same, same_mut};
+use crate::kernels::cpu::{cpu_grad, is_cpu, same};
 use crate::ops::{cst, to_f64_vec, Real};
 
 /// What data-parallel replicas need of the model, task and device: `Send + Sync`, so
@@ -355,37 +355,22 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for SumOp<'_, E, D> {
         if !opts.do_gradient_update {
             return Ok(None);
         }
-        if is_cpu::<E, D, f32>() {
-            add_into::<S, E, D, f32>(self.into, self.other, t)
-        } else if is_cpu::<E, D, f64>() {
-            add_into::<S, E, D, f64>(self.into, self.other, t)
-        } else {
-            Err(Error::invalid(
+        if !(is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>()) {
+            return Err(Error::invalid(
                 "threads",
                 "data-parallel replicas run on the Cpu device only",
-            ))
-        }?;
+            ));
+        }
+        let a: &mut Vec<E> = cpu_grad(self.into, t)?;
+        let b: &mut Vec<E> = cpu_grad(self.other, t)?;
+        crate::kernels::simd::vectorized(|| {
+            for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                *x += *y;
+                *y = E::default();
+            }
+        });
         Ok(None)
     }
-}
-
-fn add_into<S: Shape, E: Dtype, D: Device<E>, F: Unit + std::ops::AddAssign + Default>(
-    into: &mut Gradients<E, D>,
-    other: &mut Gradients<E, D>,
-    t: &Tensor<S, E, D>,
-) -> Result<()> {
-    let into: &mut Gradients<F, Cpu> = same_mut(into);
-    let other: &mut Gradients<F, Cpu> = same_mut(other);
-    let t: Tensor<S, F, Cpu> = same(t.clone());
-    let a: &mut Vec<F> = into.get_or_alloc_mut(&t).map_err(Error::device)?;
-    let b: &mut Vec<F> = other.get_or_alloc_mut(&t).map_err(Error::device)?;
-    crate::kernels::simd::vectorized(|| {
-        for (x, y) in a.iter_mut().zip(b.iter_mut()) {
-            *x += *y;
-            *y = F::default();
-        }
-    });
-    Ok(())
 }
 
 #[cfg(test)]
