@@ -1,28 +1,37 @@
-//! Training throughput of the reference VAE (784-400-20, Bernoulli, Adam 1e-3, batch
-//! 128, dynamic binarization) beside PyTorch's, interleaved in the same run.
+//! Throughput beside PyTorch's, interleaved in the same run, on two threads each:
+//! training the reference VAE (784-400-20, Bernoulli, Adam 1e-3, batch 128, dynamic
+//! binarization), its importance-sampled test NLL (k = 1000 on the first 1000 test
+//! images), and training the conv VQ-VAE (K = 256, DM = 16, EMA codebook).
 //!
 //! ```text
-//! cargo bench --bench vae_throughput              # 3 pairs of 2 epochs each
-//! LATENT_BENCH_EPOCHS=5 LATENT_BENCH_PAIRS=5 cargo bench --bench vae_throughput
+//! cargo bench --bench vae_throughput              # 3 pairs of each
+//! LATENT_BENCH_EPOCHS=5 LATENT_BENCH_PAIRS=5 LATENT_BENCH_VQ_EPOCHS=2 cargo bench --bench vae_throughput
 //! ```
 //!
-//! Runs `pairs` times: `latent` (2 threads: `TrainConfig::threads = 2`), then PyTorch
+//! Runs `pairs` times: `latent` (`TrainConfig::threads = 2`), then PyTorch
 //! (`shared/anchors/run_torch_vae.sh` beside the checkout, or `$LATENT_TORCH_ANCHOR`,
-//! 2 threads), and prints each run's images/s, each pair's ratio, and the median and
-//! minimum ratio, with the CPU model and the SIMD level the matrix products dispatched
-//! to. The anchor installs torch into a throwaway virtual environment on first use.
+//! which also times its NLL evaluation), then the same for the VQ-VAE
+//! (`torch_vqvae.py` beside the anchor, 1 epoch by default). Prints each run's
+//! images/s, each pair's ratio, and the median and minimum ratio per comparison, with
+//! the CPU model and the SIMD level the matrix products dispatched to. The anchor
+//! installs torch into a throwaway virtual environment on first use.
 //! Data: full Fashion-MNIST when found (as the examples find it), else the embedded
 //! subset (then PyTorch is skipped). Nothing is asserted (speed is measured, not
 //! tested): this VM's speed drifts by ±30%, hence the interleaving.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Instant;
 
 use dfdx::prelude::*;
 use latent::data::{discover, Binarization, Splits};
-use latent::train::{fit, TrainConfig};
+use latent::eval::{test_nll, EvalOptions};
+use latent::train::{fit, fit_task, prepare_test, TrainConfig};
 use latent::Elbo;
-use latent_models::{mlp_vae, MlpVae};
+use latent_models::{
+    conv_vq_vae, mlp_vae, CodebookEma, CodebookUpdate, ConvVqVae, DeadCodeRestart, MlpVae,
+    VqVaeTask,
+};
 
 const THREADS: usize = 2;
 
@@ -45,7 +54,8 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn ours(splits: &Splits, epochs: usize) -> Option<(f64, f64)> {
+/// Training images/s, test ELBO and IS-NLL images/s of the reference VAE.
+fn ours(splits: &Splits, epochs: usize) -> Option<(f64, f64, f64)> {
     let dev = AutoDevice::seed_from_u64(0);
     let mut model: MlpVae<784, 400, 20, f32, AutoDevice> = mlp_vae(&dev);
     let config = TrainConfig {
@@ -55,54 +65,114 @@ fn ours(splits: &Splits, epochs: usize) -> Option<(f64, f64)> {
         ..Default::default()
     };
     let test = splits.test.take(1000);
-    match fit::<784, 20, f32, AutoDevice, _, _>(
+    let report = fit::<784, 20, f32, AutoDevice, _, _>(
         &mut model,
         &Elbo::default(),
         &splits.train,
         &test,
         &config,
         &dev,
-    ) {
-        Ok(r) => Some((
-            r.train_images_per_s,
-            r.epochs.last().map_or(f64::NAN, |m| m.test_elbo),
-        )),
+    );
+    let report = match report {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("training failed: {e}");
+            return None;
+        }
+    };
+    let test = prepare_test(&test, Binarization::Dynamic, 0);
+    let options = EvalOptions {
+        k: 1000,
+        threads: THREADS,
+        ..Default::default()
+    };
+    let start = Instant::now();
+    if let Err(e) = test_nll::<784, 20, f32, AutoDevice, _>(&model, &test, &dev, &options) {
+        eprintln!("evaluation failed: {e}");
+        return None;
+    }
+    Some((
+        report.train_images_per_s,
+        report.epochs.last().map_or(f64::NAN, |m| m.test_elbo),
+        test.len() as f64 / start.elapsed().as_secs_f64(),
+    ))
+}
+
+/// Training images/s of the conv VQ-VAE, as the `compare` example trains it.
+fn ours_vq(splits: &Splits, epochs: usize) -> Option<f64> {
+    let dev = AutoDevice::seed_from_u64(0);
+    let mut model: ConvVqVae<16, 256, f32, AutoDevice> = conv_vq_vae(&dev);
+    let task = CodebookEma::new(256, 16, 0.99, 1e-5)
+        .and_then(|ema| VqVaeTask::<784>::new(0.25, CodebookUpdate::Ema(ema), 0))
+        .and_then(|t| Ok(t.with_restarts(DeadCodeRestart::new(256, 0.03, 0.99)?)));
+    let mut task = match task {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vq-vae setup failed: {e}");
+            return None;
+        }
+    };
+    let config = TrainConfig {
+        epochs,
+        binarization: Binarization::Dynamic,
+        threads: THREADS,
+        ..Default::default()
+    };
+    let test = splits.test.take(1000);
+    match fit_task(&mut model, &mut task, &splits.train, &test, &config, &dev) {
+        Ok(r) => Some(r.train_images_per_s),
+        Err(e) => {
+            eprintln!("vq-vae training failed: {e}");
             None
         }
     }
 }
 
-fn torch(anchor: &PathBuf, data: &str, epochs: usize) -> Option<f64> {
-    let out = Command::new("bash")
-        .arg(anchor)
-        .arg(data)
-        .arg(epochs.to_string())
-        .arg(THREADS.to_string())
-        .arg("1")
-        .output();
-    match out {
+/// Runs a PyTorch script and reads the `key=value` numbers it prints.
+fn torch(cmd: &mut Command, keys: &[&str]) -> Option<Vec<f64>> {
+    match cmd.output() {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout);
-            let ips = text
-                .split_whitespace()
-                .find_map(|w| w.strip_prefix("train_images_per_s="))
-                .and_then(|v| v.parse::<f64>().ok());
-            if ips.is_none() {
-                println!("pytorch: could not read its output: {text}");
+            let values: Option<Vec<f64>> = keys
+                .iter()
+                .map(|k| {
+                    text.split_whitespace()
+                        .find_map(|w| w.strip_prefix(k)?.strip_prefix('='))
+                        .and_then(|v| v.parse::<f64>().ok())
+                })
+                .collect();
+            if values.is_none() {
+                println!("pytorch: could not read {keys:?} in its output: {text}");
             }
-            ips
+            values
         }
         Ok(o) => {
             println!("pytorch: failed: {}", String::from_utf8_lossy(&o.stderr));
             None
         }
         Err(e) => {
-            println!("pytorch: could not run {}: {e}", anchor.display());
+            println!("pytorch: could not run: {e}");
             None
         }
     }
+}
+
+/// Prints the median and minimum of `ratios`.
+fn summary(what: &str, ratios: &mut [f64]) {
+    if ratios.is_empty() {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    let median = if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    };
+    println!(
+        "{what}: latent / pytorch over {n} pairs: median {median:.2}, minimum {:.2}",
+        ratios[0]
+    );
 }
 
 fn main() {
@@ -138,31 +208,64 @@ fn main() {
             anchor.display()
         );
     }
-    let mut ratios = Vec::new();
+    let (mut train, mut nll, mut vq) = (Vec::new(), Vec::new(), Vec::new());
+    println!(
+        "reference VAE, {epochs} epochs per training run; IS-NLL k = 1000 on 1000 test images"
+    );
     for pair in 1..=pairs {
-        let Some((ips, elbo)) = ours(&splits, epochs) else {
+        let Some((ips, elbo, eval)) = ours(&splits, epochs) else {
             return;
         };
-        print!("pair {pair}: latent {ips:>8.0} images/s (test ELBO {elbo:.2})");
+        print!("pair {pair}: latent {ips:>8.0} images/s (test ELBO {elbo:.2}), NLL {eval:>5.1} images/s");
         if with_torch {
-            if let Some(t) = torch(&anchor, &splits.source, epochs) {
-                ratios.push(ips / t);
-                print!("   pytorch {t:>8.0} images/s   ratio {:.2}", ips / t);
+            let mut cmd = Command::new("bash");
+            cmd.arg(&anchor)
+                .arg(&splits.source)
+                .arg(epochs.to_string())
+                .arg(THREADS.to_string())
+                .arg("1");
+            if let Some(t) = torch(&mut cmd, &["train_images_per_s", "eval_nll_images_per_s"]) {
+                train.push(ips / t[0]);
+                nll.push(eval / t[1]);
+                print!(
+                    "   pytorch {:>8.0} images/s, NLL {:>5.1} images/s   ratios {:.2}, {:.2}",
+                    t[0],
+                    t[1],
+                    ips / t[0],
+                    eval / t[1]
+                );
             }
         }
         println!();
     }
-    if !ratios.is_empty() {
-        ratios.sort_by(f64::total_cmp);
-        let median = if ratios.len() % 2 == 1 {
-            ratios[ratios.len() / 2]
-        } else {
-            (ratios[ratios.len() / 2 - 1] + ratios[ratios.len() / 2]) / 2.0
+    let vq_epochs = env_usize("LATENT_BENCH_VQ_EPOCHS", 1);
+    let vq_script = anchor.with_file_name("torch_vqvae.py");
+    let python =
+        std::env::var("TORCH_VENV").unwrap_or_else(|_| "/tmp/torch-venv".into()) + "/bin/python";
+    println!("conv VQ-VAE, {vq_epochs} epochs per run");
+    for pair in 1..=pairs {
+        let Some(ips) = ours_vq(&splits, vq_epochs) else {
+            return;
         };
-        println!(
-            "latent / pytorch over {} pairs: median {median:.2}, minimum {:.2}",
-            ratios.len(),
-            ratios[0]
-        );
+        print!("pair {pair}: latent {ips:>8.0} images/s");
+        if with_torch && vq_script.exists() {
+            let mut cmd = Command::new(&python);
+            cmd.arg(&vq_script)
+                .arg(&splits.source)
+                .arg(vq_epochs.to_string())
+                .arg(THREADS.to_string());
+            if let Some(t) = torch(&mut cmd, &["train_images_per_s"]) {
+                vq.push(ips / t[0]);
+                print!(
+                    "   pytorch {:>8.0} images/s   ratio {:.2}",
+                    t[0],
+                    ips / t[0]
+                );
+            }
+        }
+        println!();
     }
+    summary("reference VAE training", &mut train);
+    summary("IS-NLL evaluation (k = 1000)", &mut nll);
+    summary("conv VQ-VAE training", &mut vq);
 }

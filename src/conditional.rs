@@ -92,7 +92,7 @@ impl<'m, M, const Y: usize, E: Real, D: Device<E>> Conditioned<'m, M, Y, E, D> {
     /// The conditions repeated to `n` rows (sample-major), as tape `T`.
     fn y_for<T: Tape<E, D>>(&self, n: usize) -> Result<Events<Y, E, D, T>> {
         let b = self.y.shape().0;
-        if b == 0 || n % b != 0 {
+        if b == 0 || !n.is_multiple_of(b) {
             return Err(Error::ShapeMismatch {
                 context: "Conditioned".into(),
                 expected: format!("a multiple of the {b} bound conditions"),

@@ -13,7 +13,8 @@ use crate::iwae::log_marginal_likelihood;
 use crate::kl::KlPerDimension;
 use crate::model::LatentVariableModel;
 use crate::ops::{to_f64_vec, Events, Real};
-use crate::train::{evaluate, EvalReport};
+use crate::train::parallel::map_batches;
+use crate::train::{evaluate, EvalReport, ThreadSafe};
 
 /// Settings of [`report`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,6 +28,12 @@ pub struct EvalOptions {
     pub batch: usize,
     /// Importance samples per chunk: memory grows with `batch · chunk`, not `k`.
     pub chunk: usize,
+    /// Threads for the NLL on the CPU (0: one per available core; always 1 off the
+    /// `Cpu` device): batch `j` runs on thread `j mod threads`, thread `t ≥ 1` drawing
+    /// its samples from a `Cpu` device seeded from the evaluation device's generator.
+    /// The same count gives the same result; the sum over batches is in batch order.
+    #[serde(default)]
+    pub threads: usize,
 }
 
 impl Default for EvalOptions {
@@ -36,6 +43,7 @@ impl Default for EvalOptions {
             n: None,
             batch: 100,
             chunk: 100,
+            threads: 0,
         }
     }
 }
@@ -105,11 +113,11 @@ pub fn test_nll<const X: usize, const Z: usize, E, D, M>(
 ) -> Result<NllReport>
 where
     E: Real,
-    D: Device<E> + 'static,
-    M: LatentVariableModel<X, Z, E, D, NoneTape>,
+    D: Device<E> + ThreadSafe + 'static,
+    M: LatentVariableModel<X, Z, E, D, NoneTape> + ThreadSafe,
 {
-    nll_over_batches(data.len(), options, |idx| {
-        let x = data.batch::<X, E, D>(device, idx, None)?;
+    nll_over_batches(data.len(), options, device, |idx, dev| {
+        let x = data.batch::<X, E, D>(dev, idx, None)?;
         log_marginal_likelihood::<X, Z, E, D, M>(model, &x, options.k, options.chunk)
     })
 }
@@ -130,30 +138,44 @@ pub fn test_nll_conditional<const X: usize, const Y: usize, const Z: usize, E, D
 ) -> Result<NllReport>
 where
     E: Real,
-    D: Device<E> + 'static,
-    M: ConditionalModel<X, Y, Z, E, D, NoneTape>,
-    C: Conditioning<X, Y>,
+    D: Device<E> + ThreadSafe + 'static,
+    M: ConditionalModel<X, Y, Z, E, D, NoneTape> + ThreadSafe,
+    C: Conditioning<X, Y> + ThreadSafe,
 {
-    nll_over_batches(data.len(), options, |idx| {
-        let (x, y) = conditioning.tensors::<E, D>(data, idx, None, device)?;
+    nll_over_batches(data.len(), options, device, |idx, dev| {
+        let (x, y) = conditioning.tensors::<E, D>(data, idx, None, dev)?;
         let bound = Conditioned::new(model, y);
         log_marginal_likelihood::<X, Z, E, D, _>(&bound, &x, options.k, options.chunk)
     })
 }
 
-fn nll_over_batches<F>(len: usize, options: &EvalOptions, mut log_px: F) -> Result<NllReport>
+fn nll_over_batches<E, D, F>(
+    len: usize,
+    options: &EvalOptions,
+    device: &D,
+    log_px: F,
+) -> Result<NllReport>
 where
-    F: FnMut(&[usize]) -> Result<crate::LogLikelihood>,
+    E: Real,
+    D: Device<E> + ThreadSafe + 'static,
+    F: Fn(&[usize], &D) -> Result<crate::LogLikelihood> + ThreadSafe,
 {
     let n = options.n.unwrap_or(len).min(len);
     if n == 0 {
         return Err(Error::invalid("n", "no images to evaluate"));
     }
+    let batches = batches(n, options.batch)?;
+    let results = map_batches(&batches, options.threads, device, |idx, dev| {
+        let ll = log_px(idx, dev)?;
+        Ok((
+            ll.log_px.iter().sum::<f64>(),
+            ll.stderr.iter().map(|s| s * s).sum::<f64>(),
+        ))
+    })?;
     let (mut sum, mut var) = (0.0, 0.0);
-    for idx in batches(n, options.batch)? {
-        let ll = log_px(&idx)?;
-        sum += ll.log_px.iter().sum::<f64>();
-        var += ll.stderr.iter().map(|s| s * s).sum::<f64>();
+    for (s, v) in results {
+        sum += s;
+        var += v;
     }
     Ok(NllReport {
         nll: -sum / n as f64,
@@ -245,8 +267,8 @@ pub fn report<const X: usize, const Z: usize, E, D, M>(
 ) -> Result<EvaluationReport>
 where
     E: Real,
-    D: Device<E> + 'static,
-    M: LatentVariableModel<X, Z, E, D, NoneTape>,
+    D: Device<E> + ThreadSafe + 'static,
+    M: LatentVariableModel<X, Z, E, D, NoneTape> + ThreadSafe,
     M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
 {
     let elbo = evaluate::<X, Z, E, D, M>(model, &Elbo::default(), data, device, options.batch)?;

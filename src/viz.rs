@@ -20,7 +20,7 @@ pub fn save_image_grid(
 ) -> Result<()> {
     let path = path.as_ref();
     let dim = rows * cols;
-    if dim == 0 || grid_cols == 0 || images.len() % dim != 0 || images.is_empty() {
+    if dim == 0 || grid_cols == 0 || !images.len().is_multiple_of(dim) || images.is_empty() {
         return Err(Error::ShapeMismatch {
             context: "save_image_grid".into(),
             expected: format!("a positive multiple of {rows}×{cols} values and grid_cols ≥ 1"),

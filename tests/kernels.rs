@@ -240,3 +240,95 @@ fn observed_data_gets_no_input_gradient_and_the_same_parameter_gradients() {
     let g = loss(linear(other.clone().traced(Gradients::leaky()), &w, &b).unwrap()).backward();
     assert_eq!(to_f64_vec(&g.get(&other)), to_f64_vec(&traced.get(&x)));
 }
+
+#[test]
+fn fused_affine_rows_and_gather_rows_match_dfdx_in_values_and_gradients() {
+    use latent::kernels::{affine_rows, gather_rows};
+    let dev = Cpu::seed_from_u64(8);
+    let x: Tensor<(usize, Const<3>), f64, Cpu> = dev.sample_normal_like(&(4, Const));
+    let w: Tensor<Rank3<2, 3, 5>, f64, Cpu> = dev.sample_normal(); // 6 × 5 row-major
+    let b: Tensor<Rank1<5>, f64, Cpu> = dev.sample_normal();
+    // Rows 3, 0, pad, 1, 3, 2, pad, 0 of x, two per output row: (4, 6).
+    let idx = [3, 0, 4, 1, 3, 2, 9, 0];
+
+    let ours = {
+        let cols = gather_rows(x.trace(Gradients::leaky()), &idx).unwrap();
+        affine_rows(cols.reshape_like(&(4, 6)), &w, &b).unwrap()
+    };
+    let y_ours = to_f64_vec(&ours);
+    let g_ours = weighted_sum(ours).backward();
+
+    let theirs = {
+        let padded = (
+            x.trace(Gradients::leaky()),
+            dev.zeros_like(&(1, Const::<3>)),
+        )
+            .concat_along(Axis::<0>);
+        let i: Vec<usize> = idx.iter().map(|&i| i.min(4)).collect();
+        let cols = padded
+            .gather(dev.tensor_from_vec(i, (8,)))
+            .reshape_like(&(4, 6));
+        let w2 = w
+            .retaped::<OwnedTape<f64, Cpu>>()
+            .reshape_like(&(6, Const::<5>));
+        cols.matmul(w2)
+            + b.retaped::<OwnedTape<f64, Cpu>>()
+                .broadcast_like(&(4, Const::<5>))
+    };
+    let y_theirs = to_f64_vec(&theirs);
+    let g_theirs = weighted_sum(theirs).backward();
+
+    close(&y_ours, &y_theirs, 1e-12, "y");
+    close(
+        &to_f64_vec(&g_ours.get(&x)),
+        &to_f64_vec(&g_theirs.get(&x)),
+        1e-12,
+        "∂x",
+    );
+    close(
+        &to_f64_vec(&g_ours.get(&w)),
+        &to_f64_vec(&g_theirs.get(&w)),
+        1e-12,
+        "∂W",
+    );
+    close(
+        &to_f64_vec(&g_ours.get(&b)),
+        &to_f64_vec(&g_theirs.get(&b)),
+        1e-12,
+        "∂b",
+    );
+}
+
+#[test]
+fn test_nll_across_threads_is_reproducible_and_agrees_with_one_thread() {
+    use latent::eval::{test_nll, EvalOptions};
+    let data = embedded().unwrap().test.take(40);
+    let data = latent::train::prepare_test(&data, latent::data::Binarization::Dynamic, 0);
+    let dev = Cpu::seed_from_u64(2);
+    let model: Vae = mlp_vae(&dev);
+    let nll = |threads: usize| {
+        let options = EvalOptions {
+            k: 200,
+            batch: 10,
+            chunk: 50,
+            threads,
+            ..Default::default()
+        };
+        test_nll::<784, 4, f32, Cpu, _>(&model, &data, &Cpu::seed_from_u64(7), &options).unwrap()
+    };
+    let (one, two, again) = (nll(1), nll(2), nll(2));
+    assert_eq!(two, again, "same seed and thread count, same estimate");
+    let tol = 5.0 * (one.stderr.powi(2) + two.stderr.powi(2)).sqrt();
+    assert!(
+        (one.nll - two.nll).abs() <= tol,
+        "1 thread {} ± {}, 2 threads {} ± {}",
+        one.nll,
+        one.stderr,
+        two.nll,
+        two.stderr
+    );
+    assert!(
+        one.nll.is_finite() && one.nll > 100.0,
+        "an untrained model's NLL in nats"
+    );
+}

@@ -5,12 +5,14 @@
 //! `nightly` feature (they need `generic_const_exprs`), and this project builds on
 //! stable. The layers here keep a feature map **channels-last as rows**: a batch of
 //! `H×W` maps with `C` channels is a `(batch·H·W, C)` tensor, row `b·H·W + i·W + j`
-//! holding pixel `(i, j)` of image `b`. A convolution is then an im2col gather (dfdx's
-//! batched `gather`, whose backward is the scatter-add) and one matrix product, and a
+//! holding pixel `(i, j)` of image `b`. A convolution is then an im2col gather
+//! ([`latent::kernels::gather_rows`], whose backward is the scatter-add) and one fused
+//! affine map ([`latent::kernels::affine_rows`]), and a
 //! `1×1` convolution is a plain `Linear` layer. The 7×7 code grid of the VQ-VAE is just
 //! the rows of the last encoder map.
 
 use dfdx::prelude::*;
+use latent::kernels::{affine_rows, gather_rows};
 use latent::ops::cst;
 use latent::{Events, Real};
 
@@ -202,25 +204,10 @@ impl<
     fn try_forward(&self, x: Events<I, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
         let n = x.shape().0;
         let batch = images("Conv2d", n, H, W);
-        let dev = x.device().clone();
-        let zero_row: Tensor<(usize, Const<I>), E, D> = dev.try_zeros_like(&(1, Const::<I>))?;
-        let padded = (x, zero_row).try_concat_along(Axis::<0>)?;
         let (idx, ho, wo) = im2col_index(batch, (H, W), (K, S, P), n);
         let m = batch * ho * wo;
-        let idx = dev.tensor_from_vec(idx, (m, K * K));
-        let cols = padded
-            .try_gather::<(usize, usize, Const<I>), _>(idx)?
-            .try_reshape_like(&(m, K * K * I))?;
-        let weight = self
-            .weight
-            .retaped::<T>()
-            .try_reshape_like(&(K * K * I, Const::<O>))?;
-        let y = cols.try_matmul(weight)?;
-        let bias = self
-            .bias
-            .retaped::<T>()
-            .try_broadcast_like::<_, Axis<0>>(&(m, Const::<O>))?;
-        y.try_add(bias)
+        let cols = gather_rows(x, &idx)?.try_reshape_like(&(m, K * K * I))?;
+        affine_rows(cols, &self.weight, &self.bias)
     }
 }
 
@@ -246,10 +233,7 @@ impl<const C: usize, const H: usize, const W: usize, E: Real, D: Device<E>, T: T
     fn try_forward(&self, x: Events<C, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
         let n = x.shape().0;
         let batch = images("Upsample2", n, H, W);
-        let idx = doubled_index(batch, H, W, |src, _| src);
-        let dev = x.device().clone();
-        let idx = dev.tensor_from_vec(idx, (4 * n,));
-        x.try_gather(idx)
+        gather_rows(x, &doubled_index(batch, H, W, |src, _| src))
     }
 }
 
@@ -282,9 +266,7 @@ impl<
         let n = x.shape().0;
         let batch = images("DepthToSpace", n, H, W);
         let idx = doubled_index(batch, H, W, |src, sub| 4 * src + sub);
-        let dev = x.device().clone();
-        let idx = dev.tensor_from_vec(idx, (4 * n,));
-        x.try_reshape_like(&(4 * n, Const::<C>))?.try_gather(idx)
+        gather_rows(x.try_reshape_like(&(4 * n, Const::<C>))?, &idx)
     }
 }
 

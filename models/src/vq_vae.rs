@@ -392,7 +392,7 @@ impl CodePrior {
     /// [`Error::ShapeMismatch`] if `indices` is not a positive multiple of `grid`;
     /// [`Error::InvalidSetting`] for a code `≥ k`.
     pub fn fit(indices: &[usize], grid: usize, k: usize) -> Result<Self> {
-        if grid == 0 || indices.is_empty() || indices.len() % grid != 0 {
+        if grid == 0 || indices.is_empty() || !indices.len().is_multiple_of(grid) {
             return Err(Error::ShapeMismatch {
                 context: "CodePrior::fit".into(),
                 expected: format!("a positive multiple of {grid} codes"),

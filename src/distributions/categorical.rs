@@ -44,7 +44,7 @@ impl<const K: usize, E: Real, D: Device<E>> Categorical<K, E, D, NoneTape> {
     /// [`crate::Error::InvalidSetting`] if a probability is outside `[0, 1]` or a row does
     /// not sum to 1 within 1e-6.
     pub fn from_probs(dev: &D, probs: &[E]) -> Result<Self> {
-        if probs.is_empty() || probs.len() % K != 0 {
+        if probs.is_empty() || !probs.len().is_multiple_of(K) {
             return Err(crate::Error::ShapeMismatch {
                 context: "Categorical::from_probs".into(),
                 expected: format!("a positive multiple of {K} values"),

@@ -128,7 +128,7 @@ pub(crate) fn host_loc_scale<const N: usize, E: crate::ops::Real, D: Device<E>>(
     scale: &[E],
 ) -> Result<(Events<N, E, D>, Events<N, E, D>)> {
     use crate::Error;
-    if loc.len() % N != 0 || loc.len() != scale.len() {
+    if !loc.len().is_multiple_of(N) || loc.len() != scale.len() {
         return Err(Error::ShapeMismatch {
             context: format!("{family}::from_host"),
             expected: format!("two slices of equal length, a multiple of {N}"),

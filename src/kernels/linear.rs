@@ -1,4 +1,6 @@
-//! The affine map `y = x Wᵀ + b` as one operation with its own backward pass.
+//! Affine maps of rows, `y = x Wᵀ + b` ([`linear`], PyTorch's layout) and
+//! `y = x W + b` ([`affine_rows`], a convolution's im2col layout), each one operation
+//! with its own backward pass.
 
 use dfdx::prelude::*;
 use dfdx::shapes::Unit;
@@ -20,8 +22,8 @@ type Rows<B, const N: usize, E, D, T> = Tensor<(B, Const<N>), E, D, T>;
 /// ([`super::simd_level`]); the backward pass is two more products
 /// (`∂W += ∂yᵀ x`, `∂x += ∂y W`) and a column sum (`∂b += Σ_rows ∂y`), accumulating
 /// into the gradients (so a tensor used twice sums its contributions); `∂x` is skipped
-/// when `x` is observed data ([`crate::ops::observed`]). Elsewhere it is
-/// dfdx's `x.matmul(Wᵀ) + broadcast(b)`, with the same values and gradients.
+/// when `x` is observed data ([`crate::ops::observed`]). Elsewhere it is dfdx's
+/// `x.matmul(Wᵀ) + broadcast(b)`, with the same values and gradients.
 ///
 /// # Errors
 /// The device's allocation errors.
@@ -37,30 +39,133 @@ where
     T: Tape<E, D>,
 {
     let (x, tape) = x.split_tape();
-    if applies::<B, I, O, E, D, f32>(&x, weight, bias) {
-        return fast::<B, I, O, E, D, T, f32>(x, weight, bias, tape);
-    }
-    if applies::<B, I, O, E, D, f64>(&x, weight, bias) {
-        return fast::<B, I, O, E, D, T, f64>(x, weight, bias, tape);
-    }
     let shape = (x.shape().0, Const::<O>);
+    if let Some(y) = fused(&x, weight, bias, Layout::OutIn, shape, T::OWNS_TAPE)? {
+        return Ok(finish(y, tape));
+    }
     let y = x
         .put_tape(tape)
         .try_matmul(weight.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?)?;
     y.try_add(bias.retaped::<T>().try_broadcast_like(&shape)?)
 }
 
-fn applies<B, const I: usize, const O: usize, E, D, F>(
-    x: &Tensor<(B, Const<I>), E, D>,
-    weight: &Tensor<Rank2<O, I>, E, D>,
+/// `y = x W + b` for `x` of shape `(batch, K)`, a weight `W` of any shape whose
+/// `K · O` elements are the row-major `K × O` matrix (e.g. a convolution's
+/// `(kh, kw, in, out)` kernel, whose im2col rows `x` hold `kh·kw·in` values), and
+/// `bias` `(O,)`; `y` is `(batch, O)`. Gradients reach `x`, `weight` and `bias`.
+///
+/// The same fused operation as [`linear`] with the other weight layout
+/// (`∂W += xᵀ ∂y`, `∂x += ∂y Wᵀ`); elsewhere dfdx's
+/// `x.matmul(W.reshape(K, O)) + broadcast(b)`.
+///
+/// # Panics
+/// If `weight` does not have `K · O` elements.
+///
+/// # Errors
+/// The device's allocation errors.
+pub fn affine_rows<S, const O: usize, E, D, T>(
+    x: Tensor<(usize, usize), E, D, T>,
+    weight: &Tensor<S, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
-) -> bool
+) -> Result<Rows<usize, O, E, D, T>, D::Err>
 where
-    B: Dim,
+    S: Shape,
     E: Real,
     D: Device<E>,
-    F: Unit,
+    T: Tape<E, D>,
 {
+    let k = x.shape().1;
+    assert_eq!(
+        weight.shape().num_elements(),
+        k * O,
+        "affine_rows: the weight must hold {k} × {O} values"
+    );
+    let (x, tape) = x.split_tape();
+    let shape = (x.shape().0, Const::<O>);
+    if let Some(y) = fused(&x, weight, bias, Layout::InOut, shape, T::OWNS_TAPE)? {
+        return Ok(finish(y, tape));
+    }
+    let w = weight.retaped::<T>().try_reshape_like(&(k, Const::<O>))?;
+    let y = x.put_tape(tape).try_matmul(w)?;
+    y.try_add(bias.retaped::<T>().try_broadcast_like(&shape)?)
+}
+
+/// How the weight's elements are laid out.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// `(out, in)` row-major: `y = x Wᵀ`.
+    OutIn,
+    /// `(in, out)` row-major: `y = x W`.
+    InOut,
+}
+
+/// The output of the fused path and the backward operation to record, if the tape
+/// records one.
+type Fused<E, D, S> = (Tensor<S, E, D>, Option<BackwardOp<E, D>>);
+type BackwardOp<E, D> = Box<dyn FnOnce(&mut Gradients<E, D>) -> Result<(), <D as HasErr>::Err>>;
+
+/// `y` with `tape`, after recording `op` on it.
+fn finish<S: Shape, E: Dtype, D: Storage<E>, T: Tape<E, D>>(
+    (y, op): Fused<E, D, S>,
+    mut tape: T,
+) -> Tensor<S, E, D, T> {
+    if let Some(op) = op {
+        tape.add_backward_op(op);
+    }
+    y.put_tape(tape)
+}
+
+/// The fused `Cpu` path for `f32` and `f64` when every operand is contiguous; `None`
+/// otherwise.
+#[allow(clippy::type_complexity)]
+fn fused<Sx, Sw, const O: usize, E, D>(
+    x: &Tensor<Sx, E, D>,
+    weight: &Tensor<Sw, E, D>,
+    bias: &Tensor<Rank1<O>, E, D>,
+    layout: Layout,
+    shape: (Sx::First, Const<O>),
+    record: bool,
+) -> Result<Option<Fused<E, D, (Sx::First, Const<O>)>>, D::Err>
+where
+    Sx: Shape + RowsShape,
+    Sw: Shape,
+    E: Real,
+    D: Device<E>,
+{
+    if applies::<_, _, O, E, D, f32>(x, weight, bias) {
+        return fast::<_, _, O, E, D, f32>(x, weight, bias, layout, shape, record).map(Some);
+    }
+    if applies::<_, _, O, E, D, f64>(x, weight, bias) {
+        return fast::<_, _, O, E, D, f64>(x, weight, bias, layout, shape, record).map(Some);
+    }
+    Ok(None)
+}
+
+/// The output shape `(rows of x, O)`.
+type OutShape<Sx, const O: usize> = (<Sx as RowsShape>::First, Const<O>);
+
+/// A two-dimensional `(rows, cols)` shape.
+trait RowsShape: Shape {
+    type First: Dim;
+    fn rows(&self) -> usize;
+    fn cols(&self) -> usize;
+}
+
+impl<B: Dim, C: Dim> RowsShape for (B, C) {
+    type First = B;
+    fn rows(&self) -> usize {
+        self.0.size()
+    }
+    fn cols(&self) -> usize {
+        self.1.size()
+    }
+}
+
+fn applies<Sx: Shape, Sw: Shape, const O: usize, E: Real, D: Device<E>, F: Unit>(
+    x: &Tensor<Sx, E, D>,
+    weight: &Tensor<Sw, E, D>,
+    bias: &Tensor<Rank1<O>, E, D>,
+) -> bool {
     is_cpu::<E, D, F>()
         && slice::<_, _, _, _, F>(x).is_some()
         && slice::<_, _, _, _, F>(weight).is_some()
@@ -68,49 +173,55 @@ where
 }
 
 /// The `Cpu`/`F` path, for operands that [`applies`] accepted.
-fn fast<B, const I: usize, const O: usize, E, D, T, F>(
-    x: Tensor<(B, Const<I>), E, D>,
-    weight: &Tensor<Rank2<O, I>, E, D>,
+fn fast<Sx, Sw, const O: usize, E, D, F>(
+    x: &Tensor<Sx, E, D>,
+    weight: &Tensor<Sw, E, D>,
     bias: &Tensor<Rank1<O>, E, D>,
-    mut tape: T,
-) -> Result<Rows<B, O, E, D, T>, D::Err>
+    layout: Layout,
+    shape: (Sx::First, Const<O>),
+    record: bool,
+) -> Result<Fused<E, D, OutShape<Sx, O>>, D::Err>
 where
-    B: Dim,
+    Sx: Shape + RowsShape,
+    Sw: Shape,
     E: Real,
     D: Device<E>,
-    T: Tape<E, D>,
     F: Unit + num_traits::Float,
 {
-    let x: Tensor<(B, Const<I>), F, Cpu> = same(x);
-    let w: Tensor<Rank2<O, I>, F, Cpu> = same(weight.clone());
+    let x: Tensor<Sx, F, Cpu> = same(x.clone());
+    let w: Tensor<Sw, F, Cpu> = same(weight.clone());
     let b: Tensor<Rank1<O>, F, Cpu> = same(bias.clone());
-    let batch = x.shape().0.size();
+    let (batch, k) = (x.shape().rows(), x.shape().cols());
+    let w_fwd = match layout {
+        Layout::OutIn => Mat::cols(contiguous(&w).as_ptr(), k),
+        Layout::InOut => Mat::rows(contiguous(&w).as_ptr(), O),
+    };
     let mut out: Vec<F> = Vec::with_capacity(batch * O);
     {
-        let (xs, ws, bs) = (contiguous(&x), contiguous(&w), contiguous(&b));
+        let (xs, bs) = (contiguous(&x), contiguous(&b));
         for _ in 0..batch {
             out.extend_from_slice(bs);
         }
-        // SAFETY: x is batch × I row-major, Wᵀ is the column-major view of the O × I
+        // SAFETY: x is batch × k row-major, w_fwd views the k × O factor of the
         // weight, out is batch × O and does not alias them.
         unsafe {
             gemm(
-                (batch, I, O),
+                (batch, k, O),
                 Mat::rows(out.as_mut_ptr(), O),
                 true,
-                Mat::rows(xs.as_ptr(), I),
-                Mat::cols(ws.as_ptr(), I),
+                Mat::rows(xs.as_ptr(), k),
+                w_fwd,
             );
         }
     }
     let y = x
         .device()
-        .try_tensor_from_vec(out, (x.shape().0, Const::<O>))
+        .try_tensor_from_vec(out, shape)
         .map_err(same::<CpuError, D::Err>)?;
-    if T::OWNS_TAPE {
+    let op: Option<BackwardOp<E, D>> = if record {
         let need_dx = !is_observed(contiguous(&x));
         let y_ghost = y.ghost();
-        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
+        Some(Box::new(move |grads: &mut Gradients<E, D>| {
             let g: &mut Gradients<F, Cpu> = same_mut(grads);
             let (gw, gb, gx) = (
                 grad_ptr(g, &w).map_err(same::<CpuError, D::Err>)?,
@@ -121,29 +232,37 @@ where
                 .get_or_alloc_mut(&y_ghost)
                 .map_err(same::<CpuError, D::Err>)?
                 .as_ptr();
-            let (xs, ws) = (contiguous(&x), contiguous(&w));
+            let (xs, ws) = (contiguous(&x).as_ptr(), contiguous(&w).as_ptr());
             // SAFETY: each gradient buffer has its tensor's length (dfdx allocates them
             // so) and belongs to a distinct tensor id, so none aliases another; the
             // forward tensors are kept alive by this closure.
             unsafe {
-                // ∂W (O × I) += ∂yᵀ (O × batch) · x (batch × I)
-                gemm(
-                    (O, batch, I),
-                    Mat::rows(gw, I),
-                    true,
-                    Mat::cols(gy, O),
-                    Mat::rows(xs.as_ptr(), I),
-                );
-                // ∂x (batch × I) += ∂y (batch × O) · W (O × I), unless x is observed
-                // data, whose gradient nothing wants (`crate::ops::observed`).
-                if need_dx {
-                    gemm(
-                        (batch, O, I),
-                        Mat::rows(gx, I),
+                match layout {
+                    // ∂W (O × k) += ∂yᵀ (O × batch) · x (batch × k)
+                    Layout::OutIn => gemm(
+                        (O, batch, k),
+                        Mat::rows(gw, k),
                         true,
+                        Mat::cols(gy, O),
+                        Mat::rows(xs, k),
+                    ),
+                    // ∂W (k × O) += xᵀ (k × batch) · ∂y (batch × O)
+                    Layout::InOut => gemm(
+                        (k, batch, O),
+                        Mat::rows(gw, O),
+                        true,
+                        Mat::cols(xs, k),
                         Mat::rows(gy, O),
-                        Mat::rows(ws.as_ptr(), I),
-                    );
+                    ),
+                }
+                // ∂x (batch × k) += ∂y (batch × O) · (O × k factor), unless x is
+                // observed data, whose gradient nothing wants (`crate::ops::observed`).
+                if need_dx {
+                    let w_t = match layout {
+                        Layout::OutIn => Mat::rows(ws, k),
+                        Layout::InOut => Mat::cols(ws, O),
+                    };
+                    gemm((batch, O, k), Mat::rows(gx, k), true, Mat::rows(gy, O), w_t);
                 }
                 // ∂b += Σ_rows ∂y
                 let gb = std::slice::from_raw_parts_mut(gb, O);
@@ -155,8 +274,9 @@ where
                 }
             }
             Ok(())
-        });
-    }
-    let y: Tensor<(B, Const<O>), E, D> = same(y);
-    Ok(y.put_tape(tape))
+        }))
+    } else {
+        None
+    };
+    Ok((same(y), op))
 }

@@ -16,11 +16,13 @@
 
 mod bernoulli;
 pub(crate) mod cpu;
+mod gather;
 pub(crate) mod gemm;
 mod linear;
 mod math;
 pub(crate) mod simd;
 
 pub use bernoulli::bernoulli_log_prob;
+pub use gather::gather_rows;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};
-pub use linear::linear;
+pub use linear::{affine_rows, linear};

@@ -181,6 +181,66 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
     }
 }
 
+/// `f(batch, device)` for every batch, on `threads` threads (0: one per core; 1 off
+/// the `Cpu` or with the `cuda` feature): batch `j` runs on thread `j mod threads`,
+/// thread 0 being the caller's with `device`, thread `t ≥ 1` with a `Cpu` device
+/// seeded from a draw of `device`'s generator and `t`. Returns the results in batch
+/// order.
+///
+/// # Errors
+/// The first error in batch order.
+///
+/// # Panics
+/// Re-raises a panic of a worker thread.
+pub(crate) fn map_batches<E, D, B, T, F>(
+    batches: &[B],
+    threads: usize,
+    device: &D,
+    f: F,
+) -> Result<Vec<T>>
+where
+    E: Real,
+    D: Device<E> + ThreadSafe + 'static,
+    B: ThreadSafe,
+    T: ThreadSafe,
+    F: Fn(&B, &D) -> Result<T> + ThreadSafe,
+{
+    let threads = replica_count::<E, D>(threads).min(batches.len().max(1));
+    if threads <= 1 || cfg!(feature = "cuda") {
+        return batches.iter().map(|b| f(b, device)).collect();
+    }
+    #[cfg(feature = "cuda")]
+    unreachable!("one thread with the cuda feature");
+    #[cfg(not(feature = "cuda"))]
+    {
+        let seed = device.random_u64();
+        let devices: Vec<D> = (1..threads).map(|t| replica_device::<D>(seed, t)).collect();
+        let run = |t: usize, dev: &D| -> Vec<(usize, Result<T>)> {
+            (t..batches.len())
+                .step_by(threads)
+                .map(|j| (j, f(&batches[j], dev)))
+                .collect()
+        };
+        let mut all: Vec<(usize, Result<T>)> = std::thread::scope(|s| {
+            let handles: Vec<_> = devices
+                .iter()
+                .enumerate()
+                .map(|(i, dev)| {
+                    let run = &run;
+                    s.spawn(move || run(i + 1, dev))
+                })
+                .collect();
+            let mut all = run(0, device);
+            for h in handles {
+                all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            all
+        });
+        all.sort_by_key(|(j, _)| *j);
+        all.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
 /// Splits `indices` into at most `parts` contiguous, non-empty pieces whose sizes
 /// differ by at most one (the first ones take the remainder).
 pub(crate) fn split(indices: &[usize], parts: usize) -> Vec<&[usize]> {

@@ -1,0 +1,106 @@
+//! Rows of a matrix picked by index, with zero rows for padding: the im2col step of a
+//! convolution on channels-last rows, and nearest-neighbour up-sampling.
+
+use dfdx::prelude::*;
+
+use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, mark_observed, same, same_mut, slice};
+use crate::ops::{Events, Real};
+
+/// Row `r` of the result is row `index[r]` of `x`, or a row of zeros where
+/// `index[r] ≥ x.rows` (padding): `x` of shape `(n, C)`, result `(index.len(), C)`.
+/// The gradient is the scatter-add `∂x[index[r]] += ∂y[r]` (padding rows get none).
+///
+/// On the `Cpu` (f32, f64, contiguous `x`) it copies rows directly and, when `x` is
+/// observed data ([`crate::ops::observed`]), marks the result as observed too and
+/// records no backward pass (no gradient with respect to data is wanted). Elsewhere it
+/// is dfdx's `gather` on `x` with one zero row appended.
+///
+/// # Errors
+/// The device's allocation errors.
+pub fn gather_rows<const C: usize, E, D, T>(
+    x: Events<C, E, D, T>,
+    index: &[usize],
+) -> Result<Events<C, E, D, T>, D::Err>
+where
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    let (x, tape) = x.split_tape();
+    if is_cpu::<E, D, f32>() && slice::<_, _, _, _, f32>(&x).is_some() {
+        return fast::<C, E, D, T, f32>(x, index, tape);
+    }
+    if is_cpu::<E, D, f64>() && slice::<_, _, _, _, f64>(&x).is_some() {
+        return fast::<C, E, D, T, f64>(x, index, tape);
+    }
+    let n = x.shape().0;
+    let dev = x.device().clone();
+    let zero: Events<C, E, D> = dev.try_zeros_like(&(1, Const::<C>))?;
+    let padded = (x.put_tape(tape), zero).try_concat_along(Axis::<0>)?;
+    let idx: Vec<usize> = index.iter().map(|&i| i.min(n)).collect();
+    let idx = dev.tensor_from_vec(idx, (index.len(),));
+    padded.try_gather(idx)
+}
+
+fn fast<const C: usize, E, D, T, F>(
+    x: Events<C, E, D>,
+    index: &[usize],
+    mut tape: T,
+) -> Result<Events<C, E, D, T>, D::Err>
+where
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+    F: Dtype,
+{
+    let x: Events<C, F, Cpu> = same(x);
+    let n = x.shape().0;
+    let xs = contiguous(&x);
+    let observed = is_observed(xs);
+    let mut out: Vec<F> = Vec::with_capacity(index.len() * C);
+    for &i in index {
+        if i < n {
+            out.extend_from_slice(&xs[i * C..(i + 1) * C]);
+        } else {
+            out.extend(std::iter::repeat_n(F::default(), C));
+        }
+    }
+    let y = x
+        .device()
+        .try_tensor_from_vec(out, (index.len(), Const::<C>))
+        .map_err(same::<CpuError, D::Err>)?;
+    if observed {
+        mark_observed(&y);
+    } else if T::OWNS_TAPE {
+        let y_ghost = y.ghost();
+        let index = index.to_vec();
+        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
+            let g: &mut Gradients<F, Cpu> = same_mut(grads);
+            let gx = grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?;
+            let gy: *const F = g
+                .get_or_alloc_mut(&y_ghost)
+                .map_err(same::<CpuError, D::Err>)?
+                .as_ptr();
+            // SAFETY: distinct tensors' gradient buffers of their tensors' lengths.
+            let (gx, gy) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(gx, n * C),
+                    std::slice::from_raw_parts(gy, index.len() * C),
+                )
+            };
+            for (r, &i) in index.iter().enumerate() {
+                if i < n {
+                    for (a, &b) in gx[i * C..(i + 1) * C]
+                        .iter_mut()
+                        .zip(&gy[r * C..(r + 1) * C])
+                    {
+                        *a += b;
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    let y: Events<C, E, D> = same(y);
+    Ok(y.put_tape(tape))
+}
