@@ -237,7 +237,12 @@ fn run<F: Unit + num_traits::Float>(items: &[Item], cfg: &AdamConfig, t: i32, th
         .map(|r| (r * per, ((r + 1) * per).min(total)))
         .filter(|(a, b)| a < b)
         .collect();
-    let work = |range: (usize, usize)| vectorized(|| adam_range::<F>(items, cfg, t, range));
+    let work = |range: (usize, usize)| {
+        vectorized(
+            #[inline(always)]
+            || adam_range::<F>(items, cfg, t, range),
+        )
+    };
     match ranges.split_first() {
         Some((first, rest)) if !rest.is_empty() => std::thread::scope(|s| {
             for &r in rest {

@@ -72,18 +72,21 @@ where
     let mut sig: Vec<F> = vec![F::zero(); if T::OWNS_TAPE { batch * N } else { 0 }];
     let mut out: Vec<F> = Vec::with_capacity(batch);
     let n = N.max(1);
-    vectorized(|| {
-        if T::OWNS_TAPE {
-            let rows = ls.chunks_exact(n).zip(xs.chunks_exact(n));
-            for ((lr, xr), sr) in rows.zip(sig.chunks_exact_mut(n)) {
-                out.push(F::bernoulli_row(lr, xr, Some(sr)));
+    vectorized(
+        #[inline(always)]
+        || {
+            if T::OWNS_TAPE {
+                let rows = ls.chunks_exact(n).zip(xs.chunks_exact(n));
+                for ((lr, xr), sr) in rows.zip(sig.chunks_exact_mut(n)) {
+                    out.push(F::bernoulli_row(lr, xr, Some(sr)));
+                }
+            } else {
+                for (lr, xr) in ls.chunks_exact(n).zip(xs.chunks_exact(n)) {
+                    out.push(F::bernoulli_row(lr, xr, None));
+                }
             }
-        } else {
-            for (lr, xr) in ls.chunks_exact(n).zip(xs.chunks_exact(n)) {
-                out.push(F::bernoulli_row(lr, xr, None));
-            }
-        }
-    });
+        },
+    );
     if N == 0 {
         out.resize(batch, F::zero());
     }
@@ -116,14 +119,17 @@ where
                 .zip(gx.chunks_exact_mut(N.max(1)))
                 .zip(ls.chunks_exact(N.max(1)).zip(xs.chunks_exact(N.max(1))))
                 .zip(sig.chunks_exact(N.max(1)).zip(gy));
-            vectorized(|| {
-                for (((glr, gxr), (lr, xr)), (sr, &g)) in rows {
-                    for i in 0..glr.len() {
-                        glr[i] = glr[i] + g * (xr[i] - sr[i]);
-                        gxr[i] = gxr[i] + g * lr[i];
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (((glr, gxr), (lr, xr)), (sr, &g)) in rows {
+                        for i in 0..glr.len() {
+                            glr[i] = glr[i] + g * (xr[i] - sr[i]);
+                            gxr[i] = gxr[i] + g * lr[i];
+                        }
                     }
-                }
-            });
+                },
+            );
             Ok(())
         });
     }

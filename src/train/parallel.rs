@@ -423,12 +423,15 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for SumOp<'_, E, D> {
         }
         let a: &mut Vec<E> = cpu_grad(self.into, t)?;
         let b: &mut Vec<E> = cpu_grad(self.other, t)?;
-        crate::kernels::simd::vectorized(|| {
-            for (x, y) in a.iter_mut().zip(b.iter_mut()) {
-                *x += *y;
-                *y = E::default();
-            }
-        });
+        crate::kernels::simd::vectorized(
+            #[inline(always)]
+            || {
+                for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                    *x += *y;
+                    *y = E::default();
+                }
+            },
+        );
         Ok(None)
     }
 }
