@@ -206,26 +206,37 @@ impl Dataset {
                 let mut fast = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
                 let threshold: Vec<u64> = (0..256u64).map(|v| (v << 32).div_ceil(255)).collect();
                 let (one, zero) = (E::one(), E::zero());
+                let dim = self.dim();
+                // The draws of one image, in the order the pixels use them: pixel 2j
+                // takes the low and pixel 2j+1 the high half of draw j; an odd last
+                // pixel the high half of one more draw.
+                let mut draws = vec![0u64; dim.div_ceil(2)];
+                let mut bits = vec![0u64; dim];
                 for &i in indices {
                     let image = self.image(i);
-                    let mut pairs = image.chunks_exact(2);
-                    for pair in &mut pairs {
-                        let r = fast.next_u64();
-                        out.push(if (r & 0xffff_ffff) < threshold[pair[0] as usize] {
-                            one
-                        } else {
-                            zero
-                        });
-                        out.push(if (r >> 32) < threshold[pair[1] as usize] {
-                            one
-                        } else {
-                            zero
-                        });
+                    for d in draws.iter_mut() {
+                        *d = fast.next_u64();
                     }
-                    for &v in pairs.remainder() {
-                        let r = fast.next_u64() >> 32;
-                        out.push(if r < threshold[v as usize] { one } else { zero });
+                    let mut pairs = bits.chunks_exact_mut(2);
+                    for (pair, &d) in (&mut pairs).zip(&draws) {
+                        pair[0] = d & 0xffff_ffff;
+                        pair[1] = d >> 32;
                     }
+                    if let (Some(last), Some(&d)) =
+                        (pairs.into_remainder().first_mut(), draws.last())
+                    {
+                        *last = d >> 32;
+                    }
+                    let start = out.len();
+                    out.resize(start + dim, zero);
+                    crate::kernels::simd::vectorized(
+                        #[inline(always)]
+                        || {
+                            for ((o, &v), &r) in out[start..].iter_mut().zip(image).zip(&bits) {
+                                *o = if r < threshold[v as usize] { one } else { zero };
+                            }
+                        },
+                    );
                 }
             }
         }
