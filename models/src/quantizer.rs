@@ -3,6 +3,7 @@
 //! Representation Learning").
 
 use dfdx::prelude::*;
+use latent::kernels::linear;
 use latent::ops::{cst, detach, to_f64_vec};
 use latent::{Error, Events, PerExample, Real, Result};
 use rand::Rng;
@@ -62,28 +63,40 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
         BuildModule::build(device)
     }
 
-    /// The index of the nearest code of each row of `z_e` (shape `(n, DM)`), by
-    /// `‖z‖² − 2 z·e_k + ‖e_k‖²` computed as one matrix product.
-    pub fn nearest<T: Tape<E, D>>(&self, z_e: &Events<DM, E, D, T>) -> Vec<usize> {
+    /// The index of the nearest code of each row of `z_e` (shape `(n, DM)`): the `k`
+    /// maximizing `z·e_k − ½‖e_k‖²`, which minimizes `‖z − e_k‖² = ‖z‖² − 2 z·e_k +
+    /// ‖e_k‖²`, computed as one affine map ([`latent::kernels::linear`] with the
+    /// codebook as weight and `−½‖e_k‖²` as bias). Ties go to the lowest index.
+    ///
+    /// # Errors
+    /// The device's allocation errors, as [`Error::device`].
+    pub fn nearest<T: Tape<E, D>>(&self, z_e: &Events<DM, E, D, T>) -> Result<Vec<usize>> {
         let z = z_e.retaped::<NoneTape>();
-        let cross = to_f64_vec(&z.matmul(self.codebook.clone().permute::<_, Axes2<1, 0>>()));
-        let norms: Vec<f64> = to_f64_vec(&self.codebook)
+        let half_norms: Vec<E> = self
+            .codebook
+            .as_vec()
             .chunks(DM)
-            .map(|e| e.iter().map(|v| v * v).sum())
+            .map(|e| {
+                e.iter()
+                    .fold(E::zero(), |acc, &v| acc - v * v * cst::<E>(0.5))
+            })
             .collect();
-        cross
+        let dev = self.codebook.device().clone();
+        let bias = dev.tensor_from_vec(half_norms, (Const::<K>,));
+        let score = linear(z, &self.codebook, &bias).map_err(Error::device)?;
+        Ok(score
+            .as_vec()
             .chunks(K)
             .map(|row| {
-                let mut best = (0, f64::INFINITY);
-                for (k, (c, n)) in row.iter().zip(&norms).enumerate() {
-                    let d = n - 2.0 * c;
-                    if d < best.1 {
-                        best = (k, d);
+                let mut best = (0, E::neg_infinity());
+                for (k, &s) in row.iter().enumerate() {
+                    if s > best.1 {
+                        best = (k, s);
                     }
                 }
                 best.0
             })
-            .collect()
+            .collect())
     }
 
     /// The codes `indices` as a `(n, DM)` tensor without gradient.
@@ -110,7 +123,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
                 value: *v,
             });
         }
-        let indices = self.nearest(&z_e);
+        let indices = self.nearest(&z_e)?;
         let dev = self.codebook.device().clone();
         let idx = dev.tensor_from_vec(indices.clone(), (indices.len(),));
         // e_{k*} with a fresh tape: gradients reach the codebook rows by id.

@@ -145,7 +145,7 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
         Enc: Module<Events<X, E, D>, Output = Events<DM, E, D>>,
     {
         let z_e = self.encoder.try_forward(x).map_err(Error::device)?;
-        Ok(self.quantizer.nearest(&z_e))
+        self.quantizer.nearest(&z_e)
     }
 }
 

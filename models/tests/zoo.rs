@@ -538,3 +538,27 @@ fn mlp_vq_vae_learns_with_the_codebook_loss() {
     let (usage, _) = code_usage::<784, _, _, 32, 8, f64, Dev, _>(&model, &test_bin, &dev).unwrap();
     assert!(usage.perplexity > 2.0, "perplexity {}", usage.perplexity);
 }
+
+/// The nearest code by brute force over squared distances, against
+/// `VectorQuantizer::nearest` (one affine map), on 200 random vectors and 64 codes.
+#[test]
+fn nearest_code_matches_brute_force_distances() {
+    let dev = Dev::seed_from_u64(12);
+    let q = VectorQuantizer::<64, 5, f64, Dev>::new(&dev);
+    let z: Tensor<(usize, Const<5>), f64, Dev> = dev.sample_normal_like(&(200, Const));
+    let got = q.nearest(&z).unwrap();
+    let (zs, book) = (to_f64_vec(&z), to_f64_vec(&q.codebook));
+    for (r, &k) in got.iter().enumerate() {
+        let d = |k: usize| -> f64 {
+            (0..5)
+                .map(|j| (zs[r * 5 + j] - book[k * 5 + j]).powi(2))
+                .sum()
+        };
+        let best = (0..64).map(d).fold(f64::INFINITY, f64::min);
+        assert!(
+            (d(k) - best).abs() < 1e-12,
+            "row {r}: code {k} at {} vs {best}",
+            d(k)
+        );
+    }
+}
