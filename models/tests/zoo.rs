@@ -562,3 +562,67 @@ fn nearest_code_matches_brute_force_distances() {
         );
     }
 }
+
+/// The conv VQ-VAE on 1, 2 and 3 replicas: the same loss and gradients (to f32
+/// summation tolerance; the VQ-VAE's loss draws no noise), and after the EMA update
+/// the same codebook (the replicas' codes are absorbed in batch order).
+#[test]
+fn vq_vae_replica_gradients_and_ema_equal_the_whole_batch() {
+    use latent::train::DataParallel;
+    use latent_models::{conv_vq_vae, CodebookEma, ConvVqVae};
+    type Vq = ConvVqVae<8, 16, f32, Dev>;
+    let data = latent::data::embedded().unwrap().test.take(11);
+    let data = latent::train::prepare_test(&data, latent::data::Binarization::Dynamic, 0);
+    let idx: Vec<usize> = (0..11).collect();
+    let progress = Progress {
+        step: 0,
+        epoch: 1,
+        kl_weight: 1.0,
+    };
+    let run = |threads: usize| {
+        let dev = Dev::seed_from_u64(3);
+        let mut model: Vq = conv_vq_vae(&dev);
+        let ema = CodebookEma::new(16, 8, 0.9, 1e-5).unwrap();
+        let mut task = VqVaeTask::<784>::new(0.25, CodebookUpdate::Ema(ema), 0).unwrap();
+        let mut dp = DataParallel::new(&model, threads, 0).unwrap();
+        let (loss, g) = dp
+            .gradients(
+                &model,
+                &mut task,
+                &data,
+                &idx,
+                None::<&mut StdRng>,
+                &dev,
+                model.alloc_grads(),
+                progress,
+            )
+            .unwrap();
+        let grad = to_f64_vec(&g.get(&model.encoder.1.weight));
+        task.after_update(&mut model, progress).unwrap();
+        (loss, grad, to_f64_vec(&model.quantizer.codebook))
+    };
+    let (l1, g1, c1) = run(1);
+    assert!(
+        g1.iter().any(|v| v.abs() > 1e-6),
+        "the gradient is not trivially zero"
+    );
+    for threads in [2, 3] {
+        let (l, g, c) = run(threads);
+        assert!(
+            (l - l1).abs() <= 1e-5 * l1.abs(),
+            "{threads}: loss {l} vs {l1}"
+        );
+        for (a, b) in g.iter().zip(&g1) {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{threads}: ∂W {a} vs {b}"
+            );
+        }
+        for (a, b) in c.iter().zip(&c1) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "{threads}: codebook {a} vs {b}"
+            );
+        }
+    }
+}
