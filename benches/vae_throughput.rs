@@ -54,16 +54,21 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Training images/s, test ELBO and IS-NLL images/s of the reference VAE.
-fn ours(splits: &Splits, epochs: usize) -> Option<(f64, f64, f64)> {
-    let dev = AutoDevice::seed_from_u64(0);
-    let mut model: MlpVae<784, 400, 20, f32, AutoDevice> = mlp_vae(&dev);
-    let config = TrainConfig {
+/// Both sides' settings: dynamic binarization, batch 128, Adam 1e-3, two threads.
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig {
         epochs,
         binarization: Binarization::Dynamic,
         threads: THREADS,
         ..Default::default()
-    };
+    }
+}
+
+/// Training images/s, test ELBO and IS-NLL images/s of the reference VAE.
+fn ours(splits: &Splits, epochs: usize) -> Option<(f64, f64, f64)> {
+    let dev = AutoDevice::seed_from_u64(0);
+    let mut model: MlpVae<784, 400, 20, f32, AutoDevice> = mlp_vae(&dev);
+    let config = config(epochs);
     let test = splits.test.take(1000);
     let report = fit::<784, 20, f32, AutoDevice, _, _>(
         &mut model,
@@ -112,12 +117,7 @@ fn ours_vq(splits: &Splits, epochs: usize) -> Option<f64> {
             return None;
         }
     };
-    let config = TrainConfig {
-        epochs,
-        binarization: Binarization::Dynamic,
-        threads: THREADS,
-        ..Default::default()
-    };
+    let config = config(epochs);
     let test = splits.test.take(1000);
     match fit_task(&mut model, &mut task, &splits.train, &test, &config, &dev) {
         Ok(r) => Some(r.train_images_per_s),
