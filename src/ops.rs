@@ -48,11 +48,13 @@ pub fn detach<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
 /// backward pass, a sixth of a training step's arithmetic.
 ///
 /// `x` has no tape, so it cannot depend on parameters and no parameter's gradient can
-/// need `∂x`. Only [`crate::kernels::linear`] on the `Cpu` reads the promise; every
-/// other operation, and `x`'s own entry in the gradients, behave as after
-/// `x.traced(grads)` (that entry then stays zero where the promise was used). The mark
-/// holds a reference to `x`'s buffer on the calling thread until four newer marks
-/// replace it, so no other tensor can share the buffer's address in the meantime.
+/// need `∂x`. Only the `Cpu` paths of [`crate::kernels::linear`] and
+/// [`crate::kernels::affine_rows`] (which skip `∂x`) and [`crate::kernels::gather_rows`]
+/// (whose rows of observed data are observed too) read the promise; every other
+/// operation, and `x`'s own entry in the gradients, behave as after `x.traced(grads)`
+/// (that entry then stays zero where the promise was used). The mark holds a reference
+/// to `x`'s buffer on the calling thread until four newer marks replace it, so no
+/// other tensor can share the buffer's address in the meantime.
 ///
 /// Shapes: any.
 pub fn observed<S: Shape, E: Dtype, D: Device<E>>(
