@@ -223,16 +223,16 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
     let variances = eval::posterior_mean_variance::<X, Z, f32, Dev, _>(&model, &test, &dev, 500)?;
 
     let idx = first(&test, args);
-    let x = test.batch::<X, f32, Dev>(&dev, &idx, None)?;
+    let x = test.batch::<Const<X>, f32, Dev>(&dev, &idx, None)?;
     type Lvm = dyn LatentVariableModel<
         X,
         Z,
         f32,
         Dev,
         NoneTape,
-        Posterior = latent::Normal<Z, f32, Dev>,
-        Prior = latent::StandardNormal<Z, f32, Dev>,
-        Likelihood = latent::Bernoulli<X, f32, Dev>,
+        Posterior = latent::Normal<Const<Z>, f32, Dev>,
+        Prior = latent::StandardNormal<Const<Z>, f32, Dev>,
+        Likelihood = latent::Bernoulli<Const<X>, f32, Dev>,
     >;
     let m: &Lvm = &model;
     let q_mean = m.guide(x.clone())?.mean();
@@ -353,7 +353,7 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     let (usage, _) = code_usage::<X, _, _, K, DM, f32, Dev, _>(&model, &test, &dev)?;
 
     let idx = first(&test, args);
-    let x = test.batch::<X, f32, Dev>(&dev, &idx, None)?;
+    let x = test.batch::<Const<X>, f32, Dev>(&dev, &idx, None)?;
     let codes = model.encode(x.clone())?;
     let recon = model.decode::<X>(&codes)?.mean();
     let mse = mse(&x, &recon);

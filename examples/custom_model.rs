@@ -94,12 +94,12 @@ where
     D: Device<E> + 'static,
     T: Tape<E, D> + 'static,
 {
-    type Posterior = Normal<Z, E, D, T>;
-    type Prior = MixtureOfDiagNormals<U, Z, E, D, T>;
-    type Likelihood = Bernoulli<X, E, D, T>;
+    type Posterior = Normal<Const<Z>, E, D, T>;
+    type Prior = MixtureOfDiagNormals<Const<U>, Const<Z>, E, D, T>;
+    type Likelihood = Bernoulli<Const<X>, E, D, T>;
 
     // q(z | x): the stock guide.
-    fn guide(&self, x: Events<X, E, D, T>) -> Result<Self::Posterior> {
+    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<Self::Posterior> {
         self.guide.posterior(x)
     }
 
@@ -125,7 +125,7 @@ where
     }
 
     // p(x | z): Bernoulli pixels on the decoder's logits.
-    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Self::Likelihood> {
+    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<Self::Likelihood> {
         Ok(Bernoulli::new(
             self.decoder.try_forward(z).map_err(Error::device)?,
         ))

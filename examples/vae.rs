@@ -292,8 +292,8 @@ where
         f32,
         AutoDevice,
         NoneTape,
-        Posterior = latent::Normal<Z, f32, AutoDevice>,
-        Prior = latent::StandardNormal<Z, f32, AutoDevice>,
+        Posterior = latent::Normal<Const<Z>, f32, AutoDevice>,
+        Prior = latent::StandardNormal<Const<Z>, f32, AutoDevice>,
     >,
 {
     eval::kl_per_dimension::<X, Z, f32, AutoDevice, _>(model, data, dev, 100).map(Some)
@@ -480,7 +480,7 @@ where
     let cols = 10;
     let n = (4 * cols).min(test.len());
     let idx: Vec<usize> = (0..n).collect();
-    let x = test.batch::<X, f32, AutoDevice>(dev, &idx, None)?;
+    let x = test.batch::<Const<X>, f32, AutoDevice>(dev, &idx, None)?;
     let recon = model
         .likelihood(model.guide(x.clone())?.mean())?
         .mean()

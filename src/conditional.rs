@@ -32,29 +32,37 @@ pub trait ConditionalModel<
 >
 {
     /// The family of `q(z | x, y)`.
-    type Posterior: Reparameterizable<Z, E, D, Tape = T> + 'static;
+    type Posterior: Reparameterizable<Const<Z>, E, D, Tape = T> + 'static;
     /// The family of `p(z | y)`.
-    type Prior: Distribution<Z, E, D, Tape = T> + 'static;
+    type Prior: Distribution<Const<Z>, E, D, Tape = T> + 'static;
     /// The family of `p(x | z, y)`.
-    type Likelihood: Distribution<X, E, D, Tape = T> + 'static;
+    type Likelihood: Distribution<Const<X>, E, D, Tape = T> + 'static;
 
     /// `q(z | x, y)` for `x` of shape `(batch, X)` and `y` of shape `(batch, Y)`.
     ///
     /// # Errors
     /// The networks' errors.
-    fn guide(&self, x: Events<X, E, D, T>, y: Events<Y, E, D, T>) -> Result<Self::Posterior>;
+    fn guide(
+        &self,
+        x: Events<Const<X>, E, D, T>,
+        y: Events<Const<Y>, E, D, T>,
+    ) -> Result<Self::Posterior>;
 
     /// `p(z | y)` for `y` of shape `(batch, Y)` (a prior that ignores `y` is allowed).
     ///
     /// # Errors
     /// The networks' errors.
-    fn prior(&self, y: Events<Y, E, D, T>) -> Result<Self::Prior>;
+    fn prior(&self, y: Events<Const<Y>, E, D, T>) -> Result<Self::Prior>;
 
     /// `p(x | z, y)` for `z` of shape `(n, Z)` and `y` of shape `(n, Y)`.
     ///
     /// # Errors
     /// The networks' errors.
-    fn likelihood(&self, z: Events<Z, E, D, T>, y: Events<Y, E, D, T>) -> Result<Self::Likelihood>;
+    fn likelihood(
+        &self,
+        z: Events<Const<Z>, E, D, T>,
+        y: Events<Const<Y>, E, D, T>,
+    ) -> Result<Self::Likelihood>;
 
     /// `KL(q ‖ p)` in closed form when the pair has one (see
     /// [`LatentVariableModel::closed_form_kl`]).
@@ -67,7 +75,7 @@ pub trait ConditionalModel<
         D: 'static,
         T: 'static,
     {
-        registered_kl::<Z, E, D, T, _, _>(q, p)
+        registered_kl::<Const<Z>, E, D, T, _, _>(q, p)
     }
 }
 
@@ -80,17 +88,17 @@ pub trait ConditionalModel<
 /// `y` repeated `L` times. `y` carries no gradient: it is data.
 pub struct Conditioned<'m, M, const Y: usize, E: Dtype, D: Storage<E>> {
     model: &'m M,
-    y: Events<Y, E, D>,
+    y: Events<Const<Y>, E, D>,
 }
 
 impl<'m, M, const Y: usize, E: Real, D: Device<E>> Conditioned<'m, M, Y, E, D> {
     /// Binds the conditions `y`, shape `(batch, Y)`, to `model`.
-    pub fn new(model: &'m M, y: Events<Y, E, D>) -> Self {
+    pub fn new(model: &'m M, y: Events<Const<Y>, E, D>) -> Self {
         Self { model, y }
     }
 
     /// The conditions repeated to `n` rows (sample-major), as tape `T`.
-    fn y_for<T: Tape<E, D>>(&self, n: usize) -> Result<Events<Y, E, D, T>> {
+    fn y_for<T: Tape<E, D>>(&self, n: usize) -> Result<Events<Const<Y>, E, D, T>> {
         let b = self.y.shape().0;
         if b == 0 || !n.is_multiple_of(b) {
             return Err(Error::ShapeMismatch {
@@ -115,7 +123,7 @@ where
     type Prior = M::Prior;
     type Likelihood = M::Likelihood;
 
-    fn guide(&self, x: Events<X, E, D, T>) -> Result<M::Posterior> {
+    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<M::Posterior> {
         let y = self.y_for::<T>(x.shape().0)?;
         self.model.guide(x, y)
     }
@@ -124,7 +132,7 @@ where
         self.model.prior(self.y_for::<T>(batch)?)
     }
 
-    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<M::Likelihood> {
+    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<M::Likelihood> {
         let y = self.y_for::<T>(z.shape().0)?;
         self.model.likelihood(z, y)
     }

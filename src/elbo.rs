@@ -140,7 +140,7 @@ impl Elbo {
     pub fn estimate<const X: usize, const Z: usize, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<X, E, D, T>,
+        x: Events<Const<X>, E, D, T>,
     ) -> Result<ElboTerms<E, D, T>>
     where
         E: Real,
@@ -169,7 +169,7 @@ impl Elbo {
     pub fn estimate_parts<const X: usize, const Z: usize, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<X, E, D, T>,
+        x: Events<Const<X>, E, D, T>,
     ) -> Result<ElboParts<E, D, T>>
     where
         E: Real,

@@ -117,7 +117,7 @@ where
     M: LatentVariableModel<X, Z, E, D, NoneTape> + ThreadSafe,
 {
     nll_over_batches(data.len(), options, device, |idx, dev| {
-        let x = data.batch::<X, E, D>(dev, idx, None)?;
+        let x = data.batch::<Const<X>, E, D>(dev, idx, None)?;
         log_marginal_likelihood::<X, Z, E, D, M>(model, &x, options.k, options.chunk)
     })
 }
@@ -206,7 +206,7 @@ where
     }
     let (mut s1, mut s2) = (vec![0.0; Z], vec![0.0; Z]);
     for idx in batches(data.len(), batch)? {
-        let x: Events<X, E, D> = data.batch(device, &idx, None)?;
+        let x: Events<Const<X>, E, D> = data.batch(device, &idx, None)?;
         let mu = to_f64_vec(&model.guide(x)?.mean());
         for row in mu.chunks(Z) {
             for j in 0..Z {
@@ -235,11 +235,11 @@ where
     E: Real,
     D: Device<E> + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
-    M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
+    M::Posterior: KlPerDimension<M::Prior, Output = Events<Const<Z>, E, D>>,
 {
     let mut s = vec![0.0; Z];
     for idx in batches(data.len(), batch)? {
-        let x: Events<X, E, D> = data.batch(device, &idx, None)?;
+        let x: Events<Const<X>, E, D> = data.batch(device, &idx, None)?;
         let q = model.guide(x)?;
         let p = model.prior(idx.len(), device)?;
         let kl = to_f64_vec(&q.kl_per_dimension(p)?);
@@ -269,7 +269,7 @@ where
     E: Real,
     D: Device<E> + ThreadSafe + 'static,
     M: LatentVariableModel<X, Z, E, D, NoneTape> + ThreadSafe,
-    M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
+    M::Posterior: KlPerDimension<M::Prior, Output = Events<Const<Z>, E, D>>,
 {
     let elbo = evaluate::<X, Z, E, D, M>(model, &Elbo::default(), data, device, options.batch)?;
     let nll = test_nll::<X, Z, E, D, M>(model, data, device, options)?;

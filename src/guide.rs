@@ -14,7 +14,7 @@ use crate::ops::{Events, Real};
 /// the posterior is a batch of `Z`-dimensional distributions, one per example.
 pub trait AmortizedGuide<X, const Z: usize, E: Dtype, D: Device<E>> {
     /// The family of `q(z | x)`.
-    type Posterior: Reparameterizable<Z, E, D>;
+    type Posterior: Reparameterizable<Const<Z>, E, D>;
 
     /// `q(z | x)` for a batch of observations.
     ///
@@ -82,17 +82,17 @@ impl<X, Enc, const H: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D
 where
     Enc: Module<X, Output = Tensor<(usize, Const<H>), E, D, T>>,
 {
-    type Posterior = Normal<Z, E, D, T>;
+    type Posterior = Normal<Const<Z>, E, D, T>;
 
-    fn posterior(&self, x: X) -> Result<Normal<Z, E, D, T>> {
+    fn posterior(&self, x: X) -> Result<Normal<Const<Z>, E, D, T>> {
         let h = self.encoder.try_forward(x).map_err(Error::device)?;
         // One tensor owns the tape: the log-scale branch gets an empty tape, and the
         // tapes merge again when the two parameters meet in the loss.
-        let log_scale: Events<Z, E, D, T> = self
+        let log_scale: Events<Const<Z>, E, D, T> = self
             .log_scale
             .try_forward(h.with_empty_tape())
             .map_err(Error::device)?;
-        let loc: Events<Z, E, D, T> = self.loc.try_forward(h).map_err(Error::device)?;
+        let loc: Events<Const<Z>, E, D, T> = self.loc.try_forward(h).map_err(Error::device)?;
         Normal::new(loc, log_scale)
     }
 }

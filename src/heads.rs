@@ -13,18 +13,18 @@ use crate::ops::{cst, Events, Real};
 /// Turns a decoder output of shape `(batch, X)` into the likelihood `p(x | z)`.
 pub trait LikelihoodHead<const X: usize, E: Real, D: Device<E>, T: Tape<E, D>> {
     /// The family of `p(x | z)`.
-    type Dist: crate::Distribution<X, E, D, Tape = T> + 'static;
+    type Dist: crate::Distribution<Const<X>, E, D, Tape = T> + 'static;
     /// `p(x | z)` from the decoder output.
     ///
     /// # Errors
     /// Shape errors from the family's constructor.
-    fn distribution(&self, decoder_output: Events<X, E, D, T>) -> Result<Self::Dist>;
+    fn distribution(&self, decoder_output: Events<Const<X>, E, D, T>) -> Result<Self::Dist>;
 }
 
 /// Makes the prior `p(z)` for a batch.
 pub trait PriorHead<const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>> {
     /// The family of `p(z)`.
-    type Dist: crate::Distribution<Z, E, D, Tape = T> + 'static;
+    type Dist: crate::Distribution<Const<Z>, E, D, Tape = T> + 'static;
     /// `p(z)` repeated for `batch` examples.
     ///
     /// # Errors
@@ -54,8 +54,8 @@ parameterless!(BernoulliHead);
 impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LikelihoodHead<X, E, D, T> for BernoulliHead
 {
-    type Dist = Bernoulli<X, E, D, T>;
-    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+    type Dist = Bernoulli<Const<X>, E, D, T>;
+    fn distribution(&self, out: Events<Const<X>, E, D, T>) -> Result<Self::Dist> {
         Ok(Bernoulli::new(out))
     }
 }
@@ -69,8 +69,8 @@ parameterless!(ContinuousBernoulliHead);
 impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LikelihoodHead<X, E, D, T> for ContinuousBernoulliHead
 {
-    type Dist = ContinuousBernoulli<X, E, D, T>;
-    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+    type Dist = ContinuousBernoulli<Const<X>, E, D, T>;
+    fn distribution(&self, out: Events<Const<X>, E, D, T>) -> Result<Self::Dist> {
         Ok(ContinuousBernoulli::new(out))
     }
 }
@@ -112,8 +112,8 @@ impl<E: Real, D: Device<E>> TensorCollection<E, D> for FixedGaussianHead {
 impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LikelihoodHead<X, E, D, T> for FixedGaussianHead
 {
-    type Dist = Normal<X, E, D, T>;
-    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+    type Dist = Normal<Const<X>, E, D, T>;
+    fn distribution(&self, out: Events<Const<X>, E, D, T>) -> Result<Self::Dist> {
         let shape = *out.shape();
         let log_scale =
             (out.device().ones_like(&shape) * cst::<E>(self.log_scale)).put_tape(T::default());
@@ -151,10 +151,10 @@ impl<const P: usize, E: Real, D: Device<E>> TensorCollection<E, D>
 impl<const X: usize, const P: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LikelihoodHead<X, E, D, T> for LearnedGaussianHead<P, E, D>
 {
-    type Dist = Normal<X, E, D, T>;
+    type Dist = Normal<Const<X>, E, D, T>;
     /// # Errors
     /// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
-    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+    fn distribution(&self, out: Events<Const<X>, E, D, T>) -> Result<Self::Dist> {
         let b = out.shape().0;
         let ls = self.log_scale.retaped::<T>();
         let log_scale = if P == X {
@@ -181,9 +181,9 @@ parameterless!(StandardNormalPrior);
 impl<const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> PriorHead<Z, E, D, T>
     for StandardNormalPrior
 {
-    type Dist = StandardNormal<Z, E, D, T>;
+    type Dist = StandardNormal<Const<Z>, E, D, T>;
     fn prior(&self, batch: usize, device: &D) -> Result<Self::Dist> {
-        Ok(StandardNormal::new(batch, device))
+        Ok(StandardNormal::new(batch, Const, device))
     }
 }
 
@@ -245,7 +245,7 @@ impl<const K: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, 
 impl<const K: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     PriorHead<Z, E, D, T> for MixturePrior<K, Z, E, D>
 {
-    type Dist = MixtureOfDiagNormals<K, Z, E, D, T>;
+    type Dist = MixtureOfDiagNormals<Const<K>, Const<Z>, E, D, T>;
     fn prior(&self, batch: usize, _device: &D) -> Result<Self::Dist> {
         MixtureOfDiagNormals::shared(
             batch,

@@ -17,7 +17,7 @@ use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 /// [`Error::InvalidSetting`] if `k == 0`; the model's errors.
 pub fn log_weights<const X: usize, const Z: usize, E, D, T, M>(
     model: &M,
-    x: Events<X, E, D, T>,
+    x: Events<Const<X>, E, D, T>,
     k: usize,
 ) -> Result<Tensor<(usize, usize), E, D, T>>
 where
@@ -77,7 +77,7 @@ impl ImportanceWeighted {
     pub fn estimate<const X: usize, const Z: usize, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<X, E, D, T>,
+        x: Events<Const<X>, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
@@ -152,7 +152,7 @@ impl Accumulator {
 /// weight is NaN or `+∞`; the model's errors.
 pub fn log_marginal_likelihood<const X: usize, const Z: usize, E, D, M>(
     model: &M,
-    x: &Events<X, E, D>,
+    x: &Events<Const<X>, E, D>,
     k: usize,
     chunk: usize,
 ) -> Result<LogLikelihood>

@@ -23,8 +23,8 @@ use dfdx::prelude::*;
 use std::any::Any;
 
 use crate::distributions::{
-    check_batch, Bernoulli, Categorical, Distribution, Laplace, Normal, Reparameterizable,
-    StandardNormal,
+    check_batch, check_shape, Bernoulli, Categorical, Distribution, Laplace, Normal,
+    Reparameterizable, StandardNormal,
 };
 use crate::error::{Error, Result};
 use crate::ops::{cst, mean_over_samples, Events, PerExample, Real};
@@ -57,13 +57,13 @@ pub trait KlPerDimension<P> {
 
 /// `KL(N(μ₁, σ₁²) ‖ N(μ₂, σ₂²))_i = log σ₂ − log σ₁ + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½`
 /// (e.g. Bishop 2006, exercise 1.30, per dimension).
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlPerDimension<Normal<N, E, D, T>>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlPerDimension<Normal<N, E, D, T>>
     for Normal<N, E, D, T>
 {
     type Output = Events<N, E, D, T>;
 
     fn kl_per_dimension(self, p: Normal<N, E, D, T>) -> Result<Self::Output> {
-        check_batch("KL(Normal‖Normal)", self.batch_size(), p.batch_size())?;
+        check_shape("KL(Normal‖Normal)", self.loc.shape(), p.loc.shape())?;
         let q_ls = self.log_scale.with_empty_tape();
         let p_ls = p.log_scale.with_empty_tape();
         let log_ratio = p.log_scale - self.log_scale; // log σ₂ − log σ₁
@@ -75,16 +75,16 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlPerDimension<Normal
 
 /// `KL(N(μ, σ²) ‖ N(0, 1))_i = ½(σ_i² + μ_i² − 1) − log σ_i`
 /// (Kingma & Welling 2014, Appendix B).
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-    KlPerDimension<StandardNormal<N, E, D, T>> for Normal<N, E, D, T>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlPerDimension<StandardNormal<N, E, D, T>>
+    for Normal<N, E, D, T>
 {
     type Output = Events<N, E, D, T>;
 
     fn kl_per_dimension(self, p: StandardNormal<N, E, D, T>) -> Result<Self::Output> {
-        check_batch(
+        check_shape(
             "KL(Normal‖StandardNormal)",
-            self.batch_size(),
-            p.batch_size(),
+            self.loc.shape(),
+            &(p.batch_size(), p.dim()),
         )?;
         let ls = self.log_scale.with_empty_tape();
         let var = (self.log_scale * cst::<E>(2.0)).exp();
@@ -93,7 +93,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>
 }
 
 /// The closed form summed over dimensions: see [`KlPerDimension`] for the formula.
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Normal<N, E, D, T>>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Normal<N, E, D, T>>
     for Normal<N, E, D, T>
 {
     type Output = PerExample<E, D, T>;
@@ -104,7 +104,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Normal<N
 }
 
 /// The fast path for the standard-normal prior: see [`KlPerDimension`] for the formula.
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<StandardNormal<N, E, D, T>>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<StandardNormal<N, E, D, T>>
     for Normal<N, E, D, T>
 {
     type Output = PerExample<E, D, T>;
@@ -116,13 +116,17 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Standard
 
 /// `KL(Bern(σ(a)) ‖ Bern(σ(b))) = Σ_i σ(a)(a − b) + log σ(−a) − log σ(−b)`
 /// `= Σ_i σ(a)(a − b) − softplus(a) + softplus(b)`.
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Bernoulli<N, E, D, T>>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Bernoulli<N, E, D, T>>
     for Bernoulli<N, E, D, T>
 {
     type Output = PerExample<E, D, T>;
 
     fn kl_divergence(self, p: Bernoulli<N, E, D, T>) -> Result<Self::Output> {
-        check_batch("KL(Bernoulli‖Bernoulli)", self.batch_size(), p.batch_size())?;
+        check_shape(
+            "KL(Bernoulli‖Bernoulli)",
+            self.logits.shape(),
+            p.logits.shape(),
+        )?;
         let a = self.logits;
         let a2 = a.with_empty_tape();
         let a3 = a.with_empty_tape();
@@ -149,7 +153,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Bernoull
 /// # Errors
 /// [`Error::InvalidSetting`] if `samples == 0`; [`Error::ShapeMismatch`] if the batch
 /// sizes differ.
-pub fn monte_carlo_kl<const N: usize, E, D, T, Q, P>(
+pub fn monte_carlo_kl<N: Dim, E, D, T, Q, P>(
     q: Q,
     p: P,
     samples: usize,
@@ -177,13 +181,13 @@ where
 
 /// `KL(Laplace(μ₁, b₁) ‖ Laplace(μ₂, b₂)) = Σ_i log(b₂/b₁) + |μ₁ − μ₂|/b₂
 /// + (b₁/b₂) exp(−|μ₁ − μ₂|/b₁) − 1` (Gil, Alajaji & Linder 2013, Table 3).
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Laplace<N, E, D, T>>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Laplace<N, E, D, T>>
     for Laplace<N, E, D, T>
 {
     type Output = PerExample<E, D, T>;
 
     fn kl_divergence(self, p: Laplace<N, E, D, T>) -> Result<Self::Output> {
-        check_batch("KL(Laplace‖Laplace)", self.batch_size(), p.batch_size())?;
+        check_shape("KL(Laplace‖Laplace)", self.loc.shape(), p.loc.shape())?;
         let q_ls = self.log_scale.with_empty_tape();
         let q_ls2 = self.log_scale.with_empty_tape();
         let p_ls = p.log_scale.with_empty_tape();
@@ -198,16 +202,16 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Laplace<
 }
 
 /// `KL(Cat(π) ‖ Cat(ρ)) = Σ_k π_k (log π_k − log ρ_k)`.
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Categorical<K, E, D, T>>
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Categorical<K, E, D, T>>
     for Categorical<K, E, D, T>
 {
     type Output = PerExample<E, D, T>;
 
     fn kl_divergence(self, p: Categorical<K, E, D, T>) -> Result<Self::Output> {
-        check_batch(
+        check_shape(
             "KL(Categorical‖Categorical)",
-            self.batch_size(),
-            p.batch_size(),
+            self.logits.shape(),
+            p.logits.shape(),
         )?;
         let probs = self.logits.with_empty_tape().softmax::<Axis<1>>();
         let log_q = self.logits.log_softmax::<Axis<1>>();
@@ -216,7 +220,7 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Categori
     }
 }
 
-fn try_pair<Q: 'static, P: 'static, Qc, Pc, const N: usize, E: Real, D: Device<E>, T: Tape<E, D>>(
+fn try_pair<Q: 'static, P: 'static, Qc, Pc, N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     q: &Q,
     p: &P,
 ) -> Option<Result<PerExample<E, D, T>>>
@@ -237,10 +241,7 @@ where
 /// This is what [`LatentVariableModel::closed_form_kl`](crate::LatentVariableModel::closed_form_kl)
 /// does by default, so [`Elbo`](crate::Elbo) picks the closed form whenever one exists
 /// and the Monte Carlo estimate otherwise, with no per-pair code in the model.
-pub fn registered_kl<const N: usize, E, D, T, Q, P>(
-    q: &Q,
-    p: &P,
-) -> Option<Result<PerExample<E, D, T>>>
+pub fn registered_kl<N: Dim, E, D, T, Q, P>(q: &Q, p: &P) -> Option<Result<PerExample<E, D, T>>>
 where
     E: Real,
     D: Device<E> + 'static,

@@ -17,17 +17,17 @@ use crate::ops::{Events, PerExample, Real};
 pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
 {
     /// The family of the guide `q(z | x)`.
-    type Posterior: Reparameterizable<Z, E, D, Tape = T> + 'static;
+    type Posterior: Reparameterizable<Const<Z>, E, D, Tape = T> + 'static;
     /// The family of the prior `p(z)`.
-    type Prior: Distribution<Z, E, D, Tape = T> + 'static;
+    type Prior: Distribution<Const<Z>, E, D, Tape = T> + 'static;
     /// The family of the likelihood `p(x | z)`.
-    type Likelihood: Distribution<X, E, D, Tape = T> + 'static;
+    type Likelihood: Distribution<Const<X>, E, D, Tape = T> + 'static;
 
     /// `q(z | x)` for a batch `x` of shape `(batch, X)`.
     ///
     /// # Errors
     /// Whatever the guide's network reports (e.g. [`crate::Error::Device`]).
-    fn guide(&self, x: Events<X, E, D, T>) -> Result<Self::Posterior>;
+    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<Self::Posterior>;
 
     /// The prior `p(z)`, repeated for `batch` examples.
     ///
@@ -39,7 +39,7 @@ pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device
     ///
     /// # Errors
     /// Whatever the decoder reports.
-    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Self::Likelihood>;
+    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<Self::Likelihood>;
 
     /// `KL(q ‖ p)` in closed form when the pair has one, shape `(batch,)`, in nats;
     /// `None` makes [`Elbo`](crate::Elbo) estimate it by Monte Carlo.
@@ -57,6 +57,6 @@ pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device
         D: 'static,
         T: 'static,
     {
-        registered_kl::<Z, E, D, T, _, _>(q, p)
+        registered_kl::<Const<Z>, E, D, T, _, _>(q, p)
     }
 }

@@ -18,7 +18,7 @@ pub trait Objective {
     fn objective<const X: usize, const Z: usize, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<X, E, D, T>,
+        x: Events<Const<X>, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
@@ -49,7 +49,7 @@ impl Objective for Elbo {
     fn objective<const X: usize, const Z: usize, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<X, E, D, T>,
+        x: Events<Const<X>, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
@@ -78,7 +78,7 @@ impl Objective for ImportanceWeighted {
     fn objective<const X: usize, const Z: usize, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<X, E, D, T>,
+        x: Events<Const<X>, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
@@ -108,7 +108,7 @@ impl Objective for AnyObjective {
     fn objective<const X: usize, const Z: usize, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<X, E, D, T>,
+        x: Events<Const<X>, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,

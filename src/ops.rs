@@ -6,7 +6,7 @@
 use dfdx::prelude::*;
 
 /// A batch of `N`-dimensional events: shape `(batch, N)`.
-pub type Events<const N: usize, E, D, T = NoneTape> = Tensor<(usize, Const<N>), E, D, T>;
+pub type Events<N, E, D, T = NoneTape> = Tensor<(usize, N), E, D, T>;
 
 /// One value per example: shape `(batch,)`.
 pub type PerExample<E, D, T = NoneTape> = Tensor<(usize,), E, D, T>;
@@ -68,16 +68,16 @@ pub fn observed<S: Shape, E: Dtype, D: Device<E>>(
 /// Repeats every row of `t` `n` times, sample-major: row `s·batch + b` of the result
 /// is row `b` of `t`. Shape `(batch, N)` → `(n·batch, N)`. Gradients flow back summed
 /// over the copies.
-pub fn repeat_rows<const N: usize, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+pub fn repeat_rows<N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
     t: Events<N, E, D, T>,
     n: usize,
 ) -> Events<N, E, D, T> {
     if n == 1 {
         return t;
     }
-    let b = t.shape().0;
-    t.broadcast_like::<_, Axis<0>>(&(n, b, Const::<N>))
-        .reshape_like(&(n * b, Const::<N>))
+    let (b, dim) = *t.shape();
+    t.broadcast_like::<_, Axis<0>>(&(n, b, dim))
+        .reshape_like(&(n * b, dim))
 }
 
 /// Averages a per-sample quantity over its `n` samples: shape `(n·batch,)` (sample-major,

@@ -133,7 +133,7 @@ fn builtin_closed_form_kls_conform() {
 fn the_kit_rejects_a_broken_family() {
     struct Broken;
     impl Family<1> for Broken {
-        type Dist<T: Tape<f64, Dev>> = Normal<1, f64, Dev, T>;
+        type Dist<T: Tape<f64, Dev>> = Normal<Const<1>, f64, Dev, T>;
         fn name(&self) -> String {
             "BrokenNormal".into()
         }
@@ -162,11 +162,11 @@ fn the_kit_rejects_a_broken_family() {
 /// `p(x) = e^{−u} / (s (1 + e^{−u})²)`, `u = (x − μ)/s`; mean μ, variance s²π²/3,
 /// entropy `log s + 2`; pathwise sample `μ + s (log ε − log(1 − ε))`, `ε ~ U(0, 1)`.
 struct Logistic<const N: usize, T> {
-    loc: Events<N, f64, Dev, T>,
-    log_scale: Events<N, f64, Dev, T>,
+    loc: Events<Const<N>, f64, Dev, T>,
+    log_scale: Events<Const<N>, f64, Dev, T>,
 }
 
-impl<const N: usize, T: Tape<f64, Dev>> Distribution<N, f64, Dev> for Logistic<N, T> {
+impl<const N: usize, T: Tape<f64, Dev>> Distribution<Const<N>, f64, Dev> for Logistic<N, T> {
     type Tape = T;
     fn batch_size(&self) -> usize {
         self.loc.shape().0
@@ -174,7 +174,7 @@ impl<const N: usize, T: Tape<f64, Dev>> Distribution<N, f64, Dev> for Logistic<N
     fn device(&self) -> Dev {
         self.loc.device().clone()
     }
-    fn log_prob(self, x: Events<N, f64, Dev, T>) -> Result<PerExample<f64, Dev, T>> {
+    fn log_prob(self, x: Events<Const<N>, f64, Dev, T>) -> Result<PerExample<f64, Dev, T>> {
         // log p = −u − log s − 2 softplus(−u); softplus(v) = relu(v) + log1p(e^{−|v|}).
         let ls = self.log_scale.with_empty_tape();
         let u = (x - self.loc) * (-self.log_scale).exp();
@@ -182,14 +182,14 @@ impl<const N: usize, T: Tape<f64, Dev>> Distribution<N, f64, Dev> for Logistic<N
         let softplus = v.with_empty_tape().relu() + ((-(v.abs())).exp() + 1.0).ln();
         Ok((-u - ls - softplus * 2.0).sum::<(usize,), Axis<1>>())
     }
-    fn sample(&self) -> Events<N, f64, Dev> {
+    fn sample(&self) -> Events<Const<N>, f64, Dev> {
         Logistic {
             loc: self.loc.retaped::<NoneTape>(),
             log_scale: self.log_scale.retaped::<NoneTape>(),
         }
         .rsample()
     }
-    fn mean(self) -> Events<N, f64, Dev, T> {
+    fn mean(self) -> Events<Const<N>, f64, Dev, T> {
         self.loc
     }
     fn fork(&self) -> Self {
@@ -212,10 +212,10 @@ impl<const N: usize, T: Tape<f64, Dev>> Distribution<N, f64, Dev> for Logistic<N
     }
 }
 
-impl<const N: usize, T: Tape<f64, Dev>> Reparameterizable<N, f64, Dev> for Logistic<N, T> {
-    fn rsample(self) -> Events<N, f64, Dev, T> {
+impl<const N: usize, T: Tape<f64, Dev>> Reparameterizable<Const<N>, f64, Dev> for Logistic<N, T> {
+    fn rsample(self) -> Events<Const<N>, f64, Dev, T> {
         let dev = self.loc.device().clone();
-        let e: Events<N, f64, Dev> = dev.sample_uniform_like(self.loc.shape());
+        let e: Events<Const<N>, f64, Dev> = dev.sample_uniform_like(self.loc.shape());
         let e = e.clamp(1e-12, 1.0 - 1e-12);
         let noise = e.clone().ln() - (-e + 1.0).ln();
         self.loc + self.log_scale.exp() * noise
@@ -271,13 +271,16 @@ impl<const N: usize> Family<N> for LogisticFamily {
         let s = theta[N].exp();
         Support::Interval(theta[0] - 60.0 * s, theta[0] + 60.0 * s)
     }
-    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some((d.log_scale * 2.0).exp() * (std::f64::consts::PI.powi(2) / 3.0))
     }
     fn entropy(&self, d: Self::Dist<NoneTape>) -> Option<PerExample<f64, Dev>> {
         Some((d.log_scale + 2.0).sum::<(usize,), Axis<1>>())
     }
-    fn rsample<T: Tape<f64, Dev>>(&self, d: Self::Dist<T>) -> Option<Events<N, f64, Dev, T>> {
+    fn rsample<T: Tape<f64, Dev>>(
+        &self,
+        d: Self::Dist<T>,
+    ) -> Option<Events<Const<N>, f64, Dev, T>> {
         Some(d.rsample())
     }
     fn affine(&self, theta: &[f64], a: f64, b: f64) -> Option<Vec<f64>> {
@@ -315,8 +318,8 @@ impl<const N: usize> KlPair<N> for LaplaceNormalKl {
     }
     fn kl<T: Tape<f64, Dev>>(
         &self,
-        q: Laplace<N, f64, Dev, T>,
-        p: Normal<N, f64, Dev, T>,
+        q: Laplace<Const<N>, f64, Dev, T>,
+        p: Normal<Const<N>, f64, Dev, T>,
     ) -> Result<PerExample<f64, Dev, T>> {
         let (lb, ls) = (q.log_scale.with_empty_tape(), p.log_scale.with_empty_tape());
         let second = (q.log_scale * 2.0).exp() * 2.0 + (q.loc - p.loc).square();
@@ -353,8 +356,8 @@ fn the_kit_rejects_a_wrong_kl() {
         }
         fn kl<T: Tape<f64, Dev>>(
             &self,
-            q: Laplace<1, f64, Dev, T>,
-            p: Normal<1, f64, Dev, T>,
+            q: Laplace<Const<1>, f64, Dev, T>,
+            p: Normal<Const<1>, f64, Dev, T>,
         ) -> Result<PerExample<f64, Dev, T>> {
             let ls = p.log_scale.with_empty_tape();
             let kl = -q.log_scale - (2f64.ln() + 1.0)
@@ -376,14 +379,17 @@ fn the_kit_rejects_a_wrong_kl() {
 fn degenerate_settings_are_typed_errors() {
     use latent::distributions::{MixtureOfDiagNormals, RelaxedOneHotCategorical};
     let dev = Dev::default();
-    let empty = MixtureOfDiagNormals::<0, 1, f64, Dev>::new(
+    let empty = MixtureOfDiagNormals::<Const<0>, Const<1>, f64, Dev>::new(
         dev.zeros_like(&(1, Const::<0>)),
         dev.zeros_like(&(1, Const::<0>, Const::<1>)),
         dev.zeros_like(&(1, Const::<0>, Const::<1>)),
     );
     assert!(matches!(empty, Err(latent::Error::InvalidSetting { .. })));
     for t in [0.0, -1.0, f64::NAN] {
-        let r = RelaxedOneHotCategorical::<3, f64, Dev>::new(dev.zeros_like(&(1, Const::<3>)), t);
+        let r = RelaxedOneHotCategorical::<Const<3>, f64, Dev>::new(
+            dev.zeros_like(&(1, Const::<3>)),
+            t,
+        );
         assert!(
             matches!(r, Err(latent::Error::InvalidSetting { .. })),
             "τ = {t}"

@@ -156,7 +156,9 @@ fn batch_scales_and_binarizes() {
     let dev = Cpu::default();
     let (images, labels) = sample_images(3);
     let ds = Dataset::from_idx(images, labels).unwrap();
-    let x = ds.batch::<784, f32, Cpu>(&dev, &[2, 0], None).unwrap();
+    let x = ds
+        .batch::<Const<784>, f32, Cpu>(&dev, &[2, 0], None)
+        .unwrap();
     let v = x.as_vec();
     assert_eq!(v.len(), 2 * 784);
     assert_eq!(v[784], 0.0);
@@ -164,7 +166,7 @@ fn batch_scales_and_binarizes() {
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let xb = ds
-        .batch::<784, f32, Cpu>(&dev, &[0, 1, 2], Some(&mut rng))
+        .batch::<Const<784>, f32, Cpu>(&dev, &[0, 1, 2], Some(&mut rng))
         .unwrap()
         .as_vec();
     assert!(xb.iter().all(|&b| b == 0.0 || b == 1.0));
@@ -174,11 +176,11 @@ fn batch_scales_and_binarizes() {
     assert!((mean_b - mean_i).abs() < 0.03, "{mean_b} vs {mean_i}");
 
     assert!(matches!(
-        ds.batch::<100, f32, Cpu>(&dev, &[0], None),
+        ds.batch::<Const<100>, f32, Cpu>(&dev, &[0], None),
         Err(Error::ShapeMismatch { .. })
     ));
     assert!(matches!(
-        ds.batch::<784, f32, Cpu>(&dev, &[3], None),
+        ds.batch::<Const<784>, f32, Cpu>(&dev, &[3], None),
         Err(Error::InvalidSetting { .. })
     ));
     assert!("sometimes".parse::<Binarization>().is_err());

@@ -10,7 +10,7 @@ use statrs::distribution::{Continuous, Discrete};
 
 type Dev = Cpu;
 
-fn normal(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Normal<3, f64, Dev> {
+fn normal(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Normal<Const<3>, f64, Dev> {
     let b = loc.len() / 3;
     Normal::new(
         dev.tensor_from_vec(loc.to_vec(), (b, Const::<3>)),
@@ -47,7 +47,7 @@ proptest! {
     #[test]
     fn standard_normal_log_prob_matches_statrs(x in prop::collection::vec(-10.0f64..10.0, 6)) {
         let dev = Dev::default();
-        let p: StandardNormal<3, f64, Dev> = StandardNormal::new(2, &dev);
+        let p: StandardNormal<Const<3>, f64, Dev> = StandardNormal::new(2, Const, &dev);
         let lp = to_f64_vec(&p.log_prob(dev.tensor_from_vec(x.clone(), (2, Const::<3>))).unwrap());
         let sn = statrs::distribution::Normal::new(0.0, 1.0).unwrap();
         for b in 0..2 {
@@ -63,7 +63,7 @@ proptest! {
     ) {
         let dev = Dev::default();
         let x: Vec<f64> = bits.iter().map(|&b| b as u8 as f64).collect();
-        let d: Bernoulli<3, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(logits.clone(), (2, Const::<3>)));
+        let d: Bernoulli<Const<3>, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(logits.clone(), (2, Const::<3>)));
         let lp = to_f64_vec(&d.log_prob(dev.tensor_from_vec(x, (2, Const::<3>))).unwrap());
         for b in 0..2 {
             let expected: f64 = (0..3).map(|i| {
@@ -97,7 +97,7 @@ proptest! {
     #[test]
     fn bernoulli_entropy_matches_statrs(logits in prop::collection::vec(-8.0f64..8.0, 3)) {
         let dev = Dev::default();
-        let d: Bernoulli<3, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(logits.clone(), (1, Const::<3>)));
+        let d: Bernoulli<Const<3>, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(logits.clone(), (1, Const::<3>)));
         let h = to_f64_vec(&d.entropy())[0];
         let expected: f64 = logits.iter().map(|l| {
             use statrs::statistics::Distribution as _;
@@ -113,7 +113,8 @@ fn normal_samples_have_the_right_moments() {
     let dev = Dev::seed_from_u64(7);
     let (mu, sigma) = (1.5, 0.7);
     let n = 20_000;
-    let d = Normal::<1, f64, Dev>::from_host(&dev, &vec![mu; n], &vec![sigma; n]).unwrap();
+    let d = Normal::<Const<1>, f64, Dev>::from_host(&dev, Const, &vec![mu; n], &vec![sigma; n])
+        .unwrap();
     let s = to_f64_vec(&d.sample());
     let mean = s.iter().sum::<f64>() / n as f64;
     let var = s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
@@ -132,7 +133,7 @@ fn bernoulli_samples_have_the_right_mean() {
     let n = 20_000;
     let logit = 0.8f64;
     let p = 1.0 / (1.0 + (-logit).exp());
-    let d: Bernoulli<1, f64, Dev> =
+    let d: Bernoulli<Const<1>, f64, Dev> =
         Bernoulli::new(dev.tensor_from_vec(vec![logit; n], (n, Const::<1>)));
     let s = to_f64_vec(&d.sample());
     assert!(s.iter().all(|&v| v == 0.0 || v == 1.0));
@@ -149,15 +150,17 @@ fn bernoulli_samples_have_the_right_mean() {
 fn invalid_parameters_are_typed_errors() {
     let dev = Dev::default();
     for scale in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        let err = Normal::<1, f64, Dev>::from_host(&dev, &[0.0], &[scale]).err();
+        let err = Normal::<Const<1>, f64, Dev>::from_host(&dev, Const, &[0.0], &[scale]).err();
         assert!(
             matches!(err, Some(latent::Error::InvalidSetting { .. })),
             "scale {scale}: {err:?}"
         );
     }
-    let err = Normal::<1, f64, Dev>::from_host(&dev, &[f64::NAN], &[1.0]).err();
+    let err = Normal::<Const<1>, f64, Dev>::from_host(&dev, Const, &[f64::NAN], &[1.0]).err();
     assert!(matches!(err, Some(latent::Error::InvalidSetting { .. })));
-    let err = Normal::<2, f64, Dev>::from_host(&dev, &[0.0, 1.0, 2.0], &[1.0, 1.0, 1.0]).err();
+    let err =
+        Normal::<Const<2>, f64, Dev>::from_host(&dev, Const, &[0.0, 1.0, 2.0], &[1.0, 1.0, 1.0])
+            .err();
     assert!(matches!(err, Some(latent::Error::ShapeMismatch { .. })));
     // Batch sizes that do not match.
     let d = normal(&dev, &[0.0; 6], &[0.0; 6]);

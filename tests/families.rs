@@ -14,7 +14,7 @@ use statrs::distribution::{Continuous, Discrete};
 
 type Dev = Cpu;
 
-fn laplace(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Laplace<1, f64, Dev> {
+fn laplace(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Laplace<Const<1>, f64, Dev> {
     let n = loc.len();
     Laplace::new(
         dev.tensor_from_vec(loc.to_vec(), (n, Const::<1>)),
@@ -72,7 +72,7 @@ proptest! {
     #[test]
     fn categorical_log_prob_kl_and_pinsker(a in prop::collection::vec(-4.0f64..4.0, 4), b in prop::collection::vec(-4.0f64..4.0, 4), k in 0usize..4) {
         let dev = Dev::default();
-        let cat = |l: &[f64]| -> Categorical<4, f64, Dev> { Categorical::new(dev.tensor_from_vec(l.to_vec(), (1, Const::<4>))) };
+        let cat = |l: &[f64]| -> Categorical<Const<4>, f64, Dev> { Categorical::new(dev.tensor_from_vec(l.to_vec(), (1, Const::<4>))) };
         let softmax = |l: &[f64]| { let m = l.iter().cloned().fold(f64::MIN, f64::max); let e: Vec<f64> = l.iter().map(|v| (v - m).exp()).collect(); let s: f64 = e.iter().sum(); e.into_iter().map(|v| v / s).collect::<Vec<f64>>() };
         let (pa, pb) = (softmax(&a), softmax(&b));
         let mut onehot = vec![0.0; 4];
@@ -97,7 +97,7 @@ fn continuous_bernoulli_is_normalized_and_its_mean_is_right() {
     let dev = Dev::default();
     for logit in [0.0, 1e-7, -0.05, 0.0999, 0.1001, 0.7, -3.0, 12.0] {
         let density = |x: f64| {
-            let d: ContinuousBernoulli<1, f64, Dev> =
+            let d: ContinuousBernoulli<Const<1>, f64, Dev> =
                 ContinuousBernoulli::new(dev.tensor_from_vec(vec![logit], (1, Const::<1>)));
             to_f64_vec(
                 &d.log_prob(dev.tensor_from_vec(vec![x], (1, Const::<1>)))
@@ -108,7 +108,7 @@ fn continuous_bernoulli_is_normalized_and_its_mean_is_right() {
         let total = simpson(density, 0.0, 1.0, 2000);
         assert!((total - 1.0).abs() < 1e-8, "logit {logit}: ∫p = {total}");
         let mean_q = simpson(|x| x * density(x), 0.0, 1.0, 2000);
-        let d: ContinuousBernoulli<1, f64, Dev> =
+        let d: ContinuousBernoulli<Const<1>, f64, Dev> =
             ContinuousBernoulli::new(dev.tensor_from_vec(vec![logit], (1, Const::<1>)));
         let mean = to_f64_vec(&d.mean())[0];
         assert!(
@@ -123,7 +123,7 @@ fn continuous_bernoulli_samples_have_the_right_mean_and_finite_gradients() {
     let dev = Dev::seed_from_u64(4);
     for logit in [0.0, 0.05, -2.0, 30.0] {
         let n = 20_000;
-        let d: ContinuousBernoulli<1, f64, Dev> =
+        let d: ContinuousBernoulli<Const<1>, f64, Dev> =
             ContinuousBernoulli::new(dev.tensor_from_vec(vec![logit; n], (n, Const::<1>)));
         let mean = to_f64_vec(&d.fork().mean())[0];
         let s = to_f64_vec(&d.sample());
@@ -153,7 +153,7 @@ fn continuous_bernoulli_samples_have_the_right_mean_and_finite_gradients() {
 #[test]
 fn mixture_is_normalized_and_reduces_to_a_normal() {
     let dev = Dev::default();
-    let mix = || -> MixtureOfDiagNormals<3, 1, f64, Dev> {
+    let mix = || -> MixtureOfDiagNormals<Const<3>, Const<1>, f64, Dev> {
         MixtureOfDiagNormals::new(
             dev.tensor_from_vec(vec![0.2, -1.0, 0.5], (1, Const::<3>)),
             dev.tensor_from_vec(vec![-2.0, 0.5, 3.0], (1, Const::<3>, Const::<1>)),
@@ -174,13 +174,13 @@ fn mixture_is_normalized_and_reduces_to_a_normal() {
     let mean_q = simpson(|x| x * density(x), -15.0, 15.0, 6000);
     assert!((to_f64_vec(&mix().mean())[0] - mean_q).abs() < 1e-8);
 
-    let one: MixtureOfDiagNormals<1, 2, f64, Dev> = MixtureOfDiagNormals::new(
+    let one: MixtureOfDiagNormals<Const<1>, Const<2>, f64, Dev> = MixtureOfDiagNormals::new(
         dev.tensor_from_vec(vec![0.7], (1, Const::<1>)),
         dev.tensor_from_vec(vec![0.1, -0.4], (1, Const::<1>, Const::<2>)),
         dev.tensor_from_vec(vec![0.2, -0.3], (1, Const::<1>, Const::<2>)),
     )
     .unwrap();
-    let normal: Normal<2, f64, Dev> = Normal::new(
+    let normal: Normal<Const<2>, f64, Dev> = Normal::new(
         dev.tensor_from_vec(vec![0.1, -0.4], (1, Const::<2>)),
         dev.tensor_from_vec(vec![0.2, -0.3], (1, Const::<2>)),
     )
@@ -192,7 +192,7 @@ fn mixture_is_normalized_and_reduces_to_a_normal() {
     // Samples: the mixture mean within 5 standard errors.
     let dev2 = Dev::seed_from_u64(2);
     let n = 20_000;
-    let m: MixtureOfDiagNormals<3, 1, f64, Dev> = MixtureOfDiagNormals::new(
+    let m: MixtureOfDiagNormals<Const<3>, Const<1>, f64, Dev> = MixtureOfDiagNormals::new(
         dev2.tensor_from_vec([0.2, -1.0, 0.5].repeat(n), (n, Const::<3>)),
         dev2.tensor_from_vec([-2.0, 0.5, 3.0].repeat(n), (n, Const::<3>, Const::<1>)),
         dev2.tensor_from_vec([-0.5, 0.3, -1.0].repeat(n), (n, Const::<3>, Const::<1>)),
@@ -209,7 +209,7 @@ fn relaxed_categorical_is_normalized_and_on_the_simplex() {
     let dev = Dev::seed_from_u64(6);
     for tau in [0.5, 1.0, 2.0] {
         let density = |y1: f64, y2: f64| {
-            let d: RelaxedOneHotCategorical<2, f64, Dev> = RelaxedOneHotCategorical::new(
+            let d: RelaxedOneHotCategorical<Const<2>, f64, Dev> = RelaxedOneHotCategorical::new(
                 dev.tensor_from_vec(vec![0.3, -0.4], (1, Const::<2>)),
                 tau,
             )
@@ -234,7 +234,7 @@ fn relaxed_categorical_is_normalized_and_on_the_simplex() {
         );
         assert!((total - 1.0).abs() < 1e-6, "τ = {tau}: ∫p = {total}");
     }
-    let d: RelaxedOneHotCategorical<3, f64, Dev> = RelaxedOneHotCategorical::new(
+    let d: RelaxedOneHotCategorical<Const<3>, f64, Dev> = RelaxedOneHotCategorical::new(
         dev.tensor_from_vec([0.3, -0.4, 1.0].repeat(5), (5, Const::<3>)),
         0.7,
     )
@@ -242,7 +242,7 @@ fn relaxed_categorical_is_normalized_and_on_the_simplex() {
     for row in to_f64_vec(&d.rsample()).chunks(3) {
         assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12 && row.iter().all(|&v| v > 0.0));
     }
-    let bad = RelaxedOneHotCategorical::<3, f64, Dev>::new(
+    let bad = RelaxedOneHotCategorical::<Const<3>, f64, Dev>::new(
         dev.tensor_from_vec(vec![0.0; 3], (1, Const::<3>)),
         0.0,
     );
@@ -255,25 +255,25 @@ fn registry_finds_closed_forms_and_only_those() {
     let q = laplace(&dev, &[0.3], &[0.1]);
     let p = laplace(&dev, &[-0.2], &[0.4]);
     let via_registry = to_f64_vec(
-        &registered_kl::<1, f64, Dev, NoneTape, _, _>(&q, &p)
+        &registered_kl::<Const<1>, f64, Dev, NoneTape, _, _>(&q, &p)
             .unwrap()
             .unwrap(),
     )[0];
     assert_eq!(via_registry, to_f64_vec(&q.kl_divergence(p).unwrap())[0]);
-    let n: Normal<1, f64, Dev> = Normal::from_host(&dev, &[0.0], &[1.0]).unwrap();
-    let mix: MixtureOfDiagNormals<2, 1, f64, Dev> = MixtureOfDiagNormals::new(
+    let n: Normal<Const<1>, f64, Dev> = Normal::from_host(&dev, Const, &[0.0], &[1.0]).unwrap();
+    let mix: MixtureOfDiagNormals<Const<2>, Const<1>, f64, Dev> = MixtureOfDiagNormals::new(
         dev.zeros_like(&(1, Const::<2>)),
         dev.zeros_like(&(1, Const::<2>, Const::<1>)),
         dev.zeros_like(&(1, Const::<2>, Const::<1>)),
     )
     .unwrap();
-    assert!(registered_kl::<1, f64, Dev, NoneTape, _, _>(&n, &mix).is_none());
+    assert!(registered_kl::<Const<1>, f64, Dev, NoneTape, _, _>(&n, &mix).is_none());
     assert!(matches!(
-        Categorical::<2, f64, Dev>::from_probs(&dev, &[0.5, 0.6]),
+        Categorical::<Const<2>, f64, Dev>::from_probs(&dev, Const, &[0.5, 0.6]),
         Err(latent::Error::InvalidSetting { .. })
     ));
     assert!(matches!(
-        Laplace::<1, f64, Dev>::from_host(&dev, &[0.0], &[-1.0]),
+        Laplace::<Const<1>, f64, Dev>::from_host(&dev, Const, &[0.0], &[-1.0]),
         Err(latent::Error::InvalidSetting { .. })
     ));
 }

@@ -12,7 +12,7 @@ type Dev = Cpu;
 fn rsample_with(seed: u64, loc: &[f64], log_scale: &[f64]) -> Vec<f64> {
     let dev = Dev::seed_from_u64(seed);
     let n = loc.len();
-    let q: Normal<1, f64, Dev> = Normal::new(
+    let q: Normal<Const<1>, f64, Dev> = Normal::new(
         dev.tensor_from_vec(loc.to_vec(), (n, Const::<1>)),
         dev.tensor_from_vec(log_scale.to_vec(), (n, Const::<1>)),
     )
@@ -79,7 +79,7 @@ fn rsample_gradients_are_one_and_eps_sigma() {
 
 fn kl_value(ql: f64, qs: f64, pl: f64, ps: f64) -> f64 {
     let dev = Dev::default();
-    let mk = |l: f64, s: f64| -> Normal<1, f64, Dev> {
+    let mk = |l: f64, s: f64| -> Normal<Const<1>, f64, Dev> {
         Normal::new(
             dev.tensor_from_vec(vec![l], (1, Const::<1>)),
             dev.tensor_from_vec(vec![s], (1, Const::<1>)),

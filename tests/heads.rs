@@ -105,7 +105,7 @@ fn mixture_prior_trains_with_the_monte_carlo_kl() {
     let data = embedded().unwrap();
     let x = data
         .test
-        .batch::<784, f32, Dev>(&dev, &[0, 1, 2], None)
+        .batch::<Const<784>, f32, Dev>(&dev, &[0, 1, 2], None)
         .unwrap();
     let analytic = Elbo::new(1).unwrap().with_kl(KlEstimator::Analytic);
     assert!(matches!(

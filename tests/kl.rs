@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 type Dev = Cpu;
 
-fn normal<const N: usize>(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Normal<N, f64, Dev> {
+fn normal<const N: usize>(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Normal<Const<N>, f64, Dev> {
     let b = loc.len() / N;
     Normal::new(
         dev.tensor_from_vec(loc.to_vec(), (b, Const::<N>)),
@@ -55,7 +55,7 @@ proptest! {
     ) {
         let dev = Dev::default();
         let fast = to_f64_vec(&normal::<3>(&dev, &loc, &ls)
-            .kl_divergence(StandardNormal::new(1, &dev)).unwrap())[0];
+            .kl_divergence(StandardNormal::new(1, Const, &dev)).unwrap())[0];
         let general = to_f64_vec(&normal::<3>(&dev, &loc, &ls)
             .kl_divergence(normal::<3>(&dev, &[0.0; 3], &[0.0; 3])).unwrap())[0];
         // Closed form by hand: Σ ½(σ² + μ² − 1) − log σ.
@@ -86,8 +86,8 @@ proptest! {
         b in prop::collection::vec(-6.0f64..6.0, 2),
     ) {
         let dev = Dev::default();
-        let q: Bernoulli<2, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(a.clone(), (1, Const::<2>)));
-        let p: Bernoulli<2, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(b.clone(), (1, Const::<2>)));
+        let q: Bernoulli<Const<2>, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(a.clone(), (1, Const::<2>)));
+        let p: Bernoulli<Const<2>, f64, Dev> = Bernoulli::new(dev.tensor_from_vec(b.clone(), (1, Const::<2>)));
         let kl = to_f64_vec(&q.kl_divergence(p).unwrap())[0];
         let sig = |l: f64| 1.0 / (1.0 + (-l).exp());
         let by_def: f64 = (0..2).map(|i| {

@@ -19,7 +19,9 @@ fn elbo_analytic_and_monte_carlo_kl_agree() {
     let model: MlpVae<784, 256, 10, f64, Dev> = mlp_vae(&dev);
     let data = embedded().unwrap().test.take(50);
     let idx: Vec<usize> = (0..50).collect();
-    let x = data.batch::<784, f64, Dev>(&dev, &idx, None).unwrap();
+    let x = data
+        .batch::<Const<784>, f64, Dev>(&dev, &idx, None)
+        .unwrap();
 
     let analytic = Elbo::new(1).unwrap().with_kl(KlEstimator::Analytic);
     let a = analytic

@@ -121,7 +121,7 @@ impl Objective for BetaVae {
     fn objective<const X: usize, const Z: usize, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<X, E, D, T>,
+        x: Events<Const<X>, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,

@@ -38,14 +38,14 @@ impl<const A: usize, const B: usize, const H: usize, E: Real, D: Device<E>> Tens
 }
 
 impl<const A: usize, const B: usize, const H: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-    Module<(Events<A, E, D, T>, Events<B, E, D, T>)> for Joint<A, B, H, E, D>
+    Module<(Events<Const<A>, E, D, T>, Events<Const<B>, E, D, T>)> for Joint<A, B, H, E, D>
 {
-    type Output = Events<H, E, D, T>;
+    type Output = Events<Const<H>, E, D, T>;
     type Error = D::Err;
 
     fn try_forward(
         &self,
-        (a, b): (Events<A, E, D, T>, Events<B, E, D, T>),
+        (a, b): (Events<Const<A>, E, D, T>, Events<Const<B>, E, D, T>),
     ) -> std::result::Result<Self::Output, D::Err> {
         let ha = self.a.try_forward(a)?;
         let hb = self.b.try_forward(b)?;
@@ -58,12 +58,12 @@ impl<const A: usize, const B: usize, const H: usize, E: Real, D: Device<E>, T: T
 pub trait ConditionalPriorHead<const Y: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
 {
     /// The family of `p(z | y)`.
-    type Dist: latent::Distribution<Z, E, D, Tape = T> + 'static;
+    type Dist: latent::Distribution<Const<Z>, E, D, Tape = T> + 'static;
     /// `p(z | y)`.
     ///
     /// # Errors
     /// The network's errors.
-    fn prior(&self, y: Events<Y, E, D, T>) -> Result<Self::Dist>;
+    fn prior(&self, y: Events<Const<Y>, E, D, T>) -> Result<Self::Dist>;
 }
 
 /// `p(z | y) = N(0, I)`, ignoring `y` (Sohn et al. 2015 relax the prior this way in
@@ -71,9 +71,9 @@ pub trait ConditionalPriorHead<const Y: usize, const Z: usize, E: Real, D: Devic
 impl<const Y: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     ConditionalPriorHead<Y, Z, E, D, T> for StandardNormalPrior
 {
-    type Dist = StandardNormal<Z, E, D, T>;
-    fn prior(&self, y: Events<Y, E, D, T>) -> Result<Self::Dist> {
-        Ok(StandardNormal::new(y.shape().0, &y.device().clone()))
+    type Dist = StandardNormal<Const<Z>, E, D, T>;
+    fn prior(&self, y: Events<Const<Y>, E, D, T>) -> Result<Self::Dist> {
+        Ok(StandardNormal::new(y.shape().0, Const, &y.device().clone()))
     }
 }
 
@@ -89,8 +89,8 @@ where
     D: Device<E> + 'static,
     T: Tape<E, D> + 'static,
 {
-    type Dist = Normal<Z, E, D, T>;
-    fn prior(&self, y: Events<Y, E, D, T>) -> Result<Self::Dist> {
+    type Dist = Normal<Const<Z>, E, D, T>;
+    fn prior(&self, y: Events<Const<Y>, E, D, T>) -> Result<Self::Dist> {
         self.posterior(y)
     }
 }
@@ -218,19 +218,27 @@ where
     Pri: ConditionalPriorHead<Y, Z, E, D, T>,
     Lik: LikelihoodHead<X, E, D, T>,
 {
-    type Posterior = Normal<Z, E, D, T>;
+    type Posterior = Normal<Const<Z>, E, D, T>;
     type Prior = Pri::Dist;
     type Likelihood = Lik::Dist;
 
-    fn guide(&self, x: Events<X, E, D, T>, y: Events<Y, E, D, T>) -> Result<Normal<Z, E, D, T>> {
+    fn guide(
+        &self,
+        x: Events<Const<X>, E, D, T>,
+        y: Events<Const<Y>, E, D, T>,
+    ) -> Result<Normal<Const<Z>, E, D, T>> {
         self.guide.posterior((x, y))
     }
 
-    fn prior(&self, y: Events<Y, E, D, T>) -> Result<Pri::Dist> {
+    fn prior(&self, y: Events<Const<Y>, E, D, T>) -> Result<Pri::Dist> {
         self.prior.prior(y)
     }
 
-    fn likelihood(&self, z: Events<Z, E, D, T>, y: Events<Y, E, D, T>) -> Result<Lik::Dist> {
+    fn likelihood(
+        &self,
+        z: Events<Const<Z>, E, D, T>,
+        y: Events<Const<Y>, E, D, T>,
+    ) -> Result<Lik::Dist> {
         let logits = self.decoder.try_forward((z, y)).map_err(Error::device)?;
         self.likelihood.distribution(logits)
     }

@@ -194,14 +194,17 @@ impl<
         E: Real,
         D: Device<E>,
         T: Tape<E, D>,
-    > Module<Events<I, E, D, T>> for Conv2d<I, O, K, S, P, H, W, E, D>
+    > Module<Events<Const<I>, E, D, T>> for Conv2d<I, O, K, S, P, H, W, E, D>
 {
-    type Output = Events<O, E, D, T>;
+    type Output = Events<Const<O>, E, D, T>;
     type Error = D::Err;
 
     /// # Panics
     /// If the rows are not a multiple of `H·W`.
-    fn try_forward(&self, x: Events<I, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+    fn try_forward(
+        &self,
+        x: Events<Const<I>, E, D, T>,
+    ) -> std::result::Result<Self::Output, D::Err> {
         let n = x.shape().0;
         let batch = images("Conv2d", n, H, W);
         let (idx, ho, wo) = im2col_index(batch, (H, W), (K, S, P), n);
@@ -223,14 +226,17 @@ impl<const H: usize, const W: usize, E: Real, D: Device<E>> TensorCollection<E, 
 }
 
 impl<const C: usize, const H: usize, const W: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-    Module<Events<C, E, D, T>> for Upsample2<H, W>
+    Module<Events<Const<C>, E, D, T>> for Upsample2<H, W>
 {
-    type Output = Events<C, E, D, T>;
+    type Output = Events<Const<C>, E, D, T>;
     type Error = D::Err;
 
     /// # Panics
     /// If the rows are not a multiple of `H·W`.
-    fn try_forward(&self, x: Events<C, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+    fn try_forward(
+        &self,
+        x: Events<Const<C>, E, D, T>,
+    ) -> std::result::Result<Self::Output, D::Err> {
         let n = x.shape().0;
         let batch = images("Upsample2", n, H, W);
         gather_rows(x, &doubled_index(batch, H, W, |src, _| src))
@@ -256,12 +262,15 @@ impl<
         E: Real,
         D: Device<E>,
         T: Tape<E, D>,
-    > Module<Events<N, E, D, T>> for DepthToSpace<C, H, W>
+    > Module<Events<Const<N>, E, D, T>> for DepthToSpace<C, H, W>
 {
-    type Output = Events<C, E, D, T>;
+    type Output = Events<Const<C>, E, D, T>;
     type Error = D::Err;
 
-    fn try_forward(&self, x: Events<N, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+    fn try_forward(
+        &self,
+        x: Events<Const<N>, E, D, T>,
+    ) -> std::result::Result<Self::Output, D::Err> {
         assert_eq!(N, 4 * C, "DepthToSpace: {N} channels are not 4×{C}");
         let n = x.shape().0;
         let batch = images("DepthToSpace", n, H, W);
@@ -286,11 +295,14 @@ reshape_layer!(SplitRows, DM);
 reshape_layer!(JoinRows, N);
 
 impl<const N: usize, const DM: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-    Module<Events<N, E, D, T>> for SplitRows<DM>
+    Module<Events<Const<N>, E, D, T>> for SplitRows<DM>
 {
-    type Output = Events<DM, E, D, T>;
+    type Output = Events<Const<DM>, E, D, T>;
     type Error = D::Err;
-    fn try_forward(&self, x: Events<N, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+    fn try_forward(
+        &self,
+        x: Events<Const<N>, E, D, T>,
+    ) -> std::result::Result<Self::Output, D::Err> {
         assert_eq!(
             N % DM,
             0,
@@ -302,11 +314,14 @@ impl<const N: usize, const DM: usize, E: Real, D: Device<E>, T: Tape<E, D>>
 }
 
 impl<const N: usize, const DM: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-    Module<Events<DM, E, D, T>> for JoinRows<N>
+    Module<Events<Const<DM>, E, D, T>> for JoinRows<N>
 {
-    type Output = Events<N, E, D, T>;
+    type Output = Events<Const<N>, E, D, T>;
     type Error = D::Err;
-    fn try_forward(&self, x: Events<DM, E, D, T>) -> std::result::Result<Self::Output, D::Err> {
+    fn try_forward(
+        &self,
+        x: Events<Const<DM>, E, D, T>,
+    ) -> std::result::Result<Self::Output, D::Err> {
         assert_eq!(N % DM, 0, "JoinRows: {N} values are not a multiple of {DM}");
         let n = x.shape().0;
         x.try_reshape_like(&(n / (N / DM), Const::<N>))

@@ -261,14 +261,19 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     ///
     /// `E_q[log p(x|z)] = −X(½ log 2π + log σ) − (‖x − Wμ − b‖² + Σ_ij W_ij² σ_qj²) / (2σ²)`
     /// plus `−KL(q ‖ N(0, I))` in closed form, where `μ = A x + c`, `σ_q = exp(s)`.
-    pub fn exact_elbo<T: Tape<E, D>>(&self, x: Events<X, E, D, T>) -> Result<PerExample<E, D, T>> {
+    pub fn exact_elbo<T: Tape<E, D>>(
+        &self,
+        x: Events<Const<X>, E, D, T>,
+    ) -> Result<PerExample<E, D, T>> {
         let batch = x.shape().0;
         let device = x.device().clone();
         let target = x.with_empty_tape();
         let q = self.posterior(x);
         let kl = q
             .fork()
-            .kl_divergence(StandardNormal::<Z, E, D, T>::new(batch, &device))?;
+            .kl_divergence(StandardNormal::<Const<Z>, E, D, T>::new(
+                batch, Const, &device,
+            ))?;
         let pred = self.decoder.try_forward(q.loc).map_err(Error::device)?;
         let resid_sq = (target - pred).square().sum::<(usize,), Axis<1>>();
         let w = self.decoder.weight.retaped::<T>();
@@ -282,7 +287,7 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
         Ok(rec - kl)
     }
 
-    fn posterior<T: Tape<E, D>>(&self, x: Events<X, E, D, T>) -> Normal<Z, E, D, T> {
+    fn posterior<T: Tape<E, D>>(&self, x: Events<Const<X>, E, D, T>) -> Normal<Const<Z>, E, D, T> {
         let batch = x.shape().0;
         let loc = self.encoder.forward(x);
         let log_scale = self
@@ -296,19 +301,19 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
 impl<const X: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LatentVariableModel<X, Z, E, D, T> for LinearGaussian<X, Z, E, D>
 {
-    type Posterior = Normal<Z, E, D, T>;
-    type Prior = StandardNormal<Z, E, D, T>;
-    type Likelihood = Normal<X, E, D, T>;
+    type Posterior = Normal<Const<Z>, E, D, T>;
+    type Prior = StandardNormal<Const<Z>, E, D, T>;
+    type Likelihood = Normal<Const<X>, E, D, T>;
 
-    fn guide(&self, x: Events<X, E, D, T>) -> Result<Normal<Z, E, D, T>> {
+    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<Normal<Const<Z>, E, D, T>> {
         Ok(self.posterior(x))
     }
 
-    fn prior(&self, batch: usize, device: &D) -> Result<StandardNormal<Z, E, D, T>> {
-        Ok(StandardNormal::new(batch, device))
+    fn prior(&self, batch: usize, device: &D) -> Result<StandardNormal<Const<Z>, E, D, T>> {
+        Ok(StandardNormal::new(batch, Const, device))
     }
 
-    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Normal<X, E, D, T>> {
+    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<Normal<Const<X>, E, D, T>> {
         let batch = z.shape().0;
         let loc = self.decoder.try_forward(z).map_err(Error::device)?;
         let log_scale = self

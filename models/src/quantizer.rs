@@ -44,7 +44,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> TensorCollection<E,
 pub struct Quantized<const DM: usize, E: Dtype, D: Device<E>, T> {
     /// The straight-through output `z_e + sg[z_q − z_e]`, shape `(n, DM)`: its value is
     /// `z_q`, its gradient goes to `z_e` unchanged (eq. 3 and the text after it).
-    pub z_q: Events<DM, E, D, T>,
+    pub z_q: Events<Const<DM>, E, D, T>,
     /// `‖sg[z_e] − e_{k*}‖²` per vector, shape `(n,)`: the codebook term, whose gradient
     /// reaches the codebook only.
     pub codebook_loss: PerExample<E, D, T>,
@@ -70,7 +70,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
     ///
     /// # Errors
     /// The device's allocation errors, as [`Error::device`].
-    pub fn nearest<T: Tape<E, D>>(&self, z_e: &Events<DM, E, D, T>) -> Result<Vec<usize>> {
+    pub fn nearest<T: Tape<E, D>>(&self, z_e: &Events<Const<DM>, E, D, T>) -> Result<Vec<usize>> {
         let z = z_e.retaped::<NoneTape>();
         let half_norms: Vec<E> = self
             .codebook
@@ -100,7 +100,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
     }
 
     /// The codes `indices` as a `(n, DM)` tensor without gradient.
-    pub fn lookup(&self, indices: &[usize]) -> Events<DM, E, D> {
+    pub fn lookup(&self, indices: &[usize]) -> Events<Const<DM>, E, D> {
         let dev = self.codebook.device().clone();
         let idx = dev.tensor_from_vec(indices.to_vec(), (indices.len(),));
         self.codebook.clone().gather(idx)
@@ -112,7 +112,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
     /// [`Error::NonFinite`] if `z_e` contains NaN or infinity.
     pub fn quantize<T: Tape<E, D>>(
         &self,
-        z_e: Events<DM, E, D, T>,
+        z_e: Events<Const<DM>, E, D, T>,
     ) -> Result<Quantized<DM, E, D, T>> {
         let host = to_f64_vec(&z_e);
         if let Some(v) = host.iter().find(|v| !v.is_finite()) {
@@ -127,7 +127,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
         let dev = self.codebook.device().clone();
         let idx = dev.tensor_from_vec(indices.clone(), (indices.len(),));
         // e_{k*} with a fresh tape: gradients reach the codebook rows by id.
-        let e: Events<DM, E, D, T> = self.codebook.retaped::<T>().gather(idx);
+        let e: Events<Const<DM>, E, D, T> = self.codebook.retaped::<T>().gather(idx);
         let e_value = detach(&e);
         let z_value = detach(&z_e);
         let codebook_loss = (e - z_value.clone()).square().sum::<(usize,), Axis<1>>();

@@ -108,16 +108,16 @@ where
     E: Real,
     D: Device<E> + 'static,
     T: Tape<E, D> + 'static,
-    Enc: Module<Events<X, E, D, T>, Output = Tensor<(usize, Const<H>), E, D, T>>,
-    Dec: Module<Events<Z, E, D, T>, Output = Events<X, E, D, T>>,
+    Enc: Module<Events<Const<X>, E, D, T>, Output = Tensor<(usize, Const<H>), E, D, T>>,
+    Dec: Module<Events<Const<Z>, E, D, T>, Output = Events<Const<X>, E, D, T>>,
     Lik: LikelihoodHead<X, E, D, T>,
     Pri: PriorHead<Z, E, D, T>,
 {
-    type Posterior = Normal<Z, E, D, T>;
+    type Posterior = Normal<Const<Z>, E, D, T>;
     type Prior = Pri::Dist;
     type Likelihood = Lik::Dist;
 
-    fn guide(&self, x: Events<X, E, D, T>) -> Result<Normal<Z, E, D, T>> {
+    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<Normal<Const<Z>, E, D, T>> {
         self.guide.posterior(x)
     }
 
@@ -125,7 +125,7 @@ where
         self.prior.prior(batch, device)
     }
 
-    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Lik::Dist> {
+    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<Lik::Dist> {
         let out = self.decoder.try_forward(z).map_err(Error::device)?;
         self.likelihood.distribution(out)
     }

@@ -88,11 +88,11 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
     /// # Errors
     /// [`Error::ShapeMismatch`] if the encoder's rows are not a multiple of the batch;
     /// [`Error::NonFinite`] for a non-finite `z_e`; the networks' errors.
-    pub fn terms<const X: usize, T>(&self, x: Events<X, E, D, T>) -> Result<VqTerms<E, D, T>>
+    pub fn terms<const X: usize, T>(&self, x: Events<Const<X>, E, D, T>) -> Result<VqTerms<E, D, T>>
     where
         T: Tape<E, D>,
-        Enc: Module<Events<X, E, D, T>, Output = Events<DM, E, D, T>>,
-        Dec: Module<Events<DM, E, D, T>, Output = Events<X, E, D, T>>,
+        Enc: Module<Events<Const<X>, E, D, T>, Output = Events<Const<DM>, E, D, T>>,
+        Dec: Module<Events<Const<DM>, E, D, T>, Output = Events<Const<X>, E, D, T>>,
         Lik: LikelihoodHead<X, E, D, T>,
     {
         let batch = x.shape().0;
@@ -128,7 +128,7 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
     /// The networks' errors.
     pub fn decode<const X: usize>(&self, indices: &[usize]) -> Result<Lik::Dist>
     where
-        Dec: Module<Events<DM, E, D>, Output = Events<X, E, D>>,
+        Dec: Module<Events<Const<DM>, E, D>, Output = Events<Const<X>, E, D>>,
         Lik: LikelihoodHead<X, E, D, NoneTape>,
     {
         let z_q = self.quantizer.lookup(indices);
@@ -140,9 +140,9 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
     ///
     /// # Errors
     /// The encoder's errors.
-    pub fn encode<const X: usize>(&self, x: Events<X, E, D>) -> Result<Vec<usize>>
+    pub fn encode<const X: usize>(&self, x: Events<Const<X>, E, D>) -> Result<Vec<usize>>
     where
-        Enc: Module<Events<X, E, D>, Output = Events<DM, E, D>>,
+        Enc: Module<Events<Const<X>, E, D>, Output = Events<Const<DM>, E, D>>,
     {
         let z_e = self.encoder.try_forward(x).map_err(Error::device)?;
         self.quantizer.nearest(&z_e)
@@ -247,10 +247,14 @@ impl<const X: usize, Enc, Dec, const K: usize, const DM: usize, E, D, Lik>
 where
     E: Real,
     D: Device<E>,
-    Enc: Module<Events<X, E, D, OwnedTape<E, D>>, Output = Events<DM, E, D, OwnedTape<E, D>>>
-        + Module<Events<X, E, D>, Output = Events<DM, E, D>>,
-    Dec: Module<Events<DM, E, D, OwnedTape<E, D>>, Output = Events<X, E, D, OwnedTape<E, D>>>
-        + Module<Events<DM, E, D>, Output = Events<X, E, D>>,
+    Enc: Module<
+            Events<Const<X>, E, D, OwnedTape<E, D>>,
+            Output = Events<Const<DM>, E, D, OwnedTape<E, D>>,
+        > + Module<Events<Const<X>, E, D>, Output = Events<Const<DM>, E, D>>,
+    Dec: Module<
+            Events<Const<DM>, E, D, OwnedTape<E, D>>,
+            Output = Events<Const<X>, E, D, OwnedTape<E, D>>,
+        > + Module<Events<Const<DM>, E, D>, Output = Events<Const<X>, E, D>>,
     Lik: LikelihoodHead<X, E, D, OwnedTape<E, D>> + LikelihoodHead<X, E, D, NoneTape>,
 {
     fn loss(
@@ -328,7 +332,7 @@ where
         let (mut rec, mut codes) = (0.0, 0usize);
         let idx: Vec<usize> = (0..test.len()).collect();
         for chunk in idx.chunks(1000) {
-            let x = test.batch::<X, E, D>(device, chunk, None)?;
+            let x = test.batch::<Const<X>, E, D>(device, chunk, None)?;
             let t = model.terms(x)?;
             rec += to_f64_vec(&t.reconstruction).iter().sum::<f64>();
             codes += t.indices.len();
@@ -434,7 +438,7 @@ impl CodePrior {
         let logits: Vec<E> = (0..n)
             .flat_map(|_| self.log_probs.iter().map(|&l| cst::<E>(l)))
             .collect();
-        let dist = Categorical::<K, E, D>::new(
+        let dist = Categorical::<Const<K>, E, D>::new(
             device.tensor_from_vec(logits, (n * self.grid, Const::<K>)),
         );
         let one_hot = to_f64_vec(&dist.sample());
@@ -457,12 +461,12 @@ pub fn code_usage<const X: usize, Enc, Dec, const K: usize, const DM: usize, E, 
 where
     E: Real,
     D: Device<E>,
-    Enc: Module<Events<X, E, D>, Output = Events<DM, E, D>>,
+    Enc: Module<Events<Const<X>, E, D>, Output = Events<Const<DM>, E, D>>,
 {
     let mut all = Vec::new();
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(1000) {
-        let x = data.batch::<X, E, D>(device, chunk, None)?;
+        let x = data.batch::<Const<X>, E, D>(device, chunk, None)?;
         all.extend(model.encode(x)?);
     }
     Ok((CodeUsage::of(&all, K), all))

@@ -56,8 +56,8 @@ pub struct LaplaceFamily;
 macro_rules! loc_scale_family {
     ($fam:ident, $dist:ident, $name:literal, $lp:expr) => {
         impl<const N: usize> Family<N> for $fam {
-            type Dist<T: Tape<f64, Dev>> = $dist<N, f64, Dev, T>;
-            fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+            type Dist<T: Tape<f64, Dev>> = $dist<Const<N>, f64, Dev, T>;
+            fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
                 Some(Mode::mode(&d))
             }
             fn name(&self) -> String {
@@ -95,7 +95,7 @@ macro_rules! loc_scale_family {
                 let s = theta[N].exp();
                 Support::Interval(theta[0] - 40.0 * s, theta[0] + 40.0 * s)
             }
-            fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+            fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
                 Some(Variance::variance(d))
             }
             fn entropy(&self, d: Self::Dist<NoneTape>) -> Option<PerExample<f64, Dev>> {
@@ -104,7 +104,7 @@ macro_rules! loc_scale_family {
             fn rsample<T: Tape<f64, Dev>>(
                 &self,
                 d: Self::Dist<T>,
-            ) -> Option<Events<N, f64, Dev, T>> {
+            ) -> Option<Events<Const<N>, f64, Dev, T>> {
                 Some(d.rsample())
             }
             fn affine(&self, theta: &[f64], a: f64, b: f64) -> Option<Vec<f64>> {
@@ -132,12 +132,12 @@ loc_scale_family!(LaplaceFamily, Laplace, "Laplace", |m, b, x| -(x - m).abs()
 pub struct StandardNormalFamily;
 
 impl<const N: usize> Family<N> for StandardNormalFamily {
-    type Dist<T: Tape<f64, Dev>> = StandardNormal<N, f64, Dev, T>;
-    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    type Dist<T: Tape<f64, Dev>> = StandardNormal<Const<N>, f64, Dev, T>;
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some(Mode::mode(&d))
     }
     fn name(&self) -> String {
-        format!("StandardNormal<{N}>")
+        format!("StandardNormal<Const<{N}>>")
     }
     fn num_params(&self) -> usize {
         0
@@ -147,7 +147,7 @@ impl<const N: usize> Family<N> for StandardNormalFamily {
     }
     fn build<T: Tape<f64, Dev>>(&self, theta: Theta<T>) -> Result<Self::Dist<T>> {
         check_width(&theta, 0, "StandardNormal")?;
-        Ok(StandardNormal::new(theta.shape().0, theta.device()))
+        Ok(StandardNormal::new(theta.shape().0, Const, theta.device()))
     }
     fn reference_log_prob(&self, _theta: &[f64], x: &[f64]) -> Option<f64> {
         Some(x.iter().map(|x| -0.5 * x * x - 0.5 * (2.0 * PI).ln()).sum())
@@ -159,7 +159,7 @@ impl<const N: usize> Family<N> for StandardNormalFamily {
             Support::Unchecked
         }
     }
-    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some(d.variance())
     }
     fn entropy(&self, d: Self::Dist<NoneTape>) -> Option<PerExample<f64, Dev>> {
@@ -180,12 +180,12 @@ impl<const N: usize> Family<N> for StandardNormalFamily {
 pub struct BernoulliFamily;
 
 impl<const N: usize> Family<N> for BernoulliFamily {
-    type Dist<T: Tape<f64, Dev>> = Bernoulli<N, f64, Dev, T>;
-    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    type Dist<T: Tape<f64, Dev>> = Bernoulli<Const<N>, f64, Dev, T>;
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some(Mode::mode(&d))
     }
     fn name(&self) -> String {
-        format!("Bernoulli<{N}>")
+        format!("Bernoulli<Const<{N}>>")
     }
     fn num_params(&self) -> usize {
         N
@@ -214,7 +214,7 @@ impl<const N: usize> Family<N> for BernoulliFamily {
                 .collect(),
         )
     }
-    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some(d.variance())
     }
     fn entropy(&self, d: Self::Dist<NoneTape>) -> Option<PerExample<f64, Dev>> {
@@ -231,12 +231,12 @@ impl<const N: usize> Family<N> for BernoulliFamily {
 pub struct ContinuousBernoulliFamily;
 
 impl<const N: usize> Family<N> for ContinuousBernoulliFamily {
-    type Dist<T: Tape<f64, Dev>> = ContinuousBernoulli<N, f64, Dev, T>;
-    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    type Dist<T: Tape<f64, Dev>> = ContinuousBernoulli<Const<N>, f64, Dev, T>;
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some(Mode::mode(&d))
     }
     fn name(&self) -> String {
-        format!("ContinuousBernoulli<{N}>")
+        format!("ContinuousBernoulli<Const<{N}>>")
     }
     fn num_params(&self) -> usize {
         N
@@ -276,10 +276,13 @@ impl<const N: usize> Family<N> for ContinuousBernoulliFamily {
             Support::Unchecked
         }
     }
-    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some(d.variance())
     }
-    fn rsample<T: Tape<f64, Dev>>(&self, d: Self::Dist<T>) -> Option<Events<N, f64, Dev, T>> {
+    fn rsample<T: Tape<f64, Dev>>(
+        &self,
+        d: Self::Dist<T>,
+    ) -> Option<Events<Const<N>, f64, Dev, T>> {
         Some(d.rsample())
     }
     fn marginal(&self, theta: &[f64], j: usize) -> Option<Vec<f64>> {
@@ -304,12 +307,12 @@ fn log_softmax(l: &[f64]) -> Vec<f64> {
 }
 
 impl<const K: usize> Family<K> for CategoricalFamily {
-    type Dist<T: Tape<f64, Dev>> = Categorical<K, f64, Dev, T>;
-    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<K, f64, Dev>> {
+    type Dist<T: Tape<f64, Dev>> = Categorical<Const<K>, f64, Dev, T>;
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<K>, f64, Dev>> {
         Some(Mode::mode(&d))
     }
     fn name(&self) -> String {
-        format!("Categorical<{K}>")
+        format!("Categorical<Const<{K}>>")
     }
     fn num_params(&self) -> usize {
         K
@@ -332,7 +335,7 @@ impl<const K: usize> Family<K> for CategoricalFamily {
     fn support(&self, _theta: &[f64]) -> Support {
         Support::Points(one_hots(K))
     }
-    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<K, f64, Dev>> {
+    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<K>, f64, Dev>> {
         Some(Variance::variance(d))
     }
     fn entropy(&self, d: Self::Dist<NoneTape>) -> Option<PerExample<f64, Dev>> {
@@ -349,9 +352,12 @@ pub struct RelaxedFamily {
 }
 
 impl<const K: usize> Family<K> for RelaxedFamily {
-    type Dist<T: Tape<f64, Dev>> = RelaxedOneHotCategorical<K, f64, Dev, T>;
+    type Dist<T: Tape<f64, Dev>> = RelaxedOneHotCategorical<Const<K>, f64, Dev, T>;
     fn name(&self) -> String {
-        format!("RelaxedOneHotCategorical<{K}>(τ = {})", self.temperature)
+        format!(
+            "RelaxedOneHotCategorical<Const<{K}>>(τ = {})",
+            self.temperature
+        )
     }
     fn num_params(&self) -> usize {
         K
@@ -382,11 +388,14 @@ impl<const K: usize> Family<K> for RelaxedFamily {
         let lse = m + inner.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
         Some(log_fact + (k - 1.0) * t.ln() + terms.iter().sum::<f64>() - k * lse)
     }
-    fn mean(&self, _d: Self::Dist<NoneTape>) -> Option<Events<K, f64, Dev>> {
+    fn mean(&self, _d: Self::Dist<NoneTape>) -> Option<Events<Const<K>, f64, Dev>> {
         // `mean()` is softmax(ℓ), the τ → 0 limit; the Concrete mean has no closed form.
         None
     }
-    fn rsample<T: Tape<f64, Dev>>(&self, d: Self::Dist<T>) -> Option<Events<K, f64, Dev, T>> {
+    fn rsample<T: Tape<f64, Dev>>(
+        &self,
+        d: Self::Dist<T>,
+    ) -> Option<Events<Const<K>, f64, Dev, T>> {
         Some(d.rsample())
     }
 }
@@ -396,9 +405,9 @@ impl<const K: usize> Family<K> for RelaxedFamily {
 pub struct MixtureFamily<const K: usize>;
 
 impl<const K: usize, const N: usize> Family<N> for MixtureFamily<K> {
-    type Dist<T: Tape<f64, Dev>> = MixtureOfDiagNormals<K, N, f64, Dev, T>;
+    type Dist<T: Tape<f64, Dev>> = MixtureOfDiagNormals<Const<K>, Const<N>, f64, Dev, T>;
     fn name(&self) -> String {
-        format!("MixtureOfDiagNormals<{K}, {N}>")
+        format!("MixtureOfDiagNormals<Const<{K}>, Const<{N}>>")
     }
     fn num_params(&self) -> usize {
         K + 2 * K * N
@@ -450,7 +459,7 @@ impl<const K: usize, const N: usize> Family<N> for MixtureFamily<K> {
             Support::Unchecked
         }
     }
-    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some(d.variance())
     }
 }

@@ -75,7 +75,7 @@ pub enum Support {
 /// adds checks.
 pub trait Family<const N: usize> {
     /// The distribution type, for every tape.
-    type Dist<T: Tape<f64, Dev>>: Distribution<N, f64, Dev, Tape = T>;
+    type Dist<T: Tape<f64, Dev>>: Distribution<Const<N>, f64, Dev, Tape = T>;
 
     /// A name for failure messages.
     fn name(&self) -> String;
@@ -114,19 +114,19 @@ pub trait Family<const N: usize> {
     /// The mean `E[x]` in closed form; the default is [`Distribution::mean`]. Return
     /// `None` for a family whose `mean()` is not the exact mean (see
     /// [`crate::distributions::RelaxedOneHotCategorical`]).
-    fn mean(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    fn mean(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         Some(d.mean())
     }
 
     /// The per-coordinate variance, if the family has it in closed form.
-    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         let _ = d;
         None
     }
 
     /// The mode, if the family has it in closed form: checked by `log p(mode) ≥ log p(x)`
     /// for every sampled `x`.
-    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<N, f64, Dev>> {
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
         let _ = d;
         None
     }
@@ -138,7 +138,10 @@ pub trait Family<const N: usize> {
     }
 
     /// A pathwise sample, if the family is reparameterizable.
-    fn rsample<T: Tape<f64, Dev>>(&self, d: Self::Dist<T>) -> Option<Events<N, f64, Dev, T>> {
+    fn rsample<T: Tape<f64, Dev>>(
+        &self,
+        d: Self::Dist<T>,
+    ) -> Option<Events<Const<N>, f64, Dev, T>> {
         let _ = d;
         None
     }
@@ -236,7 +239,7 @@ pub struct Failure {
 pub fn block<const N: usize, T: Tape<f64, Dev>>(
     theta: Theta<T>,
     i: usize,
-) -> Result<Events<N, f64, Dev, T>> {
+) -> Result<Events<Const<N>, f64, Dev, T>> {
     let (b, width) = *theta.shape();
     if width < (i + 1) * N {
         return Err(Error::ShapeMismatch {

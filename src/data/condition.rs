@@ -36,7 +36,7 @@ pub trait Conditioning<const X: usize, const Y: usize> {
         indices: &[usize],
         dynamic: Option<&mut dyn rand::RngCore>,
         device: &D,
-    ) -> Result<(Events<X, E, D>, Events<Y, E, D>)> {
+    ) -> Result<(Events<Const<X>, E, D>, Events<Const<Y>, E, D>)> {
         let (x, y) = self.split::<E>(data, indices, dynamic)?;
         let n = indices.len();
         Ok((

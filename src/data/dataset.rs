@@ -152,23 +152,23 @@ impl Dataset {
     /// with `dynamic` set, each pixel is instead a fresh Bernoulli draw from `dynamic`.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if `X != dim()`; [`Error::InvalidSetting`] if an index is
-    /// out of range.
-    pub fn batch<const X: usize, E: Real, D: Device<E>>(
+    /// [`Error::ShapeMismatch`] if `X` is a `Const` other than `dim()` (a run-time `usize`
+    /// takes `dim()`); [`Error::InvalidSetting`] if an index is out of range.
+    pub fn batch<X: Dim, E: Real, D: Device<E>>(
         &self,
         device: &D,
         indices: &[usize],
         dynamic: Option<&mut dyn rand::RngCore>,
     ) -> Result<Events<X, E, D>> {
-        if X != self.dim() {
+        let Some(x) = X::from_size(self.dim()) else {
             return Err(Error::ShapeMismatch {
                 context: "Dataset::batch".into(),
-                expected: format!("{X} pixels per image (the model's input size)"),
+                expected: "as many pixels per image as the model's input size".into(),
                 found: format!("{} ({}×{})", self.dim(), self.rows, self.cols),
             });
-        }
+        };
         let out = self.pixels::<E>(indices, dynamic)?;
-        Ok(device.tensor_from_vec(out, (indices.len(), Const::<X>)))
+        Ok(device.tensor_from_vec(out, (indices.len(), x)))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Entropy, Mode, Variance};
+use super::{check_shape, Distribution, Entropy, Mode, Variance};
 use crate::error::Result;
 use crate::ops::{repeat_rows, Events, PerExample, Real};
 
@@ -16,12 +16,12 @@ use crate::ops::{repeat_rows, Events, PerExample, Real};
 /// (see `ContinuousBernoulli` in Loaiza-Ganem & Cunningham 2019 for one that is).
 ///
 /// `mean() = σ(ℓ)`; `entropy() = Σ_i log(1 + e^{ℓ_i}) − σ(ℓ_i) ℓ_i`.
-pub struct Bernoulli<const N: usize, E: Dtype, D: Device<E>, T = NoneTape> {
+pub struct Bernoulli<N: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
     /// The logits `ℓ`, shape `(batch, N)`.
     pub logits: Events<N, E, D, T>,
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Bernoulli<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Bernoulli<N, E, D, T> {
     /// A Bernoulli from its logits (any real value is valid), shape `(batch, N)`.
     pub fn new(logits: Events<N, E, D, T>) -> Self {
         Self { logits }
@@ -33,9 +33,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Bernoulli<N, E, D, T>
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
-    for Bernoulli<N, E, D, T>
-{
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Bernoulli<N, E, D, T> {
     type Tape = T;
 
     fn batch_size(&self) -> usize {
@@ -47,7 +45,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
-        check_batch("Bernoulli::log_prob", self.batch_size(), x.shape().0)?;
+        check_shape("Bernoulli::log_prob", self.logits.shape(), x.shape())?;
         Ok(crate::kernels::bernoulli_log_prob(self.logits, x))
     }
 
@@ -81,9 +79,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
-    for Bernoulli<N, E, D, T>
-{
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D> for Bernoulli<N, E, D, T> {
     /// `p(1 − p)`, computed as `σ(ℓ)·σ(−ℓ)` (no cancellation for large `|ℓ|`).
     fn variance(self) -> Events<N, E, D, T> {
         let neg = (-self.logits.with_empty_tape()).sigmoid();
@@ -91,7 +87,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Bernoulli<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Bernoulli<N, E, D, T> {
     /// `1[ℓ > 0]` (0 at `p = ½`, where both outcomes are modes).
     fn mode(&self) -> Events<N, E, D> {
         let l = self.logits.retaped::<NoneTape>();
@@ -102,7 +98,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Ber
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for Bernoulli<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for Bernoulli<N, E, D, T> {
     type Tape = T;
     fn entropy(self) -> PerExample<E, D, T> {
         // H = softplus(ℓ) − σ(ℓ)ℓ = BCEWithLogits(ℓ, σ(ℓ)), with σ(ℓ) as the target.

@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Entropy, Mode, Variance};
+use super::{check_shape, Distribution, Entropy, Mode, Variance};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 
@@ -14,12 +14,12 @@ use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 /// max-subtracted `log_softmax`). `mean() = π`, `entropy() = −Σ_k π_k log π_k`.
 /// There is no pathwise sample; use [`super::RelaxedOneHotCategorical`] for a
 /// reparameterizable relaxation.
-pub struct Categorical<const K: usize, E: Dtype, D: Device<E>, T = NoneTape> {
+pub struct Categorical<K: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
     /// The logits `ℓ`, shape `(batch, K)`.
     pub logits: Events<K, E, D, T>,
 }
 
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Categorical<K, E, D, T> {
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Categorical<K, E, D, T> {
     /// A categorical from its logits (any finite values), shape `(batch, K)`.
     pub fn new(logits: Events<K, E, D, T>) -> Self {
         Self { logits }
@@ -32,26 +32,28 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Categorical<K, E, D, 
 
     /// The most probable class of each distribution (the mode), on the host.
     pub fn mode(&self) -> Vec<usize> {
-        argmax_rows(&to_f64_vec(&self.logits), K)
+        argmax_rows(&to_f64_vec(&self.logits), self.logits.shape().1.size())
     }
 }
 
-impl<const K: usize, E: Real, D: Device<E>> Categorical<K, E, D, NoneTape> {
-    /// A categorical from host probabilities (`batch · K` values, rows summing to 1).
+impl<K: Dim, E: Real, D: Device<E>> Categorical<K, E, D, NoneTape> {
+    /// A categorical over `classes` (`K`'s value) from host probabilities
+    /// (`batch · K` values, rows summing to 1).
     ///
     /// # Errors
-    /// [`crate::Error::ShapeMismatch`] if the length is not a multiple of `K`;
+    /// [`crate::Error::ShapeMismatch`] if the length is not a positive multiple of `K`;
     /// [`crate::Error::InvalidSetting`] if a probability is outside `[0, 1]` or a row does
     /// not sum to 1 within 1e-6.
-    pub fn from_probs(dev: &D, probs: &[E]) -> Result<Self> {
-        if probs.is_empty() || !probs.len().is_multiple_of(K) {
+    pub fn from_probs(dev: &D, classes: K, probs: &[E]) -> Result<Self> {
+        let k = classes.size();
+        if k == 0 || probs.is_empty() || !probs.len().is_multiple_of(k) {
             return Err(crate::Error::ShapeMismatch {
                 context: "Categorical::from_probs".into(),
-                expected: format!("a positive multiple of {K} values"),
+                expected: format!("a positive multiple of {k} values"),
                 found: probs.len().to_string(),
             });
         }
-        for row in probs.chunks(K) {
+        for row in probs.chunks(k) {
             if let Some(p) = row.iter().find(|p| !(**p >= E::zero() && **p <= E::one())) {
                 return Err(crate::Error::invalid(
                     "probs",
@@ -68,14 +70,12 @@ impl<const K: usize, E: Real, D: Device<E>> Categorical<K, E, D, NoneTape> {
         }
         let logits = probs.iter().map(|p| p.ln()).collect();
         Ok(Self {
-            logits: dev.tensor_from_vec(logits, (probs.len() / K, Const::<K>)),
+            logits: dev.tensor_from_vec(logits, (probs.len() / k, classes)),
         })
     }
 }
 
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<K, E, D>
-    for Categorical<K, E, D, T>
-{
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Variance<K, E, D> for Categorical<K, E, D, T> {
     /// `π_k (1 − π_k)`, the variance of each indicator of the one-hot event.
     fn variance(self) -> Events<K, E, D, T> {
         let p = self.logits.softmax::<Axis<1>>();
@@ -84,12 +84,14 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<K, E, D>
     }
 }
 
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<K, E, D>
-    for Categorical<K, E, D, T>
-{
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Mode<K, E, D> for Categorical<K, E, D, T> {
     /// The one-hot row of the most probable class (the first one on ties).
     fn mode(&self) -> Events<K, E, D> {
-        one_hot(self.logits.device(), &Categorical::mode(self))
+        one_hot(
+            self.logits.device(),
+            self.logits.shape().1,
+            &Categorical::mode(self),
+        )
     }
 }
 
@@ -112,29 +114,31 @@ pub(crate) fn argmax_rows(values: &[f64], k: usize) -> Vec<usize> {
         .collect()
 }
 
-/// One-hot rows `(n, K)` for the given class indices.
-pub(crate) fn one_hot<const K: usize, E: Real, D: Device<E>>(
+/// One-hot rows `(n, K)` for the given class indices (each `< K`).
+pub(crate) fn one_hot<K: Dim, E: Real, D: Device<E>>(
     dev: &D,
+    width: K,
     classes: &[usize],
 ) -> Events<K, E, D> {
-    let mut v = vec![E::zero(); classes.len() * K];
+    let k = width.size();
+    let mut v = vec![E::zero(); classes.len() * k];
     for (i, &c) in classes.iter().enumerate() {
-        v[i * K + c] = E::one();
+        v[i * k + c] = E::one();
     }
-    dev.tensor_from_vec(v, (classes.len(), Const::<K>))
+    dev.tensor_from_vec(v, (classes.len(), width))
 }
 
 /// Gumbel(0, 1) noise `−log(−log u)` shaped like `shape`.
-pub(crate) fn gumbel<const K: usize, E: Real, D: Device<E>>(
+pub(crate) fn gumbel<K: Dim, E: Real, D: Device<E>>(
     dev: &D,
-    shape: &(usize, Const<K>),
+    shape: &(usize, K),
 ) -> Events<K, E, D> {
     let tiny = E::min_positive_value();
     let u = E::uniform01(dev, shape).maximum(dev.ones_like(shape) * tiny);
     -((-u.ln()).ln())
 }
 
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
     for Categorical<K, E, D, T>
 {
     type Tape = T;
@@ -148,7 +152,7 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
     }
 
     fn log_prob(self, x: Events<K, E, D, T>) -> Result<PerExample<E, D, T>> {
-        check_batch("Categorical::log_prob", self.batch_size(), x.shape().0)?;
+        check_shape("Categorical::log_prob", self.logits.shape(), x.shape())?;
         Ok((self.logits.log_softmax::<Axis<1>>() * x).sum::<(usize,), Axis<1>>())
     }
 
@@ -156,7 +160,11 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
     fn sample(&self) -> Events<K, E, D> {
         let dev = self.logits.device();
         let noisy = self.logits.retaped::<NoneTape>() + gumbel(dev, self.logits.shape());
-        one_hot(dev, &argmax_rows(&to_f64_vec(&noisy), K))
+        one_hot(
+            dev,
+            self.logits.shape().1,
+            &argmax_rows(&to_f64_vec(&noisy), self.logits.shape().1.size()),
+        )
     }
 
     fn mean(self) -> Events<K, E, D, T> {
@@ -180,9 +188,7 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
     }
 }
 
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D>
-    for Categorical<K, E, D, T>
-{
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for Categorical<K, E, D, T> {
     type Tape = T;
     fn entropy(self) -> PerExample<E, D, T> {
         let p = self.logits.with_empty_tape().softmax::<Axis<1>>();

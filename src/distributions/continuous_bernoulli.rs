@@ -2,12 +2,12 @@
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Mode, Reparameterizable, Variance};
+use super::{check_shape, Distribution, Mode, Reparameterizable, Variance};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
 
 /// A boolean mask of shape `(batch, N)`.
-type Mask<const N: usize, D> = Tensor<(usize, Const<N>), bool, D>;
+type Mask<N, D> = Tensor<(usize, N), bool, D>;
 
 /// Below this `|ℓ|` the log-normalizer and the mean use their Taylor series.
 const TAYLOR_BELOW: f64 = 0.1;
@@ -26,12 +26,12 @@ const TAYLOR_BELOW: f64 = 0.1;
 ///
 /// - mean `σ(ℓ)/tanh(ℓ/2) − 1/ℓ` (`½ + ℓ/12 − ℓ³/720` near 0);
 /// - `rsample() = log1p(u · expm1(ℓ)) / ℓ`, `u ~ U(0, 1)` (the inverse CDF), pathwise.
-pub struct ContinuousBernoulli<const N: usize, E: Dtype, D: Device<E>, T = NoneTape> {
+pub struct ContinuousBernoulli<N: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
     /// The logits `ℓ`, shape `(batch, N)`.
     pub logits: Events<N, E, D, T>,
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N, E, D, T> {
     /// A continuous Bernoulli from its logits (any real value), shape `(batch, N)`.
     pub fn new(logits: Events<N, E, D, T>) -> Self {
         Self { logits }
@@ -52,7 +52,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     for ContinuousBernoulli<N, E, D, T>
 {
     type Tape = T;
@@ -66,10 +66,10 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
-        check_batch(
+        check_shape(
             "ContinuousBernoulli::log_prob",
-            self.batch_size(),
-            x.shape().0,
+            self.logits.shape(),
+            x.shape(),
         )?;
         let log_c = self.fork().log_normalizer();
         // x ℓ − softplus(ℓ) = −BCEWithLogits(ℓ, x)
@@ -108,7 +108,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
     for ContinuousBernoulli<N, E, D, T>
 {
     /// `λ(λ − 1)/(1 − 2λ)² + 1/ℓ²` (Loaiza-Ganem & Cunningham 2019, Appendix; as torch),
@@ -128,7 +128,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D>
     for ContinuousBernoulli<N, E, D, T>
 {
     /// 1 for `λ > ½`, 0 for `λ < ½` (the density `∝ λ^x (1 − λ)^{1−x}` is monotone);
@@ -145,7 +145,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D>
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N, E, D, T> {
     /// The mask `|ℓ| < threshold` and ℓ with those entries replaced by 1, so that an
     /// exact formula singular at ℓ = 0 can be evaluated (and differentiated) everywhere
     /// and then discarded there by `choose` (the "double where" trick).
@@ -171,7 +171,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> ContinuousBernoulli<N
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
     for ContinuousBernoulli<N, E, D, T>
 {
     /// The inverse CDF `log1p(u · expm1(ℓ)) / ℓ`, with `u` where `|ℓ| < 1e-4` (the

@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Entropy, Mode, Reparameterizable, Variance};
+use super::{check_shape, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
 
@@ -16,24 +16,20 @@ use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
 ///
 /// Source: Johnson, Kotz & Balakrishnan, *Continuous Univariate Distributions* Vol. 2,
 /// ch. 24; `torch.distributions.Laplace`.
-pub struct Laplace<const N: usize, E: Dtype, D: Device<E>, T = NoneTape> {
+pub struct Laplace<N: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
     /// The location `μ` (also mean and median), shape `(batch, N)`.
     pub loc: Events<N, E, D, T>,
     /// `log b`, shape `(batch, N)`.
     pub log_scale: Events<N, E, D, T>,
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Laplace<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Laplace<N, E, D, T> {
     /// A Laplace from its location and log-scale.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] if the batch sizes differ.
     pub fn new(loc: Events<N, E, D, T>, log_scale: Events<N, E, D, T>) -> Result<Self> {
-        check_batch(
-            "Laplace::new (log_scale)",
-            loc.shape().0,
-            log_scale.shape().0,
-        )?;
+        check_shape("Laplace::new (log_scale)", loc.shape(), log_scale.shape())?;
         Ok(Self { loc, log_scale })
     }
 
@@ -43,38 +39,34 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Laplace<N, E, D, T> {
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
-    for Laplace<N, E, D, T>
-{
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D> for Laplace<N, E, D, T> {
     /// `2b²`.
     fn variance(self) -> Events<N, E, D, T> {
         Laplace::variance(self)
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Laplace<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Laplace<N, E, D, T> {
     /// `μ`.
     fn mode(&self) -> Events<N, E, D> {
         self.loc.retaped::<NoneTape>()
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>> Laplace<N, E, D, NoneTape> {
+impl<N: Dim, E: Real, D: Device<E>> Laplace<N, E, D, NoneTape> {
     /// A Laplace from host values (`batch · N` each, row-major), checked.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for lengths that differ or are not multiples of `N`;
     /// [`Error::InvalidSetting`] for a non-finite `loc` or a `scale` that is not
     /// positive and finite.
-    pub fn from_host(dev: &D, loc: &[E], scale: &[E]) -> Result<Self> {
-        let (loc, log_scale) = super::host_loc_scale::<N, E, D>(dev, "Laplace", loc, scale)?;
+    pub fn from_host(dev: &D, dim: N, loc: &[E], scale: &[E]) -> Result<Self> {
+        let (loc, log_scale) = super::host_loc_scale::<N, E, D>(dev, "Laplace", dim, loc, scale)?;
         Ok(Self { loc, log_scale })
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
-    for Laplace<N, E, D, T>
-{
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Laplace<N, E, D, T> {
     type Tape = T;
 
     fn batch_size(&self) -> usize {
@@ -86,7 +78,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
-        check_batch("Laplace::log_prob", self.batch_size(), x.shape().0)?;
+        check_shape("Laplace::log_prob", self.loc.shape(), x.shape())?;
         let ls = self.log_scale.with_empty_tape();
         let lp = -((x - self.loc).abs() * (-self.log_scale).exp()) - ls - cst::<E>(2f64.ln());
         Ok(lp.sum::<(usize,), Axis<1>>())
@@ -123,17 +115,14 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
 }
 
 /// Standard Laplace draws `log u₁ − log u₂`; `u` is kept away from 0 so the logs are finite.
-fn standard_laplace<const N: usize, E: Real, D: Device<E>>(
-    dev: &D,
-    shape: &(usize, Const<N>),
-) -> Events<N, E, D> {
+fn standard_laplace<N: Dim, E: Real, D: Device<E>>(dev: &D, shape: &(usize, N)) -> Events<N, E, D> {
     let tiny = cst::<E>(1e-30).max(E::min_positive_value());
     let u1 = E::uniform01(dev, shape).maximum(dev.ones_like(shape) * tiny);
     let u2 = E::uniform01(dev, shape).maximum(dev.ones_like(shape) * tiny);
     u1.ln() - u2.ln()
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
     for Laplace<N, E, D, T>
 {
     fn rsample(self) -> Events<N, E, D, T> {
@@ -142,7 +131,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, 
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for Laplace<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for Laplace<N, E, D, T> {
     type Tape = T;
     fn entropy(self) -> PerExample<E, D, T> {
         (self.log_scale + cst::<E>(1.0 + 2f64.ln())).sum::<(usize,), Axis<1>>()

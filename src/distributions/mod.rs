@@ -6,6 +6,28 @@
 //!   ([`Events`]), and [`Distribution::log_prob`] returns one number per example,
 //!   shape `(batch,)` ([`PerExample`]), **summed over the event's `N` dimensions**, in
 //!   nats.
+//! - The event size `N` is a dfdx [`Dim`]: `Const<20>` when it is fixed at compile
+//!   time (shapes are then checked by the compiler), or `usize` when it is chosen at
+//!   run time (a command-line flag, a CSV's column count). The same code serves both;
+//!   with `usize`, a width that disagrees between a distribution and its events is an
+//!   [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) rather than a panic.
+//!   Constructors that cannot see `N` in a tensor take its value (`Const` or a
+//!   number): [`StandardNormal::new`], [`Normal::from_host`], [`Categorical::from_probs`].
+//!
+//!   ```
+//!   use dfdx::prelude::*;
+//!   use latent::prelude::*;
+//!
+//!   let dev = Cpu::default();
+//!   let width = 7; // e.g. read from a file
+//!   let q: Normal<usize, f64, Cpu> =
+//!       Normal::from_host(&dev, width, &[0.5; 14], &[2.0; 14]).unwrap();
+//!   let p = StandardNormal::<usize, f64, Cpu>::new(2, width, &dev);
+//!   let kl = q.kl_divergence(p).unwrap(); // shape (2,), nats
+//!   // ½ Σ (μ² + σ² − 1 − ln σ²) over 7 coordinates
+//!   let expected = 3.5 * (0.25 + 4.0 - 1.0 - 4f64.ln());
+//!   assert!((kl.as_vec()[0] - expected).abs() < 1e-12);
+//!   ```
 //! - Like dfdx's tensor operations, the methods that compute taped values **consume**
 //!   the distribution, because a dfdx tape has exactly one owner. To use a distribution
 //!   twice (say `rsample` and then an analytic KL), take [`Distribution::fork`] first:
@@ -41,7 +63,7 @@ pub use relaxed::RelaxedOneHotCategorical;
 ///
 /// Implemented by every family in this module; implement it for your own family to
 /// use it as a prior, guide or likelihood in [`crate::Elbo`].
-pub trait Distribution<const N: usize, E: Dtype, D: Device<E>>: Sized {
+pub trait Distribution<N: Dim, E: Dtype, D: Device<E>>: Sized {
     /// The tape carried by the parameters (`OwnedTape<E, D>` or `NoneTape`).
     type Tape: Tape<E, D>;
 
@@ -90,7 +112,7 @@ pub trait Distribution<const N: usize, E: Dtype, D: Device<E>>: Sized {
 /// A distribution with a pathwise (reparameterized) sampler: `z = g(ε, θ)` with `ε`
 /// drawn from a fixed base distribution, so that `∂z/∂θ` exists (Kingma & Welling 2014,
 /// §2.4).
-pub trait Reparameterizable<const N: usize, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
+pub trait Reparameterizable<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
     /// One reparameterized draw per distribution, shape `(batch, N)`, whose tape carries
     /// gradients back to the parameters. Draw `L` samples per example with
     /// `self.repeat(L).rsample()`.
@@ -106,32 +128,37 @@ pub trait Entropy<E: Dtype, D: Device<E>> {
 }
 
 /// A distribution whose per-coordinate variance has a closed form.
-pub trait Variance<const N: usize, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
+pub trait Variance<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
     /// `Var[x_j]` for each coordinate, shape `(batch, N)` (for one-hot events, the
     /// variance of each indicator).
     fn variance(self) -> Events<N, E, D, Self::Tape>;
 }
 
 /// A distribution whose mode (most probable event) has a closed form.
-pub trait Mode<const N: usize, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
+pub trait Mode<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
     /// `argmax_x p(x)`, shape `(batch, N)`, without gradient. Where the density is flat
     /// (a continuous Bernoulli at `λ = ½`) any point of the support is a mode; the
     /// documented choice of the family is returned.
     fn mode(&self) -> Events<N, E, D>;
 }
 
+/// A `(loc, log scale)` pair of parameter tensors.
+type LocScale<N, E, D> = (Events<N, E, D>, Events<N, E, D>);
+
 /// Validates host-side location/scale parameters and uploads `(loc, log scale)`.
-pub(crate) fn host_loc_scale<const N: usize, E: crate::ops::Real, D: Device<E>>(
+pub(crate) fn host_loc_scale<N: Dim, E: crate::ops::Real, D: Device<E>>(
     dev: &D,
     family: &str,
+    dim: N,
     loc: &[E],
     scale: &[E],
-) -> Result<(Events<N, E, D>, Events<N, E, D>)> {
+) -> Result<LocScale<N, E, D>> {
     use crate::Error;
-    if !loc.len().is_multiple_of(N) || loc.len() != scale.len() {
+    let n = dim.size();
+    if n == 0 || !loc.len().is_multiple_of(n) || loc.len() != scale.len() {
         return Err(Error::ShapeMismatch {
             context: format!("{family}::from_host"),
-            expected: format!("two slices of equal length, a multiple of {N}"),
+            expected: format!("two slices of equal length, a multiple of {n}"),
             found: format!("{} and {}", loc.len(), scale.len()),
         });
     }
@@ -144,12 +171,30 @@ pub(crate) fn host_loc_scale<const N: usize, E: crate::ops::Real, D: Device<E>>(
             format!("must be positive and finite, got {v}"),
         ));
     }
-    let b = loc.len() / N;
+    let b = loc.len() / n;
     let log_scale: Vec<E> = scale.iter().map(|s| s.ln()).collect();
     Ok((
-        dev.tensor_from_vec(loc.to_vec(), (b, Const::<N>)),
-        dev.tensor_from_vec(log_scale, (b, Const::<N>)),
+        dev.tensor_from_vec(loc.to_vec(), (b, dim)),
+        dev.tensor_from_vec(log_scale, (b, dim)),
     ))
+}
+
+/// Checks that two `(batch, N)` tensors have the same shape: with run-time sizes a
+/// mismatch would otherwise panic inside dfdx.
+pub(crate) fn check_shape<N: Dim>(
+    context: &str,
+    expected: &(usize, N),
+    found: &(usize, N),
+) -> Result<()> {
+    if expected.0 == found.0 && expected.1.size() == found.1.size() {
+        Ok(())
+    } else {
+        Err(crate::Error::ShapeMismatch {
+            context: context.to_string(),
+            expected: format!("({}, {})", expected.0, expected.1.size()),
+            found: format!("({}, {})", found.0, found.1.size()),
+        })
+    }
 }
 
 /// Checks that a parameter tensor has `batch` rows.

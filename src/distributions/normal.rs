@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use dfdx::prelude::*;
 
-use super::{check_batch, Distribution, Entropy, Mode, Reparameterizable, Variance};
+use super::{check_shape, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
 
@@ -18,24 +18,20 @@ use crate::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
 /// - `rsample() = μ + σ ⊙ ε`, `ε ~ N(0, I)` (Kingma & Welling 2014, §2.4), so
 ///   `∂z/∂μ = 1` and `∂z/∂log σ = ε σ`.
 /// - `entropy() = Σ_i ½ + ½ log 2π + log σ_i`
-pub struct Normal<const N: usize, E: Dtype, D: Device<E>, T = NoneTape> {
+pub struct Normal<N: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
     /// The mean `μ`, shape `(batch, N)`.
     pub loc: Events<N, E, D, T>,
     /// `log σ`, shape `(batch, N)`.
     pub log_scale: Events<N, E, D, T>,
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Normal<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Normal<N, E, D, T> {
     /// A Normal from its mean and log standard deviation.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if `loc` and `log_scale` have different batch sizes.
+    /// [`Error::ShapeMismatch`] if `loc` and `log_scale` have different shapes.
     pub fn new(loc: Events<N, E, D, T>, log_scale: Events<N, E, D, T>) -> Result<Self> {
-        check_batch(
-            "Normal::new (log_scale)",
-            loc.shape().0,
-            log_scale.shape().0,
-        )?;
+        check_shape("Normal::new (log_scale)", loc.shape(), log_scale.shape())?;
         Ok(Self { loc, log_scale })
     }
 
@@ -50,43 +46,39 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Normal<N, E, D, T> {
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
-    for Normal<N, E, D, T>
-{
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D> for Normal<N, E, D, T> {
     /// `σ²`.
     fn variance(self) -> Events<N, E, D, T> {
         Normal::variance(self)
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Normal<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for Normal<N, E, D, T> {
     /// `μ`.
     fn mode(&self) -> Events<N, E, D> {
         self.loc.retaped::<NoneTape>()
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D>
     for StandardNormal<N, E, D, T>
 {
     /// 1.
     fn variance(self) -> Events<N, E, D, T> {
         self.device
-            .ones_like(&(self.batch, Const::<N>))
+            .ones_like(&(self.batch, self.dim))
             .put_tape(T::default())
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D>
-    for StandardNormal<N, E, D, T>
-{
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for StandardNormal<N, E, D, T> {
     /// 0.
     fn mode(&self) -> Events<N, E, D> {
-        self.device.zeros_like(&(self.batch, Const::<N>))
+        self.device.zeros_like(&(self.batch, self.dim))
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>> Normal<N, E, D, NoneTape> {
+impl<N: Dim, E: Real, D: Device<E>> Normal<N, E, D, NoneTape> {
     /// A Normal from its mean and standard deviation given as host values (row-major,
     /// `batch · N` values each), checked.
     ///
@@ -94,15 +86,13 @@ impl<const N: usize, E: Real, D: Device<E>> Normal<N, E, D, NoneTape> {
     /// [`Error::ShapeMismatch`] if a slice's length is not a multiple of `N` or the two
     /// differ; [`Error::InvalidSetting`] if a `scale` is not positive and finite or a
     /// `loc` is not finite.
-    pub fn from_host(dev: &D, loc: &[E], scale: &[E]) -> Result<Self> {
-        let (loc, log_scale) = super::host_loc_scale::<N, E, D>(dev, "Normal", loc, scale)?;
+    pub fn from_host(dev: &D, dim: N, loc: &[E], scale: &[E]) -> Result<Self> {
+        let (loc, log_scale) = super::host_loc_scale::<N, E, D>(dev, "Normal", dim, loc, scale)?;
         Ok(Self { loc, log_scale })
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
-    for Normal<N, E, D, T>
-{
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Normal<N, E, D, T> {
     type Tape = T;
 
     fn batch_size(&self) -> usize {
@@ -114,7 +104,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
-        check_batch("Normal::log_prob", self.batch_size(), x.shape().0)?;
+        check_shape("Normal::log_prob", self.loc.shape(), x.shape())?;
         let ls = self.log_scale.with_empty_tape();
         let z = (x - self.loc) * (-self.log_scale).exp();
         let lp = (z.square() * cst::<E>(-0.5)) - ls - cst::<E>(0.5 * LN_2PI);
@@ -151,7 +141,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
     for Normal<N, E, D, T>
 {
     fn rsample(self) -> Events<N, E, D, T> {
@@ -160,7 +150,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, 
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for Normal<N, E, D, T> {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for Normal<N, E, D, T> {
     type Tape = T;
     fn entropy(self) -> PerExample<E, D, T> {
         (self.log_scale + cst::<E>(0.5 + 0.5 * LN_2PI)).sum::<(usize,), Axis<1>>()
@@ -173,34 +163,43 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for Nor
 /// uses. `log_prob(x) = Σ_i −½ x_i² − ½ log 2π`; its KL from a [`Normal`] has the fast
 /// closed form of Kingma & Welling 2014, Appendix B.
 #[derive(Debug)]
-pub struct StandardNormal<const N: usize, E, D, T = NoneTape> {
+pub struct StandardNormal<N: Dim, E, D, T = NoneTape> {
     batch: usize,
+    dim: N,
     device: D,
     marker: PhantomData<fn() -> (E, T)>,
 }
 
-impl<const N: usize, E, D: Clone, T> Clone for StandardNormal<N, E, D, T> {
+impl<N: Dim, E, D: Clone, T> Clone for StandardNormal<N, E, D, T> {
     fn clone(&self) -> Self {
         Self {
             batch: self.batch,
+            dim: self.dim,
             device: self.device.clone(),
             marker: PhantomData,
         }
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> StandardNormal<N, E, D, T> {
-    /// `batch` standard Normals over `R^N` on `device`.
-    pub fn new(batch: usize, device: &D) -> Self {
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> StandardNormal<N, E, D, T> {
+    /// `batch` standard Normals over `R^N` on `device`; `dim` is `N`'s value
+    /// (`Const` for a size fixed at compile time, a `usize` for one chosen at run time).
+    pub fn new(batch: usize, dim: N, device: &D) -> Self {
         Self {
             batch,
+            dim,
             device: device.clone(),
             marker: PhantomData,
         }
     }
+
+    /// The event size `N`.
+    pub fn dim(&self) -> N {
+        self.dim
+    }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     for StandardNormal<N, E, D, T>
 {
     type Tape = T;
@@ -214,18 +213,22 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
-        check_batch("StandardNormal::log_prob", self.batch, x.shape().0)?;
+        check_shape(
+            "StandardNormal::log_prob",
+            &(self.batch, self.dim),
+            x.shape(),
+        )?;
         let lp = x.square() * cst::<E>(-0.5) - cst::<E>(0.5 * LN_2PI);
         Ok(lp.sum::<(usize,), Axis<1>>())
     }
 
     fn sample(&self) -> Events<N, E, D> {
-        E::standard_normal(&self.device, &(self.batch, Const::<N>))
+        E::standard_normal(&self.device, &(self.batch, self.dim))
     }
 
     fn mean(self) -> Events<N, E, D, T> {
         self.device
-            .zeros_like(&(self.batch, Const::<N>))
+            .zeros_like(&(self.batch, self.dim))
             .put_tape(T::default())
     }
 
@@ -245,7 +248,7 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
     for StandardNormal<N, E, D, T>
 {
     fn rsample(self) -> Events<N, E, D, T> {
@@ -253,12 +256,10 @@ impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, 
     }
 }
 
-impl<const N: usize, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D>
-    for StandardNormal<N, E, D, T>
-{
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Entropy<E, D> for StandardNormal<N, E, D, T> {
     type Tape = T;
     fn entropy(self) -> PerExample<E, D, T> {
         self.device.ones_like(&(self.batch,)).put_tape(T::default())
-            * cst::<E>(N as f64 * (0.5 + 0.5 * LN_2PI))
+            * cst::<E>(self.dim.size() as f64 * (0.5 + 0.5 * LN_2PI))
     }
 }

@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 
 use super::categorical::{argmax_rows, gumbel, one_hot};
-use super::{check_batch, Distribution, Reparameterizable};
+use super::{check_shape, Distribution, Reparameterizable};
 use crate::error::{Error, Result};
 use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 
@@ -20,13 +20,13 @@ use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 /// - `sample()` returns the relaxed sample (no gradient); `mean()` returns
 ///   `softmax(ℓ)`, the mean of the categorical it relaxes (the Concrete mean itself has
 ///   no closed form).
-pub struct RelaxedOneHotCategorical<const K: usize, E: Dtype, D: Device<E>, T = NoneTape> {
+pub struct RelaxedOneHotCategorical<K: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
     /// The logits `ℓ`, shape `(batch, K)`.
     pub logits: Events<K, E, D, T>,
     temperature: f64,
 }
 
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> RelaxedOneHotCategorical<K, E, D, T> {
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> RelaxedOneHotCategorical<K, E, D, T> {
     /// A relaxed categorical with the given logits and temperature.
     ///
     /// # Errors
@@ -38,7 +38,7 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> RelaxedOneHotCategori
                 format!("must be positive and finite, got {temperature}"),
             ));
         }
-        if K < 2 {
+        if logits.shape().1.size() < 2 {
             return Err(Error::invalid(
                 "K",
                 "a relaxed categorical needs at least 2 classes",
@@ -59,7 +59,12 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> RelaxedOneHotCategori
     /// straight-through Gumbel-softmax.
     pub fn sample_hard(&self) -> Events<K, E, D> {
         let soft = self.sample();
-        one_hot(self.logits.device(), &argmax_rows(&to_f64_vec(&soft), K))
+        let k = self.logits.shape().1;
+        one_hot(
+            self.logits.device(),
+            k,
+            &argmax_rows(&to_f64_vec(&soft), k.size()),
+        )
     }
 }
 
@@ -67,7 +72,7 @@ fn ln_factorial(n: usize) -> f64 {
     (2..=n).map(|k| (k as f64).ln()).sum()
 }
 
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
     for RelaxedOneHotCategorical<K, E, D, T>
 {
     type Tape = T;
@@ -81,19 +86,20 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
     }
 
     fn log_prob(self, y: Events<K, E, D, T>) -> Result<PerExample<E, D, T>> {
-        check_batch(
+        check_shape(
             "RelaxedOneHotCategorical::log_prob",
-            self.batch_size(),
-            y.shape().0,
+            self.logits.shape(),
+            y.shape(),
         )?;
         let tau = self.temperature;
+        let k = self.logits.shape().1.size() as f64;
         let log_y = y.ln();
         let log_y2 = log_y.with_empty_tape();
         let l2 = self.logits.with_empty_tape();
         let first = (self.logits - log_y * cst::<E>(tau + 1.0)).sum::<(usize,), Axis<1>>();
         let lse = (l2 - log_y2 * cst::<E>(tau)).logsumexp::<(usize,), Axis<1>>();
-        let c = ln_factorial(K - 1) + (K as f64 - 1.0) * tau.ln();
-        Ok(first - lse * cst::<E>(K as f64) + cst::<E>(c))
+        let c = ln_factorial(k as usize - 1) + (k - 1.0) * tau.ln();
+        Ok(first - lse * cst::<E>(k) + cst::<E>(c))
     }
 
     fn sample(&self) -> Events<K, E, D> {
@@ -131,7 +137,7 @@ impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
     }
 }
 
-impl<const K: usize, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<K, E, D>
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<K, E, D>
     for RelaxedOneHotCategorical<K, E, D, T>
 {
     fn rsample(self) -> Events<K, E, D, T> {

@@ -20,7 +20,7 @@ use crate::ops::{Events, PerExample, Real};
 /// softplus) so the backward pass is a multiply-add per element, and no intermediate
 /// `(batch, N)` tensors are made. Elsewhere it is dfdx's
 /// `−bce_with_logits(ℓ, x).sum(1)`, with the same values and gradients.
-pub fn bernoulli_log_prob<const N: usize, E, D, T>(
+pub fn bernoulli_log_prob<N: Dim, E, D, T>(
     logits: Events<N, E, D, T>,
     x: Events<N, E, D, T>,
 ) -> PerExample<E, D, T>
@@ -44,7 +44,7 @@ where
         .sum::<(usize,), Axis<1>>()
 }
 
-fn applies<const N: usize, E: Real, D: Device<E>, F: Unit>(
+fn applies<N: Dim, E: Real, D: Device<E>, F: Unit>(
     logits: &Events<N, E, D>,
     x: &Events<N, E, D>,
 ) -> bool {
@@ -54,7 +54,7 @@ fn applies<const N: usize, E: Real, D: Device<E>, F: Unit>(
         && slice::<_, _, _, _, F>(x).is_some()
 }
 
-fn fast<const N: usize, E, D, T, F>(
+fn fast<N: Dim, E, D, T, F>(
     logits: Events<N, E, D>,
     x: Events<N, E, D>,
     mut tape: T,
@@ -67,11 +67,18 @@ where
 {
     let l: Events<N, F, Cpu> = same(logits);
     let x: Events<N, F, Cpu> = same(x);
-    let batch = l.shape().0;
+    let (batch, width) = *l.shape();
     let (ls, xs) = (contiguous(&l), contiguous(&x));
-    let mut sig: Vec<F> = vec![F::zero(); if T::OWNS_TAPE { batch * N } else { 0 }];
+    let mut sig: Vec<F> = vec![
+        F::zero();
+        if T::OWNS_TAPE {
+            batch * width.size()
+        } else {
+            0
+        }
+    ];
     let mut out: Vec<F> = Vec::with_capacity(batch);
-    let n = N.max(1);
+    let n = width.size().max(1);
     vectorized(
         #[inline(always)]
         || {
@@ -87,9 +94,10 @@ where
             }
         },
     );
-    if N == 0 {
+    if width.size() == 0 {
         out.resize(batch, F::zero());
     }
+    let n_all = width.size();
     let dev = l.device().clone();
     let y = match dev.try_tensor_from_vec(out, (batch,)) {
         Ok(y) => y,
@@ -109,16 +117,16 @@ where
             // SAFETY: the gradient buffers have their tensors' lengths and distinct ids.
             let (gl, gx, gy) = unsafe {
                 (
-                    std::slice::from_raw_parts_mut(gl, batch * N),
-                    std::slice::from_raw_parts_mut(gx, batch * N),
+                    std::slice::from_raw_parts_mut(gl, batch * n_all),
+                    std::slice::from_raw_parts_mut(gx, batch * n_all),
                     std::slice::from_raw_parts(gy, batch),
                 )
             };
             let rows = gl
-                .chunks_exact_mut(N.max(1))
-                .zip(gx.chunks_exact_mut(N.max(1)))
-                .zip(ls.chunks_exact(N.max(1)).zip(xs.chunks_exact(N.max(1))))
-                .zip(sig.chunks_exact(N.max(1)).zip(gy));
+                .chunks_exact_mut(n)
+                .zip(gx.chunks_exact_mut(n))
+                .zip(ls.chunks_exact(n).zip(xs.chunks_exact(n)))
+                .zip(sig.chunks_exact(n).zip(gy));
             vectorized(
                 #[inline(always)]
                 || {

@@ -17,7 +17,7 @@ use crate::ops::{Events, Real};
 ///
 /// # Errors
 /// The device's allocation errors.
-pub fn gather_rows<const C: usize, E, D, T>(
+pub fn gather_rows<C: Dim, E, D, T>(
     x: Events<C, E, D, T>,
     index: &[usize],
 ) -> Result<Events<C, E, D, T>, D::Err>
@@ -35,14 +35,14 @@ where
     }
     let n = x.shape().0;
     let dev = x.device().clone();
-    let zero: Events<C, E, D> = dev.try_zeros_like(&(1, Const::<C>))?;
+    let zero: Events<C, E, D> = dev.try_zeros_like(&(1, x.shape().1))?;
     let padded = (x.put_tape(tape), zero).try_concat_along(Axis::<0>)?;
     let idx: Vec<usize> = index.iter().map(|&i| i.min(n)).collect();
     let idx = dev.tensor_from_vec(idx, (index.len(),));
     padded.try_gather(idx)
 }
 
-fn fast<const C: usize, E, D, T, F>(
+fn fast<C: Dim, E, D, T, F>(
     x: Events<C, E, D>,
     index: &[usize],
     mut tape: T,
@@ -54,20 +54,21 @@ where
     F: Dtype,
 {
     let x: Events<C, F, Cpu> = same(x);
-    let n = x.shape().0;
+    let (n, width) = *x.shape();
+    let c = width.size();
     let xs = contiguous(&x);
     let observed = is_observed(xs);
-    let mut out: Vec<F> = Vec::with_capacity(index.len() * C);
+    let mut out: Vec<F> = Vec::with_capacity(index.len() * c);
     for &i in index {
         if i < n {
-            out.extend_from_slice(&xs[i * C..(i + 1) * C]);
+            out.extend_from_slice(&xs[i * c..(i + 1) * c]);
         } else {
-            out.extend(std::iter::repeat_n(F::default(), C));
+            out.extend(std::iter::repeat_n(F::default(), c));
         }
     }
     let y = x
         .device()
-        .try_tensor_from_vec(out, (index.len(), Const::<C>))
+        .try_tensor_from_vec(out, (index.len(), width))
         .map_err(same::<CpuError, D::Err>)?;
     if observed {
         mark_observed(&y);
@@ -84,15 +85,15 @@ where
             // SAFETY: distinct tensors' gradient buffers of their tensors' lengths.
             let (gx, gy) = unsafe {
                 (
-                    std::slice::from_raw_parts_mut(gx, n * C),
-                    std::slice::from_raw_parts(gy, index.len() * C),
+                    std::slice::from_raw_parts_mut(gx, n * c),
+                    std::slice::from_raw_parts(gy, index.len() * c),
                 )
             };
             for (r, &i) in index.iter().enumerate() {
                 if i < n {
-                    for (a, &b) in gx[i * C..(i + 1) * C]
+                    for (a, &b) in gx[i * c..(i + 1) * c]
                         .iter_mut()
-                        .zip(&gy[r * C..(r + 1) * C])
+                        .zip(&gy[r * c..(r + 1) * c])
                     {
                         *a += b;
                     }

@@ -42,12 +42,12 @@ impl<D> Batch<'_, D> {
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] if the images do not have `X` pixels.
-    pub fn images<const X: usize, E: Real>(self) -> Result<crate::ops::Events<X, E, D>>
+    pub fn images<const X: usize, E: Real>(self) -> Result<crate::ops::Events<Const<X>, E, D>>
     where
         D: Device<E>,
     {
         self.data
-            .batch::<X, E, D>(self.device, self.indices, self.binarize)
+            .batch::<Const<X>, E, D>(self.device, self.indices, self.binarize)
     }
 
     /// The class labels of the batch, in order.

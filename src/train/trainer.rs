@@ -153,7 +153,7 @@ where
     M: LatentVariableModel<X, Z, E, D, NoneTape>,
 {
     evaluate_batches(data.len(), batch_size, |chunk| {
-        let x = data.batch::<X, E, D>(device, chunk, None)?;
+        let x = data.batch::<Const<X>, E, D>(device, chunk, None)?;
         elbo.estimate::<X, Z, E, D, NoneTape, M>(model, x)
     })
 }
