@@ -67,10 +67,11 @@ fn config(epochs: usize) -> TrainConfig {
 /// Training images/s, test ELBO and IS-NLL images/s of the reference VAE.
 fn ours(splits: &Splits, epochs: usize) -> Option<(f64, f64, f64)> {
     let dev = AutoDevice::seed_from_u64(0);
-    let mut model: MlpVae<784, 400, 20, f32, AutoDevice> = mlp_vae(&dev);
+    let mut model: MlpVae<Const<784>, Const<400>, Const<20>, f32, AutoDevice> =
+        mlp_vae(&dev, (Const, Const, Const)).unwrap();
     let config = config(epochs);
     let test = splits.test.take(1000);
-    let report = fit::<784, 20, f32, AutoDevice, _, _>(
+    let report = fit(
         &mut model,
         &Elbo::default(),
         &splits.train,
@@ -92,7 +93,7 @@ fn ours(splits: &Splits, epochs: usize) -> Option<(f64, f64, f64)> {
         ..Default::default()
     };
     let start = Instant::now();
-    if let Err(e) = test_nll::<784, 20, f32, AutoDevice, _>(&model, &test, &dev, &options) {
+    if let Err(e) = test_nll(&model, &test, &dev, &options) {
         eprintln!("evaluation failed: {e}");
         return None;
     }

@@ -207,8 +207,9 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
     let start = Instant::now();
     let dir = args.out.join(name);
     let dev = Dev::seed_from_u64(args.seed);
-    let mut model: MlpVae<X, H, Z, f32, Dev> = latent_models::mlp_vae(&dev);
-    let report = fit::<X, Z, f32, Dev, _, _>(
+    let mut model: MlpVae<Const<X>, Const<H>, Const<Z>, f32, Dev> =
+        latent_models::mlp_vae(&dev, (Const, Const, Const))?;
+    let report = fit(
         &mut model,
         &objective,
         &splits.train,
@@ -217,29 +218,19 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
         &dev,
     )?;
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
-    let full =
-        latent::train::evaluate::<X, Z, f32, Dev, _>(&model, &Elbo::default(), &test, &dev, 500)?;
-    let nll = eval::test_nll::<X, Z, f32, Dev, _>(&model, &test, &dev, &eval_options(args))?;
-    let variances = eval::posterior_mean_variance::<X, Z, f32, Dev, _>(&model, &test, &dev, 500)?;
+    let full = latent::train::evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
+    let nll = eval::test_nll(&model, &test, &dev, &eval_options(args))?;
+    let variances = eval::posterior_mean_variance(&model, &test, &dev, 500)?;
 
     let idx = first(&test, args);
     let x = test.batch::<Const<X>, f32, Dev>(&dev, &idx, None)?;
-    type Lvm = dyn LatentVariableModel<
-        X,
-        Z,
-        f32,
-        Dev,
-        NoneTape,
-        Posterior = latent::Normal<Const<Z>, f32, Dev>,
-        Prior = latent::StandardNormal<Const<Z>, f32, Dev>,
-        Likelihood = latent::Bernoulli<Const<X>, f32, Dev>,
-    >;
-    let m: &Lvm = &model;
-    let q_mean = m.guide(x.clone())?.mean();
+    let q_mean = model.guide(x.clone())?.mean();
     let means = to_f64_vec(&q_mean);
-    let recon = m.likelihood(q_mean)?.mean();
+    let recon = model.likelihood(q_mean)?.mean();
     let mse = mse(&x, &recon);
-    let samples = m.likelihood(m.prior(64, &dev)?.sample())?.mean().as_vec();
+    // `prior` takes no tensor, so the tape it is built for is named.
+    let z = LatentVariableModel::<f32, Dev, NoneTape>::prior(&model, 64, &dev)?.sample();
+    let samples = model.likelihood(z)?.mean().as_vec();
     pictures(&dir, &x.as_vec(), &recon.as_vec(), &samples, 8)?;
     scatter(&dir.join("latent.png"), &means, Z, &labels(&test, &idx))?;
     Ok(Row {
@@ -264,8 +255,8 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
     let start = Instant::now();
     let dir = args.out.join("cvae");
     let dev = Dev::seed_from_u64(args.seed);
-    let mut model: Cvae<X, 10, H, Z, f32, Dev> = Cvae::new(&dev);
-    let mut task = ConditionalTask::<X, 10, Z, _, _>::new(Elbo::default(), LabelCondition);
+    let mut model: Cvae<X, 10, H, Z, f32, Dev> = Cvae::new(&dev)?;
+    let mut task = ConditionalTask::new(Elbo::default(), LabelCondition);
     let report = fit_task(
         &mut model,
         &mut task,
@@ -276,16 +267,11 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
     )?;
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
     let full = task.evaluate(&model, &test, &dev)?;
-    let nll = eval::test_nll_conditional::<X, 10, Z, f32, Dev, _, _>(
-        &model,
-        &test,
-        &dev,
-        &eval_options(args),
-        &LabelCondition,
-    )?;
+    let nll =
+        eval::test_nll_conditional(&model, &test, &dev, &eval_options(args), &LabelCondition)?;
 
     let idx = first(&test, args);
-    let (x, y) = latent::data::Conditioning::<X, 10>::tensors::<f32, Dev>(
+    let (x, y) = latent::data::Conditioning::<Const<X>, Const<10>>::tensors::<f32, Dev>(
         &LabelCondition,
         &test,
         &idx,
@@ -293,9 +279,9 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
         &dev,
     )?;
     let bound = Conditioned::new(&model, y);
-    let q_mean = LatentVariableModel::<X, Z, f32, Dev, NoneTape>::guide(&bound, x.clone())?.mean();
+    let q_mean = bound.guide(x.clone())?.mean();
     let means = to_f64_vec(&q_mean);
-    let recon = LatentVariableModel::<X, Z, f32, Dev, NoneTape>::likelihood(&bound, q_mean)?.mean();
+    let recon = bound.likelihood(q_mean)?.mean();
     let mse = mse(&x, &recon);
     // Samples: row c is class c; column j uses the same z_j for every class.
     let z: Tensor<(usize, Const<Z>), f32, Dev> = dev.sample_normal_like(&(10, Const));
@@ -306,7 +292,7 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
     }
     let y = dev.tensor_from_vec(onehot, (100, Const::<10>));
     // repeat_rows is sample-major (row s·10 + j = z_j), which is what a class-major grid wants.
-    let samples = ConditionalModel::<X, 10, Z, f32, Dev, NoneTape>::likelihood(&model, z, y)?
+    let samples = ConditionalModel::<f32, Dev, NoneTape>::likelihood(&model, z, y)?
         .mean()
         .as_vec();
     pictures(&dir, &x.as_vec(), &recon.as_vec(), &samples, 10)?;

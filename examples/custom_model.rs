@@ -46,8 +46,8 @@ const U: usize = 100;
 //    the pseudo-inputs are a trainable `(U, 784)` tensor of logits, squashed into
 //    [0, 1] by a sigmoid so that they live where images do.
 struct VampVae<E: Dtype, D: Storage<E>> {
-    guide: DiagonalNormalGuide<MlpEncoder<X, H, E, D>, H, Z, E, D>,
-    decoder: MlpDecoder<X, H, Z, E, D>,
+    guide: DiagonalNormalGuide<MlpEncoder<Const<X>, Const<H>, E, D>, Const<H>, Const<Z>, E, D>,
+    decoder: MlpDecoder<Const<X>, Const<H>, Const<Z>, E, D>,
     pseudo_inputs: Tensor<Rank2<U, X>, E, D>,
 }
 
@@ -88,12 +88,16 @@ impl<E: Real, D: Device<E>> TensorCollection<E, D> for VampVae<E, D> {
 
 // 4. The model itself: which families, and how to make them. Implement it for every
 //    tape `T`, so that the same model trains (`OwnedTape`) and evaluates (`NoneTape`).
-impl<E, D, T> LatentVariableModel<X, Z, E, D, T> for VampVae<E, D>
+//    The sizes are fixed at compile time here (`Const`), so a guide and decoder that
+//    do not fit together would not compile; `usize` would take them at run time.
+impl<E, D, T> LatentVariableModel<E, D, T> for VampVae<E, D>
 where
     E: Real,
     D: Device<E> + 'static,
     T: Tape<E, D> + 'static,
 {
+    type X = Const<X>;
+    type Z = Const<Z>;
     type Posterior = Normal<Const<Z>, E, D, T>;
     type Prior = MixtureOfDiagNormals<Const<U>, Const<Z>, E, D, T>;
     type Likelihood = Bernoulli<Const<X>, E, D, T>;
@@ -194,7 +198,7 @@ fn run(args: &Args) -> Result<()> {
         threads: args.threads,
         ..Default::default()
     };
-    let report = fit::<X, Z, f32, Dev, _, _>(
+    let report = fit(
         &mut model,
         &Elbo::default(),
         &splits.train,
@@ -206,13 +210,13 @@ fn run(args: &Args) -> Result<()> {
     // 7. Evaluate it with the stock tools: the ELBO (with the MC KL) and the
     //    importance-sampled NLL, which only needs `log p(z)` of the prior.
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
-    let elbo = evaluate::<X, Z, f32, Dev, _>(&model, &Elbo::default(), &test, &dev, 500)?;
+    let elbo = evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
     let options = EvalOptions {
         k: args.eval_k,
         n: (args.eval_n > 0).then_some(args.eval_n),
         ..Default::default()
     };
-    let nll = test_nll::<X, Z, f32, Dev, _>(&model, &test, &dev, &options)?;
+    let nll = test_nll(&model, &test, &dev, &options)?;
     let pseudo = model.pseudo_inputs.clone().sigmoid().as_vec();
     save_image_grid(args.out.join("pseudo_inputs.png"), &pseudo, 28, 28, 10)?;
 

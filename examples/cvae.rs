@@ -126,8 +126,8 @@ fn run(args: &Args) -> Result<()> {
 
     // 1. Class-conditioned generation.
     let dev = Dev::seed_from_u64(args.seed);
-    let mut labels: Cvae<784, 10, H, Z, f32, Dev> = Cvae::new(&dev);
-    let mut task = ConditionalTask::<784, 10, Z, _, _>::new(Elbo::default(), LabelCondition);
+    let mut labels: Cvae<784, 10, H, Z, f32, Dev> = Cvae::new(&dev)?;
+    let mut task = ConditionalTask::new(Elbo::default(), LabelCondition);
     fit_task(
         &mut labels,
         &mut task,
@@ -137,13 +137,7 @@ fn run(args: &Args) -> Result<()> {
         &dev,
     )?;
     let labels_elbo = task.evaluate(&labels, &test, &dev)?;
-    let labels_nll = test_nll_conditional::<784, 10, Z, f32, Dev, _, _>(
-        &labels,
-        &test,
-        &dev,
-        &options,
-        &LabelCondition,
-    )?;
+    let labels_nll = test_nll_conditional(&labels, &test, &dev, &options, &LabelCondition)?;
     let z: Tensor<(usize, Const<Z>), f32, Dev> = dev.sample_normal_like(&(10, Const));
     let z = latent::ops::repeat_rows(z, 10); // row c·10 + j holds z_j
     let mut y = vec![0.0f32; 100 * 10];
@@ -151,7 +145,7 @@ fn run(args: &Args) -> Result<()> {
         y[r * 10 + r / 10] = 1.0; // row c·10 + j has class c
     }
     let y = dev.tensor_from_vec(y, (100, Const::<10>));
-    let grid = ConditionalModel::<784, 10, Z, f32, Dev, NoneTape>::likelihood(&labels, z, y)?
+    let grid = ConditionalModel::<f32, Dev, NoneTape>::likelihood(&labels, z, y)?
         .mean()
         .as_vec();
     save_image_grid(args.out.join("labels/samples.png"), &grid, 28, 28, 10)?;
@@ -159,8 +153,8 @@ fn run(args: &Args) -> Result<()> {
     // 2. Completion of the bottom half from the top half.
     let dev = Dev::seed_from_u64(args.seed);
     let condition = TopRowsCondition { rows: 14 };
-    let mut completion: Cvae<HALF, HALF, H, Z, f32, Dev> = Cvae::new(&dev);
-    let mut task = ConditionalTask::<HALF, HALF, Z, _, _>::new(Elbo::default(), condition);
+    let mut completion: Cvae<HALF, HALF, H, Z, f32, Dev> = Cvae::new(&dev)?;
+    let mut task = ConditionalTask::new(Elbo::default(), condition);
     fit_task(
         &mut completion,
         &mut task,
@@ -170,20 +164,15 @@ fn run(args: &Args) -> Result<()> {
         &dev,
     )?;
     let completion_elbo = task.evaluate(&completion, &test, &dev)?;
-    let completion_nll = test_nll_conditional::<HALF, HALF, Z, f32, Dev, _, _>(
-        &completion,
-        &test,
-        &dev,
-        &options,
-        &condition,
-    )?;
+    let completion_nll = test_nll_conditional(&completion, &test, &dev, &options, &condition)?;
     let cols = 10;
     let idx: Vec<usize> = (0..cols).collect();
-    let (x, top) = Conditioning::<HALF, HALF>::split::<f32>(&condition, &test, &idx, None)?;
+    let (x, top) =
+        Conditioning::<Const<HALF>, Const<HALF>>::split::<f32>(&condition, &test, &idx, None)?;
     let draws = 3;
     let top_t = dev.tensor_from_vec(top.clone(), (cols, Const::<HALF>));
     let z: Tensor<(usize, Const<Z>), f32, Dev> = dev.sample_normal_like(&(draws * cols, Const));
-    let bottoms = ConditionalModel::<HALF, HALF, Z, f32, Dev, NoneTape>::likelihood(
+    let bottoms = ConditionalModel::<f32, Dev, NoneTape>::likelihood(
         &completion,
         z,
         latent::ops::repeat_rows(top_t, draws),

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Parser;
+use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use latent::data::{discover, Binarization, Dataset};
 use latent::distributions::Distribution;
@@ -27,16 +28,13 @@ use latent::eval::{self, EvalOptions};
 use latent::heads::{
     BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
 };
+use latent::nn::Linear;
 use latent::train::{evaluate, fit, prepare_test, TrainConfig};
 use latent::viz::save_image_grid;
 use latent::{
     AnyObjective, Elbo, Error, ImportanceWeighted, LatentVariableModel, Objective, Result,
 };
 use latent_models::{MlpDecoder, MlpEncoder, Vae};
-
-const X: usize = 784;
-const HIDDEN: [usize; 3] = [256, 400, 512];
-const LATENT: [usize; 5] = [2, 10, 20, 32, 64];
 
 /// Train the MLP VAE (784-H-Z, ReLU, Bernoulli logits, Adam) on Fashion-MNIST.
 #[derive(Parser, Debug, Clone)]
@@ -51,10 +49,10 @@ struct Args {
     /// Images per optimizer step.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// Latent dimensions Z (one of 2, 10, 20, 32, 64).
+    /// Latent dimensions Z.
     #[arg(long, default_value_t = 20)]
     latent_dim: usize,
-    /// Hidden units H (one of 256, 400, 512).
+    /// Hidden units H.
     #[arg(long, default_value_t = 400)]
     hidden: usize,
     /// Latent samples L per image in the ELBO.
@@ -87,13 +85,12 @@ struct Args {
     /// Evaluate the test NLL on the first N test images (0: all).
     #[arg(long, default_value_t = 1000)]
     eval_n: usize,
-    /// Likelihood p(x|z): bernoulli, continuous-bernoulli or gaussian (learned shared σ).
-    #[arg(long, default_value = "bernoulli")]
-    likelihood: String,
-    /// Prior p(z): standard-normal or mixture:K, a learned mixture of K Normals
-    /// (K = 2, 5, 10, 20 or 50 with the Bernoulli likelihood; 10 with the others).
+    /// Likelihood p(x|z).
+    #[arg(long, value_enum, default_value_t = Likelihood::Bernoulli)]
+    likelihood: Likelihood,
+    /// Prior p(z): standard-normal, or mixture:K, a learned mixture of K Normals.
     #[arg(long, default_value = "standard-normal")]
-    prior: String,
+    prior: PriorArg,
     /// KL warm-up: the KL weight rises linearly from 0 to 1 over this many optimizer
     /// steps (0: off).
     #[arg(long, default_value_t = 0)]
@@ -116,163 +113,119 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     let binarization: Binarization = args.binarize.parse()?;
-    let splits = discover(args.data.as_deref())?;
-    if splits.train.dim() != X {
-        return Err(Error::ShapeMismatch {
-            context: format!("data in {}", splits.source),
-            expected: "28×28 images".into(),
-            found: format!("{}×{}", splits.train.rows, splits.train.cols),
-        });
+    for (name, v) in [("hidden", args.hidden), ("latent-dim", args.latent_dim)] {
+        if v == 0 {
+            return Err(Error::invalid(name, "must be at least 1"));
+        }
     }
+    let splits = discover(args.data.as_deref())?;
     eprintln!(
-        "data: {} ({} training, {} test images)",
+        "data: {} ({} training, {} test images of {}×{})",
         splits.source,
         splits.train.len(),
-        splits.test.len()
+        splits.test.len(),
+        splits.train.rows,
+        splits.train.cols
     );
-    let heads = (args.likelihood.as_str(), args.prior.as_str());
-    if heads != ("bernoulli", "standard-normal") {
-        if (args.hidden, args.latent_dim) != (400, 20) {
-            return Err(Error::invalid(
-                "likelihood/prior",
-                "a likelihood or prior other than the default is compiled in for \
-                 --hidden 400 --latent-dim 20 only",
-            ));
-        }
-        type Mix = MixturePrior<10, 20, f32, AutoDevice>;
-        type Gauss = LearnedGaussianHead<1, f32, AutoDevice>;
-        let (a, b, sp) = (&args, binarization, &splits);
-        return match heads {
-            ("continuous-bernoulli", "standard-normal") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |_| (ContinuousBernoulliHead, StandardNormalPrior),
-                kl_closed::<400, 20, _>,
-            ),
-            ("gaussian", "standard-normal") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |d| (Gauss::build(d), StandardNormalPrior),
-                kl_closed::<400, 20, _>,
-            ),
-            ("bernoulli", "mixture:2") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |d| {
-                    (
-                        BernoulliHead,
-                        MixturePrior::<2, 20, f32, AutoDevice>::build(d),
-                    )
-                },
-                kl_none,
-            ),
-            ("bernoulli", "mixture:5") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |d| {
-                    (
-                        BernoulliHead,
-                        MixturePrior::<5, 20, f32, AutoDevice>::build(d),
-                    )
-                },
-                kl_none,
-            ),
-            ("bernoulli", "mixture:10") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |d| (BernoulliHead, Mix::build(d)),
-                kl_none,
-            ),
-            ("bernoulli", "mixture:20") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |d| {
-                    (
-                        BernoulliHead,
-                        MixturePrior::<20, 20, f32, AutoDevice>::build(d),
-                    )
-                },
-                kl_none,
-            ),
-            ("bernoulli", "mixture:50") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |d| {
-                    (
-                        BernoulliHead,
-                        MixturePrior::<50, 20, f32, AutoDevice>::build(d),
-                    )
-                },
-                kl_none,
-            ),
-            ("continuous-bernoulli", "mixture:10") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |d| (ContinuousBernoulliHead, Mix::build(d)),
-                kl_none,
-            ),
-            ("gaussian", "mixture:10") => train_and_report::<400, 20, _, _>(
-                a,
-                b,
-                sp,
-                |d| (Gauss::build(d), Mix::build(d)),
-                kl_none,
-            ),
-            (l, p) => Err(Error::invalid(
-                "likelihood/prior",
-                format!(
-                    "`{l}`/`{p}`: choose --likelihood bernoulli|continuous-bernoulli|gaussian \
-                     and --prior standard-normal|mixture:K (K = 2, 5, 10, 20, 50 with \
-                     bernoulli; 10 with the other likelihoods)"
-                ),
-            )),
-        };
+    let (a, b, sp) = (&args, binarization, &splits);
+    let z = args.latent_dim;
+    match (args.likelihood, args.prior) {
+        (Likelihood::Bernoulli, PriorArg::StandardNormal) => train_and_report(
+            a,
+            b,
+            sp,
+            |_| Ok((BernoulliHead, StandardNormalPrior)),
+            kl_closed,
+        ),
+        (Likelihood::ContinuousBernoulli, PriorArg::StandardNormal) => train_and_report(
+            a,
+            b,
+            sp,
+            |_| Ok((ContinuousBernoulliHead, StandardNormalPrior)),
+            kl_closed,
+        ),
+        (Likelihood::Gaussian, PriorArg::StandardNormal) => train_and_report(
+            a,
+            b,
+            sp,
+            |d| Ok((LearnedGaussianHead::new(d, 1)?, StandardNormalPrior)),
+            kl_closed,
+        ),
+        (Likelihood::Bernoulli, PriorArg::Mixture(k)) => train_and_report(
+            a,
+            b,
+            sp,
+            |d| Ok((BernoulliHead, MixturePrior::new(d, k, z)?)),
+            kl_none,
+        ),
+        (Likelihood::ContinuousBernoulli, PriorArg::Mixture(k)) => train_and_report(
+            a,
+            b,
+            sp,
+            |d| Ok((ContinuousBernoulliHead, MixturePrior::new(d, k, z)?)),
+            kl_none,
+        ),
+        (Likelihood::Gaussian, PriorArg::Mixture(k)) => train_and_report(
+            a,
+            b,
+            sp,
+            |d| Ok((LearnedGaussianHead::new(d, 1)?, MixturePrior::new(d, k, z)?)),
+            kl_none,
+        ),
     }
-    macro_rules! dispatch {
-        ($($h:literal),* ; $($z:literal),*) => {
-            dispatch!(@h [$($h),*] [$($z),*])
-        };
-        (@h [$($h:literal),*] $zs:tt) => {
-            match args.hidden {
-                $( $h => dispatch!(@z $h, $zs), )*
-                other => Err(Error::invalid(
-                    "hidden",
-                    format!("{other} is not compiled in; choose one of {HIDDEN:?}"),
-                )),
-            }
-        };
-        (@z $h:literal, [$($z:literal),*]) => {
-            match args.latent_dim {
-                $( $z => train_and_report::<$h, $z, _, _>(
-                    &args,
-                    binarization,
-                    &splits,
-                    |_| (BernoulliHead, StandardNormalPrior),
-                    kl_closed::<$h, $z, _>,
-                ), )*
-                other => Err(Error::invalid(
-                    "latent-dim",
-                    format!("{other} is not compiled in; choose one of {LATENT:?}"),
-                )),
-            }
-        };
-    }
-    dispatch!(256, 400, 512; 2, 10, 20, 32, 64)
 }
 
-type Model<const H: usize, const Z: usize, L, P> = Vae<
-    MlpEncoder<X, H, f32, AutoDevice>,
-    MlpDecoder<X, H, Z, f32, AutoDevice>,
-    H,
-    Z,
+/// The likelihood `p(x | z)` of the decoder's output.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Likelihood {
+    /// Bernoulli on logits (binary or binarized pixels).
+    Bernoulli,
+    /// Continuous Bernoulli on logits (grey levels in [0, 1]).
+    ContinuousBernoulli,
+    /// Normal with a learned σ shared by all pixels.
+    Gaussian,
+}
+
+/// The prior `p(z)`: `standard-normal` or `mixture:K`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PriorArg {
+    StandardNormal,
+    Mixture(usize),
+}
+
+impl std::str::FromStr for PriorArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "standard-normal" => Ok(Self::StandardNormal),
+            Some(("mixture", k)) => match k.parse::<usize>() {
+                Ok(k) if k >= 1 => Ok(Self::Mixture(k)),
+                _ => Err(format!("`{k}` is not a number of components ≥ 1")),
+            },
+            _ => Err(format!(
+                "`{s}` is not one of: standard-normal, mixture:K (K ≥ 1 components)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for PriorArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::StandardNormal => f.write_str("standard-normal"),
+            Self::Mixture(k) => write!(f, "mixture:{k}"),
+        }
+    }
+}
+
+/// The MLP VAE at run-time sizes `X-H-Z` (the data's pixels, `--hidden`,
+/// `--latent-dim`) with likelihood head `L` and prior head `P`.
+type Model<L, P> = Vae<
+    MlpEncoder<usize, usize, f32, AutoDevice>,
+    MlpDecoder<usize, usize, usize, f32, AutoDevice>,
+    usize,
+    usize,
+    usize,
     f32,
     AutoDevice,
     L,
@@ -280,23 +233,23 @@ type Model<const H: usize, const Z: usize, L, P> = Vae<
 >;
 
 /// Mean closed-form KL per latent dimension (standard-Normal prior).
-fn kl_closed<const H: usize, const Z: usize, L>(
-    model: &Model<H, Z, L, StandardNormalPrior>,
+fn kl_closed<L>(
+    model: &Model<L, StandardNormalPrior>,
     data: &Dataset,
     dev: &AutoDevice,
 ) -> Result<Option<Vec<f64>>>
 where
-    Model<H, Z, L, StandardNormalPrior>: LatentVariableModel<
-        X,
-        Z,
+    Model<L, StandardNormalPrior>: LatentVariableModel<
         f32,
         AutoDevice,
         NoneTape,
-        Posterior = latent::Normal<Const<Z>, f32, AutoDevice>,
-        Prior = latent::StandardNormal<Const<Z>, f32, AutoDevice>,
+        X = usize,
+        Z = usize,
+        Posterior = latent::Normal<usize, f32, AutoDevice>,
+        Prior = latent::StandardNormal<usize, f32, AutoDevice>,
     >,
 {
-    eval::kl_per_dimension::<X, Z, f32, AutoDevice, _>(model, data, dev, 100).map(Some)
+    eval::kl_per_dimension(model, data, dev, 100).map(Some)
 }
 
 /// No closed-form KL per dimension (e.g. against a mixture prior).
@@ -344,29 +297,31 @@ struct Summary {
     seconds: f64,
 }
 
-fn train_and_report<const H: usize, const Z: usize, L, P>(
+fn train_and_report<L, P>(
     args: &Args,
     binarization: Binarization,
     splits: &latent::data::Splits,
-    heads: impl FnOnce(&AutoDevice) -> (L, P),
-    kl_dims: impl Fn(&Model<H, Z, L, P>, &Dataset, &AutoDevice) -> Result<Option<Vec<f64>>>,
+    heads: impl FnOnce(&AutoDevice) -> Result<(L, P)>,
+    kl_dims: impl Fn(&Model<L, P>, &Dataset, &AutoDevice) -> Result<Option<Vec<f64>>>,
 ) -> Result<()>
 where
-    Model<H, Z, L, P>: TensorCollection<f32, AutoDevice>
-        + LatentVariableModel<X, Z, f32, AutoDevice, OwnedTape<f32, AutoDevice>>
-        + LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>
+    Model<L, P>: TensorCollection<f32, AutoDevice>
+        + LatentVariableModel<f32, AutoDevice, OwnedTape<f32, AutoDevice>, X = usize, Z = usize>
+        + LatentVariableModel<f32, AutoDevice, NoneTape, X = usize, Z = usize>
         + latent::train::ThreadSafe,
 {
     let start = Instant::now();
     let dev = AutoDevice::seed_from_u64(args.seed);
-    let (likelihood, prior) = heads(&dev);
-    let mut model: Model<H, Z, L, P> = Vae::with_heads(
-        BuildModule::build(&dev),
-        BuildModule::build(&dev),
+    let (likelihood, prior) = heads(&dev)?;
+    let (x, h, z) = (splits.train.dim(), args.hidden, args.latent_dim);
+    let mut model: Model<L, P> = Vae::with_heads(
+        (Linear::new(&dev, x, h)?, ReLU),
+        (Linear::new(&dev, z, h)?, ReLU, Linear::new(&dev, h, x)?),
         likelihood,
         prior,
+        (h, z),
         &dev,
-    );
+    )?;
     let elbo = Elbo::new(args.samples)?.with_beta(args.beta)?;
     let objective = match args.objective.as_str() {
         "elbo" => AnyObjective::Elbo(elbo),
@@ -389,7 +344,7 @@ where
         threads: args.threads,
         kl_warmup_steps: args.kl_warmup_steps,
     };
-    let report = fit::<X, Z, f32, AutoDevice, _, _>(
+    let report = fit(
         &mut model,
         &objective,
         &splits.train,
@@ -411,14 +366,12 @@ where
             options.n.unwrap_or(test.len()).min(test.len())
         );
     }
-    let elbo_eval =
-        evaluate::<X, Z, f32, AutoDevice, _>(&model, &Elbo::default(), &test, &dev, 500)?;
-    let nll = eval::test_nll::<X, Z, f32, AutoDevice, _>(&model, &test, &dev, &options)?;
-    let variances =
-        eval::posterior_mean_variance::<X, Z, f32, AutoDevice, _>(&model, &test, &dev, 500)?;
+    let elbo_eval = evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
+    let nll = eval::test_nll(&model, &test, &dev, &options)?;
+    let variances = eval::posterior_mean_variance(&model, &test, &dev, 500)?;
     let active_units = eval::active_units(&variances);
     let kl_per_dim = kl_dims(&model, &test, &dev)?;
-    write_pictures::<Z, _>(&model, &test, &dev, &args.out)?;
+    write_pictures(&model, &test, &dev, &args.out)?;
 
     let summary = Summary {
         dataset: splits.source.clone(),
@@ -428,11 +381,12 @@ where
         epochs: args.epochs,
         batch_size: args.batch_size,
         binarization: binarization.to_string(),
-        likelihood: args.likelihood.clone(),
-        prior: args.prior.clone(),
+        likelihood: clap::ValueEnum::to_possible_value(&args.likelihood)
+            .map_or_else(String::new, |v| v.get_name().to_string()),
+        prior: args.prior.to_string(),
         objective: objective.describe(),
-        hidden: H,
-        latent_dim: Z,
+        hidden: h,
+        latent_dim: z,
         samples: args.samples,
         beta: args.beta,
         lr: args.lr,
@@ -468,35 +422,31 @@ fn device_name() -> String {
 
 /// `reconstructions.png`: 4 pairs of rows, test images above the means of
 /// `p(x | z = E_q[z|x])`; `samples.png`: 8×8 means of `p(x | z)`, `z ~ p(z)`.
-fn write_pictures<const Z: usize, M>(
-    model: &M,
-    test: &Dataset,
-    dev: &AutoDevice,
-    out: &Path,
-) -> Result<()>
+fn write_pictures<M>(model: &M, test: &Dataset, dev: &AutoDevice, out: &Path) -> Result<()>
 where
-    M: LatentVariableModel<X, Z, f32, AutoDevice, NoneTape>,
+    M: LatentVariableModel<f32, AutoDevice, NoneTape, X = usize>,
 {
     let cols = 10;
     let n = (4 * cols).min(test.len());
+    let (rows, width, dim) = (test.rows, test.cols, test.dim());
     let idx: Vec<usize> = (0..n).collect();
-    let x = test.batch::<Const<X>, f32, AutoDevice>(dev, &idx, None)?;
+    let x = test.batch::<usize, f32, AutoDevice>(dev, &idx, None)?;
     let recon = model
         .likelihood(model.guide(x.clone())?.mean())?
         .mean()
         .as_vec();
     let orig = x.as_vec();
-    let mut grid = Vec::with_capacity(2 * n * X);
+    let mut grid = Vec::with_capacity(2 * n * dim);
     for start in (0..n).step_by(cols) {
         let end = (start + cols).min(n);
-        grid.extend_from_slice(&orig[start * X..end * X]);
-        grid.extend_from_slice(&recon[start * X..end * X]);
+        grid.extend_from_slice(&orig[start * dim..end * dim]);
+        grid.extend_from_slice(&recon[start * dim..end * dim]);
     }
-    save_image_grid(out.join("reconstructions.png"), &grid, 28, 28, cols)?;
+    save_image_grid(out.join("reconstructions.png"), &grid, rows, width, cols)?;
     let samples = model
         .likelihood(model.prior(64, dev)?.sample())?
         .mean()
         .as_vec();
-    save_image_grid(out.join("samples.png"), &samples, 28, 28, 8)?;
+    save_image_grid(out.join("samples.png"), &samples, rows, width, 8)?;
     Ok(())
 }

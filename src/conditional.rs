@@ -22,21 +22,21 @@ use crate::ops::{repeat_rows, Events, PerExample, Real};
 /// estimators).
 ///
 /// Implement it for every tape `T`, as for [`LatentVariableModel`].
-pub trait ConditionalModel<
-    const X: usize,
-    const Y: usize,
-    const Z: usize,
-    E: Real,
-    D: Device<E>,
-    T: Tape<E, D>,
->
-{
+///
+/// The sizes are associated types (dfdx [`Dim`]s), as for [`LatentVariableModel`].
+pub trait ConditionalModel<E: Real, D: Device<E>, T: Tape<E, D>> {
+    /// The observation size: `x` has shape `(batch, X)`.
+    type X: Dim;
+    /// The condition size: `y` has shape `(batch, Y)`.
+    type Y: Dim;
+    /// The latent size: `z` has shape `(batch, Z)`.
+    type Z: Dim;
     /// The family of `q(z | x, y)`.
-    type Posterior: Reparameterizable<Const<Z>, E, D, Tape = T> + 'static;
+    type Posterior: Reparameterizable<Self::Z, E, D, Tape = T> + 'static;
     /// The family of `p(z | y)`.
-    type Prior: Distribution<Const<Z>, E, D, Tape = T> + 'static;
+    type Prior: Distribution<Self::Z, E, D, Tape = T> + 'static;
     /// The family of `p(x | z, y)`.
-    type Likelihood: Distribution<Const<X>, E, D, Tape = T> + 'static;
+    type Likelihood: Distribution<Self::X, E, D, Tape = T> + 'static;
 
     /// `q(z | x, y)` for `x` of shape `(batch, X)` and `y` of shape `(batch, Y)`.
     ///
@@ -44,15 +44,15 @@ pub trait ConditionalModel<
     /// The networks' errors.
     fn guide(
         &self,
-        x: Events<Const<X>, E, D, T>,
-        y: Events<Const<Y>, E, D, T>,
+        x: Events<Self::X, E, D, T>,
+        y: Events<Self::Y, E, D, T>,
     ) -> Result<Self::Posterior>;
 
     /// `p(z | y)` for `y` of shape `(batch, Y)` (a prior that ignores `y` is allowed).
     ///
     /// # Errors
     /// The networks' errors.
-    fn prior(&self, y: Events<Const<Y>, E, D, T>) -> Result<Self::Prior>;
+    fn prior(&self, y: Events<Self::Y, E, D, T>) -> Result<Self::Prior>;
 
     /// `p(x | z, y)` for `z` of shape `(n, Z)` and `y` of shape `(n, Y)`.
     ///
@@ -60,8 +60,8 @@ pub trait ConditionalModel<
     /// The networks' errors.
     fn likelihood(
         &self,
-        z: Events<Const<Z>, E, D, T>,
-        y: Events<Const<Y>, E, D, T>,
+        z: Events<Self::Z, E, D, T>,
+        y: Events<Self::Y, E, D, T>,
     ) -> Result<Self::Likelihood>;
 
     /// `KL(q ‖ p)` in closed form when the pair has one (see
@@ -75,7 +75,7 @@ pub trait ConditionalModel<
         D: 'static,
         T: 'static,
     {
-        registered_kl::<Const<Z>, E, D, T, _, _>(q, p)
+        registered_kl::<Self::Z, E, D, T, _, _>(q, p)
     }
 }
 
@@ -86,19 +86,19 @@ pub trait ConditionalModel<
 /// draws `L` samples per example, sample-major (as [`crate::Elbo`] and the IWAE
 /// estimators do), `y` is repeated to match: a batch of `n = L · batch` latents gets
 /// `y` repeated `L` times. `y` carries no gradient: it is data.
-pub struct Conditioned<'m, M, const Y: usize, E: Dtype, D: Storage<E>> {
+pub struct Conditioned<'m, M, Y: Dim, E: Dtype, D: Storage<E>> {
     model: &'m M,
-    y: Events<Const<Y>, E, D>,
+    y: Events<Y, E, D>,
 }
 
-impl<'m, M, const Y: usize, E: Real, D: Device<E>> Conditioned<'m, M, Y, E, D> {
+impl<'m, M, Y: Dim, E: Real, D: Device<E>> Conditioned<'m, M, Y, E, D> {
     /// Binds the conditions `y`, shape `(batch, Y)`, to `model`.
-    pub fn new(model: &'m M, y: Events<Const<Y>, E, D>) -> Self {
+    pub fn new(model: &'m M, y: Events<Y, E, D>) -> Self {
         Self { model, y }
     }
 
     /// The conditions repeated to `n` rows (sample-major), as tape `T`.
-    fn y_for<T: Tape<E, D>>(&self, n: usize) -> Result<Events<Const<Y>, E, D, T>> {
+    fn y_for<T: Tape<E, D>>(&self, n: usize) -> Result<Events<Y, E, D, T>> {
         let b = self.y.shape().0;
         if b == 0 || !n.is_multiple_of(b) {
             return Err(Error::ShapeMismatch {
@@ -111,19 +111,20 @@ impl<'m, M, const Y: usize, E: Real, D: Device<E>> Conditioned<'m, M, Y, E, D> {
     }
 }
 
-impl<const X: usize, const Y: usize, const Z: usize, E, D, T, M> LatentVariableModel<X, Z, E, D, T>
-    for Conditioned<'_, M, Y, E, D>
+impl<Y: Dim, E, D, T, M> LatentVariableModel<E, D, T> for Conditioned<'_, M, Y, E, D>
 where
     E: Real,
     D: Device<E>,
     T: Tape<E, D>,
-    M: ConditionalModel<X, Y, Z, E, D, T>,
+    M: ConditionalModel<E, D, T, Y = Y>,
 {
+    type X = M::X;
+    type Z = M::Z;
     type Posterior = M::Posterior;
     type Prior = M::Prior;
     type Likelihood = M::Likelihood;
 
-    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<M::Posterior> {
+    fn guide(&self, x: Events<M::X, E, D, T>) -> Result<M::Posterior> {
         let y = self.y_for::<T>(x.shape().0)?;
         self.model.guide(x, y)
     }
@@ -132,7 +133,7 @@ where
         self.model.prior(self.y_for::<T>(batch)?)
     }
 
-    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<M::Likelihood> {
+    fn likelihood(&self, z: Events<M::Z, E, D, T>) -> Result<M::Likelihood> {
         let y = self.y_for::<T>(z.shape().0)?;
         self.model.likelihood(z, y)
     }

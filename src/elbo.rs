@@ -137,18 +137,18 @@ impl Elbo {
     /// # Errors
     /// [`Error::InvalidSetting`] for invalid settings, or for `KlEstimator::Analytic`
     /// with a model that has no closed-form KL; whatever the model's networks report.
-    pub fn estimate<const X: usize, const Z: usize, E, D, T, M>(
+    pub fn estimate<X: Dim, Z: Dim, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<Const<X>, E, D, T>,
+        x: Events<X, E, D, T>,
     ) -> Result<ElboTerms<E, D, T>>
     where
         E: Real,
         D: Device<E> + 'static,
         T: Tape<E, D> + 'static,
-        M: LatentVariableModel<X, Z, E, D, T>,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
-        let ElboParts { reconstruction, kl } = self.estimate_parts::<X, Z, E, D, T, M>(model, x)?;
+        let ElboParts { reconstruction, kl } = self.estimate_parts(model, x)?;
         let rec_value = detach(&reconstruction);
         let kl_value = detach(&kl);
         let objective = reconstruction - kl * cst::<E>(self.beta);
@@ -166,16 +166,16 @@ impl Elbo {
     ///
     /// # Errors
     /// As [`Elbo::estimate`].
-    pub fn estimate_parts<const X: usize, const Z: usize, E, D, T, M>(
+    pub fn estimate_parts<X: Dim, Z: Dim, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<Const<X>, E, D, T>,
+        x: Events<X, E, D, T>,
     ) -> Result<ElboParts<E, D, T>>
     where
         E: Real,
         D: Device<E> + 'static,
         T: Tape<E, D> + 'static,
-        M: LatentVariableModel<X, Z, E, D, T>,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
         let s = self.validated()?;
         let l = s.samples;

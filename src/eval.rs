@@ -105,7 +105,7 @@ fn batches(n: usize, batch: usize) -> Result<Vec<Vec<usize>>> {
 ///
 /// # Errors
 /// As [`log_marginal_likelihood`]; [`Error::InvalidSetting`] for an empty selection.
-pub fn test_nll<const X: usize, const Z: usize, E, D, M>(
+pub fn test_nll<X: Dim, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -114,11 +114,11 @@ pub fn test_nll<const X: usize, const Z: usize, E, D, M>(
 where
     E: Real,
     D: Device<E> + ThreadSafe + 'static,
-    M: LatentVariableModel<X, Z, E, D, NoneTape> + ThreadSafe,
+    M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z> + ThreadSafe,
 {
     nll_over_batches(data.len(), options, device, |idx, dev| {
-        let x = data.batch::<Const<X>, E, D>(dev, idx, None)?;
-        log_marginal_likelihood::<X, Z, E, D, M>(model, &x, options.k, options.chunk)
+        let x = data.batch::<X, E, D>(dev, idx, None)?;
+        log_marginal_likelihood(model, &x, options.k, options.chunk)
     })
 }
 
@@ -129,7 +129,7 @@ where
 ///
 /// # Errors
 /// As [`test_nll`].
-pub fn test_nll_conditional<const X: usize, const Y: usize, const Z: usize, E, D, M, C>(
+pub fn test_nll_conditional<X: Dim, Y: Dim, Z: Dim, E, D, M, C>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -139,13 +139,13 @@ pub fn test_nll_conditional<const X: usize, const Y: usize, const Z: usize, E, D
 where
     E: Real,
     D: Device<E> + ThreadSafe + 'static,
-    M: ConditionalModel<X, Y, Z, E, D, NoneTape> + ThreadSafe,
+    M: ConditionalModel<E, D, NoneTape, X = X, Y = Y, Z = Z> + ThreadSafe,
     C: Conditioning<X, Y> + ThreadSafe,
 {
     nll_over_batches(data.len(), options, device, |idx, dev| {
         let (x, y) = conditioning.tensors::<E, D>(data, idx, None, dev)?;
         let bound = Conditioned::new(model, y);
-        log_marginal_likelihood::<X, Z, E, D, _>(&bound, &x, options.k, options.chunk)
+        log_marginal_likelihood(&bound, &x, options.k, options.chunk)
     })
 }
 
@@ -190,7 +190,7 @@ where
 ///
 /// # Errors
 /// The model's errors; [`Error::InvalidSetting`] for an empty data set.
-pub fn posterior_mean_variance<const X: usize, const Z: usize, E, D, M>(
+pub fn posterior_mean_variance<X: Dim, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -199,24 +199,27 @@ pub fn posterior_mean_variance<const X: usize, const Z: usize, E, D, M>(
 where
     E: Real,
     D: Device<E> + 'static,
-    M: LatentVariableModel<X, Z, E, D, NoneTape>,
+    M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z>,
 {
     if data.is_empty() {
         return Err(Error::invalid("data", "no images to evaluate"));
     }
-    let (mut s1, mut s2) = (vec![0.0; Z], vec![0.0; Z]);
+    let (mut s1, mut s2) = (Vec::new(), Vec::new());
     for idx in batches(data.len(), batch)? {
-        let x: Events<Const<X>, E, D> = data.batch(device, &idx, None)?;
-        let mu = to_f64_vec(&model.guide(x)?.mean());
-        for row in mu.chunks(Z) {
-            for j in 0..Z {
+        let x: Events<X, E, D> = data.batch(device, &idx, None)?;
+        let mean = model.guide(x)?.mean();
+        let z = mean.shape().1.size().max(1);
+        s1.resize(z, 0.0);
+        s2.resize(z, 0.0);
+        for row in to_f64_vec(&mean).chunks(z) {
+            for j in 0..z {
                 s1[j] += row[j];
                 s2[j] += row[j] * row[j];
             }
         }
     }
     let n = data.len() as f64;
-    Ok((0..Z)
+    Ok((0..s1.len())
         .map(|j| (s2[j] / n - (s1[j] / n).powi(2)).max(0.0) * n / (n - 1.0).max(1.0))
         .collect())
 }
@@ -225,7 +228,7 @@ where
 ///
 /// # Errors
 /// The model's errors.
-pub fn kl_per_dimension<const X: usize, const Z: usize, E, D, M>(
+pub fn kl_per_dimension<X: Dim, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -234,17 +237,19 @@ pub fn kl_per_dimension<const X: usize, const Z: usize, E, D, M>(
 where
     E: Real,
     D: Device<E> + 'static,
-    M: LatentVariableModel<X, Z, E, D, NoneTape>,
-    M::Posterior: KlPerDimension<M::Prior, Output = Events<Const<Z>, E, D>>,
+    M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z>,
+    M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
 {
-    let mut s = vec![0.0; Z];
+    let mut s = Vec::new();
     for idx in batches(data.len(), batch)? {
-        let x: Events<Const<X>, E, D> = data.batch(device, &idx, None)?;
+        let x: Events<X, E, D> = data.batch(device, &idx, None)?;
         let q = model.guide(x)?;
         let p = model.prior(idx.len(), device)?;
-        let kl = to_f64_vec(&q.kl_per_dimension(p)?);
-        for row in kl.chunks(Z) {
-            for j in 0..Z {
+        let kl = q.kl_per_dimension(p)?;
+        let z = kl.shape().1.size().max(1);
+        s.resize(z, 0.0);
+        for row in to_f64_vec(&kl).chunks(z) {
+            for j in 0..z {
                 s[j] += row[j];
             }
         }
@@ -259,7 +264,7 @@ where
 ///
 /// # Errors
 /// As the functions it calls.
-pub fn report<const X: usize, const Z: usize, E, D, M>(
+pub fn report<X: Dim, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -268,14 +273,13 @@ pub fn report<const X: usize, const Z: usize, E, D, M>(
 where
     E: Real,
     D: Device<E> + ThreadSafe + 'static,
-    M: LatentVariableModel<X, Z, E, D, NoneTape> + ThreadSafe,
-    M::Posterior: KlPerDimension<M::Prior, Output = Events<Const<Z>, E, D>>,
+    M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z> + ThreadSafe,
+    M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
 {
-    let elbo = evaluate::<X, Z, E, D, M>(model, &Elbo::default(), data, device, options.batch)?;
-    let nll = test_nll::<X, Z, E, D, M>(model, data, device, options)?;
-    let kl_per_dim = kl_per_dimension::<X, Z, E, D, M>(model, data, device, options.batch)?;
-    let posterior_mean_variance =
-        posterior_mean_variance::<X, Z, E, D, M>(model, data, device, options.batch)?;
+    let elbo = evaluate(model, &Elbo::default(), data, device, options.batch)?;
+    let nll = test_nll(model, data, device, options)?;
+    let kl_per_dim = kl_per_dimension(model, data, device, options.batch)?;
+    let posterior_mean_variance = posterior_mean_variance(model, data, device, options.batch)?;
     let active_units = active_units(&posterior_mean_variance);
     Ok(EvaluationReport {
         elbo,

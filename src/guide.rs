@@ -12,9 +12,9 @@ use crate::ops::{Events, Real};
 ///
 /// `X` is the input (a batch of observations, possibly with a condition attached);
 /// the posterior is a batch of `Z`-dimensional distributions, one per example.
-pub trait AmortizedGuide<X, const Z: usize, E: Dtype, D: Device<E>> {
+pub trait AmortizedGuide<X, Z: Dim, E: Dtype, D: Device<E>> {
     /// The family of `q(z | x)`.
-    type Posterior: Reparameterizable<Const<Z>, E, D>;
+    type Posterior: Reparameterizable<Z, E, D>;
 
     /// `q(z | x)` for a batch of observations.
     ///
@@ -29,7 +29,7 @@ pub trait AmortizedGuide<X, const Z: usize, E: Dtype, D: Device<E>> {
 /// `Enc` is any dfdx module mapping the input to `(batch, H)`; the two heads are
 /// `Linear<H, Z>`. The head outputs `log σ` (not the log-variance; `log σ = ½ log σ²`).
 #[derive(Debug, Clone)]
-pub struct DiagonalNormalGuide<Enc, const H: usize, const Z: usize, E: Dtype, D: Storage<E>> {
+pub struct DiagonalNormalGuide<Enc, H: Dim, Z: Dim, E: Dtype, D: Storage<E>> {
     /// The encoder body, mapping `x` to features of shape `(batch, H)`.
     pub encoder: Enc,
     /// The head producing `μ`, shape `(batch, Z)`.
@@ -38,21 +38,29 @@ pub struct DiagonalNormalGuide<Enc, const H: usize, const Z: usize, E: Dtype, D:
     pub log_scale: Linear<H, Z, E, D>,
 }
 
-impl<Enc, const H: usize, const Z: usize, E: Real, D: Device<E>>
-    DiagonalNormalGuide<Enc, H, Z, E, D>
-{
-    /// A guide around `encoder`, with freshly initialized heads on `device` (dfdx's
-    /// default `Linear` initialization, `U(−1/√H, 1/√H)`, as in PyTorch).
-    pub fn new(encoder: Enc, device: &D) -> Self {
-        Self {
+impl<Enc, H: Dim, Z: Dim, E: Real, D: Device<E>> DiagonalNormalGuide<Enc, H, Z, E, D> {
+    /// A guide around `encoder` (whose output has `hidden` features), with freshly
+    /// initialized heads to `latent` dimensions on `device` (dfdx's default `Linear`
+    /// initialization, `U(−1/√H, 1/√H)`, as in PyTorch). Pass `Const` for sizes fixed
+    /// at compile time.
+    ///
+    /// # Errors
+    /// The device's allocation errors.
+    pub fn new(encoder: Enc, hidden: H, latent: Z, device: &D) -> Result<Self> {
+        Ok(Self {
             encoder,
-            loc: BuildModule::build(device),
-            log_scale: BuildModule::build(device),
-        }
+            loc: Linear::new(device, hidden, latent)?,
+            log_scale: Linear::new(device, hidden, latent)?,
+        })
+    }
+
+    /// The latent size `Z`.
+    pub fn latent_dim(&self) -> Z {
+        self.loc.outputs()
     }
 }
 
-impl<Enc, const H: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+impl<Enc, H: Dim + Default, Z: Dim + Default, E: Real, D: Device<E>> TensorCollection<E, D>
     for DiagonalNormalGuide<Enc, H, Z, E, D>
 where
     Enc: TensorCollection<E, D>,
@@ -77,22 +85,30 @@ where
     }
 }
 
-impl<X, Enc, const H: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-    AmortizedGuide<X, Z, E, D> for DiagonalNormalGuide<Enc, H, Z, E, D>
+impl<X, Enc, H: Dim, Z: Dim, E: Real, D: Device<E>, T: Tape<E, D>> AmortizedGuide<X, Z, E, D>
+    for DiagonalNormalGuide<Enc, H, Z, E, D>
 where
-    Enc: Module<X, Output = Tensor<(usize, Const<H>), E, D, T>>,
+    Enc: Module<X, Output = Tensor<(usize, H), E, D, T>>,
 {
-    type Posterior = Normal<Const<Z>, E, D, T>;
+    type Posterior = Normal<Z, E, D, T>;
 
-    fn posterior(&self, x: X) -> Result<Normal<Const<Z>, E, D, T>> {
+    fn posterior(&self, x: X) -> Result<Normal<Z, E, D, T>> {
         let h = self.encoder.try_forward(x).map_err(Error::device)?;
+        let hidden = self.loc.inputs().size();
+        if h.shape().1.size() != hidden {
+            return Err(Error::ShapeMismatch {
+                context: "DiagonalNormalGuide::posterior".into(),
+                expected: format!("{hidden} encoder features"),
+                found: h.shape().1.size().to_string(),
+            });
+        }
         // One tensor owns the tape: the log-scale branch gets an empty tape, and the
         // tapes merge again when the two parameters meet in the loss.
-        let log_scale: Events<Const<Z>, E, D, T> = self
+        let log_scale: Events<Z, E, D, T> = self
             .log_scale
             .try_forward(h.with_empty_tape())
             .map_err(Error::device)?;
-        let loc: Events<Const<Z>, E, D, T> = self.loc.try_forward(h).map_err(Error::device)?;
+        let loc: Events<Z, E, D, T> = self.loc.try_forward(h).map_err(Error::device)?;
         Normal::new(loc, log_scale)
     }
 }

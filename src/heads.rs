@@ -8,28 +8,29 @@ use crate::distributions::{
     Bernoulli, ContinuousBernoulli, MixtureOfDiagNormals, Normal, StandardNormal,
 };
 use crate::error::{Error, Result};
+use crate::nn::options::options;
 use crate::ops::{cst, Events, Real};
 
 /// Turns a decoder output of shape `(batch, X)` into the likelihood `p(x | z)`.
-pub trait LikelihoodHead<const X: usize, E: Real, D: Device<E>, T: Tape<E, D>> {
+pub trait LikelihoodHead<X: Dim, E: Real, D: Device<E>, T: Tape<E, D>> {
     /// The family of `p(x | z)`.
-    type Dist: crate::Distribution<Const<X>, E, D, Tape = T> + 'static;
+    type Dist: crate::Distribution<X, E, D, Tape = T> + 'static;
     /// `p(x | z)` from the decoder output.
     ///
     /// # Errors
     /// Shape errors from the family's constructor.
-    fn distribution(&self, decoder_output: Events<Const<X>, E, D, T>) -> Result<Self::Dist>;
+    fn distribution(&self, decoder_output: Events<X, E, D, T>) -> Result<Self::Dist>;
 }
 
 /// Makes the prior `p(z)` for a batch.
-pub trait PriorHead<const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>> {
+pub trait PriorHead<Z: Dim, E: Real, D: Device<E>, T: Tape<E, D>> {
     /// The family of `p(z)`.
-    type Dist: crate::Distribution<Const<Z>, E, D, Tape = T> + 'static;
+    type Dist: crate::Distribution<Z, E, D, Tape = T> + 'static;
     /// `p(z)` repeated for `batch` examples.
     ///
     /// # Errors
     /// Errors of the family's constructor.
-    fn prior(&self, batch: usize, device: &D) -> Result<Self::Dist>;
+    fn prior(&self, batch: usize, dim: Z, device: &D) -> Result<Self::Dist>;
 }
 
 macro_rules! parameterless {
@@ -51,11 +52,11 @@ macro_rules! parameterless {
 pub struct BernoulliHead;
 parameterless!(BernoulliHead);
 
-impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
-    LikelihoodHead<X, E, D, T> for BernoulliHead
+impl<X: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> LikelihoodHead<X, E, D, T>
+    for BernoulliHead
 {
-    type Dist = Bernoulli<Const<X>, E, D, T>;
-    fn distribution(&self, out: Events<Const<X>, E, D, T>) -> Result<Self::Dist> {
+    type Dist = Bernoulli<X, E, D, T>;
+    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
         Ok(Bernoulli::new(out))
     }
 }
@@ -66,11 +67,11 @@ impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
 pub struct ContinuousBernoulliHead;
 parameterless!(ContinuousBernoulliHead);
 
-impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
-    LikelihoodHead<X, E, D, T> for ContinuousBernoulliHead
+impl<X: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> LikelihoodHead<X, E, D, T>
+    for ContinuousBernoulliHead
 {
-    type Dist = ContinuousBernoulli<Const<X>, E, D, T>;
-    fn distribution(&self, out: Events<Const<X>, E, D, T>) -> Result<Self::Dist> {
+    type Dist = ContinuousBernoulli<X, E, D, T>;
+    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
         Ok(ContinuousBernoulli::new(out))
     }
 }
@@ -109,11 +110,11 @@ impl<E: Real, D: Device<E>> TensorCollection<E, D> for FixedGaussianHead {
     }
 }
 
-impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
-    LikelihoodHead<X, E, D, T> for FixedGaussianHead
+impl<X: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> LikelihoodHead<X, E, D, T>
+    for FixedGaussianHead
 {
-    type Dist = Normal<Const<X>, E, D, T>;
-    fn distribution(&self, out: Events<Const<X>, E, D, T>) -> Result<Self::Dist> {
+    type Dist = Normal<X, E, D, T>;
+    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
         let shape = *out.shape();
         let log_scale =
             (out.device().ones_like(&shape) * cst::<E>(self.log_scale)).put_tape(T::default());
@@ -124,12 +125,25 @@ impl<const X: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
 /// `p(x|z) = N(decoder output, diag σ²)` with a **learned** `log σ`: one per pixel
 /// (`P = X`) or one shared by all pixels (`P = 1`). Initialized to `σ = 1`.
 #[derive(Debug, Clone)]
-pub struct LearnedGaussianHead<const P: usize, E: Dtype, D: Storage<E>> {
+pub struct LearnedGaussianHead<P: Dim, E: Dtype, D: Storage<E>> {
     /// `log σ`, shape `(P,)`.
-    pub log_scale: Tensor<Rank1<P>, E, D>,
+    pub log_scale: Tensor<(P,), E, D>,
 }
 
-impl<const P: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+impl<P: Dim, E: Real, D: Device<E>> LearnedGaussianHead<P, E, D> {
+    /// A head with `scales` learned `log σ` (1 shared, or one per pixel), all 0.
+    /// With `Const` sizes, `BuildModule::build(&dev)` makes the same.
+    ///
+    /// # Errors
+    /// The device's allocation errors.
+    pub fn new(device: &D, scales: P) -> Result<Self> {
+        Ok(Self {
+            log_scale: device.try_zeros_like(&(scales,)).map_err(Error::device)?,
+        })
+    }
+}
+
+impl<P: Dim + Default, E: Real, D: Device<E>> TensorCollection<E, D>
     for LearnedGaussianHead<P, E, D>
 {
     type To<E2: Dtype, D2: Device<E2>> = LearnedGaussianHead<P, E2, D2>;
@@ -141,32 +155,32 @@ impl<const P: usize, E: Real, D: Device<E>> TensorCollection<E, D>
                 "log_scale",
                 |s| &s.log_scale,
                 |s| &mut s.log_scale,
-                TensorOptions::reset_to_zeros(),
+                options(Default::default(), |t| t.try_fill_with_zeros()),
             ),
             |log_scale| LearnedGaussianHead { log_scale },
         )
     }
 }
 
-impl<const X: usize, const P: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
+impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LikelihoodHead<X, E, D, T> for LearnedGaussianHead<P, E, D>
 {
-    type Dist = Normal<Const<X>, E, D, T>;
+    type Dist = Normal<X, E, D, T>;
     /// # Errors
     /// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
-    fn distribution(&self, out: Events<Const<X>, E, D, T>) -> Result<Self::Dist> {
-        let b = out.shape().0;
+    fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+        let (b, x) = *out.shape();
+        let p = self.log_scale.shape().0.size();
         let ls = self.log_scale.retaped::<T>();
-        let log_scale = if P == X {
-            ls.reshape_like(&(Const::<X>,))
-                .broadcast_like(&(b, Const::<X>))
-        } else if P == 1 {
-            ls.reshape_like(&()).broadcast_like(&(b, Const::<X>))
+        let log_scale = if p == x.size() {
+            ls.reshape_like(&(x,)).broadcast_like(&(b, x))
+        } else if p == 1 {
+            ls.reshape_like(&()).broadcast_like(&(b, x))
         } else {
             return Err(Error::ShapeMismatch {
                 context: "LearnedGaussianHead".into(),
-                expected: format!("1 (shared) or {X} (per pixel) scales"),
-                found: P.to_string(),
+                expected: format!("1 (shared) or {} (per pixel) scales", x.size()),
+                found: p.to_string(),
             });
         };
         Normal::new(out, log_scale)
@@ -178,12 +192,12 @@ impl<const X: usize, const P: usize, E: Real, D: Device<E> + 'static, T: Tape<E,
 pub struct StandardNormalPrior;
 parameterless!(StandardNormalPrior);
 
-impl<const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> PriorHead<Z, E, D, T>
+impl<Z: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> PriorHead<Z, E, D, T>
     for StandardNormalPrior
 {
-    type Dist = StandardNormal<Const<Z>, E, D, T>;
-    fn prior(&self, batch: usize, device: &D) -> Result<Self::Dist> {
-        Ok(StandardNormal::new(batch, Const, device))
+    type Dist = StandardNormal<Z, E, D, T>;
+    fn prior(&self, batch: usize, dim: Z, device: &D) -> Result<Self::Dist> {
+        Ok(StandardNormal::new(batch, dim, device))
     }
 }
 
@@ -191,16 +205,44 @@ impl<const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> P
 /// with equal weights, unit scales and means drawn from `U(−1.5, 1.5)`, so the components
 /// start apart. Its KL from a Normal guide has no closed form: `Elbo` estimates it.
 #[derive(Debug, Clone)]
-pub struct MixturePrior<const K: usize, const Z: usize, E: Dtype, D: Storage<E>> {
+pub struct MixturePrior<K: Dim, Z: Dim, E: Dtype, D: Storage<E>> {
     /// Component logits, shape `(K,)`.
-    pub logits: Tensor<Rank1<K>, E, D>,
+    pub logits: Tensor<(K,), E, D>,
     /// Component means, shape `(K, Z)`.
-    pub loc: Tensor<Rank2<K, Z>, E, D>,
+    pub loc: Tensor<(K, Z), E, D>,
     /// Component `log σ`, shape `(K, Z)`.
-    pub log_scale: Tensor<Rank2<K, Z>, E, D>,
+    pub log_scale: Tensor<(K, Z), E, D>,
 }
 
-impl<const K: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+impl<K: Dim, Z: Dim, E: Real, D: Device<E>> MixturePrior<K, Z, E, D> {
+    /// A mixture of `components` Normals over `dim` latent dimensions, initialized as
+    /// described above. With `Const` sizes, `BuildModule::build(&dev)` makes the same.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] for zero components; the device's allocation errors.
+    pub fn new(device: &D, components: K, dim: Z) -> Result<Self> {
+        if components.size() == 0 {
+            return Err(Error::invalid(
+                "K",
+                "a mixture needs at least one component",
+            ));
+        }
+        let init = rand_distr::Uniform::new(cst::<E>(-1.5), cst::<E>(1.5));
+        Ok(Self {
+            logits: device
+                .try_zeros_like(&(components,))
+                .map_err(Error::device)?,
+            loc: device
+                .try_sample_like(&(components, dim), init)
+                .map_err(Error::device)?,
+            log_scale: device
+                .try_zeros_like(&(components, dim))
+                .map_err(Error::device)?,
+        })
+    }
+}
+
+impl<K: Dim + Default, Z: Dim + Default, E: Real, D: Device<E>> TensorCollection<E, D>
     for MixturePrior<K, Z, E, D>
 {
     type To<E2: Dtype, D2: Device<E2>> = MixturePrior<K, Z, E2, D2>;
@@ -213,13 +255,13 @@ impl<const K: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, 
                     "logits",
                     |s| &s.logits,
                     |s| &mut s.logits,
-                    TensorOptions::reset_to_zeros(),
+                    options(Default::default(), |t| t.try_fill_with_zeros()),
                 ),
                 Self::tensor(
                     "loc",
                     |s| &s.loc,
                     |s| &mut s.loc,
-                    TensorOptions::reset_with(|t| {
+                    options(Default::default(), |t| {
                         t.try_fill_with_distr(rand_distr::Uniform::new(
                             cst::<E>(-1.5),
                             cst::<E>(1.5),
@@ -230,7 +272,7 @@ impl<const K: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, 
                     "log_scale",
                     |s| &s.log_scale,
                     |s| &mut s.log_scale,
-                    TensorOptions::reset_to_zeros(),
+                    options(Default::default(), |t| t.try_fill_with_zeros()),
                 ),
             ),
             |(logits, loc, log_scale)| MixturePrior {
@@ -242,11 +284,18 @@ impl<const K: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, 
     }
 }
 
-impl<const K: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
-    PriorHead<Z, E, D, T> for MixturePrior<K, Z, E, D>
+impl<K: Dim, Z: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> PriorHead<Z, E, D, T>
+    for MixturePrior<K, Z, E, D>
 {
-    type Dist = MixtureOfDiagNormals<Const<K>, Const<Z>, E, D, T>;
-    fn prior(&self, batch: usize, _device: &D) -> Result<Self::Dist> {
+    type Dist = MixtureOfDiagNormals<K, Z, E, D, T>;
+    fn prior(&self, batch: usize, dim: Z, _device: &D) -> Result<Self::Dist> {
+        if dim.size() != self.loc.shape().1.size() {
+            return Err(Error::ShapeMismatch {
+                context: "MixturePrior::prior".into(),
+                expected: format!("{} latent dimensions", self.loc.shape().1.size()),
+                found: dim.size().to_string(),
+            });
+        }
         MixtureOfDiagNormals::shared(
             batch,
             self.logits.retaped::<T>(),

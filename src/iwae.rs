@@ -15,16 +15,16 @@ use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 ///
 /// # Errors
 /// [`Error::InvalidSetting`] if `k == 0`; the model's errors.
-pub fn log_weights<const X: usize, const Z: usize, E, D, T, M>(
+pub fn log_weights<X: Dim, Z: Dim, E, D, T, M>(
     model: &M,
-    x: Events<Const<X>, E, D, T>,
+    x: Events<X, E, D, T>,
     k: usize,
 ) -> Result<Tensor<(usize, usize), E, D, T>>
 where
     E: Real,
     D: Device<E> + 'static,
     T: Tape<E, D> + 'static,
-    M: LatentVariableModel<X, Z, E, D, T>,
+    M: LatentVariableModel<E, D, T, X = X, Z = Z>,
 {
     if k == 0 {
         return Err(Error::invalid(
@@ -74,18 +74,18 @@ impl ImportanceWeighted {
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] if `k == 0`; the model's errors.
-    pub fn estimate<const X: usize, const Z: usize, E, D, T, M>(
+    pub fn estimate<X: Dim, Z: Dim, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<Const<X>, E, D, T>,
+        x: Events<X, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
         D: Device<E> + 'static,
         T: Tape<E, D> + 'static,
-        M: LatentVariableModel<X, Z, E, D, T>,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
-        let lw = log_weights::<X, Z, E, D, T, M>(model, x, self.k)?;
+        let lw = log_weights(model, x, self.k)?;
         Ok(lw.logsumexp::<(usize,), Axis<0>>() - E::from_usize(self.k).unwrap_or_default().ln())
     }
 }
@@ -150,16 +150,16 @@ impl Accumulator {
 /// # Errors
 /// [`Error::InvalidSetting`] if `k` or `chunk` is 0; [`Error::NonFinite`] if a log
 /// weight is NaN or `+∞`; the model's errors.
-pub fn log_marginal_likelihood<const X: usize, const Z: usize, E, D, M>(
+pub fn log_marginal_likelihood<X: Dim, Z: Dim, E, D, M>(
     model: &M,
-    x: &Events<Const<X>, E, D>,
+    x: &Events<X, E, D>,
     k: usize,
     chunk: usize,
 ) -> Result<LogLikelihood>
 where
     E: Real,
     D: Device<E> + 'static,
-    M: LatentVariableModel<X, Z, E, D, NoneTape>,
+    M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z>,
 {
     if k == 0 || chunk == 0 {
         return Err(Error::invalid(
@@ -172,11 +172,7 @@ where
     let mut done = 0;
     while done < k {
         let c = chunk.min(k - done);
-        let lw = to_f64_vec(&log_weights::<X, Z, E, D, NoneTape, M>(
-            model,
-            x.clone(),
-            c,
-        )?);
+        let lw = to_f64_vec(&log_weights(model, x.clone(), c)?);
         for (i, &l) in lw.iter().enumerate() {
             if l.is_nan() || l == f64::INFINITY {
                 return Err(Error::NonFinite {

@@ -14,20 +14,27 @@ use crate::ops::{Events, PerExample, Real};
 /// computation: implement the trait for every `T: Tape<E, D>` (as the models in
 /// `latent-models` do) so the model can be both trained (`OwnedTape`) and evaluated
 /// (`NoneTape`).
-pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device<E>, T: Tape<E, D>>
-{
+///
+/// The model carries its sizes as the associated types `X` and `Z`, dfdx [`Dim`]s:
+/// `Const<N>` for sizes fixed at compile time, `usize` for sizes chosen at run time.
+/// Callers therefore never name them: `elbo.estimate(&model, x)`, `model.guide(x)`.
+pub trait LatentVariableModel<E: Real, D: Device<E>, T: Tape<E, D>> {
+    /// The observation size: `x` has shape `(batch, X)`.
+    type X: Dim;
+    /// The latent size: `z` has shape `(batch, Z)`.
+    type Z: Dim;
     /// The family of the guide `q(z | x)`.
-    type Posterior: Reparameterizable<Const<Z>, E, D, Tape = T> + 'static;
+    type Posterior: Reparameterizable<Self::Z, E, D, Tape = T> + 'static;
     /// The family of the prior `p(z)`.
-    type Prior: Distribution<Const<Z>, E, D, Tape = T> + 'static;
+    type Prior: Distribution<Self::Z, E, D, Tape = T> + 'static;
     /// The family of the likelihood `p(x | z)`.
-    type Likelihood: Distribution<Const<X>, E, D, Tape = T> + 'static;
+    type Likelihood: Distribution<Self::X, E, D, Tape = T> + 'static;
 
     /// `q(z | x)` for a batch `x` of shape `(batch, X)`.
     ///
     /// # Errors
     /// Whatever the guide's network reports (e.g. [`crate::Error::Device`]).
-    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<Self::Posterior>;
+    fn guide(&self, x: Events<Self::X, E, D, T>) -> Result<Self::Posterior>;
 
     /// The prior `p(z)`, repeated for `batch` examples.
     ///
@@ -39,7 +46,7 @@ pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device
     ///
     /// # Errors
     /// Whatever the decoder reports.
-    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<Self::Likelihood>;
+    fn likelihood(&self, z: Events<Self::Z, E, D, T>) -> Result<Self::Likelihood>;
 
     /// `KL(q ‖ p)` in closed form when the pair has one, shape `(batch,)`, in nats;
     /// `None` makes [`Elbo`](crate::Elbo) estimate it by Monte Carlo.
@@ -57,6 +64,6 @@ pub trait LatentVariableModel<const X: usize, const Z: usize, E: Real, D: Device
         D: 'static,
         T: 'static,
     {
-        registered_kl::<Const<Z>, E, D, T, _, _>(q, p)
+        registered_kl::<Self::Z, E, D, T, _, _>(q, p)
     }
 }

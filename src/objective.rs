@@ -15,16 +15,16 @@ pub trait Objective {
     ///
     /// # Errors
     /// Invalid settings and the model's errors.
-    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+    fn objective<X: Dim, Z: Dim, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<Const<X>, E, D, T>,
+        x: Events<X, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
         D: Device<E> + 'static,
         T: Tape<E, D> + 'static,
-        M: LatentVariableModel<X, Z, E, D, T>;
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>;
 
     /// A short description for logs, e.g. `elbo(L=1, β=1)` or `iwae(k=5)`.
     fn describe(&self) -> String;
@@ -46,18 +46,18 @@ pub trait Objective {
 }
 
 impl Objective for Elbo {
-    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+    fn objective<X: Dim, Z: Dim, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<Const<X>, E, D, T>,
+        x: Events<X, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
         D: Device<E> + 'static,
         T: Tape<E, D> + 'static,
-        M: LatentVariableModel<X, Z, E, D, T>,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
-        Ok(self.estimate::<X, Z, E, D, T, M>(model, x)?.objective)
+        Ok(self.estimate(model, x)?.objective)
     }
 
     fn describe(&self) -> String {
@@ -75,18 +75,18 @@ impl Objective for Elbo {
 }
 
 impl Objective for ImportanceWeighted {
-    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+    fn objective<X: Dim, Z: Dim, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<Const<X>, E, D, T>,
+        x: Events<X, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
         D: Device<E> + 'static,
         T: Tape<E, D> + 'static,
-        M: LatentVariableModel<X, Z, E, D, T>,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
-        self.estimate::<X, Z, E, D, T, M>(model, x)
+        self.estimate(model, x)
     }
 
     fn describe(&self) -> String {
@@ -105,20 +105,20 @@ pub enum AnyObjective {
 }
 
 impl Objective for AnyObjective {
-    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+    fn objective<X: Dim, Z: Dim, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<Const<X>, E, D, T>,
+        x: Events<X, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
         D: Device<E> + 'static,
         T: Tape<E, D> + 'static,
-        M: LatentVariableModel<X, Z, E, D, T>,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
         match self {
-            Self::Elbo(o) => o.objective::<X, Z, E, D, T, M>(model, x),
-            Self::Iwae(o) => o.objective::<X, Z, E, D, T, M>(model, x),
+            Self::Elbo(o) => o.objective(model, x),
+            Self::Iwae(o) => o.objective(model, x),
         }
     }
 

@@ -81,9 +81,7 @@ fn elbo_with_the_exact_posterior_equals_log_px_for_every_draw() {
     m.set_guide_to_posterior().unwrap();
     let log_px = m.exact_log_marginal(&OBS).unwrap();
 
-    let lw = to_f64_vec(
-        &log_weights::<4, 2, f64, Dev, NoneTape, _>(&m, obs_batch(&dev, 3), 50).unwrap(),
-    );
+    let lw = to_f64_vec(&log_weights(&m, obs_batch(&dev, 3), 50).unwrap());
     assert_eq!(lw.len(), 150);
     for l in lw {
         assert!(
@@ -92,9 +90,7 @@ fn elbo_with_the_exact_posterior_equals_log_px_for_every_draw() {
         );
     }
     let elbo = Elbo::new(1).unwrap().with_kl(KlEstimator::MonteCarlo);
-    let terms = elbo
-        .estimate::<4, 2, f64, Dev, NoneTape, _>(&m, obs_batch(&dev, 100))
-        .unwrap();
+    let terms = elbo.estimate(&m, obs_batch(&dev, 100)).unwrap();
     for e in to_f64_vec(&terms.elbo) {
         assert!((e - log_px).abs() < 1e-9, "ELBO {e} vs log p(x) {log_px}");
     }
@@ -128,7 +124,7 @@ fn importance_weighted_bounds_are_ordered() {
         let v = to_f64_vec(
             &ImportanceWeighted::new(k)
                 .unwrap()
-                .estimate::<4, 2, f64, Dev, NoneTape, _>(&m, obs_batch(&dev, reps))
+                .estimate(&m, obs_batch(&dev, reps))
                 .unwrap(),
         );
         mean_se(&v)
@@ -136,7 +132,7 @@ fn importance_weighted_bounds_are_ordered() {
     let elbo = {
         let t = Elbo::new(1)
             .unwrap()
-            .estimate::<4, 2, f64, Dev, NoneTape, _>(&m, obs_batch(&dev, reps))
+            .estimate(&m, obs_batch(&dev, reps))
             .unwrap();
         mean_se(&to_f64_vec(&t.elbo))
     };
@@ -171,7 +167,7 @@ fn is_estimate_converges_to_log_px() {
     let m = model(&dev);
     let log_px = m.exact_log_marginal(&OBS).unwrap();
     let x = obs_batch(&dev, 1);
-    let ll = log_marginal_likelihood::<4, 2, f64, Dev, _>(&m, &x, 5000, 512).unwrap();
+    let ll = log_marginal_likelihood(&m, &x, 5000, 512).unwrap();
     let (est, se) = (ll.log_px[0], ll.stderr[0]);
     assert!(se > 0.0 && se < 0.1, "stderr {se}");
     assert!(
@@ -180,10 +176,8 @@ fn is_estimate_converges_to_log_px() {
     );
 
     // Over 200 repetitions the mean absolute error at k = 50 exceeds that at k = 5000.
-    let small =
-        log_marginal_likelihood::<4, 2, f64, Dev, _>(&m, &obs_batch(&dev, 200), 50, 50).unwrap();
-    let big = log_marginal_likelihood::<4, 2, f64, Dev, _>(&m, &obs_batch(&dev, 200), 5000, 1000)
-        .unwrap();
+    let small = log_marginal_likelihood(&m, &obs_batch(&dev, 200), 50, 50).unwrap();
+    let big = log_marginal_likelihood(&m, &obs_batch(&dev, 200), 5000, 1000).unwrap();
     let mae = |v: &[f64]| v.iter().map(|e| (e - log_px).abs()).sum::<f64>() / v.len() as f64;
     assert!(
         mae(&big.log_px) < 0.5 * mae(&small.log_px),
@@ -201,7 +195,7 @@ fn chunked_and_unchunked_estimates_agree() {
         let dev = Dev::seed_from_u64(21);
         let x = dev.tensor_from_vec(x.as_vec(), (7, Const::<4>));
         let m = LinearGaussian::<4, 2, f64, Dev>::new(&dev, &W, &B, SIGMA).unwrap();
-        log_marginal_likelihood::<4, 2, f64, Dev, _>(&m, &x, 1000, chunk).unwrap()
+        log_marginal_likelihood(&m, &x, 1000, chunk).unwrap()
     };
     let whole = run(1000);
     for chunk in [1, 7, 100, 333] {
@@ -222,7 +216,7 @@ fn chunked_and_unchunked_estimates_agree() {
         let dev = Dev::seed_from_u64(22);
         let x = dev.tensor_from_vec(x.as_vec(), (7, Const::<4>));
         let m = LinearGaussian::<4, 2, f64, Dev>::new(&dev, &W, &B, SIGMA).unwrap();
-        log_marginal_likelihood::<4, 2, f64, Dev, _>(&m, &x, 1000, 1000).unwrap()
+        log_marginal_likelihood(&m, &x, 1000, 1000).unwrap()
     };
     assert!((other.log_px[0] - whole.log_px[0]).abs() > 1e-9);
 }
@@ -260,10 +254,7 @@ fn elbo_gradient_is_unbiased() {
             let g = m.alloc_grads();
             let t = Elbo::new(1)
                 .unwrap()
-                .estimate::<4, 2, f64, Dev, OwnedTape<f64, Dev>, _>(
-                    &m,
-                    obs_batch(&dev, 250).traced(g),
-                )
+                .estimate(&m, obs_batch(&dev, 250).traced(g))
                 .unwrap();
             grad_of(&t.objective.mean::<(), _>().backward(), &m)
         })

@@ -1,5 +1,6 @@
 //! Swappable likelihood and prior heads of the VAE.
 
+use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use latent::data::embedded;
 use latent::distributions::Distribution;
@@ -7,6 +8,7 @@ use latent::heads::{
     ContinuousBernoulliHead, FixedGaussianHead, LearnedGaussianHead, LikelihoodHead, MixturePrior,
     StandardNormalPrior,
 };
+use latent::nn::Linear;
 use latent::ops::to_f64_vec;
 use latent::train::{evaluate, fit, TrainConfig};
 use latent::{Elbo, Error, KlEstimator};
@@ -32,7 +34,7 @@ fn gaussian_heads_give_the_stated_densities() {
     };
     let fixed = FixedGaussianHead::new(0.3).unwrap();
     let lp = to_f64_vec(
-        &LikelihoodHead::<4, f64, Dev, NoneTape>::distribution(&fixed, out())
+        &LikelihoodHead::<Const<4>, f64, Dev, NoneTape>::distribution(&fixed, out())
             .unwrap()
             .log_prob(x())
             .unwrap(),
@@ -43,86 +45,94 @@ fn gaussian_heads_give_the_stated_densities() {
         Err(Error::InvalidSetting { .. })
     ));
 
-    let mut shared: LearnedGaussianHead<1, f64, Dev> = BuildModule::build(&dev);
+    let mut shared: LearnedGaussianHead<Const<1>, f64, Dev> = BuildModule::build(&dev);
     shared.log_scale.copy_from(&[0.5f64.ln()]);
     let lp = to_f64_vec(
-        &LikelihoodHead::<4, f64, Dev, NoneTape>::distribution(&shared, out())
+        &LikelihoodHead::<Const<4>, f64, Dev, NoneTape>::distribution(&shared, out())
             .unwrap()
             .log_prob(x())
             .unwrap(),
     )[0];
     assert!((lp - expected(0.5)).abs() < 1e-10);
 
-    let per_pixel: LearnedGaussianHead<4, f64, Dev> = BuildModule::build(&dev);
+    let per_pixel: LearnedGaussianHead<Const<4>, f64, Dev> = BuildModule::build(&dev);
     let lp = to_f64_vec(
-        &LikelihoodHead::<4, f64, Dev, NoneTape>::distribution(&per_pixel, out())
+        &LikelihoodHead::<Const<4>, f64, Dev, NoneTape>::distribution(&per_pixel, out())
             .unwrap()
             .log_prob(x())
             .unwrap(),
     )[0];
     assert!((lp - expected(1.0)).abs() < 1e-10, "initialized to σ = 1");
 
-    let wrong: LearnedGaussianHead<3, f64, Dev> = BuildModule::build(&dev);
+    // Three scales (chosen at run time) for four pixels: a typed error.
+    let wrong = LearnedGaussianHead::<usize, f64, Dev>::new(&dev, 3).unwrap();
+    let out_rt = dev.tensor_from_vec(vec![0.1, -0.3, 0.7, 1.5], (1, 4usize));
     assert!(matches!(
-        LikelihoodHead::<4, f64, Dev, NoneTape>::distribution(&wrong, out()),
+        LikelihoodHead::<usize, f64, Dev, NoneTape>::distribution(&wrong, out_rt),
         Err(Error::ShapeMismatch { .. })
     ));
 }
 
-type CbVae = Vae<
-    MlpEncoder<784, 256, f32, Dev>,
-    MlpDecoder<784, 256, 10, f32, Dev>,
-    256,
-    10,
+/// These models take their sizes at run time (`usize`), as the `vae` example does.
+type RtVae<L, P> = Vae<
+    MlpEncoder<usize, usize, f32, Dev>,
+    MlpDecoder<usize, usize, usize, f32, Dev>,
+    usize,
+    usize,
+    usize,
     f32,
     Dev,
-    ContinuousBernoulliHead,
-    StandardNormalPrior,
+    L,
+    P,
 >;
-type MixVae = Vae<
-    MlpEncoder<784, 256, f32, Dev>,
-    MlpDecoder<784, 256, 10, f32, Dev>,
-    256,
-    10,
-    f32,
-    Dev,
-    latent::heads::BernoulliHead,
-    MixturePrior<5, 10, f32, Dev>,
->;
+type CbVae = RtVae<ContinuousBernoulliHead, StandardNormalPrior>;
+type MixVae = RtVae<latent::heads::BernoulliHead, MixturePrior<usize, usize, f32, Dev>>;
+
+/// An MLP VAE `784-256-10` with the given heads, sizes chosen at run time.
+fn rt_vae<L, P>(dev: &Dev, likelihood: L, prior: P) -> RtVae<L, P> {
+    let (x, h, z) = (784, 256, 10);
+    Vae::with_heads(
+        (Linear::new(dev, x, h).unwrap(), ReLU),
+        (
+            Linear::new(dev, z, h).unwrap(),
+            ReLU,
+            Linear::new(dev, h, x).unwrap(),
+        ),
+        likelihood,
+        prior,
+        (h, z),
+        dev,
+    )
+    .unwrap()
+}
 
 /// A VAE with a learned mixture prior has no closed-form KL: Analytic is refused, Auto
 /// falls back to Monte Carlo, and it trains (the prior's parameters move).
 #[test]
 fn mixture_prior_trains_with_the_monte_carlo_kl() {
     let dev = Dev::seed_from_u64(0);
-    let mut model: MixVae = Vae::with_heads(
-        BuildModule::build(&dev),
-        BuildModule::build(&dev),
-        latent::heads::BernoulliHead,
-        BuildModule::build(&dev),
-        &dev,
-    );
+    let prior = MixturePrior::new(&dev, 5, 10).unwrap();
+    let mut model: MixVae = rt_vae(&dev, latent::heads::BernoulliHead, prior);
     let data = embedded().unwrap();
     let x = data
         .test
-        .batch::<Const<784>, f32, Dev>(&dev, &[0, 1, 2], None)
+        .batch::<usize, f32, Dev>(&dev, &[0, 1, 2], None)
         .unwrap();
     let analytic = Elbo::new(1).unwrap().with_kl(KlEstimator::Analytic);
     assert!(matches!(
-        analytic.estimate::<784, 10, f32, Dev, NoneTape, _>(&model, x),
+        analytic.estimate(&model, x),
         Err(Error::InvalidSetting { .. })
     ));
     let before_loc = model.prior.loc.as_vec();
     let train = data.train.take(1024);
     let test = data.test.take(200);
-    let b = evaluate::<784, 10, f32, Dev, _>(&model, &Elbo::default(), &test, &dev, 200).unwrap();
+    let b = evaluate(&model, &Elbo::default(), &test, &dev, 200).unwrap();
     let config = TrainConfig {
         epochs: 2,
         ..Default::default()
     };
-    fit::<784, 10, f32, Dev, _, _>(&mut model, &Elbo::default(), &train, &test, &config, &dev)
-        .unwrap();
-    let a = evaluate::<784, 10, f32, Dev, _>(&model, &Elbo::default(), &test, &dev, 200).unwrap();
+    fit(&mut model, &Elbo::default(), &train, &test, &config, &dev).unwrap();
+    let a = evaluate(&model, &Elbo::default(), &test, &dev, 200).unwrap();
     assert!(a.elbo > b.elbo + 100.0, "ELBO {} → {}", b.elbo, a.elbo);
     assert!(a.kl > 0.0, "MC KL estimate {}", a.kl);
     assert_ne!(model.prior.loc.as_vec(), before_loc, "the prior is learned");
@@ -133,21 +143,15 @@ fn mixture_prior_trains_with_the_monte_carlo_kl() {
 #[test]
 fn continuous_bernoulli_vae_trains_on_grey_pixels() {
     let dev = Dev::seed_from_u64(1);
-    let mut model: CbVae = Vae::with_heads(
-        BuildModule::build(&dev),
-        BuildModule::build(&dev),
-        ContinuousBernoulliHead,
-        StandardNormalPrior,
-        &dev,
-    );
+    let mut model: CbVae = rt_vae(&dev, ContinuousBernoulliHead, StandardNormalPrior);
     let data = embedded().unwrap();
     let test = data.test.take(300);
-    let b = evaluate::<784, 10, f32, Dev, _>(&model, &Elbo::default(), &test, &dev, 300).unwrap();
+    let b = evaluate(&model, &Elbo::default(), &test, &dev, 300).unwrap();
     let config = TrainConfig {
         epochs: 1,
         ..Default::default()
     };
-    fit::<784, 10, f32, Dev, _, _>(
+    fit(
         &mut model,
         &Elbo::default(),
         &data.train,
@@ -156,7 +160,7 @@ fn continuous_bernoulli_vae_trains_on_grey_pixels() {
         &dev,
     )
     .unwrap();
-    let a = evaluate::<784, 10, f32, Dev, _>(&model, &Elbo::default(), &test, &dev, 300).unwrap();
+    let a = evaluate(&model, &Elbo::default(), &test, &dev, 300).unwrap();
     assert!(
         a.elbo.is_finite() && a.elbo > b.elbo + 100.0,
         "ELBO {} → {}",

@@ -146,7 +146,7 @@ fn fused_bernoulli_log_prob_matches_bce_with_logits() {
 #[derive(Clone)]
 struct MeanReconstruction;
 
-type Vae = MlpVae<784, 64, 4, f32, Cpu>;
+type Vae = MlpVae<Const<784>, Const<64>, Const<4>, f32, Cpu>;
 
 impl Task<f32, Cpu, Vae> for MeanReconstruction {
     fn loss(
@@ -156,8 +156,8 @@ impl Task<f32, Cpu, Vae> for MeanReconstruction {
         grads: Gradients<f32, Cpu>,
         _progress: Progress,
     ) -> Result<Tensor<(), f32, Cpu, OwnedTape<f32, Cpu>>> {
-        let x = batch.images::<784, f32>()?;
-        let q = LatentVariableModel::<784, 4, f32, Cpu, OwnedTape<f32, Cpu>>::guide(
+        let x = batch.images::<Const<784>, f32>()?;
+        let q = LatentVariableModel::<f32, Cpu, OwnedTape<f32, Cpu>>::guide(
             model,
             x.clone().traced(grads),
         )?;
@@ -176,7 +176,7 @@ impl Task<f32, Cpu, Vae> for MeanReconstruction {
 fn replica_gradients_sum_to_the_whole_batch_gradient() {
     let data = embedded().unwrap().train.take(37);
     let dev = Cpu::seed_from_u64(1);
-    let model: Vae = mlp_vae(&dev);
+    let model: Vae = mlp_vae(&dev, (Const, Const, Const)).unwrap();
     let idx: Vec<usize> = (0..37).collect();
     let progress = Progress {
         step: 0,
@@ -305,7 +305,7 @@ fn test_nll_across_threads_is_reproducible_and_agrees_with_one_thread() {
     let data = embedded().unwrap().test.take(40);
     let data = latent::train::prepare_test(&data, latent::data::Binarization::Dynamic, 0);
     let dev = Cpu::seed_from_u64(2);
-    let model: Vae = mlp_vae(&dev);
+    let model: Vae = mlp_vae(&dev, (Const, Const, Const)).unwrap();
     let nll = |threads: usize| {
         let options = EvalOptions {
             k: 200,
@@ -314,7 +314,7 @@ fn test_nll_across_threads_is_reproducible_and_agrees_with_one_thread() {
             threads,
             ..Default::default()
         };
-        test_nll::<784, 4, f32, Cpu, _>(&model, &data, &Cpu::seed_from_u64(7), &options).unwrap()
+        test_nll(&model, &data, &Cpu::seed_from_u64(7), &options).unwrap()
     };
     let (one, two, again) = (nll(1), nll(2), nll(2));
     assert_eq!(two, again, "same seed and thread count, same estimate");

@@ -7,7 +7,7 @@ use latent::ops::to_f64_vec;
 use latent::optim::Adam;
 use latent_models::{mlp_vae, MlpVae};
 
-type Vae<E> = MlpVae<784, 64, 4, E, Cpu>;
+type Vae<E> = MlpVae<Const<784>, Const<64>, Const<4>, E, Cpu>;
 
 /// Runs three steps of latent's and dfdx's Adam on the same model and gradients
 /// (those of `Σ c ⊙ encoder(x)` for each step's own `x`: non-trivial for the encoder,
@@ -15,7 +15,7 @@ type Vae<E> = MlpVae<784, 64, 4, E, Cpu>;
 macro_rules! check_against_dfdx {
     ($e:ty, $threads:expr) => {{
         let dev = Cpu::seed_from_u64(0);
-        let mut ours: Vae<$e> = mlp_vae(&dev);
+        let mut ours: Vae<$e> = mlp_vae(&dev, (Const, Const, Const)).unwrap();
         let mut theirs = ours.clone();
         let cfg = AdamConfig {
             lr: 3e-3,
@@ -43,7 +43,7 @@ macro_rules! check_against_dfdx {
             to_f64_vec(&ours.guide.encoder.0.bias),
             to_f64_vec(&theirs.guide.encoder.0.bias)
         );
-        let before: Vae<$e> = mlp_vae(&Cpu::seed_from_u64(0));
+        let before: Vae<$e> = mlp_vae(&Cpu::seed_from_u64(0), (Const, Const, Const)).unwrap();
         assert_ne!(w, to_f64_vec(&before.guide.encoder.0.weight), "the update moved nothing");
     }};
 }

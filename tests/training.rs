@@ -9,14 +9,15 @@ use latent::{Elbo, Error, KlEstimator};
 use latent_models::{mlp_vae, MlpVae};
 
 type Dev = Cpu;
-type Small = MlpVae<784, 256, 10, f32, Dev>;
+type Small = MlpVae<Const<784>, Const<256>, Const<10>, f32, Dev>;
 
 /// The closed-form KL the ELBO uses equals the Monte Carlo KL on the same model and
 /// data, within 5 standard errors; and L samples are drawn as one batch.
 #[test]
 fn elbo_analytic_and_monte_carlo_kl_agree() {
     let dev = Dev::seed_from_u64(1);
-    let model: MlpVae<784, 256, 10, f64, Dev> = mlp_vae(&dev);
+    let model: MlpVae<Const<784>, Const<256>, Const<10>, f64, Dev> =
+        mlp_vae(&dev, (Const, Const, Const)).unwrap();
     let data = embedded().unwrap().test.take(50);
     let idx: Vec<usize> = (0..50).collect();
     let x = data
@@ -24,16 +25,12 @@ fn elbo_analytic_and_monte_carlo_kl_agree() {
         .unwrap();
 
     let analytic = Elbo::new(1).unwrap().with_kl(KlEstimator::Analytic);
-    let a = analytic
-        .estimate::<784, 10, f64, Dev, NoneTape, _>(&model, x.clone())
-        .unwrap();
+    let a = analytic.estimate(&model, x.clone()).unwrap();
     let a_kl = to_f64_vec(&a.kl);
 
     let l = 2000;
     let mc = Elbo::new(l).unwrap().with_kl(KlEstimator::MonteCarlo);
-    let m = mc
-        .estimate::<784, 10, f64, Dev, NoneTape, _>(&model, x)
-        .unwrap();
+    let m = mc.estimate(&model, x).unwrap();
     let m_kl = to_f64_vec(&m.kl);
     // Var[log q − log p] under q for this near-prior guide is O(Z); bound the SE per
     // example by the standard error of a 2000-sample mean with a generous variance.
@@ -95,15 +92,15 @@ fn invalid_settings_are_typed_errors() {
 fn one_epoch_on_embedded_data_improves_the_test_elbo() {
     let dev = Dev::seed_from_u64(0);
     let splits = embedded().unwrap();
-    let mut model: Small = mlp_vae(&dev);
+    let mut model: Small = mlp_vae(&dev, (Const, Const, Const)).unwrap();
     let elbo = Elbo::default();
     let test = prepare_test(&splits.test, Binarization::None, 0);
-    let before = evaluate::<784, 10, f32, Dev, _>(&model, &elbo, &test, &dev, 500).unwrap();
+    let before = evaluate(&model, &elbo, &test, &dev, 500).unwrap();
     let config = TrainConfig {
         epochs: 1,
         ..Default::default()
     };
-    let report = fit::<784, 10, f32, Dev, _, _>(
+    let report = fit(
         &mut model,
         &elbo,
         &splits.train,
@@ -112,7 +109,7 @@ fn one_epoch_on_embedded_data_improves_the_test_elbo() {
         &dev,
     )
     .unwrap();
-    let after = evaluate::<784, 10, f32, Dev, _>(&model, &elbo, &test, &dev, 500).unwrap();
+    let after = evaluate(&model, &elbo, &test, &dev, 500).unwrap();
     assert!(before.elbo < -500.0, "untrained ELBO {}", before.elbo);
     assert!(
         after.elbo > before.elbo + 150.0,
@@ -134,14 +131,14 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
     let splits = embedded().unwrap();
     let train = splits.train.take(512);
     let test = splits.test.take(128);
-    let mut model: Small = mlp_vae(&dev);
+    let mut model: Small = mlp_vae(&dev, (Const, Const, Const)).unwrap();
     let elbo = Elbo::default();
     let config = TrainConfig {
         epochs: 1,
         out_dir: Some(dir.path().to_path_buf()),
         ..Default::default()
     };
-    fit::<784, 10, f32, Dev, _, _>(&mut model, &elbo, &train, &test, &config, &dev).unwrap();
+    fit(&mut model, &elbo, &train, &test, &config, &dev).unwrap();
     let ckpt = dir.path().join("checkpoint.safetensors");
     let good = std::fs::read(&ckpt).unwrap();
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
@@ -149,11 +146,11 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
     assert!(metrics.contains("\"test_elbo\""));
 
     // Load into a fresh model: same test ELBO under the same ε.
-    let mut fresh: Small = mlp_vae(&Dev::seed_from_u64(99));
+    let mut fresh: Small = mlp_vae(&Dev::seed_from_u64(99), (Const, Const, Const)).unwrap();
     load_checkpoint::<f32, Dev, _>(&mut fresh, &ckpt).unwrap();
     let eval_dev = |s| Dev::seed_from_u64(s);
-    let a = evaluate::<784, 10, f32, Dev, _>(&model, &elbo, &test, &eval_dev(5), 128).unwrap();
-    let b = evaluate::<784, 10, f32, Dev, _>(&fresh, &elbo, &test, &eval_dev(5), 128).unwrap();
+    let a = evaluate(&model, &elbo, &test, &eval_dev(5), 128).unwrap();
+    let b = evaluate(&fresh, &elbo, &test, &eval_dev(5), 128).unwrap();
     assert_eq!(a, b);
 
     // An absurd learning rate makes the loss blow up within the epoch.
@@ -161,8 +158,7 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
         lr: 1e30,
         ..config.clone()
     };
-    let err = fit::<784, 10, f32, Dev, _, _>(&mut model, &elbo, &train, &test, &diverging, &dev)
-        .unwrap_err();
+    let err = fit(&mut model, &elbo, &train, &test, &diverging, &dev).unwrap_err();
     match err {
         Error::NonFinite { epoch, step, .. } => {
             assert!(epoch == 1 && step >= 2, "epoch {epoch}, step {step}")

@@ -118,20 +118,19 @@ impl BetaVae {
 }
 
 impl Objective for BetaVae {
-    fn objective<const X: usize, const Z: usize, E, D, T, M>(
+    fn objective<X: Dim, Z: Dim, E, D, T, M>(
         &self,
         model: &M,
-        x: Events<Const<X>, E, D, T>,
+        x: Events<X, E, D, T>,
     ) -> Result<PerExample<E, D, T>>
     where
         E: Real,
         D: Device<E> + 'static,
         T: Tape<E, D> + 'static,
-        M: LatentVariableModel<X, Z, E, D, T>,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
         let s = self.validated()?;
-        let ElboParts { reconstruction, kl } =
-            s.elbo.estimate_parts::<X, Z, E, D, T, M>(model, x)?;
+        let ElboParts { reconstruction, kl } = s.elbo.estimate_parts(model, x)?;
         let w = s.kl_weight;
         Ok(match s.capacity {
             None => reconstruction - kl * latent::ops::cst::<E>(s.beta * w),

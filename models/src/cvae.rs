@@ -14,7 +14,7 @@ use latent::{AmortizedGuide, ConditionalModel, DiagonalNormalGuide, Error, Event
 #[derive(Debug, Clone)]
 pub struct Joint<const A: usize, const B: usize, const H: usize, E: Dtype, D: Storage<E>> {
     /// `W_a a + c`.
-    pub a: Linear<A, H, E, D>,
+    pub a: Linear<Const<A>, Const<H>, E, D>,
     /// `W_b b` (no bias: `a` has it).
     pub b: UnbiasedLinear<B, H, E, D>,
 }
@@ -80,7 +80,7 @@ impl<const Y: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E,
 /// A learned conditional prior network `p(z | y) = N(μ(y), diag σ²(y))` (the "prior
 /// network" of Sohn et al. 2015, §4): `y → relu(W y + b) ∈ R^H → (μ, log σ)`.
 pub type LearnedConditionalPrior<const Y: usize, const H: usize, const Z: usize, E, D> =
-    DiagonalNormalGuide<(Linear<Y, H, E, D>, ReLU), H, Z, E, D>;
+    DiagonalNormalGuide<(Linear<Const<Y>, Const<H>, E, D>, ReLU), Const<H>, Const<Z>, E, D>;
 
 impl<const Y: usize, const H: usize, const Z: usize, E, D, T> ConditionalPriorHead<Y, Z, E, D, T>
     for LearnedConditionalPrior<Y, H, Z, E, D>
@@ -126,9 +126,9 @@ pub struct Cvae<
     Lik = BernoulliHead,
 > {
     /// `q(z | x, y)`.
-    pub guide: DiagonalNormalGuide<Joint<X, Y, H, E, D>, H, Z, E, D>,
+    pub guide: DiagonalNormalGuide<Joint<X, Y, H, E, D>, Const<H>, Const<Z>, E, D>,
     /// `(z, y) ↦ ℓ`, the likelihood's parameters.
-    pub decoder: (Joint<Z, Y, H, E, D>, Linear<H, X, E, D>),
+    pub decoder: (Joint<Z, Y, H, E, D>, Linear<Const<H>, Const<X>, E, D>),
     /// `p(z | y)`.
     pub prior: Pri,
     /// Turns `ℓ` into `p(x | z, y)`.
@@ -140,7 +140,10 @@ impl<const X: usize, const Y: usize, const H: usize, const Z: usize, E: Real, D:
 {
     /// A CVAE with the standard-Normal prior and a Bernoulli likelihood, initialized as
     /// PyTorch's `nn.Linear` is.
-    pub fn new(device: &D) -> Self {
+    ///
+    /// # Errors
+    /// The device's allocation errors.
+    pub fn new(device: &D) -> Result<Self> {
         Self::with_heads(StandardNormalPrior, BernoulliHead, device)
     }
 }
@@ -157,15 +160,20 @@ impl<
     > Cvae<X, Y, H, Z, E, D, Pri, Lik>
 {
     /// A CVAE with the given prior and likelihood heads.
-    pub fn with_heads(prior: Pri, likelihood: Lik, device: &D) -> Self {
-        Self {
+    ///
+    /// # Errors
+    /// The device's allocation errors.
+    pub fn with_heads(prior: Pri, likelihood: Lik, device: &D) -> Result<Self> {
+        Ok(Self {
             guide: DiagonalNormalGuide::new(
                 Joint {
                     a: BuildModule::build(device),
                     b: BuildModule::build(device),
                 },
+                Const,
+                Const,
                 device,
-            ),
+            )?,
             decoder: (
                 Joint {
                     a: BuildModule::build(device),
@@ -175,7 +183,7 @@ impl<
             ),
             prior,
             likelihood,
-        }
+        })
     }
 }
 
@@ -210,14 +218,17 @@ where
 }
 
 impl<const X: usize, const Y: usize, const H: usize, const Z: usize, E, D, T, Pri, Lik>
-    ConditionalModel<X, Y, Z, E, D, T> for Cvae<X, Y, H, Z, E, D, Pri, Lik>
+    ConditionalModel<E, D, T> for Cvae<X, Y, H, Z, E, D, Pri, Lik>
 where
     E: Real,
     D: Device<E> + 'static,
     T: Tape<E, D> + 'static,
     Pri: ConditionalPriorHead<Y, Z, E, D, T>,
-    Lik: LikelihoodHead<X, E, D, T>,
+    Lik: LikelihoodHead<Const<X>, E, D, T>,
 {
+    type X = Const<X>;
+    type Y = Const<Y>;
+    type Z = Const<Z>;
     type Posterior = Normal<Const<Z>, E, D, T>;
     type Prior = Pri::Dist;
     type Likelihood = Lik::Dist;

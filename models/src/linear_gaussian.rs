@@ -299,8 +299,10 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
 }
 
 impl<const X: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
-    LatentVariableModel<X, Z, E, D, T> for LinearGaussian<X, Z, E, D>
+    LatentVariableModel<E, D, T> for LinearGaussian<X, Z, E, D>
 {
+    type X = Const<X>;
+    type Z = Const<Z>;
     type Posterior = Normal<Const<Z>, E, D, T>;
     type Prior = StandardNormal<Const<Z>, E, D, T>;
     type Likelihood = Normal<Const<X>, E, D, T>;

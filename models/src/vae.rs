@@ -1,5 +1,7 @@
 //! The variational autoencoder (Kingma & Welling 2014), composed from `latent`'s parts.
 
+use std::marker::PhantomData;
+
 use dfdx::prelude::*;
 use latent::distributions::Normal;
 use latent::heads::{BernoulliHead, LikelihoodHead, PriorHead, StandardNormalPrior};
@@ -20,8 +22,48 @@ use latent::{
 /// with the KL in closed form (their Appendix B). Train it with [`latent::Elbo`] and
 /// [`latent::train::fit`].
 ///
-/// The sizes are compile-time constants, so a guide and decoder that do not fit
-/// together do not compile.
+/// The sizes `X` (observations), `H` (encoder features) and `Z` (latents) are dfdx
+/// `Dim`s: with `Const` sizes a guide and decoder that do not fit together do not
+/// compile; with `usize` sizes (chosen at run time) they are checked when the model is
+/// run and a mismatch is an [`Error::ShapeMismatch`].
+///
+/// With `Const` sizes, this model estimates its ELBO:
+///
+/// ```
+/// use dfdx::nn::modules::ReLU;
+/// use dfdx::prelude::*;
+/// use latent::nn::Linear;
+/// use latent::Elbo;
+/// use latent_models::Vae;
+///
+/// let dev = Cpu::default();
+/// let encoder = (Linear::<Const<784>, Const<64>, f32, Cpu>::new(&dev, Const, Const).unwrap(), ReLU);
+/// let decoder = Linear::<Const<8>, Const<784>, f32, Cpu>::new(&dev, Const, Const).unwrap();
+/// let model: Vae<_, _, Const<784>, Const<64>, Const<8>, f32, Cpu> =
+///     Vae::new(encoder, decoder, Const, Const, &dev).unwrap();
+/// let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.zeros_like(&(2, Const));
+/// let terms = Elbo::default().estimate(&model, x).unwrap();
+/// assert_eq!(terms.elbo.shape(), &(2,));
+/// ```
+///
+/// and the same model whose decoder ends at 700 pixels instead of 784 does not compile
+/// (it is no `LatentVariableModel`):
+///
+/// ```compile_fail
+/// use dfdx::nn::modules::ReLU;
+/// use dfdx::prelude::*;
+/// use latent::nn::Linear;
+/// use latent::Elbo;
+/// use latent_models::Vae;
+///
+/// let dev = Cpu::default();
+/// let encoder = (Linear::<Const<784>, Const<64>, f32, Cpu>::new(&dev, Const, Const).unwrap(), ReLU);
+/// let decoder = Linear::<Const<8>, Const<700>, f32, Cpu>::new(&dev, Const, Const).unwrap();
+/// let model: Vae<_, _, Const<784>, Const<64>, Const<8>, f32, Cpu> =
+///     Vae::new(encoder, decoder, Const, Const, &dev).unwrap();
+/// let x: Tensor<(usize, Const<784>), f32, Cpu> = dev.zeros_like(&(2, Const));
+/// let terms = Elbo::default().estimate(&model, x).unwrap();
+/// ```
 ///
 /// The likelihood and the prior are swappable heads (`Lik`, `Pri`, see
 /// [`latent::heads`]): the defaults are the Bernoulli likelihood and the standard
@@ -32,8 +74,9 @@ use latent::{
 pub struct Vae<
     Enc,
     Dec,
-    const H: usize,
-    const Z: usize,
+    X: Dim,
+    H: Dim,
+    Z: Dim,
     E: Dtype,
     D: Storage<E>,
     Lik = BernoulliHead,
@@ -47,40 +90,68 @@ pub struct Vae<
     pub likelihood: Lik,
     /// Makes `p(z)`.
     pub prior: Pri,
+    /// The observation size `X` is the encoder's input and the decoder's output width.
+    pub observations: PhantomData<X>,
 }
 
-impl<Enc, Dec, const H: usize, const Z: usize, E: Real, D: Device<E>> Vae<Enc, Dec, H, Z, E, D> {
-    /// A VAE from an encoder and a decoder, with a Bernoulli likelihood and a standard
-    /// Normal prior; the guide's heads are created on `device`.
-    pub fn new(encoder: Enc, decoder: Dec, device: &D) -> Self {
-        Self::with_heads(encoder, decoder, BernoulliHead, StandardNormalPrior, device)
+impl<Enc, Dec, X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>> Vae<Enc, Dec, X, H, Z, E, D> {
+    /// A VAE from an encoder `(batch, X) → (batch, H)` and a decoder
+    /// `(batch, Z) → (batch, X)`, with a Bernoulli likelihood and a standard Normal
+    /// prior; the guide's heads `H → Z` (`hidden`, `latent`: `Const` for sizes fixed at
+    /// compile time) are created on `device`.
+    ///
+    /// # Errors
+    /// The device's allocation errors.
+    pub fn new(encoder: Enc, decoder: Dec, hidden: H, latent: Z, device: &D) -> Result<Self> {
+        Self::with_heads(
+            encoder,
+            decoder,
+            BernoulliHead,
+            StandardNormalPrior,
+            (hidden, latent),
+            device,
+        )
     }
 }
 
-impl<Enc, Dec, const H: usize, const Z: usize, E: Real, D: Device<E>, Lik, Pri>
-    Vae<Enc, Dec, H, Z, E, D, Lik, Pri>
+impl<Enc, Dec, X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Lik, Pri>
+    Vae<Enc, Dec, X, H, Z, E, D, Lik, Pri>
 {
-    /// A VAE with the given likelihood and prior heads.
-    pub fn with_heads(encoder: Enc, decoder: Dec, likelihood: Lik, prior: Pri, device: &D) -> Self {
-        Self {
-            guide: DiagonalNormalGuide::new(encoder, device),
+    /// A VAE with the given likelihood and prior heads (see [`Vae::new`]).
+    ///
+    /// # Errors
+    /// The device's allocation errors.
+    pub fn with_heads(
+        encoder: Enc,
+        decoder: Dec,
+        likelihood: Lik,
+        prior: Pri,
+        (hidden, latent): (H, Z),
+        device: &D,
+    ) -> Result<Self> {
+        Ok(Self {
+            guide: DiagonalNormalGuide::new(encoder, hidden, latent, device)?,
             decoder,
             likelihood,
             prior,
-        }
+            observations: PhantomData,
+        })
     }
 }
 
-impl<Enc, Dec, const H: usize, const Z: usize, E: Real, D: Device<E>, Lik, Pri>
-    TensorCollection<E, D> for Vae<Enc, Dec, H, Z, E, D, Lik, Pri>
+impl<Enc, Dec, X, H, Z, E: Real, D: Device<E>, Lik, Pri> TensorCollection<E, D>
+    for Vae<Enc, Dec, X, H, Z, E, D, Lik, Pri>
 where
+    X: Dim,
+    H: Dim + Default,
+    Z: Dim + Default,
     Enc: TensorCollection<E, D>,
     Dec: TensorCollection<E, D>,
     Lik: TensorCollection<E, D>,
     Pri: TensorCollection<E, D>,
 {
     type To<E2: Dtype, D2: Device<E2>> =
-        Vae<Enc::To<E2, D2>, Dec::To<E2, D2>, H, Z, E2, D2, Lik::To<E2, D2>, Pri::To<E2, D2>>;
+        Vae<Enc::To<E2, D2>, Dec::To<E2, D2>, X, H, Z, E2, D2, Lik::To<E2, D2>, Pri::To<E2, D2>>;
 
     fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
         visitor: &mut V,
@@ -97,36 +168,53 @@ where
                 decoder,
                 likelihood,
                 prior,
+                observations: PhantomData,
             },
         )
     }
 }
 
-impl<Enc, Dec, const X: usize, const H: usize, const Z: usize, E, D, T, Lik, Pri>
-    LatentVariableModel<X, Z, E, D, T> for Vae<Enc, Dec, H, Z, E, D, Lik, Pri>
+impl<Enc, Dec, X: Dim, H: Dim, Z: Dim, E, D, T, Lik, Pri> LatentVariableModel<E, D, T>
+    for Vae<Enc, Dec, X, H, Z, E, D, Lik, Pri>
 where
     E: Real,
     D: Device<E> + 'static,
     T: Tape<E, D> + 'static,
-    Enc: Module<Events<Const<X>, E, D, T>, Output = Tensor<(usize, Const<H>), E, D, T>>,
-    Dec: Module<Events<Const<Z>, E, D, T>, Output = Events<Const<X>, E, D, T>>,
+    Enc: Module<Events<X, E, D, T>, Output = Tensor<(usize, H), E, D, T>>,
+    Dec: Module<Events<Z, E, D, T>, Output = Events<X, E, D, T>>,
     Lik: LikelihoodHead<X, E, D, T>,
     Pri: PriorHead<Z, E, D, T>,
 {
-    type Posterior = Normal<Const<Z>, E, D, T>;
+    type X = X;
+    type Z = Z;
+    type Posterior = Normal<Z, E, D, T>;
     type Prior = Pri::Dist;
     type Likelihood = Lik::Dist;
 
-    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<Normal<Const<Z>, E, D, T>> {
+    fn guide(&self, x: Events<X, E, D, T>) -> Result<Normal<Z, E, D, T>> {
         self.guide.posterior(x)
     }
 
     fn prior(&self, batch: usize, device: &D) -> Result<Pri::Dist> {
-        self.prior.prior(batch, device)
+        self.prior.prior(batch, self.guide.latent_dim(), device)
     }
 
-    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<Lik::Dist> {
+    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Lik::Dist> {
+        check_width("Vae::likelihood", self.guide.latent_dim(), z.shape().1)?;
         let out = self.decoder.try_forward(z).map_err(Error::device)?;
         self.likelihood.distribution(out)
+    }
+}
+
+/// [`Error::ShapeMismatch`] unless a tensor's width `found` is the model's `expected`.
+pub(crate) fn check_width<N: Dim>(context: &str, expected: N, found: N) -> Result<()> {
+    if expected.size() == found.size() {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            context: context.into(),
+            expected: format!("width {}", expected.size()),
+            found: format!("width {}", found.size()),
+        })
     }
 }

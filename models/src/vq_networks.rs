@@ -12,12 +12,20 @@ use crate::layers::{Conv2d, DepthToSpace, JoinRows, SplitRows};
 use crate::vq_vae::VqVae;
 
 /// MLP encoder `X → H → G·DM`, cut into `G = N / DM` code vectors.
-pub type MlpVqEncoder<const X: usize, const H: usize, const N: usize, const DM: usize, E, D> =
-    (Linear<X, H, E, D>, ReLU, Linear<H, N, E, D>, SplitRows<DM>);
+pub type MlpVqEncoder<const X: usize, const H: usize, const N: usize, const DM: usize, E, D> = (
+    Linear<Const<X>, Const<H>, E, D>,
+    ReLU,
+    Linear<Const<H>, Const<N>, E, D>,
+    SplitRows<DM>,
+);
 
 /// MLP decoder `G·DM → H → X` (logits), from `G` code vectors.
-pub type MlpVqDecoder<const X: usize, const H: usize, const N: usize, E, D> =
-    (JoinRows<N>, Linear<N, H, E, D>, ReLU, Linear<H, X, E, D>);
+pub type MlpVqDecoder<const X: usize, const H: usize, const N: usize, E, D> = (
+    JoinRows<N>,
+    Linear<Const<N>, Const<H>, E, D>,
+    ReLU,
+    Linear<Const<H>, Const<X>, E, D>,
+);
 
 /// The MLP VQ-VAE: `784 → H → G` code vectors of `DM` dimensions (`N = G·DM`), a
 /// codebook of `K`, and back.
@@ -33,7 +41,7 @@ pub type ConvVqEncoder<const DM: usize, E, D> = (
     ReLU,
     Conv2d<32, 64, 4, 2, 1, 14, 14, E, D>,
     ReLU,
-    Linear<64, DM, E, D>,
+    Linear<Const<64>, Const<DM>, E, D>,
 );
 
 /// Convolutional decoder from a 7×7 grid of `DM`-dimensional codes: `conv 3×3 (64) →

@@ -93,7 +93,7 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
         T: Tape<E, D>,
         Enc: Module<Events<Const<X>, E, D, T>, Output = Events<Const<DM>, E, D, T>>,
         Dec: Module<Events<Const<DM>, E, D, T>, Output = Events<Const<X>, E, D, T>>,
-        Lik: LikelihoodHead<X, E, D, T>,
+        Lik: LikelihoodHead<Const<X>, E, D, T>,
     {
         let batch = x.shape().0;
         let target = x.retaped::<NoneTape>().retaped::<T>();
@@ -129,7 +129,7 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
     pub fn decode<const X: usize>(&self, indices: &[usize]) -> Result<Lik::Dist>
     where
         Dec: Module<Events<Const<DM>, E, D>, Output = Events<Const<X>, E, D>>,
-        Lik: LikelihoodHead<X, E, D, NoneTape>,
+        Lik: LikelihoodHead<Const<X>, E, D, NoneTape>,
     {
         let z_q = self.quantizer.lookup(indices);
         let out = self.decoder.try_forward(z_q).map_err(Error::device)?;
@@ -255,7 +255,7 @@ where
             Events<Const<DM>, E, D, OwnedTape<E, D>>,
             Output = Events<Const<X>, E, D, OwnedTape<E, D>>,
         > + Module<Events<Const<DM>, E, D>, Output = Events<Const<X>, E, D>>,
-    Lik: LikelihoodHead<X, E, D, OwnedTape<E, D>> + LikelihoodHead<X, E, D, NoneTape>,
+    Lik: LikelihoodHead<Const<X>, E, D, OwnedTape<E, D>> + LikelihoodHead<Const<X>, E, D, NoneTape>,
 {
     fn loss(
         &mut self,
@@ -264,7 +264,7 @@ where
         grads: Gradients<E, D>,
         _progress: Progress,
     ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
-        let x = batch.images::<X, E>()?;
+        let x = batch.images::<Const<X>, E>()?;
         let t = model.terms(latent::ops::observed(x, grads))?;
         let mut loss = t.commitment * cst::<E>(self.commitment_cost) - t.reconstruction;
         if matches!(self.codebook, CodebookUpdate::Loss) {

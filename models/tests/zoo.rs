@@ -30,24 +30,22 @@ fn images(dev: &Dev, n: usize, seed: u64) -> Tensor<(usize, Const<784>), f64, De
 #[test]
 fn beta_vae_objectives_match_their_formulas() {
     let dev = Dev::seed_from_u64(3);
-    let model: MlpVae<784, 64, 8, f64, Dev> = mlp_vae(&dev);
+    let model: MlpVae<Const<784>, Const<64>, Const<8>, f64, Dev> =
+        mlp_vae(&dev, (Const, Const, Const)).unwrap();
     let x = images(&dev, 16, 9);
 
     // Same draws: the model and data are moved onto a freshly seeded device.
     let elbo_terms = |seed| {
         let d = Dev::seed_from_u64(seed);
-        let m: MlpVae<784, 64, 8, f64, Dev> = model.clone().to_device(&d);
+        let m: MlpVae<Const<784>, Const<64>, Const<8>, f64, Dev> = model.clone().to_device(&d);
         Elbo::default()
-            .estimate::<784, 8, f64, Dev, NoneTape, _>(&m, x.clone().to_device(&d))
+            .estimate(&m, x.clone().to_device(&d))
             .unwrap()
     };
     let objective = |o: &BetaVae, seed| {
         let d = Dev::seed_from_u64(seed);
-        let m: MlpVae<784, 64, 8, f64, Dev> = model.clone().to_device(&d);
-        to_f64_vec(
-            &o.objective::<784, 8, f64, Dev, NoneTape, _>(&m, x.clone().to_device(&d))
-                .unwrap(),
-        )
+        let m: MlpVae<Const<784>, Const<64>, Const<8>, f64, Dev> = model.clone().to_device(&d);
+        to_f64_vec(&o.objective(&m, x.clone().to_device(&d)).unwrap())
     };
     let t = elbo_terms(5);
     let (elbo, rec, kl) = (
@@ -111,10 +109,10 @@ fn one_hot(dev: &Dev, labels: &[usize]) -> Tensor<(usize, Const<10>), f64, Dev> 
 #[test]
 fn cvae_label_changes_the_decoded_image() {
     let dev = Dev::seed_from_u64(4);
-    let model: Cvae<784, 10, 64, 4, f64, Dev> = Cvae::new(&dev);
+    let model: Cvae<784, 10, 64, 4, f64, Dev> = Cvae::new(&dev).unwrap();
     let z: Tensor<(usize, Const<4>), f64, Dev> = dev.sample_normal_like(&(3, Const));
     let decode = |labels: &[usize]| {
-        let lik = ConditionalModel::<784, 10, 4, f64, Dev, NoneTape>::likelihood(
+        let lik = ConditionalModel::<f64, Dev, NoneTape>::likelihood(
             &model,
             z.clone(),
             one_hot(&dev, labels),
@@ -158,7 +156,7 @@ fn cvae_completion_counts_only_the_bottom_half() {
         rows: 28,
         cols: 28,
     };
-    let (x, y) = Conditioning::<392, 392>::split::<f64>(
+    let (x, y) = Conditioning::<Const<392>, Const<392>>::split::<f64>(
         &TopRowsCondition { rows: 14 },
         &data,
         &[0, 1],
@@ -173,18 +171,14 @@ fn cvae_completion_counts_only_the_bottom_half() {
         assert_eq!(y[392 + p], data.images[784 + p] as f64 / 255.0);
     }
 
-    let model: Cvae<392, 392, 64, 4, f64, Dev> = Cvae::new(&dev);
+    let model: Cvae<392, 392, 64, 4, f64, Dev> = Cvae::new(&dev).unwrap();
     let xt = dev.tensor_from_vec(x.clone(), (2, Const::<392>));
     let yt = dev.tensor_from_vec(y, (2, Const::<392>));
     let z: Tensor<(usize, Const<4>), f64, Dev> = dev.sample_normal_like(&(2, Const));
-    let lik = ConditionalModel::<392, 392, 4, f64, Dev, NoneTape>::likelihood(
-        &model,
-        z.clone(),
-        yt.clone(),
-    )
-    .unwrap();
+    let lik =
+        ConditionalModel::<f64, Dev, NoneTape>::likelihood(&model, z.clone(), yt.clone()).unwrap();
     let mu = to_f64_vec(
-        &ConditionalModel::<392, 392, 4, f64, Dev, NoneTape>::likelihood(&model, z, yt.clone())
+        &ConditionalModel::<f64, Dev, NoneTape>::likelihood(&model, z, yt.clone())
             .unwrap()
             .mean(),
     );
@@ -200,9 +194,7 @@ fn cvae_completion_counts_only_the_bottom_half() {
     }
     // Through the adapter, the ELBO's reconstruction term has the same support.
     let bound = Conditioned::new(&model, yt);
-    let t = Elbo::default()
-        .estimate::<392, 4, f64, Dev, NoneTape, _>(&bound, xt)
-        .unwrap();
+    let t = Elbo::default().estimate(&bound, xt).unwrap();
     assert_eq!(to_f64_vec(&t.reconstruction).len(), 2);
 }
 
@@ -470,16 +462,16 @@ fn cvae_with_a_learned_conditional_prior_trains() {
 
     let dev = Dev::seed_from_u64(11);
     let mut model: Cvae<784, 10, 32, 4, f64, Dev, LearnedConditionalPrior<10, 16, 4, f64, Dev>> =
-        Cvae::with_heads(BuildModule::build(&dev), BernoulliHead, &dev);
+        Cvae::with_heads(BuildModule::build(&dev), BernoulliHead, &dev).unwrap();
     let x = images(&dev, 6, 3);
     let y = one_hot(&dev, &[0, 1, 2, 3, 4, 5]);
     let bound = Conditioned::new(&model, y.clone());
     let t = Elbo::default()
         .with_kl(KlEstimator::Analytic)
-        .estimate::<784, 4, f64, Dev, NoneTape, _>(&bound, x)
+        .estimate(&bound, x)
         .unwrap();
     assert!(to_f64_vec(&t.elbo).iter().all(|v| v.is_finite()));
-    let prior = LatentVariableModel::<784, 4, f64, Dev, NoneTape>::prior(&bound, 6, &dev).unwrap();
+    let prior = LatentVariableModel::<f64, Dev, NoneTape>::prior(&bound, 6, &dev).unwrap();
     let means = to_f64_vec(&prior.mean());
     assert!(means[..4] != means[4..8], "p(z | y) ignores y");
 
@@ -489,8 +481,7 @@ fn cvae_with_a_learned_conditional_prior_trains() {
         epochs: 1,
         ..Default::default()
     };
-    let mut task =
-        ConditionalTask::<784, 10, 4, _, _>::new(Elbo::default(), latent::data::LabelCondition);
+    let mut task = ConditionalTask::new(Elbo::default(), latent::data::LabelCondition);
     let report = fit_task(
         &mut model,
         &mut task,

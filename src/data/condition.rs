@@ -10,7 +10,13 @@ use crate::ops::{Events, Real};
 
 /// Splits a batch of a [`Dataset`] into observations `x` of shape `(batch, X)` and
 /// conditions `y` of shape `(batch, Y)`.
-pub trait Conditioning<const X: usize, const Y: usize> {
+pub trait Conditioning<X: Dim, Y: Dim> {
+    /// The sizes of `x` and `y` for images of `data`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `data`'s images do not split into `X` and `Y` values.
+    fn dims(&self, data: &Dataset) -> Result<(X, Y)>;
+
     /// `(x, y)` for images `indices` of `data`, row-major host vectors of
     /// `indices.len() · X` and `indices.len() · Y` values. With `dynamic` set, pixels are
     /// fresh Bernoulli draws (see [`Dataset::pixels`]).
@@ -36,12 +42,13 @@ pub trait Conditioning<const X: usize, const Y: usize> {
         indices: &[usize],
         dynamic: Option<&mut dyn rand::RngCore>,
         device: &D,
-    ) -> Result<(Events<Const<X>, E, D>, Events<Const<Y>, E, D>)> {
+    ) -> Result<(Events<X, E, D>, Events<Y, E, D>)> {
+        let (xd, yd) = self.dims(data)?;
         let (x, y) = self.split::<E>(data, indices, dynamic)?;
         let n = indices.len();
         Ok((
-            device.tensor_from_vec(x, (n, Const::<X>)),
-            device.tensor_from_vec(y, (n, Const::<Y>)),
+            device.tensor_from_vec(x, (n, xd)),
+            device.tensor_from_vec(y, (n, yd)),
         ))
     }
 }
@@ -51,20 +58,23 @@ pub trait Conditioning<const X: usize, const Y: usize> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LabelCondition;
 
-impl<const X: usize, const Y: usize> Conditioning<X, Y> for LabelCondition {
+impl<X: Dim, const Y: usize> Conditioning<X, Const<Y>> for LabelCondition {
+    fn dims(&self, data: &Dataset) -> Result<(X, Const<Y>)> {
+        let x = X::from_size(data.dim()).ok_or_else(|| Error::ShapeMismatch {
+            context: "LabelCondition".into(),
+            expected: "as many pixels per image as the model's x".into(),
+            found: format!("{} ({}×{})", data.dim(), data.rows, data.cols),
+        })?;
+        Ok((x, Const))
+    }
+
     fn split<E: Real>(
         &self,
         data: &Dataset,
         indices: &[usize],
         dynamic: Option<&mut dyn rand::RngCore>,
     ) -> Result<(Vec<E>, Vec<E>)> {
-        if X != data.dim() {
-            return Err(Error::ShapeMismatch {
-                context: "LabelCondition".into(),
-                expected: format!("{X} pixels per image (the model's x)"),
-                found: format!("{} ({}×{})", data.dim(), data.rows, data.cols),
-            });
-        }
+        <Self as Conditioning<X, Const<Y>>>::dims(self, data)?;
         let x = data.pixels::<E>(indices, dynamic)?;
         let mut y = vec![E::zero(); indices.len() * Y];
         for (row, &i) in indices.iter().enumerate() {
@@ -90,28 +100,37 @@ pub struct TopRowsCondition {
     pub rows: usize,
 }
 
-impl<const X: usize, const Y: usize> Conditioning<X, Y> for TopRowsCondition {
+impl<X: Dim, Y: Dim> Conditioning<X, Y> for TopRowsCondition {
+    fn dims(&self, data: &Dataset) -> Result<(X, Y)> {
+        let top = self.rows * data.cols;
+        let mismatch = || Error::ShapeMismatch {
+            context: "TopRowsCondition".into(),
+            expected: "the model's condition pixels (top) and observed pixels (bottom)".into(),
+            found: format!(
+                "{}×{} images split after row {}",
+                data.rows, data.cols, self.rows
+            ),
+        };
+        if self.rows > data.rows {
+            return Err(mismatch());
+        }
+        let x = X::from_size(data.dim() - top).ok_or_else(mismatch)?;
+        let y = Y::from_size(top).ok_or_else(mismatch)?;
+        Ok((x, y))
+    }
+
     fn split<E: Real>(
         &self,
         data: &Dataset,
         indices: &[usize],
         dynamic: Option<&mut dyn rand::RngCore>,
     ) -> Result<(Vec<E>, Vec<E>)> {
-        let top = self.rows * data.cols;
-        if self.rows > data.rows || top != Y || data.dim() - top != X {
-            return Err(Error::ShapeMismatch {
-                context: "TopRowsCondition".into(),
-                expected: format!("{Y} condition pixels (top) and {X} observed pixels (bottom)"),
-                found: format!(
-                    "{}×{} images split after row {}",
-                    data.rows, data.cols, self.rows
-                ),
-            });
-        }
+        let (xd, yd) = <Self as Conditioning<X, Y>>::dims(self, data)?;
+        let top = yd.size();
         let pixels = data.pixels::<E>(indices, dynamic)?;
         let (mut x, mut y) = (
-            Vec::with_capacity(indices.len() * X),
-            Vec::with_capacity(indices.len() * Y),
+            Vec::with_capacity(indices.len() * xd.size()),
+            Vec::with_capacity(indices.len() * top),
         );
         for image in pixels.chunks(data.dim()) {
             y.extend_from_slice(&image[..top]);

@@ -10,7 +10,7 @@ use super::gemm::{gemm, Mat};
 use crate::ops::Real;
 
 /// A `(batch, N)` tensor.
-type Rows<B, const N: usize, E, D, T> = Tensor<(B, Const<N>), E, D, T>;
+type Rows<B, N, E, D, T> = Tensor<(B, N), E, D, T>;
 
 /// `y = x Wᵀ + b`: `x` of shape `(batch, I)`, `weight` `(O, I)` (PyTorch's and dfdx's
 /// layout), `bias` `(O,)`, `y` `(batch, O)`. Gradients reach `x` (through `x`'s tape),
@@ -27,10 +27,10 @@ type Rows<B, const N: usize, E, D, T> = Tensor<(B, Const<N>), E, D, T>;
 ///
 /// # Errors
 /// The device's allocation errors.
-pub fn linear<B, const I: usize, const O: usize, E, D, T>(
-    x: Tensor<(B, Const<I>), E, D, T>,
-    weight: &Tensor<Rank2<O, I>, E, D>,
-    bias: &Tensor<Rank1<O>, E, D>,
+pub fn linear<B, I: Dim, O: Dim, E, D, T>(
+    x: Tensor<(B, I), E, D, T>,
+    weight: &Tensor<(O, I), E, D>,
+    bias: &Tensor<(O,), E, D>,
 ) -> Result<Rows<B, O, E, D, T>, D::Err>
 where
     B: Dim,
@@ -38,8 +38,17 @@ where
     D: Device<E>,
     T: Tape<E, D>,
 {
+    let (o, i) = *weight.shape();
+    assert!(
+        x.shape().1.size() == i.size() && bias.shape().0.size() == o.size(),
+        "linear: input of width {} for a weight of shape ({}, {}) and a bias of {}",
+        x.shape().1.size(),
+        o.size(),
+        i.size(),
+        bias.shape().0.size()
+    );
     let (x, tape) = x.split_tape();
-    let shape = (x.shape().0, Const::<O>);
+    let shape = (x.shape().0, bias.shape().0);
     if let Some(y) = fused(&x, weight, bias, Layout::OutIn, shape, T::OWNS_TAPE)? {
         return Ok(finish(y, tape));
     }
@@ -63,10 +72,10 @@ where
 ///
 /// # Errors
 /// The device's allocation errors.
-pub fn affine_rows<S, const O: usize, E, D, T>(
+pub fn affine_rows<S, O: Dim, E, D, T>(
     x: Tensor<(usize, usize), E, D, T>,
     weight: &Tensor<S, E, D>,
-    bias: &Tensor<Rank1<O>, E, D>,
+    bias: &Tensor<(O,), E, D>,
 ) -> Result<Rows<usize, O, E, D, T>, D::Err>
 where
     S: Shape,
@@ -75,17 +84,19 @@ where
     T: Tape<E, D>,
 {
     let k = x.shape().1;
+    let o = bias.shape().0;
     assert_eq!(
         weight.shape().num_elements(),
-        k * O,
-        "affine_rows: the weight must hold {k} × {O} values"
+        k * o.size(),
+        "affine_rows: the weight must hold {k} × {} values",
+        o.size()
     );
     let (x, tape) = x.split_tape();
-    let shape = (x.shape().0, Const::<O>);
+    let shape = (x.shape().0, o);
     if let Some(y) = fused(&x, weight, bias, Layout::InOut, shape, T::OWNS_TAPE)? {
         return Ok(finish(y, tape));
     }
-    let w = weight.retaped::<T>().try_reshape_like(&(k, Const::<O>))?;
+    let w = weight.retaped::<T>().try_reshape_like(&(k, o))?;
     let y = x.put_tape(tape).try_matmul(w)?;
     y.try_add(bias.retaped::<T>().try_broadcast_like(&shape)?)
 }
@@ -118,14 +129,14 @@ fn finish<S: Shape, E: Dtype, D: Storage<E>, T: Tape<E, D>>(
 /// The fused `Cpu` path for `f32` and `f64` when every operand is contiguous; `None`
 /// otherwise.
 #[allow(clippy::type_complexity)]
-fn fused<Sx, Sw, const O: usize, E, D>(
+fn fused<Sx, Sw, O: Dim, E, D>(
     x: &Tensor<Sx, E, D>,
     weight: &Tensor<Sw, E, D>,
-    bias: &Tensor<Rank1<O>, E, D>,
+    bias: &Tensor<(O,), E, D>,
     layout: Layout,
-    shape: (Sx::First, Const<O>),
+    shape: (Sx::First, O),
     record: bool,
-) -> Result<Option<Fused<E, D, (Sx::First, Const<O>)>>, D::Err>
+) -> Result<Option<Fused<E, D, (Sx::First, O)>>, D::Err>
 where
     Sx: Shape + RowsShape,
     Sw: Shape,
@@ -142,7 +153,7 @@ where
 }
 
 /// The output shape `(rows of x, O)`.
-type OutShape<Sx, const O: usize> = (<Sx as RowsShape>::First, Const<O>);
+type OutShape<Sx, O> = (<Sx as RowsShape>::First, O);
 
 /// A two-dimensional `(rows, cols)` shape.
 trait RowsShape: Shape {
@@ -161,10 +172,10 @@ impl<B: Dim, C: Dim> RowsShape for (B, C) {
     }
 }
 
-fn applies<Sx: Shape, Sw: Shape, const O: usize, E: Real, D: Device<E>, F: Unit>(
+fn applies<Sx: Shape, Sw: Shape, O: Dim, E: Real, D: Device<E>, F: Unit>(
     x: &Tensor<Sx, E, D>,
     weight: &Tensor<Sw, E, D>,
-    bias: &Tensor<Rank1<O>, E, D>,
+    bias: &Tensor<(O,), E, D>,
 ) -> bool {
     is_cpu::<E, D, F>()
         && slice::<_, _, _, _, F>(x).is_some()
@@ -173,12 +184,12 @@ fn applies<Sx: Shape, Sw: Shape, const O: usize, E: Real, D: Device<E>, F: Unit>
 }
 
 /// The `Cpu`/`F` path, for operands that [`applies`] accepted.
-fn fast<Sx, Sw, const O: usize, E, D, F>(
+fn fast<Sx, Sw, O: Dim, E, D, F>(
     x: &Tensor<Sx, E, D>,
     weight: &Tensor<Sw, E, D>,
-    bias: &Tensor<Rank1<O>, E, D>,
+    bias: &Tensor<(O,), E, D>,
     layout: Layout,
-    shape: (Sx::First, Const<O>),
+    shape: (Sx::First, O),
     record: bool,
 ) -> Result<Fused<E, D, OutShape<Sx, O>>, D::Err>
 where
@@ -190,13 +201,14 @@ where
 {
     let x: Tensor<Sx, F, Cpu> = same(x.clone());
     let w: Tensor<Sw, F, Cpu> = same(weight.clone());
-    let b: Tensor<Rank1<O>, F, Cpu> = same(bias.clone());
+    let b: Tensor<(O,), F, Cpu> = same(bias.clone());
     let (batch, k) = (x.shape().rows(), x.shape().cols());
+    let o = b.shape().0.size();
     let w_fwd = match layout {
         Layout::OutIn => Mat::cols(contiguous(&w).as_ptr(), k),
-        Layout::InOut => Mat::rows(contiguous(&w).as_ptr(), O),
+        Layout::InOut => Mat::rows(contiguous(&w).as_ptr(), o),
     };
-    let mut out: Vec<F> = Vec::with_capacity(batch * O);
+    let mut out: Vec<F> = Vec::with_capacity(batch * o);
     {
         let (xs, bs) = (contiguous(&x), contiguous(&b));
         for _ in 0..batch {
@@ -206,8 +218,8 @@ where
         // weight, out is batch × O and does not alias them.
         unsafe {
             gemm(
-                (batch, k, O),
-                Mat::rows(out.as_mut_ptr(), O),
+                (batch, k, o),
+                Mat::rows(out.as_mut_ptr(), o),
                 true,
                 Mat::rows(xs.as_ptr(), k),
                 w_fwd,
@@ -240,34 +252,34 @@ where
                 match layout {
                     // ∂W (O × k) += ∂yᵀ (O × batch) · x (batch × k)
                     Layout::OutIn => gemm(
-                        (O, batch, k),
+                        (o, batch, k),
                         Mat::rows(gw, k),
                         true,
-                        Mat::cols(gy, O),
+                        Mat::cols(gy, o),
                         Mat::rows(xs, k),
                     ),
-                    // ∂W (k × O) += xᵀ (k × batch) · ∂y (batch × O)
+                    // ∂W (k × o) += xᵀ (k × batch) · ∂y (batch × o)
                     Layout::InOut => gemm(
-                        (k, batch, O),
-                        Mat::rows(gw, O),
+                        (k, batch, o),
+                        Mat::rows(gw, o),
                         true,
                         Mat::cols(xs, k),
-                        Mat::rows(gy, O),
+                        Mat::rows(gy, o),
                     ),
                 }
-                // ∂x (batch × k) += ∂y (batch × O) · (O × k factor), unless x is
+                // ∂x (batch × k) += ∂y (batch × o) · (O × k factor), unless x is
                 // observed data, whose gradient nothing wants (`crate::ops::observed`).
                 if need_dx {
                     let w_t = match layout {
                         Layout::OutIn => Mat::rows(ws, k),
-                        Layout::InOut => Mat::cols(ws, O),
+                        Layout::InOut => Mat::cols(ws, o),
                     };
-                    gemm((batch, O, k), Mat::rows(gx, k), true, Mat::rows(gy, O), w_t);
+                    gemm((batch, o, k), Mat::rows(gx, k), true, Mat::rows(gy, o), w_t);
                 }
                 // ∂b += Σ_rows ∂y
-                let gb = std::slice::from_raw_parts_mut(gb, O);
+                let gb = std::slice::from_raw_parts_mut(gb, o);
                 for r in 0..batch {
-                    let row = std::slice::from_raw_parts(gy.add(r * O), O);
+                    let row = std::slice::from_raw_parts(gy.add(r * o), o);
                     for (acc, &v) in gb.iter_mut().zip(row) {
                         *acc = *acc + v;
                     }

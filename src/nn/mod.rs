@@ -2,5 +2,6 @@
 //! ([`crate::kernels`]) on the CPU and through dfdx elsewhere.
 
 mod linear;
+pub(crate) mod options;
 
 pub use linear::Linear;

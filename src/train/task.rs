@@ -42,12 +42,12 @@ impl<D> Batch<'_, D> {
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] if the images do not have `X` pixels.
-    pub fn images<const X: usize, E: Real>(self) -> Result<crate::ops::Events<Const<X>, E, D>>
+    pub fn images<X: Dim, E: Real>(self) -> Result<crate::ops::Events<X, E, D>>
     where
         D: Device<E>,
     {
         self.data
-            .batch::<Const<X>, E, D>(self.device, self.indices, self.binarize)
+            .batch::<X, E, D>(self.device, self.indices, self.binarize)
     }
 
     /// The class labels of the batch, in order.
@@ -114,23 +114,24 @@ pub trait Task<E: Dtype, D: Device<E>, M> {
 /// with the trainer's KL warm-up applied through [`Objective::scheduled`], and reports
 /// the single-sample ELBO (`Elbo::default()`) on the test set.
 #[derive(Debug, Clone)]
-pub struct ObjectiveTask<const X: usize, const Z: usize, O> {
+pub struct ObjectiveTask<O> {
     /// The objective to maximize.
     pub objective: O,
 }
 
-impl<const X: usize, const Z: usize, O> ObjectiveTask<X, Z, O> {
+impl<O> ObjectiveTask<O> {
     /// A task maximizing `objective`.
     pub fn new(objective: O) -> Self {
         Self { objective }
     }
 }
 
-impl<const X: usize, const Z: usize, E, D, M, O> Task<E, D, M> for ObjectiveTask<X, Z, O>
+impl<X: Dim, Z: Dim, E, D, M, O> Task<E, D, M> for ObjectiveTask<O>
 where
     E: Real,
     D: Device<E> + 'static,
-    M: LatentVariableModel<X, Z, E, D, OwnedTape<E, D>> + LatentVariableModel<X, Z, E, D, NoneTape>,
+    M: LatentVariableModel<E, D, OwnedTape<E, D>, X = X, Z = Z>
+        + LatentVariableModel<E, D, NoneTape, X = X, Z = Z>,
     O: Objective + Clone,
 {
     fn loss(
@@ -143,12 +144,12 @@ where
         let x = batch.images::<X, E>()?;
         let objective = self.objective.scheduled(progress.step, progress.kl_weight);
         Ok(-objective
-            .objective::<X, Z, E, D, OwnedTape<E, D>, M>(model, crate::ops::observed(x, grads))?
+            .objective(model, crate::ops::observed(x, grads))?
             .mean::<(), Axis<0>>())
     }
 
     fn evaluate(&mut self, model: &M, test: &Dataset, device: &D) -> Result<EvalReport> {
-        evaluate::<X, Z, E, D, M>(model, &Elbo::default(), test, device, 1000)
+        evaluate(model, &Elbo::default(), test, device, 1000)
     }
 
     fn describe(&self) -> String {
@@ -161,14 +162,14 @@ where
 /// the [`Conditioned`] adapter; reports the conditional ELBO (a bound on `log p(x | y)`,
 /// `Elbo::default()`) on the test set.
 #[derive(Debug, Clone)]
-pub struct ConditionalTask<const X: usize, const Y: usize, const Z: usize, O, C> {
+pub struct ConditionalTask<O, C> {
     /// The objective to maximize.
     pub objective: O,
     /// How a batch splits into `x` and `y`.
     pub conditioning: C,
 }
 
-impl<const X: usize, const Y: usize, const Z: usize, O, C> ConditionalTask<X, Y, Z, O, C> {
+impl<O, C> ConditionalTask<O, C> {
     /// A task maximizing `objective` of `x` given `y` as `conditioning` splits them.
     pub fn new(objective: O, conditioning: C) -> Self {
         Self {
@@ -178,12 +179,12 @@ impl<const X: usize, const Y: usize, const Z: usize, O, C> ConditionalTask<X, Y,
     }
 }
 
-impl<const X: usize, const Y: usize, const Z: usize, E, D, M, O, C> Task<E, D, M>
-    for ConditionalTask<X, Y, Z, O, C>
+impl<X: Dim, Y: Dim, Z: Dim, E, D, M, O, C> Task<E, D, M> for ConditionalTask<O, C>
 where
     E: Real,
     D: Device<E> + 'static,
-    M: ConditionalModel<X, Y, Z, E, D, OwnedTape<E, D>> + ConditionalModel<X, Y, Z, E, D, NoneTape>,
+    M: ConditionalModel<E, D, OwnedTape<E, D>, X = X, Y = Y, Z = Z>
+        + ConditionalModel<E, D, NoneTape, X = X, Y = Y, Z = Z>,
     O: Objective + Clone,
     C: Conditioning<X, Y>,
 {
@@ -203,7 +204,7 @@ where
         let bound = Conditioned::new(model, y);
         let objective = self.objective.scheduled(progress.step, progress.kl_weight);
         Ok(-objective
-            .objective::<X, Z, E, D, OwnedTape<E, D>, _>(&bound, crate::ops::observed(x, grads))?
+            .objective(&bound, crate::ops::observed(x, grads))?
             .mean::<(), Axis<0>>())
     }
 
@@ -211,7 +212,7 @@ where
         let elbo = Elbo::default();
         evaluate_batches(test.len(), 1000, |idx| {
             let (x, y) = self.conditioning.tensors::<E, D>(test, idx, None, device)?;
-            elbo.estimate::<X, Z, E, D, NoneTape, _>(&Conditioned::new(model, y), x)
+            elbo.estimate(&Conditioned::new(model, y), x)
         })
     }
 

@@ -140,7 +140,7 @@ pub struct TrainReport {
 /// # Errors
 /// [`Error::ShapeMismatch`] if the images do not have `X` pixels; [`Error::NonFinite`]
 /// (epoch 0) if the ELBO is NaN or infinite; errors of the estimator.
-pub fn evaluate<const X: usize, const Z: usize, E, D, M>(
+pub fn evaluate<X: Dim, Z: Dim, E, D, M>(
     model: &M,
     elbo: &Elbo,
     data: &Dataset,
@@ -150,11 +150,11 @@ pub fn evaluate<const X: usize, const Z: usize, E, D, M>(
 where
     E: Real,
     D: Device<E> + 'static,
-    M: LatentVariableModel<X, Z, E, D, NoneTape>,
+    M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z>,
 {
     evaluate_batches(data.len(), batch_size, |chunk| {
-        let x = data.batch::<Const<X>, E, D>(device, chunk, None)?;
-        elbo.estimate::<X, Z, E, D, NoneTape, M>(model, x)
+        let x = data.batch::<X, E, D>(device, chunk, None)?;
+        elbo.estimate(model, x)
     })
 }
 
@@ -224,7 +224,7 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 /// step as soon as a training loss is NaN or infinite — no update is applied with it,
 /// and the checkpoint of the last completed epoch stays intact; I/O and checkpoint
 /// errors; the estimator's errors.
-pub fn fit<const X: usize, const Z: usize, E, D, M, O>(
+pub fn fit<X: Dim, Z: Dim, E, D, M, O>(
     model: &mut M,
     objective: &O,
     train: &Dataset,
@@ -237,12 +237,12 @@ where
     D: Device<E> + 'static,
     D: ThreadSafe,
     M: TensorCollection<E, D>
-        + LatentVariableModel<X, Z, E, D, OwnedTape<E, D>>
-        + LatentVariableModel<X, Z, E, D, NoneTape>
+        + LatentVariableModel<E, D, OwnedTape<E, D>, X = X, Z = Z>
+        + LatentVariableModel<E, D, NoneTape, X = X, Z = Z>
         + ThreadSafe,
     O: Objective + Clone + ThreadSafe,
 {
-    let mut task = ObjectiveTask::<X, Z, O>::new(objective.clone());
+    let mut task = ObjectiveTask::new(objective.clone());
     fit_task(model, &mut task, train, test, config, device)
 }
 
