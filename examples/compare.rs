@@ -218,7 +218,7 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
         &dev,
     )?;
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
-    let full = latent::train::evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
+    let full = latent::eval::evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
     let nll = eval::test_nll(&model, &test, &dev, &eval_options(args))?;
     let variances = eval::posterior_mean_variance(&model, &test, &dev, 500)?;
 

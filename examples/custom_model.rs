@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use dfdx::prelude::*;
 use latent::data::{discover, Binarization};
-use latent::eval::{test_nll, EvalOptions};
-use latent::train::{evaluate, fit, prepare_test, TrainConfig};
+use latent::eval::{evaluate, test_nll, EvalOptions};
+use latent::train::{fit, prepare_test, TrainConfig};
 use latent::viz::save_image_grid;
 // 1. The prelude has the traits (`LatentVariableModel`, `Distribution`, …), the families
 //    (`Normal`, `Bernoulli`, `MixtureOfDiagNormals`, …) and the estimators.

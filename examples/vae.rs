@@ -24,12 +24,12 @@ use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use latent::data::{discover, Binarization, Dataset};
 use latent::distributions::Distribution;
-use latent::eval::{self, EvalOptions};
+use latent::eval::{self, evaluate, EvalOptions};
 use latent::heads::{
     BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
 };
 use latent::nn::Linear;
-use latent::train::{evaluate, fit, prepare_test, TrainConfig};
+use latent::train::{fit, prepare_test, TrainConfig};
 use latent::viz::save_image_grid;
 use latent::{
     AnyObjective, Elbo, Error, ImportanceWeighted, LatentVariableModel, Objective, Result,

@@ -209,11 +209,8 @@ impl Elbo {
                 )
             }
             None => {
-                let q_lp = q.fork().repeat(l);
-                let z = q.repeat(l).rsample();
-                let log_q = q_lp.log_prob(z.with_empty_tape())?;
-                let log_p = p.repeat(l).log_prob(z.with_empty_tape())?;
-                (z, mean_over_samples(log_q - log_p, l))
+                let d = crate::draws::draw(q, p, l)?;
+                (d.z, mean_over_samples(d.log_q - d.log_p, l))
             }
         };
         let reconstruction = mean_over_samples(model.likelihood(z)?.log_prob(x_rep)?, l);

@@ -14,7 +14,81 @@ use crate::kl::KlPerDimension;
 use crate::model::LatentVariableModel;
 use crate::ops::{to_f64_vec, Events, Real};
 use crate::train::parallel::map_batches;
-use crate::train::{evaluate, EvalReport, ThreadSafe};
+use crate::train::ThreadSafe;
+
+/// The mean ELBO and its parts over a data set, in nats per image.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalReport {
+    /// Mean ELBO (negative; higher is better).
+    pub elbo: f64,
+    /// Mean `E_q[log p(x|z)]`.
+    pub reconstruction: f64,
+    /// Mean `KL(q(z|x) ‖ p(z))`.
+    pub kl: f64,
+    /// Number of images evaluated.
+    pub n: usize,
+}
+
+/// Evaluates `elbo` on all of `data` without gradients, in batches of `batch_size`.
+/// `data` is used as given (binarize it first if the model was trained on binary data).
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] if the images do not have `X` pixels; [`Error::NonFinite`]
+/// (epoch 0) if the ELBO is NaN or infinite; errors of the estimator.
+pub fn evaluate<X: Dim, Z: Dim, E, D, M>(
+    model: &M,
+    elbo: &Elbo,
+    data: &Dataset,
+    device: &D,
+    batch_size: usize,
+) -> Result<EvalReport>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z>,
+{
+    evaluate_batches(data.len(), batch_size, |chunk| {
+        let x = data.batch::<X, E, D>(device, chunk, None)?;
+        elbo.estimate(model, x)
+    })
+}
+
+/// Sums the ELBO terms that `estimate` returns for each batch of `0..n` into the means of
+/// an [`EvalReport`].
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for `batch_size == 0`; [`Error::NonFinite`] (epoch 0) for a
+/// non-finite mean ELBO; the errors of `estimate`.
+pub fn evaluate_batches<E, D, F>(n: usize, batch_size: usize, mut estimate: F) -> Result<EvalReport>
+where
+    E: Real,
+    D: Device<E>,
+    F: FnMut(&[usize]) -> Result<crate::ElboTerms<E, D, NoneTape>>,
+{
+    let (mut e, mut r, mut k) = (0.0, 0.0, 0.0);
+    for chunk in batches(n, batch_size)? {
+        let terms = estimate(&chunk)?;
+        e += to_f64_vec(&terms.elbo).iter().sum::<f64>();
+        r += to_f64_vec(&terms.reconstruction).iter().sum::<f64>();
+        k += to_f64_vec(&terms.kl).iter().sum::<f64>();
+    }
+    let m = n.max(1) as f64;
+    let report = EvalReport {
+        elbo: e / m,
+        reconstruction: r / m,
+        kl: k / m,
+        n,
+    };
+    if !report.elbo.is_finite() {
+        return Err(Error::NonFinite {
+            what: "test ELBO".into(),
+            epoch: 0,
+            step: 0,
+            value: report.elbo,
+        });
+    }
+    Ok(report)
+}
 
 /// Settings of [`report`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -3,7 +3,7 @@
 
 use dfdx::prelude::*;
 
-use crate::distributions::{Distribution, Reparameterizable};
+use crate::distributions::Distribution;
 use crate::error::{Error, Result};
 use crate::model::LatentVariableModel;
 use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
@@ -37,12 +37,9 @@ where
     let x_rep = repeat_rows(x.retaped::<NoneTape>(), k).retaped::<T>();
     let q = model.guide(x)?;
     let p = model.prior(batch, &device)?;
-    let q_lp = q.fork().repeat(k);
-    let z = q.repeat(k).rsample();
-    let log_q = q_lp.log_prob(z.with_empty_tape())?;
-    let log_p = p.repeat(k).log_prob(z.with_empty_tape())?;
-    let log_lik = model.likelihood(z)?.log_prob(x_rep)?;
-    Ok((log_lik + log_p - log_q).reshape_like(&(k, batch)))
+    let d = crate::draws::draw(q, p, k)?;
+    let log_lik = model.likelihood(d.z)?.log_prob(x_rep)?;
+    Ok((log_lik + d.log_p - d.log_q).reshape_like(&(k, batch)))
 }
 
 /// The importance-weighted bound of Burda et al. 2015 (eq. 8):

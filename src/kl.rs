@@ -172,11 +172,11 @@ where
         ));
     }
     check_batch("monte_carlo_kl", q.batch_size(), p.batch_size())?;
-    let q_lp = q.fork().repeat(samples);
-    let z = q.repeat(samples).rsample();
-    let log_q = q_lp.log_prob(z.with_empty_tape())?;
-    let log_p = p.repeat(samples).log_prob(z)?;
-    Ok(mean_over_samples(log_q - log_p, samples))
+    let d = crate::draws::draw(q, p, samples)?;
+    // The draws' own tape (z's path back to q's parameters) joins the estimate's.
+    let (_, z_tape) = d.z.split_tape();
+    let (kl, tape) = mean_over_samples(d.log_q - d.log_p, samples).split_tape();
+    Ok(kl.put_tape(tape.merge(z_tape)))
 }
 
 /// `KL(Laplace(μ₁, b₁) ‖ Laplace(μ₂, b₂)) = Σ_i log(b₂/b₁) + |μ₁ − μ₂|/b₂

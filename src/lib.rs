@@ -37,6 +37,7 @@ pub mod conditional;
 pub mod conformance;
 pub mod data;
 pub mod distributions;
+mod draws;
 pub mod elbo;
 pub mod error;
 pub mod eval;

@@ -4,13 +4,14 @@ use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use latent::data::embedded;
 use latent::distributions::Distribution;
+use latent::eval::evaluate;
 use latent::heads::{
     ContinuousBernoulliHead, FixedGaussianHead, LearnedGaussianHead, LikelihoodHead, MixturePrior,
     StandardNormalPrior,
 };
 use latent::nn::Linear;
 use latent::ops::to_f64_vec;
-use latent::train::{evaluate, fit, TrainConfig};
+use latent::train::{fit, TrainConfig};
 use latent::{Elbo, Error, KlEstimator};
 use latent_models::{MlpDecoder, MlpEncoder, Vae};
 use statrs::distribution::Continuous;

@@ -4,9 +4,10 @@
 
 use dfdx::prelude::*;
 use latent::data::embedded;
+use latent::eval::EvalReport;
 use latent::kernels::{bernoulli_log_prob, linear, matmul_naive};
 use latent::ops::to_f64_vec;
-use latent::train::{Batch, DataParallel, EvalReport, Progress, Task};
+use latent::train::{Batch, DataParallel, Progress, Task};
 use latent::{Distribution, LatentVariableModel, Result};
 use latent_models::{mlp_vae, MlpVae};
 

@@ -3,8 +3,9 @@
 
 use dfdx::prelude::*;
 use latent::data::{embedded, Binarization};
+use latent::eval::evaluate;
 use latent::ops::to_f64_vec;
-use latent::train::{evaluate, fit, load_checkpoint, prepare_test, save_checkpoint, TrainConfig};
+use latent::train::{fit, load_checkpoint, prepare_test, save_checkpoint, TrainConfig};
 use latent::{Elbo, Error, KlEstimator};
 use latent_models::{mlp_vae, MlpVae};
 

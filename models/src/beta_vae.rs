@@ -46,10 +46,9 @@ impl Capacity {
 /// [`Objective::scheduled`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BetaVae {
-    /// The estimator of the two terms (`samples`, KL estimator); its own β is ignored.
+    /// The estimator of the two terms (`samples`, KL estimator) and `β ≥ 0`, the
+    /// weight of the KL ([`Elbo::beta`]; 4 in the comparison example).
     pub elbo: Elbo,
-    /// `β ≥ 0`, the weight of the KL (4 in the comparison example).
-    pub beta: f64,
     /// The controlled-capacity schedule, replacing `β · KL` when set.
     pub capacity: Option<Capacity>,
     /// The optimizer step the capacity target is taken at (set by the trainer).
@@ -65,8 +64,7 @@ impl BetaVae {
     /// [`Error::InvalidSetting`] if `beta` is negative or not finite.
     pub fn new(beta: f64) -> Result<Self> {
         Self {
-            elbo: Elbo::default(),
-            beta,
+            elbo: Elbo::default().with_beta(beta)?,
             capacity: None,
             step: 0,
             kl_weight: 1.0,
@@ -92,12 +90,6 @@ impl BetaVae {
     /// # Errors
     /// [`Error::InvalidSetting`] as in [`BetaVae::new`] and [`BetaVae::with_capacity`].
     pub fn validated(self) -> Result<Self> {
-        if !(self.beta.is_finite() && self.beta >= 0.0) {
-            return Err(Error::invalid(
-                "beta",
-                format!("must be finite and non-negative, got {}", self.beta),
-            ));
-        }
         if let Some(c) = self.capacity {
             if !(c.gamma.is_finite() && c.gamma > 0.0) {
                 return Err(Error::invalid(
@@ -133,7 +125,7 @@ impl Objective for BetaVae {
         let ElboParts { reconstruction, kl } = s.elbo.estimate_parts(model, x)?;
         let w = s.kl_weight;
         Ok(match s.capacity {
-            None => reconstruction - kl * latent::ops::cst::<E>(s.beta * w),
+            None => reconstruction - kl * latent::ops::cst::<E>(s.elbo.beta * w),
             Some(c) => {
                 let gap = (kl - latent::ops::cst::<E>(c.target(s.step))).abs();
                 reconstruction - gap * latent::ops::cst::<E>(c.gamma * w)
@@ -143,7 +135,7 @@ impl Objective for BetaVae {
 
     fn describe(&self) -> String {
         match self.capacity {
-            None => format!("beta-vae(β={})", self.beta),
+            None => format!("beta-vae(β={})", self.elbo.beta),
             Some(c) => format!(
                 "beta-vae(γ={}, C→{} nats over {} steps)",
                 c.gamma, c.c_max, c.steps

@@ -5,9 +5,10 @@
 use dfdx::prelude::*;
 use latent::data::Dataset;
 use latent::distributions::Categorical;
+use latent::eval::EvalReport;
 use latent::heads::{BernoulliHead, LikelihoodHead};
 use latent::ops::{cst, to_f64_vec};
-use latent::train::{Batch, EvalReport, Progress, Task};
+use latent::train::{Batch, Progress, Task};
 use latent::{Distribution, Error, Events, PerExample, Real, Result};
 use rand::rngs::StdRng;
 use rand::SeedableRng;

@@ -10,6 +10,4 @@ pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use parallel::{DataParallel, ThreadSafe};
 pub use task::{Batch, ConditionalTask, ObjectiveTask, Progress, Task};
-pub use trainer::{
-    evaluate, evaluate_batches, fit, fit_task, prepare_test, EvalReport, TrainConfig, TrainReport,
-};
+pub use trainer::{fit, fit_task, prepare_test, TrainConfig, TrainReport};

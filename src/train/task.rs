@@ -3,11 +3,11 @@
 
 use dfdx::prelude::*;
 
-use super::trainer::{evaluate, evaluate_batches, EvalReport};
 use crate::conditional::{ConditionalModel, Conditioned};
 use crate::data::{Conditioning, Dataset};
 use crate::elbo::Elbo;
 use crate::error::Result;
+use crate::eval::{evaluate, evaluate_batches, EvalReport};
 use crate::model::LatentVariableModel;
 use crate::objective::Objective;
 use crate::ops::Real;

@@ -1,4 +1,4 @@
-//! The training loop: Adam on the negative objective of an [`Elbo`], with seeded
+//! The training loop: Adam on the negative objective of an [`Elbo`](crate::Elbo), with seeded
 //! shuffling, binarization, a progress bar, per-epoch metrics and checkpoints.
 
 use std::path::PathBuf;
@@ -14,11 +14,10 @@ use super::metrics::{EpochMetrics, MetricsLog};
 use super::parallel::{DataParallel, ThreadSafe};
 use super::task::{ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
-use crate::elbo::Elbo;
 use crate::error::{Error, Result};
 use crate::model::LatentVariableModel;
 use crate::objective::Objective;
-use crate::ops::{to_f64_vec, Real};
+use crate::ops::Real;
 use crate::optim::Adam;
 
 /// Training settings. The defaults are those of the reference PyTorch VAE: Adam with
@@ -110,19 +109,6 @@ impl TrainConfig {
     }
 }
 
-/// The mean ELBO and its parts over a data set, in nats per image.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalReport {
-    /// Mean ELBO (negative; higher is better).
-    pub elbo: f64,
-    /// Mean `E_q[log p(x|z)]`.
-    pub reconstruction: f64,
-    /// Mean `KL(q(z|x) ‖ p(z))`.
-    pub kl: f64,
-    /// Number of images evaluated.
-    pub n: usize,
-}
-
 /// What [`fit`] returns: the per-epoch metrics and the overall throughput.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainReport {
@@ -132,71 +118,6 @@ pub struct TrainReport {
     pub train_images_per_s: f64,
     /// Seconds spent in training steps.
     pub train_seconds: f64,
-}
-
-/// Evaluates `elbo` on all of `data` without gradients, in batches of `batch_size`.
-/// `data` is used as given (binarize it first if the model was trained on binary data).
-///
-/// # Errors
-/// [`Error::ShapeMismatch`] if the images do not have `X` pixels; [`Error::NonFinite`]
-/// (epoch 0) if the ELBO is NaN or infinite; errors of the estimator.
-pub fn evaluate<X: Dim, Z: Dim, E, D, M>(
-    model: &M,
-    elbo: &Elbo,
-    data: &Dataset,
-    device: &D,
-    batch_size: usize,
-) -> Result<EvalReport>
-where
-    E: Real,
-    D: Device<E> + 'static,
-    M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z>,
-{
-    evaluate_batches(data.len(), batch_size, |chunk| {
-        let x = data.batch::<X, E, D>(device, chunk, None)?;
-        elbo.estimate(model, x)
-    })
-}
-
-/// Sums the ELBO terms that `estimate` returns for each batch of `0..n` into the means of
-/// an [`EvalReport`].
-///
-/// # Errors
-/// [`Error::InvalidSetting`] for `batch_size == 0`; [`Error::NonFinite`] (epoch 0) for a
-/// non-finite mean ELBO; the errors of `estimate`.
-pub fn evaluate_batches<E, D, F>(n: usize, batch_size: usize, mut estimate: F) -> Result<EvalReport>
-where
-    E: Real,
-    D: Device<E>,
-    F: FnMut(&[usize]) -> Result<crate::ElboTerms<E, D, NoneTape>>,
-{
-    if batch_size == 0 {
-        return Err(Error::invalid("batch_size", "must be at least 1"));
-    }
-    let (mut e, mut r, mut k) = (0.0, 0.0, 0.0);
-    let idx: Vec<usize> = (0..n).collect();
-    for chunk in idx.chunks(batch_size) {
-        let terms = estimate(chunk)?;
-        e += to_f64_vec(&terms.elbo).iter().sum::<f64>();
-        r += to_f64_vec(&terms.reconstruction).iter().sum::<f64>();
-        k += to_f64_vec(&terms.kl).iter().sum::<f64>();
-    }
-    let m = n.max(1) as f64;
-    let report = EvalReport {
-        elbo: e / m,
-        reconstruction: r / m,
-        kl: k / m,
-        n,
-    };
-    if !report.elbo.is_finite() {
-        return Err(Error::NonFinite {
-            what: "test ELBO".into(),
-            epoch: 0,
-            step: 0,
-            value: report.elbo,
-        });
-    }
-    Ok(report)
 }
 
 /// The test split as the model sees it: binarized once with a fixed seed for
@@ -211,7 +132,7 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 }
 
 /// Trains `model` with Adam on `−mean(objective)` over `train` (any [`Objective`]: an
-/// [`Elbo`], an [`crate::ImportanceWeighted`] bound, …), evaluating the ELBO
+/// [`Elbo`](crate::Elbo), an [`crate::ImportanceWeighted`] bound, …), evaluating the ELBO
 /// (`Elbo::default()`: one sample, closed-form KL where available, β = 1) on `test`
 /// (prepared with [`prepare_test`]) after every epoch. This is [`fit_task`] with an
 /// [`ObjectiveTask`].

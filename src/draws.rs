@@ -1,0 +1,43 @@
+//! The `L`-sample score shared by the estimators: `L` reparameterized draws per
+//! example from `q`, each scored under `q` and `p`.
+
+use dfdx::prelude::*;
+
+use crate::distributions::{Distribution, Reparameterizable};
+use crate::error::Result;
+use crate::ops::{Events, PerExample, Real};
+
+/// `L` draws `z_l ~ q` per example (sample-major: row `l·batch + b` is draw `l` of
+/// example `b`) with `log q(z_l)` and `log p(z_l)`, shapes `(L·batch, N)`, `(L·batch,)`
+/// and `(L·batch,)`, nats.
+pub(crate) struct Draws<N: Dim, E: Dtype, D: Storage<E>, T> {
+    /// The draws, carrying `q`'s tape (the reparameterization path to its parameters).
+    pub z: Events<N, E, D, T>,
+    /// `log q(z_l)`, with the tape of `q`'s parameters (the score term).
+    pub log_q: PerExample<E, D, T>,
+    /// `log p(z_l)`, with the tape of `p`'s parameters.
+    pub log_p: PerExample<E, D, T>,
+}
+
+/// Repeats `q` and `p` `l` times, draws `z = q.rsample()` and scores it under both
+/// (Kingma & Welling 2014, eq. 6-7; Burda et al. 2015, eq. 8 use the same draws).
+/// The log-densities take `z` without its tape, so that the gradient through `z`
+/// flows once, along whatever consumes [`Draws::z`].
+///
+/// # Errors
+/// The families' shape errors.
+pub(crate) fn draw<N, E, D, T, Q, P>(q: Q, p: P, l: usize) -> Result<Draws<N, E, D, T>>
+where
+    N: Dim,
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+    Q: Reparameterizable<N, E, D, Tape = T>,
+    P: Distribution<N, E, D, Tape = T>,
+{
+    let q_lp = q.fork().repeat(l);
+    let z = q.repeat(l).rsample();
+    let log_q = q_lp.log_prob(z.with_empty_tape())?;
+    let log_p = p.repeat(l).log_prob(z.with_empty_tape())?;
+    Ok(Draws { z, log_q, log_p })
+}
