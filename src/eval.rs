@@ -10,7 +10,7 @@ use crate::distributions::Distribution;
 use crate::elbo::Elbo;
 use crate::error::{Error, Result};
 use crate::iwae::log_marginal_likelihood;
-use crate::kl::KlPerDimension;
+use crate::kl::registered_kl_per_dimension;
 use crate::model::LatentVariableModel;
 use crate::ops::{to_f64_vec, Events, Real};
 use crate::train::parallel::map_batches;
@@ -143,8 +143,9 @@ pub struct EvaluationReport {
     pub elbo: EvalReport,
     /// The importance-sampled NLL.
     pub nll: NllReport,
-    /// Mean `KL(q(z_j|x) ‖ p(z_j))` per latent dimension `j`, nats.
-    pub kl_per_dim: Vec<f64>,
+    /// Mean `KL(q(z_j|x) ‖ p(z_j))` per latent dimension `j`, nats; `None` where the
+    /// pair has no per-dimension closed form.
+    pub kl_per_dim: Option<Vec<f64>>,
     /// `Cov_x(E_q[z_j | x])` per latent dimension.
     pub posterior_mean_variance: Vec<f64>,
     /// Dimensions with `Cov_x(E_q[z_j|x]) > 0.01` (Burda et al. 2015, §5.2).
@@ -298,7 +299,9 @@ where
         .collect())
 }
 
-/// Mean closed-form `KL(q(z_j|x) ‖ p(z_j))` per latent dimension over `data`, nats.
+/// Mean closed-form `KL(q(z_j|x) ‖ p(z_j))` per latent dimension over `data`, nats;
+/// `None` when the model's guide and prior have no per-dimension closed form (see
+/// [`registered_kl_per_dimension`]), e.g. against a mixture prior.
 ///
 /// # Errors
 /// The model's errors.
@@ -307,19 +310,21 @@ pub fn kl_per_dimension<X: Dim, Z: Dim, E, D, M>(
     data: &Dataset,
     device: &D,
     batch: usize,
-) -> Result<Vec<f64>>
+) -> Result<Option<Vec<f64>>>
 where
     E: Real,
     D: Device<E> + 'static,
     M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z>,
-    M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
 {
     let mut s = Vec::new();
     for idx in batches(data.len(), batch)? {
         let x: Events<X, E, D> = data.batch(device, &idx, None)?;
         let q = model.guide(x)?;
         let p = model.prior(idx.len(), device)?;
-        let kl = q.kl_per_dimension(p)?;
+        let Some(kl) = registered_kl_per_dimension::<Z, E, D, NoneTape, _, _>(&q, &p) else {
+            return Ok(None);
+        };
+        let kl = kl?;
         let z = kl.shape().1.size().max(1);
         s.resize(z, 0.0);
         for row in to_f64_vec(&kl).chunks(z) {
@@ -329,7 +334,7 @@ where
         }
     }
     let n = data.len().max(1) as f64;
-    Ok(s.into_iter().map(|v| v / n).collect())
+    Ok(Some(s.into_iter().map(|v| v / n).collect()))
 }
 
 /// The full evaluation of a model on a (prepared) test split: the ELBO and its parts,
@@ -348,7 +353,6 @@ where
     E: Real,
     D: Device<E> + ThreadSafe + 'static,
     M: LatentVariableModel<E, D, NoneTape, X = X, Z = Z> + ThreadSafe,
-    M::Posterior: KlPerDimension<M::Prior, Output = Events<Z, E, D>>,
 {
     let elbo = evaluate(model, &Elbo::default(), data, device, options.batch)?;
     let nll = test_nll(model, data, device, options)?;

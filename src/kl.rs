@@ -259,3 +259,46 @@ where
             try_pair::<Q, P, Categorical<N, E, D, T>, Categorical<N, E, D, T>, N, E, D, T>(q, p)
         })
 }
+
+fn try_pair_per_dimension<Q, P, Qc, Pc, N, E, D, T>(
+    q: &Q,
+    p: &P,
+) -> Option<Result<Events<N, E, D, T>>>
+where
+    Q: 'static,
+    P: 'static,
+    N: Dim,
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+    Qc: 'static + Distribution<N, E, D> + KlPerDimension<Pc, Output = Events<N, E, D, T>>,
+    Pc: 'static + Distribution<N, E, D>,
+{
+    let q = (q as &dyn Any).downcast_ref::<Qc>()?;
+    let p = (p as &dyn Any).downcast_ref::<Pc>()?;
+    Some(q.fork().kl_per_dimension(p.fork()))
+}
+
+/// The registry of per-dimension closed forms: `KL(q_j ‖ p_j)` for each coordinate,
+/// shape `(batch, N)`, nats, if the concrete pair `(Q, P)` is Normal‖StandardNormal or
+/// Normal‖Normal (the pairs with [`KlPerDimension`]), else `None`. The arguments are not
+/// consumed (their forks are). Used by [`crate::eval::kl_per_dimension`] so that the
+/// evaluation reports the KL per latent dimension wherever it has a closed form.
+pub fn registered_kl_per_dimension<N, E, D, T, Q, P>(
+    q: &Q,
+    p: &P,
+) -> Option<Result<Events<N, E, D, T>>>
+where
+    N: Dim,
+    E: Real,
+    D: Device<E> + 'static,
+    T: Tape<E, D> + 'static,
+    Q: 'static,
+    P: 'static,
+{
+    type Nrm<N, E, D, T> = Normal<N, E, D, T>;
+    try_pair_per_dimension::<Q, P, Nrm<N, E, D, T>, StandardNormal<N, E, D, T>, N, E, D, T>(q, p)
+        .or_else(|| {
+            try_pair_per_dimension::<Q, P, Nrm<N, E, D, T>, Nrm<N, E, D, T>, N, E, D, T>(q, p)
+        })
+}

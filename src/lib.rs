@@ -62,7 +62,9 @@ pub use elbo::{Elbo, ElboParts, ElboTerms, KlEstimator};
 pub use error::{Error, Result};
 pub use guide::{AmortizedGuide, DiagonalNormalGuide};
 pub use iwae::{log_marginal_likelihood, log_weights, ImportanceWeighted, LogLikelihood};
-pub use kl::{monte_carlo_kl, registered_kl, KlDivergence, KlPerDimension};
+pub use kl::{
+    monte_carlo_kl, registered_kl, registered_kl_per_dimension, KlDivergence, KlPerDimension,
+};
 pub use model::LatentVariableModel;
 pub use objective::{AnyObjective, Objective};
 pub use ops::{detach, observed, Events, PerExample, Real};

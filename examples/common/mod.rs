@@ -1,0 +1,246 @@
+//! What the examples share: the command-line flags every run has, the value lists
+//! clap shows in `--help`, data discovery and the summary file.
+//!
+//! Each example declares `mod common;` and flattens [`RunArgs`] into its own flags.
+
+#![allow(dead_code)] // each example uses the part it needs
+
+use std::path::{Path, PathBuf};
+
+use latent::data::{discover, Binarization, Splits};
+use latent::eval::EvalOptions;
+use latent::train::TrainConfig;
+use latent::{Error, Result};
+
+/// The flags of every training run.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Directory with the four IDX files, or `embedded` for the built-in subset
+    /// (default: `$LATENT_DATA`, then Debian's Fashion-MNIST, then the embedded subset).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Passes over the training set, per model (default: 10; 5 in `compare`).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per optimizer step.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seed for initialization, shuffling, binarization and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Importance samples per test image for the test NLL.
+    #[arg(long, default_value_t = 1000)]
+    pub eval_k: usize,
+    /// Test images for the NLL (the first ones of the split; 0: all).
+    #[arg(long, default_value_t = 1000)]
+    pub eval_n: usize,
+    /// Data-parallel CPU threads (replicas) per training step; 0: one per core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Hide the progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl RunArgs {
+    /// The output directory: `--out`, else `runs/<name>`.
+    pub fn out_dir(&self, name: &str) -> PathBuf {
+        self.out
+            .clone()
+            .unwrap_or_else(|| Path::new("runs").join(name))
+    }
+
+    /// Finds the data (see `--data`) and says which it used.
+    ///
+    /// # Errors
+    /// Missing or malformed data files.
+    pub fn splits(&self) -> Result<Splits> {
+        let splits = discover(self.data.as_deref())?;
+        eprintln!(
+            "data: {} ({} training, {} test images of {}×{})",
+            splits.source,
+            splits.train.len(),
+            splits.test.len(),
+            splits.train.rows,
+            splits.train.cols
+        );
+        Ok(splits)
+    }
+
+    /// `--epochs`, else the example's `default`.
+    pub fn epochs(&self, default: usize) -> usize {
+        self.epochs.unwrap_or(default)
+    }
+
+    /// The trainer's settings for `epochs` passes, writing into `out`.
+    pub fn config(&self, epochs: usize, binarization: Binarization, out: PathBuf) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            seed: self.seed,
+            binarization,
+            progress: !self.quiet,
+            out_dir: Some(out),
+            threads: self.threads,
+            ..Default::default()
+        }
+    }
+
+    /// The settings of the importance-sampled NLL.
+    pub fn eval_options(&self) -> EvalOptions {
+        EvalOptions {
+            k: self.eval_k,
+            n: (self.eval_n > 0).then_some(self.eval_n),
+            ..Default::default()
+        }
+    }
+}
+
+/// `--binarize`: how pixels in `[0, 1]` become the data the likelihood sees.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinarizeArg {
+    /// Grey levels as they are.
+    None,
+    /// One Bernoulli draw per pixel, fixed for the run.
+    Static,
+    /// A fresh Bernoulli draw per pixel every epoch (Burda et al. 2015).
+    Dynamic,
+}
+
+impl From<BinarizeArg> for Binarization {
+    fn from(b: BinarizeArg) -> Self {
+        match b {
+            BinarizeArg::None => Binarization::None,
+            BinarizeArg::Static => Binarization::Static,
+            BinarizeArg::Dynamic => Binarization::Dynamic,
+        }
+    }
+}
+
+/// `--objective`: what the optimizer maximizes.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectiveArg {
+    /// The ELBO with `--samples` latent draws and `--beta`.
+    Elbo,
+    /// The importance-weighted bound with `--k` samples (Burda et al. 2015).
+    Iwae,
+}
+
+/// `--likelihood`: the family of `p(x | z)` on the decoder's output.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LikelihoodArg {
+    /// Bernoulli on logits (binary or binarized pixels).
+    Bernoulli,
+    /// Continuous Bernoulli on logits (grey levels in [0, 1]).
+    ContinuousBernoulli,
+    /// Normal with a learned σ shared by all pixels.
+    Gaussian,
+}
+
+/// `--prior`: `standard-normal`, or `mixture:K` (a learned mixture of K Normals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorArg {
+    /// `N(0, I)`.
+    StandardNormal,
+    /// A learned mixture of this many diagonal Normals.
+    Mixture(usize),
+}
+
+impl std::str::FromStr for PriorArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "standard-normal" => Ok(Self::StandardNormal),
+            Some(("mixture", k)) => match k.parse() {
+                Ok(k) if k >= 1 => Ok(Self::Mixture(k)),
+                _ => Err(format!("`{k}` is not a number of components ≥ 1")),
+            },
+            _ => Err(format!(
+                "`{s}` is not one of: standard-normal, mixture:K (K ≥ 1 components)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for PriorArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::StandardNormal => f.write_str("standard-normal"),
+            Self::Mixture(k) => write!(f, "mixture:{k}"),
+        }
+    }
+}
+
+/// The name clap shows for a value (`continuous-bernoulli`, …).
+pub fn value_name<V: clap::ValueEnum>(v: &V) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
+}
+
+/// `cpu` or `cuda`, as built.
+pub fn device_name() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "cuda"
+    } else {
+        "cpu"
+    }
+}
+
+/// Writes `summary` as pretty JSON to `dir/name` atomically (a temporary file in `dir`,
+/// then a rename), prints it, and says where the run went.
+///
+/// # Errors
+/// I/O errors, naming the path.
+pub fn write_summary<S: serde::Serialize>(dir: &Path, name: &str, summary: &S) -> Result<()> {
+    let path = dir.join(name);
+    let json = serde_json::to_string_pretty(summary)
+        .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    std::io::Write::write_all(&mut tmp, format!("{json}\n").as_bytes())
+        .map_err(|e| Error::io(&path, e))?;
+    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    println!("{json}");
+    eprintln!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// `reconstructions.png`: up to 4 pairs of rows of 10 (images `orig` above their
+/// reconstructions `recon`); `samples.png`: decoded prior draws, `cols` per row. Images
+/// are `(height, width)` intensities in `[0, 1]`, one after another.
+///
+/// # Errors
+/// I/O and PNG encoding errors.
+pub fn pictures(
+    dir: &Path,
+    (height, width): (usize, usize),
+    orig: &[f32],
+    recon: &[f32],
+    samples: &[f32],
+    cols: usize,
+) -> Result<()> {
+    let (per_row, dim) = (10, height * width);
+    let n = (4 * per_row).min(orig.len() / dim.max(1));
+    let mut grid = Vec::with_capacity(2 * n * dim);
+    for s in (0..n).step_by(per_row) {
+        let e = (s + per_row).min(n);
+        grid.extend_from_slice(&orig[s * dim..e * dim]);
+        grid.extend_from_slice(&recon[s * dim..e * dim]);
+    }
+    let save = latent::viz::save_image_grid;
+    save(
+        dir.join("reconstructions.png"),
+        &grid,
+        height,
+        width,
+        per_row,
+    )?;
+    save(dir.join("samples.png"), samples, height, width, cols)
+}
