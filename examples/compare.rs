@@ -22,15 +22,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+mod common;
+
 use clap::Parser;
+use common::RunArgs;
 use dfdx::prelude::*;
-use latent::data::{discover, Binarization, Dataset, LabelCondition, Splits, CLASS_NAMES};
-use latent::eval::{self, EvalOptions};
+use latent::data::{Binarization, Conditioning, Dataset, LabelCondition, Splits, CLASS_NAMES};
+use latent::eval;
 use latent::ops::to_f64_vec;
 use latent::train::{fit, fit_task, prepare_test, ConditionalTask, Task, TrainConfig};
-use latent::viz::save_image_grid;
 use latent::{
-    ConditionalModel, Conditioned, Distribution, Elbo, Error, ImportanceWeighted,
+    ConditionalModel, Conditioned, Distribution, Elbo, Error, Events, ImportanceWeighted,
     LatentVariableModel, Objective, Result,
 };
 use latent_models::{
@@ -59,36 +61,24 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Args {
-    /// Directory with the four IDX files, or `embedded` for the built-in subset.
-    #[arg(long)]
-    data: Option<String>,
-    /// Passes over the training set, for every model.
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
-    /// Images per optimizer step.
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    /// Seed for initialization, shuffling, binarization and sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Output directory.
-    #[arg(long, default_value = "runs/compare")]
-    out: PathBuf,
-    /// Importance samples per test image for the NLL.
-    #[arg(long, default_value_t = 1000)]
-    eval_k: usize,
-    /// Images for the NLL, the reconstruction error and the latent plot (0: all).
-    #[arg(long, default_value_t = 1000)]
-    eval_n: usize,
+    #[command(flatten)]
+    run: RunArgs,
     /// Comma-separated subset of vae, beta-vae, iwae, cvae, vq-vae.
     #[arg(long, default_value = "vae,beta-vae,iwae,cvae,vq-vae")]
     models: String,
-    /// Data-parallel CPU threads (replicas) per training step; 0: one per core.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Hide the progress bars.
-    #[arg(long)]
-    quiet: bool,
+}
+
+impl Args {
+    fn out(&self) -> PathBuf {
+        self.run.out_dir("compare")
+    }
+
+    /// Dynamic binarization, `--epochs` (default 5), writing into `dir`.
+    fn config(&self, dir: &Path) -> TrainConfig {
+        let epochs = self.run.epochs(5);
+        self.run
+            .config(epochs, Binarization::Dynamic, dir.to_path_buf())
+    }
 }
 
 /// One row of the table. Likelihoods in nats per image; `None` where undefined.
@@ -131,7 +121,7 @@ fn run(args: &Args) -> Result<()> {
             format!("`{bad}` is not one of {}", MODELS.join(", ")),
         ));
     }
-    let splits = discover(args.data.as_deref())?;
+    let splits = args.run.splits()?;
     if splits.train.dim() != X {
         return Err(Error::ShapeMismatch {
             context: format!("data in {}", splits.source),
@@ -139,14 +129,8 @@ fn run(args: &Args) -> Result<()> {
             found: format!("{}×{}", splits.train.rows, splits.train.cols),
         });
     }
-    eprintln!(
-        "data: {} ({} training, {} test images), {} epochs per model",
-        splits.source,
-        splits.train.len(),
-        splits.test.len(),
-        args.epochs
-    );
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let out = args.out();
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let mut rows = Vec::new();
     for name in MODELS.iter().filter(|m| chosen.contains(m)) {
         let row = match *name {
@@ -162,37 +146,16 @@ fn run(args: &Args) -> Result<()> {
     }
     println!(
         "{}",
-        std::fs::read_to_string(args.out.join("results.md")).unwrap_or_default()
+        std::fs::read_to_string(out.join("results.md")).unwrap_or_default()
     );
     Ok(())
 }
 
-fn config(args: &Args, dir: &Path) -> TrainConfig {
-    TrainConfig {
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        seed: args.seed,
-        binarization: Binarization::Dynamic,
-        progress: !args.quiet,
-        out_dir: Some(dir.to_path_buf()),
-        threads: args.threads,
-        ..Default::default()
-    }
-}
-
-fn eval_options(args: &Args) -> EvalOptions {
-    EvalOptions {
-        k: args.eval_k,
-        n: (args.eval_n > 0).then_some(args.eval_n),
-        ..Default::default()
-    }
-}
-
 fn first(test: &Dataset, args: &Args) -> Vec<usize> {
-    let n = if args.eval_n == 0 {
+    let n = if args.run.eval_n == 0 {
         test.len()
     } else {
-        args.eval_n.min(test.len())
+        args.run.eval_n.min(test.len())
     };
     (0..n).collect()
 }
@@ -205,8 +168,8 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
     objective: O,
 ) -> Result<Row> {
     let start = Instant::now();
-    let dir = args.out.join(name);
-    let dev = Dev::seed_from_u64(args.seed);
+    let dir = args.out().join(name);
+    let dev = Dev::seed_from_u64(args.run.seed);
     let mut model: MlpVae<Const<X>, Const<H>, Const<Z>, f32, Dev> =
         latent_models::mlp_vae(&dev, (Const, Const, Const))?;
     let report = fit(
@@ -214,16 +177,16 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
         &objective,
         &splits.train,
         &splits.test,
-        &config(args, &dir),
+        &args.config(&dir),
         &dev,
     )?;
-    let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
+    let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);
     let full = latent::eval::evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
-    let nll = eval::test_nll(&model, &test, &dev, &eval_options(args))?;
+    let nll = eval::test_nll(&model, &test, &dev, &args.run.eval_options())?;
     let variances = eval::posterior_mean_variance(&model, &test, &dev, 500)?;
 
     let idx = first(&test, args);
-    let x = test.batch::<Const<X>, f32, Dev>(&dev, &idx, None)?;
+    let x: Events<Const<X>, f32, Dev> = test.batch(&dev, &idx, None)?;
     let q_mean = model.guide(x.clone())?.mean();
     let means = to_f64_vec(&q_mean);
     let recon = model.likelihood(q_mean)?.mean();
@@ -231,7 +194,7 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
     // `prior` takes no tensor, so the tape it is built for is named.
     let z = LatentVariableModel::<f32, Dev, NoneTape>::prior(&model, 64, &dev)?.sample();
     let samples = model.likelihood(z)?.mean().as_vec();
-    pictures(&dir, &x.as_vec(), &recon.as_vec(), &samples, 8)?;
+    common::pictures(&dir, (28, 28), &x.as_vec(), &recon.as_vec(), &samples, 8)?;
     scatter(&dir.join("latent.png"), &means, Z, &labels(&test, &idx))?;
     Ok(Row {
         model: name.into(),
@@ -253,8 +216,8 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
 /// The CVAE 784|10-400-20 conditioned on the one-hot label.
 fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
     let start = Instant::now();
-    let dir = args.out.join("cvae");
-    let dev = Dev::seed_from_u64(args.seed);
+    let dir = args.out().join("cvae");
+    let dev = Dev::seed_from_u64(args.run.seed);
     let mut model: Cvae<X, 10, H, Z, f32, Dev> = Cvae::new(&dev)?;
     let mut task = ConditionalTask::new(Elbo::default(), LabelCondition);
     let report = fit_task(
@@ -262,22 +225,22 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
         &mut task,
         &splits.train,
         &splits.test,
-        &config(args, &dir),
+        &args.config(&dir),
         &dev,
     )?;
-    let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
+    let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);
     let full = task.evaluate(&model, &test, &dev)?;
-    let nll =
-        eval::test_nll_conditional(&model, &test, &dev, &eval_options(args), &LabelCondition)?;
+    let nll = eval::test_nll_conditional(
+        &model,
+        &test,
+        &dev,
+        &args.run.eval_options(),
+        &LabelCondition,
+    )?;
 
     let idx = first(&test, args);
-    let (x, y) = latent::data::Conditioning::<Const<X>, Const<10>>::tensors::<f32, Dev>(
-        &LabelCondition,
-        &test,
-        &idx,
-        None,
-        &dev,
-    )?;
+    let (x, y): (Events<Const<X>, f32, Dev>, Events<Const<10>, f32, Dev>) =
+        LabelCondition.tensors(&test, &idx, None, &dev)?;
     let bound = Conditioned::new(&model, y);
     let q_mean = bound.guide(x.clone())?.mean();
     let means = to_f64_vec(&q_mean);
@@ -290,16 +253,14 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
     for r in 0..100 {
         onehot[r * 10 + r / 10] = 1.0;
     }
-    let y = dev.tensor_from_vec(onehot, (100, Const::<10>));
+    let y = dev.tensor_from_vec(onehot, (100, Const));
     // repeat_rows is sample-major (row s·10 + j = z_j), which is what a class-major grid wants.
-    let samples = ConditionalModel::<f32, Dev, NoneTape>::likelihood(&model, z, y)?
-        .mean()
-        .as_vec();
-    pictures(&dir, &x.as_vec(), &recon.as_vec(), &samples, 10)?;
+    let samples = model.likelihood(z, y)?.mean().as_vec();
+    common::pictures(&dir, (28, 28), &x.as_vec(), &recon.as_vec(), &samples, 10)?;
     scatter(&dir.join("latent.png"), &means, Z, &labels(&test, &idx))?;
     Ok(Row {
         model: "cvae".into(),
-        objective: Task::<f32, Dev, Cvae<X, 10, H, Z, f32, Dev>>::describe(&task),
+        objective: task.describe(),
         test_elbo: full.elbo,
         test_nll: Some(nll.nll),
         test_nll_stderr: Some(nll.stderr),
@@ -317,13 +278,13 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
 /// The convolutional VQ-VAE with a 7×7 grid of codes, EMA codebook and restarts.
 fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     let start = Instant::now();
-    let dir = args.out.join("vq-vae");
-    let dev = Dev::seed_from_u64(args.seed);
+    let dir = args.out().join("vq-vae");
+    let dev = Dev::seed_from_u64(args.run.seed);
     let mut model: ConvVqVae<DM, K, f32, Dev> = conv_vq_vae(&dev);
-    let mut task = VqVaeTask::<X>::new(
+    let mut task = VqVaeTask::new(
         0.25,
         CodebookUpdate::Ema(CodebookEma::new(K, DM, 0.99, 1e-5)?),
-        args.seed,
+        args.run.seed,
     )?
     .with_restarts(DeadCodeRestart::new(K, 0.03, 0.99)?);
     let report = fit_task(
@@ -331,26 +292,32 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
         &mut task,
         &splits.train,
         &splits.test,
-        &config(args, &dir),
+        &args.config(&dir),
         &dev,
     )?;
-    let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
+    let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);
     let full = task.evaluate(&model, &test, &dev)?;
-    let (usage, _) = code_usage::<X, _, _, K, DM, f32, Dev, _>(&model, &test, &dev)?;
+    // The encoder is generic over its input width: name it once.
+    let code_usage = code_usage::<X, _, _, K, DM, _, _, _>;
+    let (usage, _) = code_usage(&model, &test, &dev)?;
 
     let idx = first(&test, args);
-    let x = test.batch::<Const<X>, f32, Dev>(&dev, &idx, None)?;
+    let x: Events<Const<X>, f32, Dev> = test.batch(&dev, &idx, None)?;
     let codes = model.encode(x.clone())?;
-    let recon = model.decode::<X>(&codes)?.mean();
+    let recon = model.decode(&codes)?.mean();
     let mse = mse(&x, &recon);
     // Samples from per-position categoricals fitted to the training codes.
     // Binarized as the model saw them in training.
-    let fit_on = prepare_test(&splits.train.take(10_000), Binarization::Dynamic, args.seed);
-    let (_, train_codes) = code_usage::<X, _, _, K, DM, f32, Dev, _>(&model, &fit_on, &dev)?;
+    let fit_on = prepare_test(
+        &splits.train.take(10_000),
+        Binarization::Dynamic,
+        args.run.seed,
+    );
+    let (_, train_codes) = code_usage(&model, &fit_on, &dev)?;
     let prior = CodePrior::fit(&train_codes, 49, K)?;
-    let drawn = prior.sample::<K, f32, Dev>(64, &dev)?;
-    let samples = model.decode::<X>(&drawn)?.mean().as_vec();
-    pictures(&dir, &x.as_vec(), &recon.as_vec(), &samples, 8)?;
+    let drawn = prior.sample(64, &dev)?;
+    let samples: Vec<f32> = model.decode(&drawn)?.mean().as_vec();
+    common::pictures(&dir, (28, 28), &x.as_vec(), &recon.as_vec(), &samples, 8)?;
     eprintln!("vq-vae: {} codes restarted during training", task.restarts);
     Ok(Row {
         model: "vq-vae".into(),
@@ -378,26 +345,8 @@ fn mse<T, U>(
     recon: &Tensor<(usize, Const<X>), f32, Dev, U>,
 ) -> f64 {
     let (a, b) = (to_f64_vec(x), to_f64_vec(recon));
-    a.iter()
-        .zip(&b)
-        .map(|(u, v)| (u - v) * (u - v))
-        .sum::<f64>()
-        / a.len().max(1) as f64
-}
-
-/// `reconstructions.png`: up to 4 pairs of rows (test images above their
-/// reconstructions); `samples.png`: the decoded prior draws, `cols` per row.
-fn pictures(dir: &Path, orig: &[f32], recon: &[f32], samples: &[f32], cols: usize) -> Result<()> {
-    let per_row = 10;
-    let n = (4 * per_row).min(orig.len() / X);
-    let mut grid = Vec::with_capacity(2 * n * X);
-    for s in (0..n).step_by(per_row) {
-        let e = (s + per_row).min(n);
-        grid.extend_from_slice(&orig[s * X..e * X]);
-        grid.extend_from_slice(&recon[s * X..e * X]);
-    }
-    save_image_grid(dir.join("reconstructions.png"), &grid, 28, 28, per_row)?;
-    save_image_grid(dir.join("samples.png"), samples, 28, 28, cols)
+    let squared: f64 = a.iter().zip(&b).map(|(u, v)| (u - v) * (u - v)).sum();
+    squared / a.len().max(1) as f64
 }
 
 /// Ten colours, one per class (Tableau 10).
@@ -423,7 +372,7 @@ fn scatter(path: &Path, points: &[f64], z: usize, classes: &[u8]) -> Result<()> 
     use plotters::prelude::*;
     let n = points.len() / z;
     let mean: Vec<f64> = (0..z)
-        .map(|j| (0..n).map(|i| points[i * z + j]).sum::<f64>() / n as f64)
+        .map(|j| (0..n).map(|i| points[i * z + j] / n as f64).sum())
         .collect();
     let centred = nalgebra::DMatrix::from_fn(n, z, |i, j| points[i * z + j] - mean[j]);
     let cov = centred.transpose() * &centred / (n.max(2) - 1) as f64;
@@ -477,10 +426,8 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
-    let json = serde_json::to_string_pretty(rows)
-        .map_err(|e| Error::io(&args.out, std::io::Error::other(e)))?;
-    let path = args.out.join("results.json");
-    std::fs::write(&path, format!("{json}\n")).map_err(|e| Error::io(&path, e))?;
+    let (r, out) = (&args.run, args.out());
+    common::write_json(&out, "results.json", &rows)?;
     let mut md =
         format!(
         "# Model comparison\n\nData: {} ({} training / {} test images, dynamically binarized), \
@@ -491,11 +438,11 @@ fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
         splits.source,
         splits.train.len(),
         splits.test.len(),
-        args.epochs,
-        args.batch_size,
-        args.seed,
-        args.eval_k,
-        if args.eval_n == 0 { splits.test.len() } else { args.eval_n.min(splits.test.len()) },
+        r.epochs(5),
+        r.batch_size,
+        r.seed,
+        r.eval_k,
+        if r.eval_n == 0 { splits.test.len() } else { r.eval_n.min(splits.test.len()) },
     );
     md.push_str(
         "| model | objective | test ELBO | NLL | −E log p(x\\|z) | MSE/pixel | KL | active units | perplexity | codes used | train img/s | seconds |\n\
@@ -535,6 +482,6 @@ fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
         .collect();
     md.push_str(&legend.join(", "));
     md.push_str(".\n");
-    let path = args.out.join("results.md");
+    let path = out.join("results.md");
     std::fs::write(&path, md).map_err(|e| Error::io(&path, e))
 }

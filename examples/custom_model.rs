@@ -18,13 +18,14 @@
 //! The walkthrough is in the comments, numbered. Writes `summary.json` and
 //! `pseudo_inputs.png` (what the learned pseudo-inputs look like) into `--out`.
 
-use std::path::PathBuf;
+mod common;
 
 use clap::Parser;
+use common::RunArgs;
 use dfdx::prelude::*;
-use latent::data::{discover, Binarization};
-use latent::eval::{evaluate, test_nll, EvalOptions};
-use latent::train::{fit, prepare_test, TrainConfig};
+use latent::data::Binarization;
+use latent::eval::{evaluate, test_nll};
+use latent::train::{fit, prepare_test};
 use latent::viz::save_image_grid;
 // 1. The prelude has the traits (`LatentVariableModel`, `Distribution`, …), the families
 //    (`Normal`, `Bernoulli`, `MixtureOfDiagNormals`, …) and the estimators.
@@ -70,10 +71,8 @@ impl<E: Real, D: Device<E>> TensorCollection<E, D> for VampVae<E, D> {
                     // Logits in (−1.5, −0.5): mostly dark pixels, like the data, and
                     // different for each pseudo-input so the components start apart.
                     TensorOptions::reset_with(|t| {
-                        t.try_fill_with_distr(rand_distr::Uniform::new(
-                            latent::ops::cst::<E>(-1.5),
-                            latent::ops::cst::<E>(-0.5),
-                        ))
+                        let (lo, hi): (E, E) = (latent::ops::cst(-1.5), latent::ops::cst(-0.5));
+                        t.try_fill_with_distr(rand_distr::Uniform::new(lo, hi))
                     }),
                 ),
             ),
@@ -111,20 +110,17 @@ where
     // computation's type, so gradients reach them (and the encoder, a second time).
     fn prior(&self, batch: usize, _device: &D) -> Result<Self::Prior> {
         let u = self.pseudo_inputs.retaped::<T>().sigmoid();
-        let u = u.reshape_like(&(U, Const::<X>));
+        let u = u.reshape_like(&(U, Const));
         let q_u = self.guide.posterior(u)?;
         let shape_error = |_| Error::ShapeMismatch {
             context: "VampPrior components".into(),
             expected: format!("({U}, {Z})"),
             found: "another shape".into(),
         };
-        let loc = q_u.loc.try_realize::<Rank2<U, Z>>().map_err(shape_error)?;
-        let log_scale = q_u
-            .log_scale
-            .try_realize::<Rank2<U, Z>>()
-            .map_err(shape_error)?;
+        let loc = q_u.loc.try_realize().map_err(shape_error)?;
+        let log_scale = q_u.log_scale.try_realize().map_err(shape_error)?;
         // Equal weights: constant zero logits.
-        let logits = loc.device().zeros::<Rank1<U>>().retaped::<T>();
+        let logits = loc.device().zeros().retaped();
         MixtureOfDiagNormals::shared(batch, logits, loc, log_scale)
     }
 
@@ -145,30 +141,8 @@ where
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Directory with the four IDX files, or `embedded` for the built-in subset.
-    #[arg(long)]
-    data: Option<String>,
-    /// Passes over the training set.
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Importance samples per test image for the NLL.
-    #[arg(long, default_value_t = 1000)]
-    eval_k: usize,
-    /// Test images for the NLL (0: all).
-    #[arg(long, default_value_t = 1000)]
-    eval_n: usize,
-    /// Output directory.
-    #[arg(long, default_value = "runs/custom_model")]
-    out: PathBuf,
-    /// Data-parallel CPU threads (replicas) per training step; 0: one per core.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Hide the progress bar.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 fn main() {
@@ -180,24 +154,12 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let splits = discover(args.data.as_deref())?;
-    eprintln!(
-        "data: {} ({} training images)",
-        splits.source,
-        splits.train.len()
-    );
+    let (r, out) = (&args.run, args.run.out_dir("custom_model"));
+    let splits = r.splits()?;
     // 6. Build it like any dfdx module, and train it with the stock trainer and ELBO.
-    let dev = Dev::seed_from_u64(args.seed);
+    let dev = Dev::seed_from_u64(r.seed);
     let mut model: VampVae<f32, Dev> = VampVae::build(&dev);
-    let config = TrainConfig {
-        epochs: args.epochs,
-        seed: args.seed,
-        binarization: Binarization::Dynamic,
-        progress: !args.quiet,
-        out_dir: Some(args.out.clone()),
-        threads: args.threads,
-        ..Default::default()
-    };
+    let config = r.config(r.epochs(10), Binarization::Dynamic, out.clone());
     let report = fit(
         &mut model,
         &Elbo::default(),
@@ -209,21 +171,16 @@ fn run(args: &Args) -> Result<()> {
 
     // 7. Evaluate it with the stock tools: the ELBO (with the MC KL) and the
     //    importance-sampled NLL, which only needs `log p(z)` of the prior.
-    let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
+    let test = prepare_test(&splits.test, Binarization::Dynamic, r.seed);
     let elbo = evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
-    let options = EvalOptions {
-        k: args.eval_k,
-        n: (args.eval_n > 0).then_some(args.eval_n),
-        ..Default::default()
-    };
-    let nll = test_nll(&model, &test, &dev, &options)?;
+    let nll = test_nll(&model, &test, &dev, &r.eval_options())?;
     let pseudo = model.pseudo_inputs.clone().sigmoid().as_vec();
-    save_image_grid(args.out.join("pseudo_inputs.png"), &pseudo, 28, 28, 10)?;
+    save_image_grid(out.join("pseudo_inputs.png"), &pseudo, 28, 28, 10)?;
 
     let summary = serde_json::json!({
         "model": format!("VAE {X}-{H}-{Z} with a VampPrior of {U} pseudo-inputs"),
         "dataset": splits.source,
-        "epochs": args.epochs,
+        "epochs": config.epochs,
         "test_elbo": elbo.elbo,
         "test_reconstruction": elbo.reconstruction,
         "test_kl_monte_carlo": elbo.kl,
@@ -233,10 +190,6 @@ fn run(args: &Args) -> Result<()> {
         "test_nll_n": nll.n,
         "train_images_per_s": report.train_images_per_s,
     });
-    let text = serde_json::to_string_pretty(&summary)
-        .map_err(|e| Error::io(&args.out, std::io::Error::other(e)))?;
-    let path = args.out.join("summary.json");
-    std::fs::write(&path, format!("{text}\n")).map_err(|e| Error::io(&path, e))?;
-    println!("{text}");
+    println!("{}", common::write_json(&out, "summary.json", &summary)?);
     Ok(())
 }

@@ -16,15 +16,16 @@
 //! Pixels are dynamically binarized (Bernoulli likelihood). Writes `summary.json` and
 //! the pictures into `--out` (default `runs/cvae`).
 
-use std::path::PathBuf;
+mod common;
 
 use clap::Parser;
+use common::RunArgs;
 use dfdx::prelude::*;
-use latent::data::{discover, Binarization, Conditioning, LabelCondition, TopRowsCondition};
-use latent::eval::{test_nll_conditional, EvalOptions};
-use latent::train::{fit_task, prepare_test, ConditionalTask, Task, TrainConfig};
+use latent::data::{Binarization, Conditioning, LabelCondition, TopRowsCondition};
+use latent::eval::test_nll_conditional;
+use latent::train::{fit_task, prepare_test, ConditionalTask, Task};
 use latent::viz::save_image_grid;
-use latent::{ConditionalModel, Distribution, Elbo, Error, Result};
+use latent::{ConditionalModel, Distribution, Elbo, Error, Events, Result};
 use latent_models::Cvae;
 use serde::Serialize;
 
@@ -41,30 +42,8 @@ const HALF: usize = 392;
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Args {
-    /// Directory with the four IDX files, or `embedded` for the built-in subset.
-    #[arg(long)]
-    data: Option<String>,
-    /// Passes over the training set for each of the two models.
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    /// Seed for initialization, shuffling, binarization and sampling.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Output directory.
-    #[arg(long, default_value = "runs/cvae")]
-    out: PathBuf,
-    /// Importance samples per test image for the log-likelihoods.
-    #[arg(long, default_value_t = 1000)]
-    eval_k: usize,
-    /// Test images for the log-likelihoods (0: all).
-    #[arg(long, default_value_t = 1000)]
-    eval_n: usize,
-    /// Data-parallel CPU threads (replicas) per training step; 0: one per core.
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    /// Hide the progress bars.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 /// What the run measured, nats per test image.
@@ -95,7 +74,8 @@ fn main() {
 }
 
 fn run(args: &Args) -> Result<()> {
-    let splits = discover(args.data.as_deref())?;
+    let (r, out) = (&args.run, args.run.out_dir("cvae"));
+    let splits = r.splits()?;
     if (splits.train.rows, splits.train.cols) != (28, 28) {
         return Err(Error::ShapeMismatch {
             context: format!("data in {}", splits.source),
@@ -103,29 +83,13 @@ fn run(args: &Args) -> Result<()> {
             found: format!("{}×{}", splits.train.rows, splits.train.cols),
         });
     }
-    eprintln!(
-        "data: {} ({} training images)",
-        splits.source,
-        splits.train.len()
-    );
-    let test = prepare_test(&splits.test, Binarization::Dynamic, args.seed);
-    let options = EvalOptions {
-        k: args.eval_k,
-        n: (args.eval_n > 0).then_some(args.eval_n),
-        ..Default::default()
-    };
-    let config = |dir: &str| TrainConfig {
-        epochs: args.epochs,
-        seed: args.seed,
-        binarization: Binarization::Dynamic,
-        progress: !args.quiet,
-        out_dir: Some(args.out.join(dir)),
-        threads: args.threads,
-        ..Default::default()
-    };
+    let test = prepare_test(&splits.test, Binarization::Dynamic, r.seed);
+    let options = r.eval_options();
+    let epochs = r.epochs(10);
+    let config = |dir: &str| r.config(epochs, Binarization::Dynamic, out.join(dir));
 
     // 1. Class-conditioned generation.
-    let dev = Dev::seed_from_u64(args.seed);
+    let dev = Dev::seed_from_u64(r.seed);
     let mut labels: Cvae<784, 10, H, Z, f32, Dev> = Cvae::new(&dev)?;
     let mut task = ConditionalTask::new(Elbo::default(), LabelCondition);
     fit_task(
@@ -144,14 +108,12 @@ fn run(args: &Args) -> Result<()> {
     for r in 0..100 {
         y[r * 10 + r / 10] = 1.0; // row c·10 + j has class c
     }
-    let y = dev.tensor_from_vec(y, (100, Const::<10>));
-    let grid = ConditionalModel::<f32, Dev, NoneTape>::likelihood(&labels, z, y)?
-        .mean()
-        .as_vec();
-    save_image_grid(args.out.join("labels/samples.png"), &grid, 28, 28, 10)?;
+    let y = dev.tensor_from_vec(y, (100, Const));
+    let grid = labels.likelihood(z, y)?.mean().as_vec();
+    save_image_grid(out.join("labels/samples.png"), &grid, 28, 28, 10)?;
 
     // 2. Completion of the bottom half from the top half.
-    let dev = Dev::seed_from_u64(args.seed);
+    let dev = Dev::seed_from_u64(r.seed);
     let condition = TopRowsCondition { rows: 14 };
     let mut completion: Cvae<HALF, HALF, H, Z, f32, Dev> = Cvae::new(&dev)?;
     let mut task = ConditionalTask::new(Elbo::default(), condition);
@@ -167,18 +129,13 @@ fn run(args: &Args) -> Result<()> {
     let completion_nll = test_nll_conditional(&completion, &test, &dev, &options, &condition)?;
     let cols = 10;
     let idx: Vec<usize> = (0..cols).collect();
-    let (x, top) =
-        Conditioning::<Const<HALF>, Const<HALF>>::split::<f32>(&condition, &test, &idx, None)?;
+    let (x_t, top_t): (Events<Const<HALF>, f32, Dev>, Events<Const<HALF>, f32, Dev>) =
+        condition.tensors(&test, &idx, None, &dev)?;
+    let (x, top) = (x_t.as_vec(), top_t.as_vec());
     let draws = 3;
-    let top_t = dev.tensor_from_vec(top.clone(), (cols, Const::<HALF>));
     let z: Tensor<(usize, Const<Z>), f32, Dev> = dev.sample_normal_like(&(draws * cols, Const));
-    let bottoms = ConditionalModel::<f32, Dev, NoneTape>::likelihood(
-        &completion,
-        z,
-        latent::ops::repeat_rows(top_t, draws),
-    )?
-    .mean()
-    .as_vec();
+    let top_rep = latent::ops::repeat_rows(top_t, draws);
+    let bottoms = completion.likelihood(z, top_rep)?.mean().as_vec();
     let mut picture = Vec::with_capacity((draws + 1) * cols * 784);
     for i in 0..cols {
         picture.extend_from_slice(&top[i * HALF..(i + 1) * HALF]);
@@ -192,7 +149,7 @@ fn run(args: &Args) -> Result<()> {
         }
     }
     save_image_grid(
-        args.out.join("completion/completions.png"),
+        out.join("completion/completions.png"),
         &picture,
         28,
         28,
@@ -201,7 +158,7 @@ fn run(args: &Args) -> Result<()> {
 
     let summary = Summary {
         dataset: splits.source.clone(),
-        epochs: args.epochs,
+        epochs,
         labels_test_elbo: labels_elbo.elbo,
         labels_test_nll: labels_nll.nll,
         labels_test_nll_stderr: labels_nll.stderr,
@@ -211,10 +168,6 @@ fn run(args: &Args) -> Result<()> {
         nll_k: completion_nll.k,
         nll_n: completion_nll.n,
     };
-    let json = serde_json::to_string_pretty(&summary)
-        .map_err(|e| Error::io(&args.out, std::io::Error::other(e)))?;
-    let path = args.out.join("summary.json");
-    std::fs::write(&path, format!("{json}\n")).map_err(|e| Error::io(&path, e))?;
-    println!("{json}");
+    println!("{}", common::write_json(&out, "summary.json", &summary)?);
     Ok(())
 }

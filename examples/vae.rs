@@ -199,7 +199,9 @@ where
         "train_images_per_s": report.train_images_per_s,
         "seconds": start.elapsed().as_secs_f64(),
     });
-    common::write_summary(&out, "summary.json", &summary)
+    println!("{}", common::write_json(&out, "summary.json", &summary)?);
+    eprintln!("wrote {}", out.display());
+    Ok(())
 }
 
 /// `reconstructions.png` (test images above the means of `p(x | z = E_q[z|x])`) and

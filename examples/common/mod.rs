@@ -194,11 +194,11 @@ pub fn device_name() -> &'static str {
 }
 
 /// Writes `summary` as pretty JSON to `dir/name` atomically (a temporary file in `dir`,
-/// then a rename), prints it, and says where the run went.
+/// then a rename) and returns the JSON.
 ///
 /// # Errors
 /// I/O errors, naming the path.
-pub fn write_summary<S: serde::Serialize>(dir: &Path, name: &str, summary: &S) -> Result<()> {
+pub fn write_json<S: serde::Serialize>(dir: &Path, name: &str, summary: &S) -> Result<String> {
     let path = dir.join(name);
     let json = serde_json::to_string_pretty(summary)
         .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
@@ -207,9 +207,7 @@ pub fn write_summary<S: serde::Serialize>(dir: &Path, name: &str, summary: &S) -
     std::io::Write::write_all(&mut tmp, format!("{json}\n").as_bytes())
         .map_err(|e| Error::io(&path, e))?;
     tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-    println!("{json}");
-    eprintln!("wrote {}", dir.display());
-    Ok(())
+    Ok(json)
 }
 
 /// `reconstructions.png`: up to 4 pairs of rows of 10 (images `orig` above their

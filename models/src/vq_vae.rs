@@ -420,31 +420,18 @@ impl CodePrior {
     }
 
     /// Draws the codes of `n` examples (`n · grid` indices, row-major) with the
-    /// [`Categorical`] distribution on `device`.
+    /// [`Categorical`] distribution (in `f64`) on `device`.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if the prior's codebook size is not `K`.
-    pub fn sample<const K: usize, E: Real, D: Device<E>>(
-        &self,
-        n: usize,
-        device: &D,
-    ) -> Result<Vec<usize>> {
-        if self.codes != K {
-            return Err(Error::ShapeMismatch {
-                context: "CodePrior::sample".into(),
-                expected: format!("{K} codes"),
-                found: self.codes.to_string(),
-            });
-        }
-        let logits: Vec<E> = (0..n)
-            .flat_map(|_| self.log_probs.iter().map(|&l| cst::<E>(l)))
-            .collect();
-        let dist = Categorical::<Const<K>, E, D>::new(
-            device.tensor_from_vec(logits, (n * self.grid, Const::<K>)),
-        );
+    /// None today; the `Result` leaves room for a device that can fail.
+    pub fn sample<D: Device<f64>>(&self, n: usize, device: &D) -> Result<Vec<usize>> {
+        let k = self.codes;
+        let logits: Vec<f64> = (0..n).flat_map(|_| self.log_probs.clone()).collect();
+        let dist =
+            Categorical::<usize, f64, D>::new(device.tensor_from_vec(logits, (n * self.grid, k)));
         let one_hot = to_f64_vec(&dist.sample());
         Ok(one_hot
-            .chunks(K)
+            .chunks(k)
             .map(|row| row.iter().position(|&v| v > 0.5).unwrap_or(0))
             .collect())
     }

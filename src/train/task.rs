@@ -169,6 +169,13 @@ pub struct ConditionalTask<O, C> {
     pub conditioning: C,
 }
 
+impl<O: Objective, C> ConditionalTask<O, C> {
+    /// `conditional <objective>`, for logs (what [`Task::describe`] returns).
+    pub fn describe(&self) -> String {
+        format!("conditional {}", self.objective.describe())
+    }
+}
+
 impl<O, C> ConditionalTask<O, C> {
     /// A task maximizing `objective` of `x` given `y` as `conditioning` splits them.
     pub fn new(objective: O, conditioning: C) -> Self {
@@ -217,6 +224,6 @@ where
     }
 
     fn describe(&self) -> String {
-        format!("conditional {}", self.objective.describe())
+        ConditionalTask::describe(self)
     }
 }
