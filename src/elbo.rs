@@ -31,15 +31,46 @@ pub enum KlEstimator {
 ///
 /// `reconstruction(x) = (1/L) Σ_l log p(x | z_l)`, and the training objective is
 /// `reconstruction − β · KL`.
+///
+/// The settings are checked once, when the estimator is made ([`Elbo::new`],
+/// [`Elbo::with_beta`], deserialization), so an `Elbo` is always valid and estimating
+/// re-checks nothing (linfa's checked-parameters pattern).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "ElboSettings", into = "ElboSettings")]
 pub struct Elbo {
-    /// `L ≥ 1`, the number of latent samples per example.
-    pub samples: usize,
-    /// How the KL term is computed.
-    pub kl: KlEstimator,
-    /// The weight of the KL term in the objective (1 for the ELBO; β-VAE uses β > 1).
-    /// The reported [`ElboTerms::elbo`] always uses β = 1.
-    pub beta: f64,
+    samples: usize,
+    kl: KlEstimator,
+    beta: f64,
+}
+
+/// The serialized form of [`Elbo`], checked on the way in.
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
+struct ElboSettings {
+    samples: usize,
+    kl: KlEstimator,
+    beta: f64,
+}
+
+impl TryFrom<ElboSettings> for Elbo {
+    type Error = Error;
+    fn try_from(s: ElboSettings) -> Result<Self> {
+        Elbo {
+            samples: s.samples,
+            kl: s.kl,
+            beta: s.beta,
+        }
+        .checked()
+    }
+}
+
+impl From<Elbo> for ElboSettings {
+    fn from(e: Elbo) -> Self {
+        ElboSettings {
+            samples: e.samples,
+            kl: e.kl,
+            beta: e.beta,
+        }
+    }
 }
 
 impl Default for Elbo {
@@ -93,7 +124,23 @@ impl Elbo {
             samples,
             ..Default::default()
         }
-        .validated()
+        .checked()
+    }
+
+    /// `L ≥ 1`, the number of latent samples per example.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// How the KL term is computed.
+    pub fn kl(&self) -> KlEstimator {
+        self.kl
+    }
+
+    /// The weight of the KL term in the objective (1 for the ELBO; β-VAE uses β > 1).
+    /// The reported [`ElboTerms::elbo`] always uses β = 1.
+    pub fn beta(&self) -> f64 {
+        self.beta
     }
 
     /// Sets β (the KL weight of the objective).
@@ -101,7 +148,13 @@ impl Elbo {
     /// # Errors
     /// [`Error::InvalidSetting`] if `beta` is negative or not finite.
     pub fn with_beta(self, beta: f64) -> Result<Self> {
-        Self { beta, ..self }.validated()
+        Self { beta, ..self }.checked()
+    }
+
+    /// `β` replaced by `beta`, for a `beta` known to be valid (the warm-up's
+    /// `β · w`, `w ∈ [0, 1]`).
+    pub(crate) fn with_beta_unchecked(self, beta: f64) -> Self {
+        Self { beta, ..self }
     }
 
     /// Sets the KL estimator.
@@ -109,11 +162,9 @@ impl Elbo {
         Self { kl, ..self }
     }
 
-    /// Checks the settings.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSetting`] for `samples == 0` or a negative or non-finite `beta`.
-    pub fn validated(self) -> Result<Self> {
+    /// Checks the settings: [`Error::InvalidSetting`] for `samples == 0` or a negative
+    /// or non-finite `beta`.
+    fn checked(self) -> Result<Self> {
         if self.samples == 0 {
             return Err(Error::invalid(
                 "samples",
@@ -177,7 +228,7 @@ impl Elbo {
         T: Tape<E, D> + 'static,
         M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
-        let s = self.validated()?;
+        let s = self;
         let l = s.samples;
         let batch = x.shape().0;
         let device = x.device().clone();

@@ -7,7 +7,11 @@
 use std::path::PathBuf;
 
 /// Every way an operation in `latent` can fail.
+///
+/// `#[non_exhaustive]`: match the variants you handle and keep a `_` arm, so that new
+/// variants are not a breaking change.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]

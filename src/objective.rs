@@ -61,16 +61,13 @@ impl Objective for Elbo {
     }
 
     fn describe(&self) -> String {
-        format!("elbo(L={}, β={})", self.samples, self.beta)
+        format!("elbo(L={}, β={})", self.samples(), self.beta())
     }
 
     /// `β · kl_weight`: the ELBO's KL term is annealed from 0 to β (Bowman et al. 2016, §3.1;
     /// Sønderby et al. 2016, §2.3).
     fn scheduled(&self, _step: usize, kl_weight: f64) -> Self {
-        Self {
-            beta: self.beta * kl_weight,
-            ..*self
-        }
+        self.with_beta_unchecked(self.beta() * kl_weight)
     }
 }
 

@@ -44,17 +44,19 @@ impl Capacity {
 /// one). With `β = 1` and no capacity this is exactly the ELBO. The trainer's KL warm-up
 /// multiplies β (or γ) by its weight; the capacity's step comes from the trainer through
 /// [`Objective::scheduled`].
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// The settings are checked once, by the constructors; the fields are private so that
+/// a `BetaVae` is always valid.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct BetaVae {
-    /// The estimator of the two terms (`samples`, KL estimator) and `β ≥ 0`, the
-    /// weight of the KL ([`Elbo::beta`]; 4 in the comparison example).
-    pub elbo: Elbo,
+    /// The estimator of the two terms (`samples`, KL estimator) and `β ≥ 0`.
+    elbo: Elbo,
     /// The controlled-capacity schedule, replacing `β · KL` when set.
-    pub capacity: Option<Capacity>,
+    capacity: Option<Capacity>,
     /// The optimizer step the capacity target is taken at (set by the trainer).
-    pub step: usize,
+    step: usize,
     /// The KL warm-up weight (set by the trainer; 1 without warm-up).
-    pub kl_weight: f64,
+    kl_weight: f64,
 }
 
 impl BetaVae {
@@ -69,7 +71,7 @@ impl BetaVae {
             step: 0,
             kl_weight: 1.0,
         }
-        .validated()
+        .checked()
     }
 
     /// The controlled-capacity objective `rec − γ·|KL − C|`.
@@ -82,14 +84,22 @@ impl BetaVae {
             capacity: Some(capacity),
             ..Self::new(1.0)?
         }
-        .validated()
+        .checked()
     }
 
-    /// Checks the settings.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSetting`] as in [`BetaVae::new`] and [`BetaVae::with_capacity`].
-    pub fn validated(self) -> Result<Self> {
+    /// The estimator of the two terms (`samples`, KL estimator) and `β ≥ 0`, the
+    /// weight of the KL ([`Elbo::beta`]; 4 in the comparison example).
+    pub fn elbo(&self) -> Elbo {
+        self.elbo
+    }
+
+    /// The controlled-capacity schedule, if any.
+    pub fn capacity(&self) -> Option<Capacity> {
+        self.capacity
+    }
+
+    /// `γ > 0` and `C_max ≥ 0`, finite.
+    fn checked(self) -> Result<Self> {
         if let Some(c) = self.capacity {
             if !(c.gamma.is_finite() && c.gamma > 0.0) {
                 return Err(Error::invalid(
@@ -104,7 +114,6 @@ impl BetaVae {
                 ));
             }
         }
-        self.elbo.validated()?;
         Ok(self)
     }
 }
@@ -121,11 +130,11 @@ impl Objective for BetaVae {
         T: Tape<E, D> + 'static,
         M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
-        let s = self.validated()?;
+        let s = self;
         let ElboParts { reconstruction, kl } = s.elbo.estimate_parts(model, x)?;
         let w = s.kl_weight;
         Ok(match s.capacity {
-            None => reconstruction - kl * latent::ops::cst::<E>(s.elbo.beta * w),
+            None => reconstruction - kl * latent::ops::cst::<E>(s.elbo.beta() * w),
             Some(c) => {
                 let gap = (kl - latent::ops::cst::<E>(c.target(s.step))).abs();
                 reconstruction - gap * latent::ops::cst::<E>(c.gamma * w)
@@ -135,7 +144,7 @@ impl Objective for BetaVae {
 
     fn describe(&self) -> String {
         match self.capacity {
-            None => format!("beta-vae(β={})", self.elbo.beta),
+            None => format!("beta-vae(β={})", self.elbo.beta()),
             Some(c) => format!(
                 "beta-vae(γ={}, C→{} nats over {} steps)",
                 c.gamma, c.c_max, c.steps

@@ -19,15 +19,17 @@ use latent::{Events, Real};
 /// `(batch, G·DM)` → `(batch·G, DM)`: a flat vector as `G` code vectors (row
 /// `b·G + g`).
 ///
-/// # Panics
-/// In `forward` if `N` is not a multiple of `DM`.
+/// An `N` that is not a multiple of `DM` does not compile (a const assertion).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SplitRows<const DM: usize>;
 
 /// `(batch·G, DM)` → `(batch, N)` with `N = G·DM`: the inverse of [`SplitRows`].
 ///
+/// An `N` that is not a multiple of `DM` does not compile (a const assertion).
+///
 /// # Panics
-/// In `forward` if `N` is not a multiple of `DM` or the rows are not a multiple of `G`.
+/// In `forward` if the rows are not a multiple of `N / DM` (a network wired wrongly;
+/// the sizes of data entering a model are checked before).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JoinRows<const N: usize>;
 
@@ -42,8 +44,11 @@ pub struct Upsample2<const H: usize, const W: usize>;
 /// A convolution to `4C` channels followed by this layer is a learned 2× upsampling that
 /// costs a quarter of a convolution at the higher resolution.
 ///
+/// An input width other than `4C` does not compile (a const assertion).
+///
 /// # Panics
-/// In `forward` if the input width is not `4C` or the rows are not a multiple of `H·W`.
+/// In `forward` if the rows are not a multiple of `H·W` (a network wired wrongly; the
+/// sizes of data entering a model are checked before).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DepthToSpace<const C: usize, const H: usize, const W: usize>;
 
@@ -271,7 +276,8 @@ impl<
         &self,
         x: Events<Const<N>, E, D, T>,
     ) -> std::result::Result<Self::Output, D::Err> {
-        assert_eq!(N, 4 * C, "DepthToSpace: {N} channels are not 4×{C}");
+        // Checked when the layer is compiled for its sizes, not at run time.
+        const { assert!(N == 4 * C, "DepthToSpace: the input must have 4×C channels") };
         let n = x.shape().0;
         let batch = images("DepthToSpace", n, H, W);
         let idx = doubled_index(batch, H, W, |src, sub| 4 * src + sub);
@@ -303,11 +309,7 @@ impl<const N: usize, const DM: usize, E: Real, D: Device<E>, T: Tape<E, D>>
         &self,
         x: Events<Const<N>, E, D, T>,
     ) -> std::result::Result<Self::Output, D::Err> {
-        assert_eq!(
-            N % DM,
-            0,
-            "SplitRows: {N} values are not a multiple of {DM}"
-        );
+        const { assert!(N.is_multiple_of(DM), "SplitRows: N must be a multiple of DM") };
         let b = x.shape().0;
         x.try_reshape_like(&(b * (N / DM), Const::<DM>))
     }
@@ -322,7 +324,7 @@ impl<const N: usize, const DM: usize, E: Real, D: Device<E>, T: Tape<E, D>>
         &self,
         x: Events<Const<DM>, E, D, T>,
     ) -> std::result::Result<Self::Output, D::Err> {
-        assert_eq!(N % DM, 0, "JoinRows: {N} values are not a multiple of {DM}");
+        const { assert!(N.is_multiple_of(DM), "JoinRows: N must be a multiple of DM") };
         let n = x.shape().0;
         x.try_reshape_like(&(n / (N / DM), Const::<N>))
     }

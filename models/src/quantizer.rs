@@ -197,13 +197,29 @@ impl CodebookEma {
     /// One update from the vectors `z_e` (`n · dm` values) assigned to `indices`;
     /// returns the new codebook (`k · dm` values) given the current one.
     ///
-    /// # Panics
-    /// If the lengths of `z_e`, `indices` and `codebook` disagree with the EMA's sizes.
-    pub fn update(&mut self, codebook: &[f64], z_e: &[f64], indices: &[usize]) -> Vec<f64> {
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if the lengths of `z_e`, `indices` and `codebook`
+    /// disagree with the EMA's sizes; [`Error::InvalidSetting`] for an index `≥ k`.
+    pub fn update(&mut self, codebook: &[f64], z_e: &[f64], indices: &[usize]) -> Result<Vec<f64>> {
         let k = self.counts.len();
         let dm = self.sums.len() / k;
-        assert_eq!(codebook.len(), k * dm, "codebook size");
-        assert_eq!(z_e.len(), indices.len() * dm, "z_e size");
+        let mismatch = |what: &str, expected: usize, found: usize| Error::ShapeMismatch {
+            context: format!("CodebookEma::update ({what})"),
+            expected: format!("{expected} values"),
+            found: found.to_string(),
+        };
+        if codebook.len() != k * dm {
+            return Err(mismatch("codebook", k * dm, codebook.len()));
+        }
+        if z_e.len() != indices.len() * dm {
+            return Err(mismatch("z_e", indices.len() * dm, z_e.len()));
+        }
+        if let Some(&i) = indices.iter().find(|&&i| i >= k) {
+            return Err(Error::invalid(
+                "index",
+                format!("code {i} is not below {k}"),
+            ));
+        }
         let g = self.decay;
         let mut n = vec![0.0; k];
         let mut s = vec![0.0; k * dm];
@@ -230,7 +246,7 @@ impl CodebookEma {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Restarts code `i` at vector `v`: its statistics become those of one assignment.

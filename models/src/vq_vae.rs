@@ -304,7 +304,7 @@ where
         let mut book = to_f64_vec(&model.quantizer.codebook);
         let mut changed = false;
         if let CodebookUpdate::Ema(ema) = &mut self.codebook {
-            book = ema.update(&book, &z_e, &indices);
+            book = ema.update(&book, &z_e, &indices)?;
             changed = true;
         }
         if let Some(restart) = &mut self.restart {

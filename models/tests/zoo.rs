@@ -93,7 +93,7 @@ fn kl_warmup_schedules_beta() {
     assert_eq!(config.kl_weight(10_000), 1.0);
     assert_eq!(TrainConfig::default().kl_weight(0), 1.0);
     let e = Elbo::default().with_beta(4.0).unwrap().scheduled(50, 0.25);
-    assert_eq!(e.beta, 1.0);
+    assert_eq!(e.beta(), 1.0);
 }
 
 fn one_hot(dev: &Dev, labels: &[usize]) -> Tensor<(usize, Const<10>), f64, Dev> {
@@ -307,7 +307,7 @@ fn ema_update_matches_its_formula() {
     let mut ema = CodebookEma::new(2, 1, 0.5, 0.1).unwrap();
     let book = [5.0, 7.0];
     // Vectors 1, 3 → code 0; nothing → code 1.
-    let out = ema.update(&book, &[1.0, 3.0], &[0, 0]);
+    let out = ema.update(&book, &[1.0, 3.0], &[0, 0]).unwrap();
     // N = (0.5·0 + 0.5·2, 0) = (1, 0); m_0 = 0.5·4 = 2; Σ N = 1;
     // Ñ_0 = (1 + 0.1)/(1 + 0.2)·1 = 11/12; e_0 = 2 / (11/12) = 24/11. Code 1 unused: kept.
     assert_eq!(ema.counts, vec![1.0, 0.0]);
@@ -315,7 +315,7 @@ fn ema_update_matches_its_formula() {
     assert!((out[0] - 24.0 / 11.0).abs() < 1e-12, "{}", out[0]);
     assert_eq!(out[1], 7.0);
     // Second step: vector 2 → code 1.
-    let out = ema.update(&out, &[2.0], &[1]);
+    let out = ema.update(&out, &[2.0], &[1]).unwrap();
     // N = (0.5, 0.5), m = (1, 1), Σ N = 1, Ñ_k = 0.6/1.2 = 0.5, e = (2, 2).
     assert!(
         (out[0] - 2.0).abs() < 1e-12 && (out[1] - 2.0).abs() < 1e-12,
