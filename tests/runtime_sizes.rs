@@ -200,3 +200,122 @@ fn a_width_that_disagrees_is_a_typed_error() {
         Err(Error::ShapeMismatch { .. })
     ));
 }
+
+/// A tabular model whose width is only known at run time: 13 real-valued columns
+/// driven by 2 latent factors, `x = A z + b + 0.1 ε`. A VAE `13-32-2` with a learned
+/// per-column Gaussian likelihood, built and trained at `usize` sizes with the stock
+/// ELBO and Adam, must beat the best independent-columns Gaussian on held-out rows and
+/// may not beat the true generating density by more than the sampling noise (Gibbs'
+/// inequality: `E_p[log q] ≤ E_p[log p]`); it comes within 3 nats of it.
+#[test]
+fn a_tabular_vae_of_run_time_width_learns_the_correlations() {
+    use dfdx::nn::modules::ReLU;
+    use latent::heads::{LearnedGaussianHead, StandardNormalPrior};
+    use latent::nn::Linear;
+    use latent::optim::Adam;
+    use latent::Elbo;
+    use latent_models::Vae;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::StandardNormal as Eps;
+
+    let (cols, latent, hidden) = (13usize, 2usize, 32usize);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let a: Vec<f64> = (0..cols * latent)
+        .map(|_| rng.sample::<f64, _>(Eps))
+        .collect();
+    let b: Vec<f64> = (0..cols).map(|j| j as f64 * 0.1 - 0.6).collect();
+    let noise = 0.1;
+    let draw = |rng: &mut rand::rngs::StdRng, n: usize| -> Vec<f64> {
+        let mut out = Vec::with_capacity(n * cols);
+        for _ in 0..n {
+            let z: Vec<f64> = (0..latent).map(|_| rng.sample(Eps)).collect();
+            for j in 0..cols {
+                let signal: f64 = (0..latent).map(|k| a[j * latent + k] * z[k]).sum();
+                out.push(signal + b[j] + noise * rng.sample::<f64, _>(Eps));
+            }
+        }
+        out
+    };
+    let (train, test) = (draw(&mut rng, 2000), draw(&mut rng, 500));
+
+    // Baselines on the test rows, nats per row: the best independent Gaussian per
+    // column (fitted on the training rows) and the true density N(b, AAᵀ + σ²I).
+    let n_train = (train.len() / cols) as f64;
+    let mut independent = 0.0;
+    for j in 0..cols {
+        let m = train.iter().skip(j).step_by(cols).sum::<f64>() / n_train;
+        let v = train
+            .iter()
+            .skip(j)
+            .step_by(cols)
+            .map(|x| (x - m).powi(2))
+            .sum::<f64>()
+            / n_train;
+        let d = statrs::distribution::Normal::new(m, v.sqrt()).unwrap();
+        independent += test
+            .iter()
+            .skip(j)
+            .step_by(cols)
+            .map(|&x| d.ln_pdf(x))
+            .sum::<f64>();
+    }
+    let n_test = (test.len() / cols) as f64;
+    independent /= n_test;
+    let am = nalgebra::DMatrix::from_row_slice(cols, latent, &a);
+    let cov = &am * am.transpose() + nalgebra::DMatrix::identity(cols, cols) * noise * noise;
+    let truth =
+        statrs::distribution::MultivariateNormal::new(b.clone(), cov.as_slice().to_vec()).unwrap();
+    let true_ll: f64 = test
+        .chunks(cols)
+        .map(|row| truth.ln_pdf(&nalgebra::DVector::from_row_slice(row)))
+        .sum::<f64>()
+        / n_test;
+
+    let dev = Dev::seed_from_u64(3);
+    let mut model = Vae::with_heads(
+        (
+            Linear::<usize, usize, f64, Dev>::new(&dev, cols, hidden).unwrap(),
+            ReLU,
+        ),
+        (
+            Linear::<usize, usize, f64, Dev>::new(&dev, latent, hidden).unwrap(),
+            ReLU,
+            Linear::<usize, usize, f64, Dev>::new(&dev, hidden, cols).unwrap(),
+        ),
+        LearnedGaussianHead::<usize, f64, Dev>::new(&dev, cols).unwrap(),
+        StandardNormalPrior,
+        (hidden, latent),
+        &dev,
+    )
+    .unwrap();
+    let cfg = dfdx::optim::AdamConfig {
+        lr: 5e-3,
+        ..Default::default()
+    };
+    let mut opt = Adam::new(&model, cfg, 1).unwrap();
+    let mut grads = model.alloc_grads();
+    let elbo = Elbo::default();
+    for _epoch in 0..60 {
+        for chunk in train.chunks(100 * cols) {
+            let x = dev.tensor_from_vec(chunk.to_vec(), (chunk.len() / cols, cols));
+            let terms = elbo.estimate(&model, x.traced(grads)).unwrap();
+            grads = terms.loss().backward();
+            opt.update(&mut model, &mut grads).unwrap();
+        }
+    }
+    let x = dev.tensor_from_vec(test.clone(), (test.len() / cols, cols));
+    let test_elbo = to_f64_vec(&elbo.estimate(&model, x).unwrap().elbo)
+        .iter()
+        .sum::<f64>()
+        / n_test;
+    eprintln!("ELBO {test_elbo:.2}, independent {independent:.2}, true {true_ll:.2}");
+    // Seen: ELBO 2.84, independent −23.62, true 3.80 nats per row.
+    assert!(
+        test_elbo > independent + 5.0 && test_elbo > true_ll - 3.0,
+        "ELBO {test_elbo:.2} vs independent columns {independent:.2} (true {true_ll:.2})"
+    );
+    assert!(
+        test_elbo < true_ll + 1.0,
+        "ELBO {test_elbo:.2} above the true log-density {true_ll:.2}"
+    );
+}

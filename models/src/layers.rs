@@ -309,7 +309,12 @@ impl<const N: usize, const DM: usize, E: Real, D: Device<E>, T: Tape<E, D>>
         &self,
         x: Events<Const<N>, E, D, T>,
     ) -> std::result::Result<Self::Output, D::Err> {
-        const { assert!(N.is_multiple_of(DM), "SplitRows: N must be a multiple of DM") };
+        const {
+            assert!(
+                N.is_multiple_of(DM),
+                "SplitRows: N must be a multiple of DM"
+            )
+        };
         let b = x.shape().0;
         x.try_reshape_like(&(b * (N / DM), Const::<DM>))
     }
