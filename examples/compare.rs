@@ -123,11 +123,11 @@ fn run(args: &Args) -> Result<()> {
     }
     let splits = args.run.splits()?;
     if splits.train.dim() != X {
-        return Err(Error::ShapeMismatch {
-            context: format!("data in {}", splits.source),
-            expected: "28×28 images".into(),
-            found: format!("{}×{}", splits.train.rows, splits.train.cols),
-        });
+        return Err(Error::shape(
+            format!("images in {}", splits.source),
+            &[28, 28],
+            &[splits.train.rows, splits.train.cols],
+        ));
     }
     let out = args.out();
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;

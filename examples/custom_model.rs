@@ -112,11 +112,8 @@ where
         let u = self.pseudo_inputs.retaped::<T>().sigmoid();
         let u = u.reshape_like(&(U, Const));
         let q_u = self.guide.posterior(u)?;
-        let shape_error = |_| Error::ShapeMismatch {
-            context: "VampPrior components".into(),
-            expected: format!("({U}, {Z})"),
-            found: "another shape".into(),
-        };
+        let rows = q_u.loc.shape().0;
+        let shape_error = |_| Error::shape("VampPrior components", &[U, Z], &[rows, Z]);
         let loc = q_u.loc.try_realize().map_err(shape_error)?;
         let log_scale = q_u.log_scale.try_realize().map_err(shape_error)?;
         // Equal weights: constant zero logits.

@@ -77,11 +77,11 @@ fn run(args: &Args) -> Result<()> {
     let (r, out) = (&args.run, args.run.out_dir("cvae"));
     let splits = r.splits()?;
     if (splits.train.rows, splits.train.cols) != (28, 28) {
-        return Err(Error::ShapeMismatch {
-            context: format!("data in {}", splits.source),
-            expected: "28×28 images".into(),
-            found: format!("{}×{}", splits.train.rows, splits.train.cols),
-        });
+        return Err(Error::shape(
+            format!("images in {}", splits.source),
+            &[28, 28],
+            &[splits.train.rows, splits.train.cols],
+        ));
     }
     let test = prepare_test(&splits.test, Binarization::Dynamic, r.seed);
     let options = r.eval_options();

@@ -101,11 +101,11 @@ impl<'m, M, Y: Dim, E: Real, D: Device<E>> Conditioned<'m, M, Y, E, D> {
     fn y_for<T: Tape<E, D>>(&self, n: usize) -> Result<Events<Y, E, D, T>> {
         let b = self.y.shape().0;
         if b == 0 || !n.is_multiple_of(b) {
-            return Err(Error::ShapeMismatch {
-                context: "Conditioned".into(),
-                expected: format!("a multiple of the {b} bound conditions"),
-                found: format!("batch {n}"),
-            });
+            return Err(Error::not_a_multiple(
+                "Conditioned (batch of the bound conditions)",
+                b,
+                n,
+            ));
         }
         Ok(repeat_rows(self.y.clone(), n / b).retaped::<T>())
     }

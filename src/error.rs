@@ -32,15 +32,28 @@ pub enum Error {
         reason: String,
     },
 
-    /// A tensor or a data set had a different shape than required.
-    #[error("shape mismatch in {context}: expected {expected}, found {found}")]
+    /// A tensor, buffer or data set had a different shape than required. Shapes are
+    /// the sizes of the dimensions, outermost first (`[batch, width]`, `[n]`, …).
+    #[error("shape mismatch in {context}: expected {expected:?}, found {found:?}")]
     ShapeMismatch {
         /// Where the mismatch was found.
         context: String,
         /// The shape that was required.
-        expected: String,
+        expected: Vec<usize>,
         /// The shape that was given.
-        found: String,
+        found: Vec<usize>,
+    },
+
+    /// A length that must be a positive multiple of `multiple_of` (values per row,
+    /// conditions per batch, codes per grid) is not one.
+    #[error("length mismatch in {context}: {found} is not a positive multiple of {multiple_of}")]
+    NotAMultiple {
+        /// Where the mismatch was found.
+        context: String,
+        /// The required factor.
+        multiple_of: usize,
+        /// The length that was given.
+        found: usize,
     },
 
     /// A setting or a distribution parameter is outside its valid range.
@@ -97,6 +110,24 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// An [`Error::ShapeMismatch`] in `context`.
+    pub fn shape(context: impl Into<String>, expected: &[usize], found: &[usize]) -> Self {
+        Error::ShapeMismatch {
+            context: context.into(),
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        }
+    }
+
+    /// An [`Error::NotAMultiple`] in `context`.
+    pub fn not_a_multiple(context: impl Into<String>, multiple_of: usize, found: usize) -> Self {
+        Error::NotAMultiple {
+            context: context.into(),
+            multiple_of,
+            found,
         }
     }
 

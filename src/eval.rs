@@ -35,7 +35,7 @@ pub struct EvalReport {
 /// # Errors
 /// [`Error::ShapeMismatch`] if the images do not have `X` pixels; [`Error::NonFinite`]
 /// (epoch 0) if the ELBO is NaN or infinite; errors of the estimator.
-pub fn evaluate<X: Dim, Z: Dim, E, D, M>(
+pub fn evaluate<X: Dim + Default, Z: Dim, E, D, M>(
     model: &M,
     elbo: &Elbo,
     data: &Dataset,
@@ -180,7 +180,7 @@ fn batches(n: usize, batch: usize) -> Result<Vec<Vec<usize>>> {
 ///
 /// # Errors
 /// As [`log_marginal_likelihood`]; [`Error::InvalidSetting`] for an empty selection.
-pub fn test_nll<X: Dim, Z: Dim, E, D, M>(
+pub fn test_nll<X: Dim + Default, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -204,7 +204,7 @@ where
 ///
 /// # Errors
 /// As [`test_nll`].
-pub fn test_nll_conditional<X: Dim, Y: Dim, Z: Dim, E, D, M, C>(
+pub fn test_nll_conditional<X: Dim + Default, Y: Dim, Z: Dim, E, D, M, C>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -265,7 +265,7 @@ where
 ///
 /// # Errors
 /// The model's errors; [`Error::InvalidSetting`] for an empty data set.
-pub fn posterior_mean_variance<X: Dim, Z: Dim, E, D, M>(
+pub fn posterior_mean_variance<X: Dim + Default, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -305,7 +305,7 @@ where
 ///
 /// # Errors
 /// The model's errors.
-pub fn kl_per_dimension<X: Dim, Z: Dim, E, D, M>(
+pub fn kl_per_dimension<X: Dim + Default, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,
     device: &D,
@@ -343,7 +343,7 @@ where
 ///
 /// # Errors
 /// As the functions it calls.
-pub fn report<X: Dim, Z: Dim, E, D, M>(
+pub fn report<X: Dim + Default, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,
     device: &D,

@@ -96,11 +96,11 @@ where
         let h = self.encoder.try_forward(x).map_err(Error::device)?;
         let hidden = self.loc.inputs().size();
         if h.shape().1.size() != hidden {
-            return Err(Error::ShapeMismatch {
-                context: "DiagonalNormalGuide::posterior".into(),
-                expected: format!("{hidden} encoder features"),
-                found: h.shape().1.size().to_string(),
-            });
+            return Err(Error::shape(
+                "DiagonalNormalGuide::posterior (encoder features)",
+                &[hidden],
+                &[h.shape().1.size()],
+            ));
         }
         // One tensor owns the tape: the log-scale branch gets an empty tape, and the
         // tapes merge again when the two parameters meet in the loss.

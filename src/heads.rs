@@ -177,11 +177,12 @@ impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
         } else if p == 1 {
             ls.reshape_like(&()).broadcast_like(&(b, x))
         } else {
-            return Err(Error::ShapeMismatch {
-                context: "LearnedGaussianHead".into(),
-                expected: format!("1 (shared) or {} (per pixel) scales", x.size()),
-                found: p.to_string(),
-            });
+            // One scale per pixel (or 1, shared) was required.
+            return Err(Error::shape(
+                "LearnedGaussianHead (scales)",
+                &[x.size()],
+                &[p],
+            ));
         };
         Normal::new(out, log_scale)
     }
@@ -290,11 +291,11 @@ impl<K: Dim, Z: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> P
     type Dist = MixtureOfDiagNormals<K, Z, E, D, T>;
     fn prior(&self, batch: usize, dim: Z, _device: &D) -> Result<Self::Dist> {
         if dim.size() != self.loc.shape().1.size() {
-            return Err(Error::ShapeMismatch {
-                context: "MixturePrior::prior".into(),
-                expected: format!("{} latent dimensions", self.loc.shape().1.size()),
-                found: dim.size().to_string(),
-            });
+            return Err(Error::shape(
+                "MixturePrior::prior (latent dimensions)",
+                &[self.loc.shape().1.size()],
+                &[dim.size()],
+            ));
         }
         MixtureOfDiagNormals::shared(
             batch,

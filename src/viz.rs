@@ -20,12 +20,15 @@ pub fn save_image_grid(
 ) -> Result<()> {
     let path = path.as_ref();
     let dim = rows * cols;
-    if dim == 0 || grid_cols == 0 || !images.len().is_multiple_of(dim) || images.is_empty() {
-        return Err(Error::ShapeMismatch {
-            context: "save_image_grid".into(),
-            expected: format!("a positive multiple of {rows}×{cols} values and grid_cols ≥ 1"),
-            found: format!("{} values, grid_cols {grid_cols}", images.len()),
-        });
+    if grid_cols == 0 {
+        return Err(Error::invalid("grid_cols", "must be at least 1"));
+    }
+    if dim == 0 || !images.len().is_multiple_of(dim) || images.is_empty() {
+        return Err(Error::not_a_multiple(
+            "save_image_grid (values per image)",
+            dim,
+            images.len(),
+        ));
     }
     let n = images.len() / dim;
     let grid_rows = n.div_ceil(grid_cols);

@@ -161,7 +161,15 @@ fn invalid_parameters_are_typed_errors() {
     let err =
         Normal::<Const<2>, f64, Dev>::from_host(&dev, Const, &[0.0, 1.0, 2.0], &[1.0, 1.0, 1.0])
             .err();
-    assert!(matches!(err, Some(latent::Error::ShapeMismatch { .. })));
+    // Three values do not make rows of two: the error carries the numbers.
+    assert!(matches!(
+        err,
+        Some(latent::Error::NotAMultiple {
+            multiple_of: 2,
+            found: 3,
+            ..
+        })
+    ));
     // Batch sizes that do not match.
     let d = normal(&dev, &[0.0; 6], &[0.0; 6]);
     let err = d.log_prob(dev.zeros_like(&(3, Const::<3>))).err();

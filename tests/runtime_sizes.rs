@@ -197,8 +197,17 @@ fn a_width_that_disagrees_is_a_typed_error() {
     ));
     assert!(matches!(
         Normal::<usize, f64, Dev>::from_host(&dev, 0, &[], &[]),
-        Err(Error::ShapeMismatch { .. })
+        Err(Error::NotAMultiple { multiple_of: 0, .. })
     ));
+    // The shapes travel as numbers: (batch, width) expected and found.
+    match q.fork().log_prob(dev.zeros_like(&(1, W - 2))) {
+        Err(Error::ShapeMismatch {
+            expected, found, ..
+        }) => {
+            assert_eq!((expected, found), (vec![1, W], vec![1, W - 2]));
+        }
+        other => panic!("expected a shape mismatch, got {:?}", other.err()),
+    }
 }
 
 /// A tabular model whose width is only known at run time: 13 real-valued columns

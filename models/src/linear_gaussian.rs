@@ -119,11 +119,11 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     /// for a non-positive or non-finite `sigma`.
     pub fn new(device: &D, w: &[f64], b: &[f64], sigma: f64) -> Result<Self> {
         if w.len() != X * Z || b.len() != X {
-            return Err(Error::ShapeMismatch {
-                context: "LinearGaussian::new".into(),
-                expected: format!("W with {} and b with {X} values", X * Z),
-                found: format!("{} and {}", w.len(), b.len()),
-            });
+            return Err(Error::shape(
+                "LinearGaussian::new (values of W, of b)",
+                &[X * Z, X],
+                &[w.len(), b.len()],
+            ));
         }
         if !(sigma.is_finite() && sigma > 0.0) {
             return Err(Error::invalid(
@@ -160,11 +160,7 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     /// not positive definite.
     pub fn exact_log_marginal(&self, x: &[f64]) -> Result<f64> {
         if x.len() != X {
-            return Err(Error::ShapeMismatch {
-                context: "exact_log_marginal".into(),
-                expected: format!("{X} values"),
-                found: x.len().to_string(),
-            });
+            return Err(Error::shape("exact_log_marginal", &[X], &[x.len()]));
         }
         let (w, b, sigma) = self.host();
         let s2 = sigma * sigma;
@@ -192,11 +188,7 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     /// As [`Self::exact_log_marginal`].
     pub fn exact_posterior(&self, x: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
         if x.len() != X {
-            return Err(Error::ShapeMismatch {
-                context: "exact_posterior".into(),
-                expected: format!("{X} values"),
-                found: x.len().to_string(),
-            });
+            return Err(Error::shape("exact_posterior", &[X], &[x.len()]));
         }
         let (w, b, sigma) = self.host();
         let s2 = sigma * sigma;

@@ -203,10 +203,12 @@ impl CodebookEma {
     pub fn update(&mut self, codebook: &[f64], z_e: &[f64], indices: &[usize]) -> Result<Vec<f64>> {
         let k = self.counts.len();
         let dm = self.sums.len() / k;
-        let mismatch = |what: &str, expected: usize, found: usize| Error::ShapeMismatch {
-            context: format!("CodebookEma::update ({what})"),
-            expected: format!("{expected} values"),
-            found: found.to_string(),
+        let mismatch = |what: &str, expected: usize, found: usize| {
+            Error::shape(
+                format!("CodebookEma::update ({what})"),
+                &[expected],
+                &[found],
+            )
         };
         if codebook.len() != k * dm {
             return Err(mismatch("codebook", k * dm, codebook.len()));

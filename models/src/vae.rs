@@ -211,10 +211,6 @@ pub(crate) fn check_width<N: Dim>(context: &str, expected: N, found: N) -> Resul
     if expected.size() == found.size() {
         Ok(())
     } else {
-        Err(Error::ShapeMismatch {
-            context: context.into(),
-            expected: format!("width {}", expected.size()),
-            found: format!("width {}", found.size()),
-        })
+        Err(Error::shape(context, &[expected.size()], &[found.size()]))
     }
 }

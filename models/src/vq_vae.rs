@@ -101,11 +101,11 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
         let z_e = self.encoder.try_forward(x).map_err(Error::device)?;
         let rows = z_e.shape().0;
         if batch == 0 || rows % batch != 0 {
-            return Err(Error::ShapeMismatch {
-                context: "VqVae encoder".into(),
-                expected: format!("a multiple of the batch size {batch} rows"),
-                found: format!("{rows} rows"),
-            });
+            return Err(Error::not_a_multiple(
+                "VqVae encoder (rows per batch)",
+                batch,
+                rows,
+            ));
         }
         let g = rows / batch;
         let q = self.quantizer.quantize(z_e)?;
@@ -398,11 +398,11 @@ impl CodePrior {
     /// [`Error::InvalidSetting`] for a code `≥ k`.
     pub fn fit(indices: &[usize], grid: usize, k: usize) -> Result<Self> {
         if grid == 0 || indices.is_empty() || !indices.len().is_multiple_of(grid) {
-            return Err(Error::ShapeMismatch {
-                context: "CodePrior::fit".into(),
-                expected: format!("a positive multiple of {grid} codes"),
-                found: indices.len().to_string(),
-            });
+            return Err(Error::not_a_multiple(
+                "CodePrior::fit (codes)",
+                grid,
+                indices.len(),
+            ));
         }
         let mut counts = vec![1.0; grid * k];
         for (j, &c) in indices.iter().enumerate() {

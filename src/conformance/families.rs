@@ -37,11 +37,11 @@ fn check_width<T>(theta: &Theta<T>, width: usize, family: &str) -> Result<()> {
     if theta.shape().1 == width {
         Ok(())
     } else {
-        Err(Error::ShapeMismatch {
-            context: format!("{family} parameters"),
-            expected: format!("{width} columns"),
-            found: theta.shape().1.to_string(),
-        })
+        Err(Error::shape(
+            format!("{family} parameters (columns)"),
+            &[width],
+            &[theta.shape().1],
+        ))
     }
 }
 

@@ -242,20 +242,17 @@ pub fn block<const N: usize, T: Tape<f64, Dev>>(
 ) -> Result<Events<Const<N>, f64, Dev, T>> {
     let (b, width) = *theta.shape();
     if width < (i + 1) * N {
-        return Err(Error::ShapeMismatch {
-            context: "conformance::block".into(),
-            expected: format!("at least {} parameter columns", (i + 1) * N),
-            found: width.to_string(),
-        });
+        // At least this many parameter columns are needed.
+        return Err(Error::shape(
+            "conformance::block (parameter columns)",
+            &[(i + 1) * N],
+            &[width],
+        ));
     }
     theta
         .slice((.., i * N..(i + 1) * N))
         .try_realize::<(usize, Const<N>)>()
-        .map_err(|_| Error::ShapeMismatch {
-            context: "conformance::block".into(),
-            expected: format!("({b}, {N})"),
-            found: "another shape".into(),
-        })
+        .map_err(|_| Error::shape("conformance::block", &[b, N], &[b, width]))
 }
 
 /// Rejects θ with non-finite values (the common validation of [`Family::build`]).

@@ -58,12 +58,14 @@ pub trait Conditioning<X: Dim, Y: Dim> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LabelCondition;
 
-impl<X: Dim, const Y: usize> Conditioning<X, Const<Y>> for LabelCondition {
+impl<X: Dim + Default, const Y: usize> Conditioning<X, Const<Y>> for LabelCondition {
     fn dims(&self, data: &Dataset) -> Result<(X, Const<Y>)> {
-        let x = X::from_size(data.dim()).ok_or_else(|| Error::ShapeMismatch {
-            context: "LabelCondition".into(),
-            expected: "as many pixels per image as the model's x".into(),
-            found: format!("{} ({}×{})", data.dim(), data.rows, data.cols),
+        let x = X::from_size(data.dim()).ok_or_else(|| {
+            Error::shape(
+                "LabelCondition (pixels per image)",
+                &[X::default().size()],
+                &[data.dim()],
+            )
         })?;
         Ok((x, Const))
     }
@@ -100,16 +102,17 @@ pub struct TopRowsCondition {
     pub rows: usize,
 }
 
-impl<X: Dim, Y: Dim> Conditioning<X, Y> for TopRowsCondition {
+impl<X: Dim + Default, Y: Dim + Default> Conditioning<X, Y> for TopRowsCondition {
     fn dims(&self, data: &Dataset) -> Result<(X, Y)> {
         let top = self.rows * data.cols;
-        let mismatch = || Error::ShapeMismatch {
-            context: "TopRowsCondition".into(),
-            expected: "the model's condition pixels (top) and observed pixels (bottom)".into(),
-            found: format!(
-                "{}×{} images split after row {}",
-                data.rows, data.cols, self.rows
-            ),
+        // Expected: the model's observed (bottom) and condition (top) pixels; found:
+        // this split of the data's images.
+        let mismatch = || {
+            Error::shape(
+                "TopRowsCondition (bottom, top pixels)",
+                &[X::default().size(), Y::default().size()],
+                &[data.dim().saturating_sub(top), top],
+            )
         };
         if self.rows > data.rows {
             return Err(mismatch());

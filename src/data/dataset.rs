@@ -73,17 +73,17 @@ impl Dataset {
     /// 1-dimensional, or their counts differ.
     pub fn from_idx(images: IdxArray, labels: IdxArray) -> Result<Self> {
         if images.dims.len() != 3 {
-            return Err(Error::ShapeMismatch {
-                context: "image file".into(),
-                expected: "3 dimensions (n, rows, cols)".into(),
-                found: format!("{:?}", images.dims),
-            });
+            return Err(Error::shape(
+                "image file (number of dimensions: n, rows, cols)",
+                &[3],
+                &[images.dims.len()],
+            ));
         }
         if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {
             return Err(Error::ShapeMismatch {
-                context: "label file".into(),
-                expected: format!("[{}] (one label per image)", images.dims[0]),
-                found: format!("{:?}", labels.dims),
+                context: "label file (one label per image)".into(),
+                expected: vec![images.dims[0]],
+                found: labels.dims.clone(),
             });
         }
         Ok(Self {
@@ -154,18 +154,18 @@ impl Dataset {
     /// # Errors
     /// [`Error::ShapeMismatch`] if `X` is a `Const` other than `dim()` (a run-time `usize`
     /// takes `dim()`); [`Error::InvalidSetting`] if an index is out of range.
-    pub fn batch<X: Dim, E: Real, D: Device<E>>(
+    pub fn batch<X: Dim + Default, E: Real, D: Device<E>>(
         &self,
         device: &D,
         indices: &[usize],
         dynamic: Option<&mut dyn rand::RngCore>,
     ) -> Result<Events<X, E, D>> {
         let Some(x) = X::from_size(self.dim()) else {
-            return Err(Error::ShapeMismatch {
-                context: "Dataset::batch".into(),
-                expected: "as many pixels per image as the model's input size".into(),
-                found: format!("{} ({}×{})", self.dim(), self.rows, self.cols),
-            });
+            return Err(Error::shape(
+                "Dataset::batch (pixels per image: the model's input, the data's)",
+                &[X::default().size()],
+                &[self.dim()],
+            ));
         };
         let out = self.pixels::<E>(indices, dynamic)?;
         Ok(device.tensor_from_vec(out, (indices.len(), x)))

@@ -118,11 +118,11 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
 pub fn encode_idx(array: &IdxArray) -> Result<Vec<u8>> {
     let n: usize = array.dims.iter().product();
     if n != array.data.len() {
-        return Err(Error::ShapeMismatch {
-            context: "encode_idx".into(),
-            expected: format!("{n} values for dimensions {:?}", array.dims),
-            found: format!("{} values", array.data.len()),
-        });
+        return Err(Error::shape(
+            "encode_idx (values for the dimensions)",
+            &[n],
+            &[array.data.len()],
+        ));
     }
     let ndim = u8::try_from(array.dims.len())
         .map_err(|_| Error::invalid("dims", "IDX allows at most 255 dimensions"))?;

@@ -47,11 +47,11 @@ impl<K: Dim, E: Real, D: Device<E>> Categorical<K, E, D, NoneTape> {
     pub fn from_probs(dev: &D, classes: K, probs: &[E]) -> Result<Self> {
         let k = classes.size();
         if k == 0 || probs.is_empty() || !probs.len().is_multiple_of(k) {
-            return Err(crate::Error::ShapeMismatch {
-                context: "Categorical::from_probs".into(),
-                expected: format!("a positive multiple of {k} values"),
-                found: probs.len().to_string(),
-            });
+            return Err(crate::Error::not_a_multiple(
+                "Categorical::from_probs",
+                k,
+                probs.len(),
+            ));
         }
         for row in probs.chunks(k) {
             if let Some(p) = row.iter().find(|p| !(**p >= E::zero() && **p <= E::one())) {

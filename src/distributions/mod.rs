@@ -155,12 +155,19 @@ pub(crate) fn host_loc_scale<N: Dim, E: crate::ops::Real, D: Device<E>>(
 ) -> Result<LocScale<N, E, D>> {
     use crate::Error;
     let n = dim.size();
-    if n == 0 || !loc.len().is_multiple_of(n) || loc.len() != scale.len() {
-        return Err(Error::ShapeMismatch {
-            context: format!("{family}::from_host"),
-            expected: format!("two slices of equal length, a multiple of {n}"),
-            found: format!("{} and {}", loc.len(), scale.len()),
-        });
+    if n == 0 || loc.is_empty() || !loc.len().is_multiple_of(n) {
+        return Err(Error::not_a_multiple(
+            format!("{family}::from_host (loc)"),
+            n,
+            loc.len(),
+        ));
+    }
+    if loc.len() != scale.len() {
+        return Err(Error::shape(
+            format!("{family}::from_host (scale)"),
+            &[loc.len()],
+            &[scale.len()],
+        ));
     }
     if let Some(v) = loc.iter().find(|v| !v.is_finite()) {
         return Err(Error::invalid("loc", format!("must be finite, got {v}")));
@@ -189,11 +196,11 @@ pub(crate) fn check_shape<N: Dim>(
     if expected.0 == found.0 && expected.1.size() == found.1.size() {
         Ok(())
     } else {
-        Err(crate::Error::ShapeMismatch {
-            context: context.to_string(),
-            expected: format!("({}, {})", expected.0, expected.1.size()),
-            found: format!("({}, {})", found.0, found.1.size()),
-        })
+        Err(crate::Error::shape(
+            context,
+            &[expected.0, expected.1.size()],
+            &[found.0, found.1.size()],
+        ))
     }
 }
 
@@ -202,10 +209,10 @@ pub(crate) fn check_batch(context: &str, expected: usize, found: usize) -> Resul
     if expected == found {
         Ok(())
     } else {
-        Err(crate::Error::ShapeMismatch {
-            context: context.to_string(),
-            expected: format!("batch {expected}"),
-            found: format!("batch {found}"),
-        })
+        Err(crate::Error::shape(
+            format!("{context} (batch)"),
+            &[expected],
+            &[found],
+        ))
     }
 }

@@ -42,7 +42,7 @@ impl<D> Batch<'_, D> {
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] if the images do not have `X` pixels.
-    pub fn images<X: Dim, E: Real>(self) -> Result<crate::ops::Events<X, E, D>>
+    pub fn images<X: Dim + Default, E: Real>(self) -> Result<crate::ops::Events<X, E, D>>
     where
         D: Device<E>,
     {
@@ -126,7 +126,7 @@ impl<O> ObjectiveTask<O> {
     }
 }
 
-impl<X: Dim, Z: Dim, E, D, M, O> Task<E, D, M> for ObjectiveTask<O>
+impl<X: Dim + Default, Z: Dim, E, D, M, O> Task<E, D, M> for ObjectiveTask<O>
 where
     E: Real,
     D: Device<E> + 'static,
@@ -186,7 +186,7 @@ impl<O, C> ConditionalTask<O, C> {
     }
 }
 
-impl<X: Dim, Y: Dim, Z: Dim, E, D, M, O, C> Task<E, D, M> for ConditionalTask<O, C>
+impl<X: Dim + Default, Y: Dim, Z: Dim, E, D, M, O, C> Task<E, D, M> for ConditionalTask<O, C>
 where
     E: Real,
     D: Device<E> + 'static,

@@ -145,7 +145,7 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 /// step as soon as a training loss is NaN or infinite — no update is applied with it,
 /// and the checkpoint of the last completed epoch stays intact; I/O and checkpoint
 /// errors; the estimator's errors.
-pub fn fit<X: Dim, Z: Dim, E, D, M, O>(
+pub fn fit<X: Dim + Default, Z: Dim, E, D, M, O>(
     model: &mut M,
     objective: &O,
     train: &Dataset,
