@@ -218,7 +218,8 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
     let start = Instant::now();
     let dir = args.out().join("cvae");
     let dev = Dev::seed_from_u64(args.run.seed);
-    let mut model: Cvae<X, 10, H, Z, f32, Dev> = Cvae::new(&dev)?;
+    let mut model: Cvae<Const<X>, Const<10>, Const<H>, Const<Z>, f32, Dev> =
+        Cvae::new(&dev, (Const, Const, Const, Const))?;
     let mut task = ConditionalTask::new(Elbo::default(), LabelCondition);
     let report = fit_task(
         &mut model,

@@ -90,7 +90,8 @@ fn run(args: &Args) -> Result<()> {
 
     // 1. Class-conditioned generation.
     let dev = Dev::seed_from_u64(r.seed);
-    let mut labels: Cvae<784, 10, H, Z, f32, Dev> = Cvae::new(&dev)?;
+    let mut labels: Cvae<Const<784>, Const<10>, Const<H>, Const<Z>, f32, Dev> =
+        Cvae::new(&dev, (Const, Const, Const, Const))?;
     let mut task = ConditionalTask::new(Elbo::default(), LabelCondition);
     fit_task(
         &mut labels,
@@ -115,7 +116,9 @@ fn run(args: &Args) -> Result<()> {
     // 2. Completion of the bottom half from the top half.
     let dev = Dev::seed_from_u64(r.seed);
     let condition = TopRowsCondition { rows: 14 };
-    let mut completion: Cvae<HALF, HALF, H, Z, f32, Dev> = Cvae::new(&dev)?;
+    // Sizes chosen at run time here (the halves of the data's images).
+    let mut completion: Cvae<usize, usize, usize, usize, f32, Dev> =
+        Cvae::new(&dev, (HALF, HALF, H, Z))?;
     let mut task = ConditionalTask::new(Elbo::default(), condition);
     fit_task(
         &mut completion,
@@ -129,11 +132,11 @@ fn run(args: &Args) -> Result<()> {
     let completion_nll = test_nll_conditional(&completion, &test, &dev, &options, &condition)?;
     let cols = 10;
     let idx: Vec<usize> = (0..cols).collect();
-    let (x_t, top_t): (Events<Const<HALF>, f32, Dev>, Events<Const<HALF>, f32, Dev>) =
+    let (x_t, top_t): (Events<usize, f32, Dev>, Events<usize, f32, Dev>) =
         condition.tensors(&test, &idx, None, &dev)?;
     let (x, top) = (x_t.as_vec(), top_t.as_vec());
     let draws = 3;
-    let z: Tensor<(usize, Const<Z>), f32, Dev> = dev.sample_normal_like(&(draws * cols, Const));
+    let z: Tensor<(usize, usize), f32, Dev> = dev.sample_normal_like(&(draws * cols, Z));
     let top_rep = latent::ops::repeat_rows(top_t, draws);
     let bottoms = completion.likelihood(z, top_rep)?.mean().as_vec();
     let mut picture = Vec::with_capacity((draws + 1) * cols * 784);

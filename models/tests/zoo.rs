@@ -2,10 +2,10 @@
 //! quantizer's gradients, EMA update and restarts, and the stable-Rust conv layers.
 
 use dfdx::prelude::*;
-use latent::data::{Conditioning, Dataset, TopRowsCondition};
+use latent::data::{Conditioning, Dataset, LabelCondition, TopRowsCondition};
 use latent::ops::to_f64_vec;
 use latent::train::{Progress, Task, TrainConfig};
-use latent::{ConditionalModel, Conditioned, Distribution, Elbo, Objective};
+use latent::{ConditionalModel, Conditioned, Distribution, Elbo, Events, Objective};
 use latent_models::layers::{Conv2d, DepthToSpace, Upsample2};
 use latent_models::{
     mlp_vae, BetaVae, Capacity, CodeUsage, CodebookEma, CodebookUpdate, Cvae, DeadCodeRestart,
@@ -104,12 +104,50 @@ fn one_hot(dev: &Dev, labels: &[usize]) -> Tensor<(usize, Const<10>), f64, Dev> 
     dev.tensor_from_vec(v, (labels.len(), Const))
 }
 
+/// The CVAE at run-time sizes is the same model as at compile-time sizes: built from
+/// the same seed, it has the same conditional ELBO terms to the last bit, and a
+/// condition of the wrong width is a typed error rather than a panic.
+#[test]
+fn cvae_at_run_time_sizes_equals_the_compiled_one() {
+    let data = latent::data::embedded().unwrap();
+    let idx: Vec<usize> = (0..8).collect();
+    let fixed: Cvae<Const<784>, Const<10>, Const<32>, Const<4>, f64, Dev> =
+        Cvae::new(&Dev::seed_from_u64(2), (Const, Const, Const, Const)).unwrap();
+    let dynamic: Cvae<usize, usize, usize, usize, f64, Dev> =
+        Cvae::new(&Dev::seed_from_u64(2), (784, 10, 32, 4)).unwrap();
+    let elbo = |f: &dyn Fn(&Dev) -> latent::ElboTerms<f64, Dev, NoneTape>| {
+        let terms = f(&Dev::seed_from_u64(9));
+        (to_f64_vec(&terms.elbo), to_f64_vec(&terms.kl))
+    };
+    let a = elbo(&|dev: &Dev| {
+        let (x, y): (Events<Const<784>, f64, Dev>, Events<Const<10>, f64, Dev>) =
+            LabelCondition.tensors(&data.test, &idx, None, dev).unwrap();
+        Elbo::default().estimate(&Conditioned::new(&fixed, y), x).unwrap()
+    });
+    let b = elbo(&|dev: &Dev| {
+        let x: Events<usize, f64, Dev> = data.test.batch(dev, &idx, None).unwrap();
+        let (_, y): (Events<Const<784>, f64, Dev>, Events<Const<10>, f64, Dev>) =
+            LabelCondition.tensors(&data.test, &idx, None, dev).unwrap();
+        let y: Events<usize, f64, Dev> = y.realize();
+        Elbo::default().estimate(&Conditioned::new(&dynamic, y), x).unwrap()
+    });
+    assert_eq!(a, b);
+    let dev = Dev::default();
+    let x: Events<usize, f64, Dev> = data.test.batch(&dev, &idx, None).unwrap();
+    let y: Events<usize, f64, Dev> = dev.zeros_like(&(8, 9));
+    assert!(matches!(
+        Elbo::default().estimate(&Conditioned::new(&dynamic, y), x),
+        Err(latent::Error::ShapeMismatch { .. })
+    ));
+}
+
 /// The decoded image depends on the label: same z and label give the same image,
 /// another label another image.
 #[test]
 fn cvae_label_changes_the_decoded_image() {
     let dev = Dev::seed_from_u64(4);
-    let model: Cvae<784, 10, 64, 4, f64, Dev> = Cvae::new(&dev).unwrap();
+    let model: Cvae<Const<784>, Const<10>, Const<64>, Const<4>, f64, Dev> =
+        Cvae::new(&dev, (Const, Const, Const, Const)).unwrap();
     let z: Tensor<(usize, Const<4>), f64, Dev> = dev.sample_normal_like(&(3, Const));
     let decode = |labels: &[usize]| {
         let lik = ConditionalModel::<f64, Dev, NoneTape>::likelihood(
@@ -171,7 +209,8 @@ fn cvae_completion_counts_only_the_bottom_half() {
         assert_eq!(y[392 + p], data.images[784 + p] as f64 / 255.0);
     }
 
-    let model: Cvae<392, 392, 64, 4, f64, Dev> = Cvae::new(&dev).unwrap();
+    let model: Cvae<Const<392>, Const<392>, Const<64>, Const<4>, f64, Dev> =
+        Cvae::new(&dev, (Const, Const, Const, Const)).unwrap();
     let xt = dev.tensor_from_vec(x.clone(), (2, Const::<392>));
     let yt = dev.tensor_from_vec(y, (2, Const::<392>));
     let z: Tensor<(usize, Const<4>), f64, Dev> = dev.sample_normal_like(&(2, Const));
@@ -461,8 +500,21 @@ fn cvae_with_a_learned_conditional_prior_trains() {
     use latent_models::LearnedConditionalPrior;
 
     let dev = Dev::seed_from_u64(11);
-    let mut model: Cvae<784, 10, 32, 4, f64, Dev, LearnedConditionalPrior<10, 16, 4, f64, Dev>> =
-        Cvae::with_heads(BuildModule::build(&dev), BernoulliHead, &dev).unwrap();
+    let mut model: Cvae<
+        Const<784>,
+        Const<10>,
+        Const<32>,
+        Const<4>,
+        f64,
+        Dev,
+        LearnedConditionalPrior<Const<10>, Const<16>, Const<4>, f64, Dev>,
+    > = Cvae::with_heads(
+        BuildModule::build(&dev),
+        BernoulliHead,
+        (Const, Const, Const, Const),
+        &dev,
+    )
+    .unwrap();
     let x = images(&dev, 6, 3);
     let y = one_hot(&dev, &[0, 1, 2, 3, 4, 5]);
     let bound = Conditioned::new(&model, y.clone());

@@ -94,7 +94,7 @@ impl<I: Dim + Default, O: Dim + Default, E: Real, D: Device<E>> TensorCollection
 }
 
 /// `U(−1/√I, 1/√I)`, PyTorch's `nn.Linear` initialization (Kaiming-uniform with `a = √5`).
-fn init_bound<E: Real>(inputs: usize) -> Uniform<E> {
+pub(super) fn init_bound<E: Real>(inputs: usize) -> Uniform<E> {
     let b: E = E::ONE / E::from_usize(inputs.max(1)).unwrap_or(E::ONE).sqrt();
     Uniform::new(-b, b)
 }

@@ -3,5 +3,7 @@
 
 mod linear;
 pub(crate) mod options;
+mod unbiased_linear;
 
 pub use linear::Linear;
+pub use unbiased_linear::UnbiasedLinear;
