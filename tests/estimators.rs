@@ -8,7 +8,7 @@ use latent_models::LinearGaussian;
 use statrs::distribution::Continuous;
 
 type Dev = Cpu;
-type Ppca = LinearGaussian<4, 2, f64, Dev>;
+type Ppca = LinearGaussian<Const<4>, Const<2>, f64, Dev>;
 
 // W has orthogonal columns, so the exact posterior is a diagonal Normal.
 const W: [f64; 8] = [1.0, 0.0, 0.0, 2.0, 1.0, 0.0, 0.0, -1.0];
@@ -17,7 +17,7 @@ const SIGMA: f64 = 0.7;
 const OBS: [f64; 4] = [1.2, -0.3, 0.8, 2.0];
 
 fn model(dev: &Dev) -> Ppca {
-    LinearGaussian::new(dev, &W, &B, SIGMA).unwrap()
+    LinearGaussian::new(dev, (Const, Const), &W, &B, SIGMA).unwrap()
 }
 
 fn obs_batch(dev: &Dev, n: usize) -> Tensor<(usize, Const<4>), f64, Dev> {
@@ -98,8 +98,9 @@ fn elbo_with_the_exact_posterior_equals_log_px_for_every_draw() {
     let exact = to_f64_vec(&m.exact_elbo(obs_batch(&dev, 1)).unwrap())[0];
     assert!((exact - log_px).abs() < 1e-9, "exact ELBO {exact}");
     // A non-orthogonal W has no diagonal posterior: refused with a typed error.
-    let mut skew = LinearGaussian::<4, 2, f64, Dev>::new(
+    let mut skew = Ppca::new(
         &dev,
+        (Const, Const),
         &[1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0],
         &B,
         SIGMA,
@@ -194,7 +195,7 @@ fn chunked_and_unchunked_estimates_agree() {
     let run = |chunk: usize| {
         let dev = Dev::seed_from_u64(21);
         let x = dev.tensor_from_vec(x.as_vec(), (7, Const::<4>));
-        let m = LinearGaussian::<4, 2, f64, Dev>::new(&dev, &W, &B, SIGMA).unwrap();
+        let m = Ppca::new(&dev, (Const, Const), &W, &B, SIGMA).unwrap();
         log_marginal_likelihood(&m, &x, 1000, chunk).unwrap()
     };
     let whole = run(1000);
@@ -215,7 +216,7 @@ fn chunked_and_unchunked_estimates_agree() {
     let other = {
         let dev = Dev::seed_from_u64(22);
         let x = dev.tensor_from_vec(x.as_vec(), (7, Const::<4>));
-        let m = LinearGaussian::<4, 2, f64, Dev>::new(&dev, &W, &B, SIGMA).unwrap();
+        let m = Ppca::new(&dev, (Const, Const), &W, &B, SIGMA).unwrap();
         log_marginal_likelihood(&m, &x, 1000, 1000).unwrap()
     };
     assert!((other.log_px[0] - whole.log_px[0]).abs() > 1e-9);
@@ -272,4 +273,33 @@ fn elbo_gradient_is_unbiased() {
         }
     }
     assert!(nonzero >= 10, "the check must involve non-zero gradients");
+}
+
+/// The same probabilistic PCA with its sizes chosen at run time: with the guide set to
+/// the exact posterior, every log importance weight and the (Monte Carlo KL) ELBO equal the exact
+/// `log p(x)` (closed form), as for the compiled sizes.
+#[test]
+fn run_time_sized_ppca_is_exact_with_the_exact_posterior() {
+    let dev = Dev::seed_from_u64(5);
+    let mut m: LinearGaussian<usize, usize, f64, Dev> =
+        LinearGaussian::new(&dev, (4, 2), &W, &B, SIGMA).unwrap();
+    m.set_guide_to_posterior().unwrap();
+    let log_px = m.exact_log_marginal(&OBS).unwrap();
+    assert!((log_px - model(&dev).exact_log_marginal(&OBS).unwrap()).abs() < 1e-12);
+    let x = dev.tensor_from_vec(OBS.repeat(3), (3, 4usize));
+    for l in to_f64_vec(&log_weights(&m, x.clone(), 20).unwrap()) {
+        assert!(
+            (l - log_px).abs() < 1e-9,
+            "log w = {l}, log p(x) = {log_px}"
+        );
+    }
+    // With the Monte Carlo KL the ELBO of the exact posterior is log p(x) for every draw.
+    let elbo = Elbo::new(1).unwrap().with_kl(KlEstimator::MonteCarlo);
+    for e in to_f64_vec(&elbo.estimate(&m, x).unwrap().elbo) {
+        assert!((e - log_px).abs() < 1e-9, "ELBO {e} vs log p(x) {log_px}");
+    }
+    assert!(matches!(
+        LinearGaussian::<usize, usize, f64, Dev>::new(&dev, (4, 2), &W[..6], &B, SIGMA),
+        Err(latent::Error::ShapeMismatch { .. })
+    ));
 }

@@ -110,6 +110,12 @@ where
     }
 }
 
+/// The CVAE's guide: `(x, y) → relu(W_x x + W_y y + b) ∈ R^H → (μ, log σ) ∈ R^Z`.
+pub type CvaeGuide<X, Y, H, Z, E, D> = DiagonalNormalGuide<Joint<X, Y, H, E, D>, H, Z, E, D>;
+
+/// The CVAE's decoder: `(z, y) → relu(W_z z + W_y y + b) ∈ R^H → ℓ ∈ R^X`.
+pub type CvaeDecoder<X, Y, H, Z, E, D> = (Joint<Z, Y, H, E, D>, Linear<H, X, E, D>);
+
 /// The conditional VAE with MLP networks (Sohn et al. 2015, §4, "CVAE" with the
 /// baseline-free recognition network), for observations `x ∈ R^X` given `y ∈ R^Y`:
 ///
@@ -141,9 +147,9 @@ pub struct Cvae<
     Lik = BernoulliHead,
 > {
     /// `q(z | x, y)`.
-    pub guide: DiagonalNormalGuide<Joint<X, Y, H, E, D>, H, Z, E, D>,
+    pub guide: CvaeGuide<X, Y, H, Z, E, D>,
     /// `(z, y) ↦ ℓ`, the likelihood's parameters.
-    pub decoder: (Joint<Z, Y, H, E, D>, Linear<H, X, E, D>),
+    pub decoder: CvaeDecoder<X, Y, H, Z, E, D>,
     /// `p(z | y)`.
     pub prior: Pri,
     /// Turns `ℓ` into `p(x | z, y)`.

@@ -26,7 +26,9 @@ pub mod vq_networks;
 pub mod vq_vae;
 
 pub use beta_vae::{BetaVae, Capacity};
-pub use cvae::{ConditionalPriorHead, Cvae, Joint, LearnedConditionalPrior};
+pub use cvae::{
+    ConditionalPriorHead, Cvae, CvaeDecoder, CvaeGuide, Joint, LearnedConditionalPrior,
+};
 pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, MlpDecoder, MlpEncoder, MlpVae};
 pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};

@@ -2,9 +2,9 @@
 //! marginal likelihood and posterior: the reference against which the estimators
 //! are checked.
 
-use dfdx::nn::modules::Linear;
 use dfdx::prelude::*;
 use latent::distributions::{Distribution, Normal, StandardNormal};
+use latent::nn::Linear;
 use latent::ops::{cst, to_f64_vec, LN_2PI};
 use latent::{Error, Events, KlDivergence, LatentVariableModel, PerExample, Real, Result};
 
@@ -21,7 +21,7 @@ use latent::{Error, Events, KlDivergence, LatentVariableModel, PerExample, Real,
 /// posterior ([`LinearGaussian::set_guide_to_posterior`]), which makes the ELBO equal
 /// `log p(x)` for every draw.
 #[derive(Debug, Clone)]
-pub struct LinearGaussian<const X: usize, const Z: usize, E: Dtype, D: Storage<E>> {
+pub struct LinearGaussian<X: Dim, Z: Dim, E: Dtype, D: Storage<E>> {
     /// `W` (weight, shape `(X, Z)`) and `b` (bias, shape `(X,)`).
     pub decoder: Linear<Z, X, E, D>,
     /// `log σ`, the shared observation noise.
@@ -29,10 +29,10 @@ pub struct LinearGaussian<const X: usize, const Z: usize, E: Dtype, D: Storage<E
     /// The guide's `A` (weight, shape `(Z, X)`) and `c` (bias, shape `(Z,)`).
     pub encoder: Linear<X, Z, E, D>,
     /// The guide's `s = log σ_q`, shape `(Z,)`.
-    pub guide_log_scale: Tensor<Rank1<Z>, E, D>,
+    pub guide_log_scale: Tensor<(Z,), E, D>,
 }
 
-impl<const X: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+impl<X: Dim + Default, Z: Dim + Default, E: Real, D: Device<E>> TensorCollection<E, D>
     for LinearGaussian<X, Z, E, D>
 {
     type To<E2: Dtype, D2: Device<E2>> = LinearGaussian<X, Z, E2, D2>;
@@ -47,14 +47,14 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> TensorCollection<E, 
                     "log_sigma",
                     |s| &s.log_sigma,
                     |s| &mut s.log_sigma,
-                    TensorOptions::reset_to_zeros(),
+                    latent::nn::zeros_options(),
                 ),
                 Self::module("encoder", |s| &s.encoder, |s| &mut s.encoder),
                 Self::tensor(
                     "guide_log_scale",
                     |s| &s.guide_log_scale,
                     |s| &mut s.guide_log_scale,
-                    TensorOptions::reset_to_zeros(),
+                    latent::nn::zeros_options(),
                 ),
             ),
             |(decoder, log_sigma, encoder, guide_log_scale)| LinearGaussian {
@@ -110,18 +110,19 @@ fn cholesky_solve(l: &[f64], n: usize, v: &[f64]) -> Vec<f64> {
     y
 }
 
-impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z, E, D> {
+impl<X: Dim, Z: Dim, E: Real, D: Device<E>> LinearGaussian<X, Z, E, D> {
     /// A model with the given `W` (row-major `X×Z`), `b`, `σ`, and the guide
     /// `A = 0, c = 0, s = 0` (the prior, a poor guide).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for slices of the wrong length; [`Error::InvalidSetting`]
     /// for a non-positive or non-finite `sigma`.
-    pub fn new(device: &D, w: &[f64], b: &[f64], sigma: f64) -> Result<Self> {
-        if w.len() != X * Z || b.len() != X {
+    pub fn new(device: &D, (x, z): (X, Z), w: &[f64], b: &[f64], sigma: f64) -> Result<Self> {
+        let (xn, zn) = (x.size(), z.size());
+        if w.len() != xn * zn || b.len() != xn {
             return Err(Error::shape(
                 "LinearGaussian::new (values of W, of b)",
-                &[X * Z, X],
+                &[xn * zn, xn],
                 &[w.len(), b.len()],
             ));
         }
@@ -131,15 +132,25 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
                 format!("must be positive, got {sigma}"),
             ));
         }
-        let mut model: Self = BuildModule::build(device);
+        let mut model = Self {
+            decoder: Linear::new(device, z, x)?,
+            log_sigma: device.try_zeros().map_err(Error::device)?,
+            encoder: Linear::new(device, x, z)?,
+            guide_log_scale: device.try_zeros_like(&(z,)).map_err(Error::device)?,
+        };
         let to_e = |v: &[f64]| v.iter().map(|&x| cst::<E>(x)).collect::<Vec<E>>();
         model.decoder.weight.copy_from(&to_e(w));
         model.decoder.bias.copy_from(&to_e(b));
         model.log_sigma.copy_from(&[cst::<E>(sigma.ln())]);
-        model.encoder.weight.copy_from(&vec![E::zero(); X * Z]);
-        model.encoder.bias.copy_from(&vec![E::zero(); Z]);
-        model.guide_log_scale.copy_from(&vec![E::zero(); Z]);
+        model.encoder.weight.copy_from(&vec![E::zero(); xn * zn]);
+        model.encoder.bias.copy_from(&vec![E::zero(); zn]);
         Ok(model)
+    }
+
+    /// The sizes `(X, Z)` as numbers.
+    fn dims(&self) -> (usize, usize) {
+        let (x, z) = *self.decoder.weight.shape();
+        (x.size(), z.size())
     }
 
     fn host(&self) -> (Vec<f64>, Vec<f64>, f64) {
@@ -159,6 +170,8 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     /// [`Error::ShapeMismatch`] if `x.len() != X`; [`Error::InvalidSetting`] if `M` is
     /// not positive definite.
     pub fn exact_log_marginal(&self, x: &[f64]) -> Result<f64> {
+        #[allow(non_snake_case)]
+        let (X, Z) = self.dims();
         if x.len() != X {
             return Err(Error::shape("exact_log_marginal", &[X], &[x.len()]));
         }
@@ -187,6 +200,8 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     /// # Errors
     /// As [`Self::exact_log_marginal`].
     pub fn exact_posterior(&self, x: &[f64]) -> Result<(Vec<f64>, Vec<f64>)> {
+        #[allow(non_snake_case)]
+        let (X, Z) = self.dims();
         if x.len() != X {
             return Err(Error::shape("exact_posterior", &[X], &[x.len()]));
         }
@@ -217,6 +232,8 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     /// [`Error::InvalidSetting`] if `M` has an off-diagonal entry larger than
     /// `1e-9 · max |M_jj|`.
     pub fn set_guide_to_posterior(&mut self) -> Result<()> {
+        #[allow(non_snake_case)]
+        let (X, Z) = self.dims();
         let (w, b, sigma) = self.host();
         let s2 = sigma * sigma;
         let m = m_matrix(&w, X, Z, s2);
@@ -253,67 +270,70 @@ impl<const X: usize, const Z: usize, E: Real, D: Device<E>> LinearGaussian<X, Z,
     ///
     /// `E_q[log p(x|z)] = −X(½ log 2π + log σ) − (‖x − Wμ − b‖² + Σ_ij W_ij² σ_qj²) / (2σ²)`
     /// plus `−KL(q ‖ N(0, I))` in closed form, where `μ = A x + c`, `σ_q = exp(s)`.
-    pub fn exact_elbo<T: Tape<E, D>>(
-        &self,
-        x: Events<Const<X>, E, D, T>,
-    ) -> Result<PerExample<E, D, T>> {
+    pub fn exact_elbo<T: Tape<E, D>>(&self, x: Events<X, E, D, T>) -> Result<PerExample<E, D, T>> {
         let batch = x.shape().0;
         let device = x.device().clone();
         let target = x.with_empty_tape();
         let q = self.posterior(x);
-        let kl = q
-            .fork()
-            .kl_divergence(StandardNormal::<Const<Z>, E, D, T>::new(
-                batch, Const, &device,
-            ))?;
+        let kl = q.fork().kl_divergence(StandardNormal::<Z, E, D, T>::new(
+            batch,
+            self.guide_log_scale.shape().0,
+            &device,
+        ))?;
         let pred = self.decoder.try_forward(q.loc).map_err(Error::device)?;
         let resid_sq = (target - pred).square().sum::<(usize,), Axis<1>>();
         let w = self.decoder.weight.retaped::<T>();
         let var_q = (self.guide_log_scale.retaped::<T>() * cst::<E>(2.0)).exp();
-        let trace = (w.square() * var_q.broadcast::<Rank2<X, Z>, Axis<0>>()).sum::<Rank0, _>();
+        let shape = *self.decoder.weight.shape();
+        let trace = (w.square() * var_q.broadcast_like::<_, Axis<0>>(&shape)).sum::<Rank0, _>();
         let log_sigma = self.log_sigma.retaped::<T>();
         let inv_two_var = (log_sigma.with_empty_tape() * cst::<E>(-2.0)).exp() * cst::<E>(0.5);
         let rec = (resid_sq + trace.broadcast_like(&(batch,)))
             * (-inv_two_var).broadcast_like(&(batch,))
-            - (log_sigma + cst::<E>(0.5 * LN_2PI)).broadcast_like(&(batch,)) * cst::<E>(X as f64);
+            - (log_sigma + cst::<E>(0.5 * LN_2PI)).broadcast_like(&(batch,))
+                * cst::<E>(self.dims().0 as f64);
         Ok(rec - kl)
     }
 
-    fn posterior<T: Tape<E, D>>(&self, x: Events<Const<X>, E, D, T>) -> Normal<Const<Z>, E, D, T> {
+    fn posterior<T: Tape<E, D>>(&self, x: Events<X, E, D, T>) -> Normal<Z, E, D, T> {
         let batch = x.shape().0;
         let loc = self.encoder.forward(x);
         let log_scale = self
             .guide_log_scale
             .retaped::<T>()
-            .broadcast_like(&(batch, Const::<Z>));
+            .broadcast_like(&(batch, self.guide_log_scale.shape().0));
         Normal { loc, log_scale }
     }
 }
 
-impl<const X: usize, const Z: usize, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
+impl<X: Dim, Z: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LatentVariableModel<E, D, T> for LinearGaussian<X, Z, E, D>
 {
-    type X = Const<X>;
-    type Z = Const<Z>;
-    type Posterior = Normal<Const<Z>, E, D, T>;
-    type Prior = StandardNormal<Const<Z>, E, D, T>;
-    type Likelihood = Normal<Const<X>, E, D, T>;
+    type X = X;
+    type Z = Z;
+    type Posterior = Normal<Z, E, D, T>;
+    type Prior = StandardNormal<Z, E, D, T>;
+    type Likelihood = Normal<X, E, D, T>;
 
-    fn guide(&self, x: Events<Const<X>, E, D, T>) -> Result<Normal<Const<Z>, E, D, T>> {
+    fn guide(&self, x: Events<X, E, D, T>) -> Result<Normal<Z, E, D, T>> {
         Ok(self.posterior(x))
     }
 
-    fn prior(&self, batch: usize, device: &D) -> Result<StandardNormal<Const<Z>, E, D, T>> {
-        Ok(StandardNormal::new(batch, Const, device))
+    fn prior(&self, batch: usize, device: &D) -> Result<StandardNormal<Z, E, D, T>> {
+        Ok(StandardNormal::new(
+            batch,
+            self.guide_log_scale.shape().0,
+            device,
+        ))
     }
 
-    fn likelihood(&self, z: Events<Const<Z>, E, D, T>) -> Result<Normal<Const<X>, E, D, T>> {
+    fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Normal<X, E, D, T>> {
         let batch = z.shape().0;
         let loc = self.decoder.try_forward(z).map_err(Error::device)?;
         let log_scale = self
             .log_sigma
             .retaped::<T>()
-            .broadcast_like(&(batch, Const::<X>));
+            .broadcast_like(&(batch, self.decoder.weight.shape().0));
         Ok(Normal { loc, log_scale })
     }
 }

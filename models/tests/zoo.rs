@@ -122,14 +122,18 @@ fn cvae_at_run_time_sizes_equals_the_compiled_one() {
     let a = elbo(&|dev: &Dev| {
         let (x, y): (Events<Const<784>, f64, Dev>, Events<Const<10>, f64, Dev>) =
             LabelCondition.tensors(&data.test, &idx, None, dev).unwrap();
-        Elbo::default().estimate(&Conditioned::new(&fixed, y), x).unwrap()
+        Elbo::default()
+            .estimate(&Conditioned::new(&fixed, y), x)
+            .unwrap()
     });
     let b = elbo(&|dev: &Dev| {
         let x: Events<usize, f64, Dev> = data.test.batch(dev, &idx, None).unwrap();
         let (_, y): (Events<Const<784>, f64, Dev>, Events<Const<10>, f64, Dev>) =
             LabelCondition.tensors(&data.test, &idx, None, dev).unwrap();
         let y: Events<usize, f64, Dev> = y.realize();
-        Elbo::default().estimate(&Conditioned::new(&dynamic, y), x).unwrap()
+        Elbo::default()
+            .estimate(&Conditioned::new(&dynamic, y), x)
+            .unwrap()
     });
     assert_eq!(a, b);
     let dev = Dev::default();
@@ -499,16 +503,10 @@ fn cvae_with_a_learned_conditional_prior_trains() {
     use latent::{KlEstimator, LatentVariableModel};
     use latent_models::LearnedConditionalPrior;
 
+    type Prior = LearnedConditionalPrior<Const<10>, Const<16>, Const<4>, f64, Dev>;
+    type Model = Cvae<Const<784>, Const<10>, Const<32>, Const<4>, f64, Dev, Prior>;
     let dev = Dev::seed_from_u64(11);
-    let mut model: Cvae<
-        Const<784>,
-        Const<10>,
-        Const<32>,
-        Const<4>,
-        f64,
-        Dev,
-        LearnedConditionalPrior<Const<10>, Const<16>, Const<4>, f64, Dev>,
-    > = Cvae::with_heads(
+    let mut model: Model = Cvae::with_heads(
         BuildModule::build(&dev),
         BernoulliHead,
         (Const, Const, Const, Const),

@@ -6,4 +6,5 @@ pub(crate) mod options;
 mod unbiased_linear;
 
 pub use linear::Linear;
+pub use options::{options as tensor_options, zeros_options, Reset};
 pub use unbiased_linear::UnbiasedLinear;

@@ -12,12 +12,14 @@ use std::mem::MaybeUninit;
 use dfdx::prelude::*;
 
 /// The reset function of a tensor option.
-pub(crate) type Reset<S, E, D> = fn(&mut Tensor<S, E, D>) -> Result<(), <D as HasErr>::Err>;
+pub type Reset<S, E, D> = fn(&mut Tensor<S, E, D>) -> Result<(), <D as HasErr>::Err>;
 
 /// A `TensorOptions` that is updated by gradients, resets with `reset` and builds
 /// with `shape` (only meaningful for compile-time shapes: `BuildModule` cannot know
-/// a run-time size).
-pub(crate) fn options<S: Shape, E: Dtype, D: Device<E>>(
+/// a run-time size), for a tensor field of a module's `TensorCollection`, whatever its
+/// shape (dfdx's own constructors need a `ConstShape`). Re-exported as
+/// [`crate::nn::tensor_options`].
+pub fn options<S: Shape, E: Dtype, D: Device<E>>(
     shape: S,
     reset: Reset<S, E, D>,
 ) -> TensorOptions<S, E, D> {
@@ -33,6 +35,11 @@ pub(crate) fn options<S: Shape, E: Dtype, D: Device<E>>(
         std::ptr::addr_of_mut!((*p).shape).write(shape);
         o.assume_init()
     }
+}
+
+/// [`options`] for a trainable tensor of any shape that resets to zeros.
+pub fn zeros_options<S: Shape + Default, E: Dtype, D: Device<E>>() -> TensorOptions<S, E, D> {
+    options(S::default(), |t| t.try_fill_with_zeros())
 }
 
 #[cfg(test)]
