@@ -107,9 +107,9 @@ fn ours(splits: &Splits, epochs: usize) -> Option<(f64, f64, f64)> {
 /// Training images/s of the conv VQ-VAE, as the `compare` example trains it.
 fn ours_vq(splits: &Splits, epochs: usize) -> Option<f64> {
     let dev = AutoDevice::seed_from_u64(0);
-    let mut model: ConvVqVae<16, 256, f32, AutoDevice> = conv_vq_vae(&dev);
+    let mut model: ConvVqVae<16, Const<256>, f32, AutoDevice> = conv_vq_vae(&dev, Const).ok()?;
     let task = CodebookEma::new(256, 16, 0.99, 1e-5)
-        .and_then(|ema| VqVaeTask::<784>::new(0.25, CodebookUpdate::Ema(ema), 0))
+        .and_then(|ema| VqVaeTask::<Const<784>>::new(0.25, CodebookUpdate::Ema(ema), 0))
         .and_then(|t| Ok(t.with_restarts(DeadCodeRestart::new(256, 0.03, 0.99)?)));
     let mut task = match task {
         Ok(t) => t,

@@ -281,7 +281,7 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     let start = Instant::now();
     let dir = args.out().join("vq-vae");
     let dev = Dev::seed_from_u64(args.run.seed);
-    let mut model: ConvVqVae<DM, K, f32, Dev> = conv_vq_vae(&dev);
+    let mut model: ConvVqVae<DM, Const<K>, f32, Dev> = conv_vq_vae(&dev, Const)?;
     let mut task = VqVaeTask::new(
         0.25,
         CodebookUpdate::Ema(CodebookEma::new(K, DM, 0.99, 1e-5)?),
@@ -299,7 +299,7 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);
     let full = task.evaluate(&model, &test, &dev)?;
     // The encoder is generic over its input width: name it once.
-    let code_usage = code_usage::<X, _, _, K, DM, _, _, _>;
+    let code_usage = code_usage::<Const<X>, _, _, _, _, _, _, _>;
     let (usage, _) = code_usage(&model, &test, &dev)?;
 
     let idx = first(&test, args);
@@ -322,7 +322,7 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     eprintln!("vq-vae: {} codes restarted during training", task.restarts);
     Ok(Row {
         model: "vq-vae".into(),
-        objective: Task::<f32, Dev, ConvVqVae<DM, K, f32, Dev>>::describe(&task),
+        objective: Task::<f32, Dev, ConvVqVae<DM, Const<K>, f32, Dev>>::describe(&task),
         test_elbo: full.elbo,
         test_nll: None,
         test_nll_stderr: None,

@@ -11,13 +11,13 @@ use rand::Rng;
 /// A codebook of `K` vectors `e_k ∈ R^DM` and the nearest-neighbour quantizer
 /// `z_q(z_e) = e_{k*}`, `k* = argmin_k ‖z_e − e_k‖²` (van den Oord et al. 2017, eq. 1–2).
 #[derive(Debug, Clone)]
-pub struct VectorQuantizer<const K: usize, const DM: usize, E: Dtype, D: Storage<E>> {
+pub struct VectorQuantizer<K: Dim, DM: Dim, E: Dtype, D: Storage<E>> {
     /// The codebook `e`, shape `(K, DM)`, initialized `U(−1/K, 1/K)` as in the paper's
     /// reference implementation (Sonnet).
-    pub codebook: Tensor<Rank2<K, DM>, E, D>,
+    pub codebook: Tensor<(K, DM), E, D>,
 }
 
-impl<const K: usize, const DM: usize, E: Real, D: Device<E>> TensorCollection<E, D>
+impl<K: Dim + Default, DM: Dim + Default, E: Real, D: Device<E>> TensorCollection<E, D>
     for VectorQuantizer<K, DM, E, D>
 {
     type To<E2: Dtype, D2: Device<E2>> = VectorQuantizer<K, DM, E2, D2>;
@@ -30,9 +30,8 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> TensorCollection<E,
                 "codebook",
                 |s| &s.codebook,
                 |s| &mut s.codebook,
-                TensorOptions::reset_with(|t| {
-                    let b = cst::<E>(1.0 / K as f64);
-                    t.try_fill_with_distr(rand_distr::Uniform::new(-b, b))
+                latent::nn::tensor_options(Default::default(), |t: &mut Tensor<(K, DM), E, D>| {
+                    t.try_fill_with_distr(init::<E>(t.shape().0.size()))
                 }),
             ),
             |codebook| VectorQuantizer { codebook },
@@ -41,10 +40,10 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> TensorCollection<E,
 }
 
 /// What [`VectorQuantizer::quantize`] returns for `n` encoder vectors.
-pub struct Quantized<const DM: usize, E: Dtype, D: Device<E>, T> {
+pub struct Quantized<DM: Dim, E: Dtype, D: Device<E>, T> {
     /// The straight-through output `z_e + sg[z_q − z_e]`, shape `(n, DM)`: its value is
     /// `z_q`, its gradient goes to `z_e` unchanged (eq. 3 and the text after it).
-    pub z_q: Events<Const<DM>, E, D, T>,
+    pub z_q: Events<DM, E, D, T>,
     /// `‖sg[z_e] − e_{k*}‖²` per vector, shape `(n,)`: the codebook term, whose gradient
     /// reaches the codebook only.
     pub codebook_loss: PerExample<E, D, T>,
@@ -57,10 +56,19 @@ pub struct Quantized<const DM: usize, E: Dtype, D: Device<E>, T> {
     pub z_e: Vec<f64>,
 }
 
-impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, DM, E, D> {
+/// `U(−1/K, 1/K)`, the initialization of the paper's reference code.
+fn init<E: Real>(k: usize) -> rand_distr::Uniform<E> {
+    let b = cst::<E>(1.0 / k.max(1) as f64);
+    rand_distr::Uniform::new(-b, b)
+}
+
+impl<K: Dim, DM: Dim, E: Real, D: Device<E>> VectorQuantizer<K, DM, E, D> {
     /// A quantizer with a freshly initialized codebook.
-    pub fn new(device: &D) -> Self {
-        BuildModule::build(device)
+    pub fn new(device: &D, codes: K, dim: DM) -> Result<Self> {
+        let codebook = device
+            .try_sample_like(&(codes, dim), init::<E>(codes.size()))
+            .map_err(Error::device)?;
+        Ok(Self { codebook })
     }
 
     /// The index of the nearest code of each row of `z_e` (shape `(n, DM)`): the `k`
@@ -70,23 +78,31 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
     ///
     /// # Errors
     /// The device's allocation errors, as [`Error::device`].
-    pub fn nearest<T: Tape<E, D>>(&self, z_e: &Events<Const<DM>, E, D, T>) -> Result<Vec<usize>> {
+    pub fn nearest<T: Tape<E, D>>(&self, z_e: &Events<DM, E, D, T>) -> Result<Vec<usize>> {
+        let (k, dm) = *self.codebook.shape();
+        if z_e.shape().1.size() != dm.size() {
+            return Err(Error::shape(
+                "VectorQuantizer::nearest (code dimension)",
+                &[dm.size()],
+                &[z_e.shape().1.size()],
+            ));
+        }
         let z = z_e.retaped::<NoneTape>();
         let half_norms: Vec<E> = self
             .codebook
             .as_vec()
-            .chunks(DM)
+            .chunks(dm.size().max(1))
             .map(|e| {
                 e.iter()
                     .fold(E::zero(), |acc, &v| acc - v * v * cst::<E>(0.5))
             })
             .collect();
         let dev = self.codebook.device().clone();
-        let bias = dev.tensor_from_vec(half_norms, (Const::<K>,));
+        let bias = dev.tensor_from_vec(half_norms, (k,));
         let score = linear(z, &self.codebook, &bias).map_err(Error::device)?;
         Ok(score
             .as_vec()
-            .chunks(K)
+            .chunks(k.size().max(1))
             .map(|row| {
                 let mut best = (0, E::neg_infinity());
                 for (k, &s) in row.iter().enumerate() {
@@ -100,7 +116,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
     }
 
     /// The codes `indices` as a `(n, DM)` tensor without gradient.
-    pub fn lookup(&self, indices: &[usize]) -> Events<Const<DM>, E, D> {
+    pub fn lookup(&self, indices: &[usize]) -> Events<DM, E, D> {
         let dev = self.codebook.device().clone();
         let idx = dev.tensor_from_vec(indices.to_vec(), (indices.len(),));
         self.codebook.clone().gather(idx)
@@ -112,7 +128,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
     /// [`Error::NonFinite`] if `z_e` contains NaN or infinity.
     pub fn quantize<T: Tape<E, D>>(
         &self,
-        z_e: Events<Const<DM>, E, D, T>,
+        z_e: Events<DM, E, D, T>,
     ) -> Result<Quantized<DM, E, D, T>> {
         let host = to_f64_vec(&z_e);
         if let Some(v) = host.iter().find(|v| !v.is_finite()) {
@@ -127,7 +143,7 @@ impl<const K: usize, const DM: usize, E: Real, D: Device<E>> VectorQuantizer<K, 
         let dev = self.codebook.device().clone();
         let idx = dev.tensor_from_vec(indices.clone(), (indices.len(),));
         // e_{k*} with a fresh tape: gradients reach the codebook rows by id.
-        let e: Events<Const<DM>, E, D, T> = self.codebook.retaped::<T>().gather(idx);
+        let e: Events<DM, E, D, T> = self.codebook.retaped::<T>().gather(idx);
         let e_value = detach(&e);
         let z_value = detach(&z_e);
         let codebook_loss = (e - z_value.clone()).square().sum::<(usize,), Axis<1>>();

@@ -7,6 +7,7 @@ use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use latent::nn::Linear;
 use latent::Real;
+use latent::Result;
 
 use crate::layers::{Conv2d, DepthToSpace, JoinRows, SplitRows};
 use crate::vq_vae::VqVae;
@@ -28,9 +29,9 @@ pub type MlpVqDecoder<const X: usize, const H: usize, const N: usize, E, D> = (
 );
 
 /// The MLP VQ-VAE: `784 → H → G` code vectors of `DM` dimensions (`N = G·DM`), a
-/// codebook of `K`, and back.
-pub type MlpVqVae<const H: usize, const N: usize, const DM: usize, const K: usize, E, D> =
-    VqVae<MlpVqEncoder<784, H, N, DM, E, D>, MlpVqDecoder<784, H, N, E, D>, K, DM, E, D>;
+/// codebook of `K` (a dfdx `Dim`: `Const` or a `usize` chosen at run time), and back.
+pub type MlpVqVae<const H: usize, const N: usize, const DM: usize, K, E, D> =
+    VqVae<MlpVqEncoder<784, H, N, DM, E, D>, MlpVqDecoder<784, H, N, E, D>, K, Const<DM>, E, D>;
 
 /// Convolutional encoder for 28×28×1 images: `conv 4×4/2 (32) → ReLU → conv 4×4/2 (64)
 /// → ReLU → conv 1×1 (DM)`, giving a 7×7 grid of `DM`-dimensional vectors (49 rows per
@@ -64,35 +65,46 @@ pub type ConvVqDecoder<const DM: usize, E, D> = (
 );
 
 /// The convolutional VQ-VAE for 28×28 images with a 7×7 grid of codes from a codebook
-/// of `K` vectors in `R^DM`.
-pub type ConvVqVae<const DM: usize, const K: usize, E, D> =
-    VqVae<ConvVqEncoder<DM, E, D>, ConvVqDecoder<DM, E, D>, K, DM, E, D>;
+/// of `K` vectors in `R^DM`. `K` is a dfdx `Dim` (`Const`, or a `usize` chosen at run
+/// time); `DM` is the channel count of the convolutions around it, fixed with them.
+pub type ConvVqVae<const DM: usize, K, E, D> =
+    VqVae<ConvVqEncoder<DM, E, D>, ConvVqDecoder<DM, E, D>, K, Const<DM>, E, D>;
 
-/// Builds a [`ConvVqVae`] on `device`.
-pub fn conv_vq_vae<const DM: usize, const K: usize, E: Real, D: Device<E>>(
+/// Builds a [`ConvVqVae`] with a codebook of `codes` vectors on `device`.
+///
+/// # Errors
+/// The device's allocation errors.
+pub fn conv_vq_vae<const DM: usize, K: Dim, E: Real, D: Device<E>>(
     device: &D,
-) -> ConvVqVae<DM, K, E, D> {
+    codes: K,
+) -> Result<ConvVqVae<DM, K, E, D>> {
     VqVae::new(
         BuildModule::build(device),
         BuildModule::build(device),
+        (codes, Const),
         device,
     )
 }
 
 /// Builds an [`MlpVqVae`] on `device`.
+///
+/// # Errors
+/// The device's allocation errors.
 pub fn mlp_vq_vae<
     const H: usize,
     const N: usize,
     const DM: usize,
-    const K: usize,
+    K: Dim,
     E: Real,
     D: Device<E>,
 >(
     device: &D,
-) -> MlpVqVae<H, N, DM, K, E, D> {
+    codes: K,
+) -> Result<MlpVqVae<H, N, DM, K, E, D>> {
     VqVae::new(
         BuildModule::build(device),
         BuildModule::build(device),
+        (codes, Const),
         device,
     )
 }

@@ -34,15 +34,7 @@ use crate::quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, VectorQuantizer}
 /// and `KL = G · ln K` is constant, so `log p(x) ≥ log p(x | z_q) − G ln K` is the
 /// reported ELBO.
 #[derive(Debug, Clone)]
-pub struct VqVae<
-    Enc,
-    Dec,
-    const K: usize,
-    const DM: usize,
-    E: Dtype,
-    D: Storage<E>,
-    Lik = BernoulliHead,
-> {
+pub struct VqVae<Enc, Dec, K: Dim, DM: Dim, E: Dtype, D: Storage<E>, Lik = BernoulliHead> {
     /// `x ↦ z_e`.
     pub encoder: Enc,
     /// The codebook.
@@ -67,34 +59,30 @@ pub struct VqTerms<E: Dtype, D: Device<E>, T> {
     pub z_e: Vec<f64>,
 }
 
-impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>>
-    VqVae<Enc, Dec, K, DM, E, D>
-{
+impl<Enc, Dec, K: Dim, DM: Dim, E: Real, D: Device<E>> VqVae<Enc, Dec, K, DM, E, D> {
     /// A VQ-VAE with a Bernoulli likelihood and a fresh codebook on `device`.
-    pub fn new(encoder: Enc, decoder: Dec, device: &D) -> Self {
-        Self {
+    pub fn new(encoder: Enc, decoder: Dec, (codes, dim): (K, DM), device: &D) -> Result<Self> {
+        Ok(Self {
             encoder,
-            quantizer: VectorQuantizer::new(device),
+            quantizer: VectorQuantizer::new(device, codes, dim)?,
             decoder,
             likelihood: BernoulliHead,
-        }
+        })
     }
 }
 
-impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
-    VqVae<Enc, Dec, K, DM, E, D, Lik>
-{
+impl<Enc, Dec, K: Dim, DM: Dim, E: Real, D: Device<E>, Lik> VqVae<Enc, Dec, K, DM, E, D, Lik> {
     /// The loss terms for a batch `x` of shape `(batch, X)`.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] if the encoder's rows are not a multiple of the batch;
     /// [`Error::NonFinite`] for a non-finite `z_e`; the networks' errors.
-    pub fn terms<const X: usize, T>(&self, x: Events<Const<X>, E, D, T>) -> Result<VqTerms<E, D, T>>
+    pub fn terms<X: Dim, T>(&self, x: Events<X, E, D, T>) -> Result<VqTerms<E, D, T>>
     where
         T: Tape<E, D>,
-        Enc: Module<Events<Const<X>, E, D, T>, Output = Events<Const<DM>, E, D, T>>,
-        Dec: Module<Events<Const<DM>, E, D, T>, Output = Events<Const<X>, E, D, T>>,
-        Lik: LikelihoodHead<Const<X>, E, D, T>,
+        Enc: Module<Events<X, E, D, T>, Output = Events<DM, E, D, T>>,
+        Dec: Module<Events<DM, E, D, T>, Output = Events<X, E, D, T>>,
+        Lik: LikelihoodHead<X, E, D, T>,
     {
         let batch = x.shape().0;
         let target = x.retaped::<NoneTape>().retaped::<T>();
@@ -127,10 +115,10 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
     ///
     /// # Errors
     /// The networks' errors.
-    pub fn decode<const X: usize>(&self, indices: &[usize]) -> Result<Lik::Dist>
+    pub fn decode<X: Dim>(&self, indices: &[usize]) -> Result<Lik::Dist>
     where
-        Dec: Module<Events<Const<DM>, E, D>, Output = Events<Const<X>, E, D>>,
-        Lik: LikelihoodHead<Const<X>, E, D, NoneTape>,
+        Dec: Module<Events<DM, E, D>, Output = Events<X, E, D>>,
+        Lik: LikelihoodHead<X, E, D, NoneTape>,
     {
         let z_q = self.quantizer.lookup(indices);
         let out = self.decoder.try_forward(z_q).map_err(Error::device)?;
@@ -141,18 +129,19 @@ impl<Enc, Dec, const K: usize, const DM: usize, E: Real, D: Device<E>, Lik>
     ///
     /// # Errors
     /// The encoder's errors.
-    pub fn encode<const X: usize>(&self, x: Events<Const<X>, E, D>) -> Result<Vec<usize>>
+    pub fn encode<X: Dim>(&self, x: Events<X, E, D>) -> Result<Vec<usize>>
     where
-        Enc: Module<Events<Const<X>, E, D>, Output = Events<Const<DM>, E, D>>,
+        Enc: Module<Events<X, E, D>, Output = Events<DM, E, D>>,
     {
         let z_e = self.encoder.try_forward(x).map_err(Error::device)?;
         self.quantizer.nearest(&z_e)
     }
 }
 
-impl<Enc, Dec, const K: usize, const DM: usize, E, D, Lik> TensorCollection<E, D>
-    for VqVae<Enc, Dec, K, DM, E, D, Lik>
+impl<Enc, Dec, K, DM, E, D, Lik> TensorCollection<E, D> for VqVae<Enc, Dec, K, DM, E, D, Lik>
 where
+    K: Dim + Default,
+    DM: Dim + Default,
     E: Real,
     D: Device<E>,
     Enc: TensorCollection<E, D>,
@@ -197,7 +186,7 @@ pub enum CodebookUpdate {
 /// restarts, and on the test set the reconstruction term, the constant `KL = G ln K`
 /// and the bound `log p(x|z_q) − G ln K`.
 #[derive(Debug, Clone)]
-pub struct VqVaeTask<const X: usize> {
+pub struct VqVaeTask<X: Dim> {
     /// `β` of the commitment term (0.25 in the paper).
     pub commitment_cost: f64,
     /// How the codebook learns.
@@ -209,9 +198,13 @@ pub struct VqVaeTask<const X: usize> {
     rng: StdRng,
     /// Codes restarted so far.
     pub restarts: usize,
+    /// The codebook size `K`, once the task has seen the model (for [`Task::describe`]).
+    codes: Option<usize>,
+    /// The observations' width `X`.
+    observations: std::marker::PhantomData<fn() -> X>,
 }
 
-impl<const X: usize> VqVaeTask<X> {
+impl<X: Dim> VqVaeTask<X> {
     /// A task with the given commitment cost and codebook update; `seed` drives the
     /// choice of restart vectors.
     ///
@@ -231,6 +224,8 @@ impl<const X: usize> VqVaeTask<X> {
             last: None,
             rng: StdRng::seed_from_u64(seed),
             restarts: 0,
+            codes: None,
+            observations: std::marker::PhantomData,
         })
     }
 
@@ -243,20 +238,18 @@ impl<const X: usize> VqVaeTask<X> {
     }
 }
 
-impl<const X: usize, Enc, Dec, const K: usize, const DM: usize, E, D, Lik>
-    Task<E, D, VqVae<Enc, Dec, K, DM, E, D, Lik>> for VqVaeTask<X>
+impl<X, Enc, Dec, K, DM, E, D, Lik> Task<E, D, VqVae<Enc, Dec, K, DM, E, D, Lik>> for VqVaeTask<X>
 where
+    X: Dim + Default,
+    K: Dim,
+    DM: Dim,
     E: Real,
     D: Device<E>,
-    Enc: Module<
-            Events<Const<X>, E, D, OwnedTape<E, D>>,
-            Output = Events<Const<DM>, E, D, OwnedTape<E, D>>,
-        > + Module<Events<Const<X>, E, D>, Output = Events<Const<DM>, E, D>>,
-    Dec: Module<
-            Events<Const<DM>, E, D, OwnedTape<E, D>>,
-            Output = Events<Const<X>, E, D, OwnedTape<E, D>>,
-        > + Module<Events<Const<DM>, E, D>, Output = Events<Const<X>, E, D>>,
-    Lik: LikelihoodHead<Const<X>, E, D, OwnedTape<E, D>> + LikelihoodHead<Const<X>, E, D, NoneTape>,
+    Enc: Module<Events<X, E, D, OwnedTape<E, D>>, Output = Events<DM, E, D, OwnedTape<E, D>>>
+        + Module<Events<X, E, D>, Output = Events<DM, E, D>>,
+    Dec: Module<Events<DM, E, D, OwnedTape<E, D>>, Output = Events<X, E, D, OwnedTape<E, D>>>
+        + Module<Events<DM, E, D>, Output = Events<X, E, D>>,
+    Lik: LikelihoodHead<X, E, D, OwnedTape<E, D>> + LikelihoodHead<X, E, D, NoneTape>,
 {
     fn loss(
         &mut self,
@@ -265,7 +258,8 @@ where
         grads: Gradients<E, D>,
         _progress: Progress,
     ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
-        let x = batch.images::<Const<X>, E>()?;
+        self.codes = Some(model.quantizer.codebook.shape().0.size());
+        let x = batch.images::<X, E>()?;
         let t = model.terms(latent::ops::observed(x, grads))?;
         let mut loss = t.commitment * cst::<E>(self.commitment_cost) - t.reconstruction;
         if matches!(self.codebook, CodebookUpdate::Loss) {
@@ -301,6 +295,7 @@ where
         let Some((indices, z_e)) = self.last.take() else {
             return Ok(());
         };
+        let dm = model.quantizer.codebook.shape().1.size();
         let mut book = to_f64_vec(&model.quantizer.codebook);
         let mut changed = false;
         if let CodebookUpdate::Ema(ema) = &mut self.codebook {
@@ -309,7 +304,7 @@ where
         }
         if let Some(restart) = &mut self.restart {
             for (code, v) in restart.step(&z_e, &indices, &mut self.rng) {
-                book[code * DM..(code + 1) * DM].copy_from_slice(&v);
+                book[code * dm..(code + 1) * dm].copy_from_slice(&v);
                 if let CodebookUpdate::Ema(ema) = &mut self.codebook {
                     ema.reset(code, &v);
                 }
@@ -333,13 +328,14 @@ where
         let (mut rec, mut codes) = (0.0, 0usize);
         let idx: Vec<usize> = (0..test.len()).collect();
         for chunk in idx.chunks(1000) {
-            let x = test.batch::<Const<X>, E, D>(device, chunk, None)?;
+            let x = test.batch::<X, E, D>(device, chunk, None)?;
             let t = model.terms(x)?;
             rec += to_f64_vec(&t.reconstruction).iter().sum::<f64>();
             codes += t.indices.len();
         }
         let n = test.len().max(1) as f64;
-        let kl = codes as f64 / n * (K as f64).ln();
+        let k = model.quantizer.codebook.shape().0.size();
+        let kl = codes as f64 / n * (k as f64).ln();
         let report = EvalReport {
             elbo: rec / n - kl,
             reconstruction: rec / n,
@@ -362,7 +358,8 @@ where
             CodebookUpdate::Loss => "codebook loss".to_string(),
             CodebookUpdate::Ema(ref e) => format!("EMA γ={}", e.decay),
         };
-        format!("vq-vae(K={K}, β={}, {update})", self.commitment_cost)
+        let k = self.codes.map_or_else(String::new, |k| format!("K={k}, "));
+        format!("vq-vae({k}β={}, {update})", self.commitment_cost)
     }
 }
 
@@ -441,21 +438,27 @@ impl CodePrior {
 ///
 /// # Errors
 /// Shape mismatches between the data and the model; the networks' errors.
-pub fn code_usage<const X: usize, Enc, Dec, const K: usize, const DM: usize, E, D, Lik>(
+pub fn code_usage<X, Enc, Dec, K, DM, E, D, Lik>(
     model: &VqVae<Enc, Dec, K, DM, E, D, Lik>,
     data: &Dataset,
     device: &D,
 ) -> Result<(CodeUsage, Vec<usize>)>
 where
+    X: Dim + Default,
+    K: Dim,
+    DM: Dim,
     E: Real,
     D: Device<E>,
-    Enc: Module<Events<Const<X>, E, D>, Output = Events<Const<DM>, E, D>>,
+    Enc: Module<Events<X, E, D>, Output = Events<DM, E, D>>,
 {
     let mut all = Vec::new();
     let idx: Vec<usize> = (0..data.len()).collect();
     for chunk in idx.chunks(1000) {
-        let x = data.batch::<Const<X>, E, D>(device, chunk, None)?;
+        let x = data.batch::<X, E, D>(device, chunk, None)?;
         all.extend(model.encode(x)?);
     }
-    Ok((CodeUsage::of(&all, K), all))
+    Ok((
+        CodeUsage::of(&all, model.quantizer.codebook.shape().0.size()),
+        all,
+    ))
 }

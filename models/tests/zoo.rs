@@ -241,8 +241,8 @@ fn cvae_completion_counts_only_the_bottom_half() {
     assert_eq!(to_f64_vec(&t.reconstruction).len(), 2);
 }
 
-fn quantizer(dev: &Dev) -> VectorQuantizer<3, 2, f64, Dev> {
-    let mut q = VectorQuantizer::<3, 2, f64, Dev>::new(dev);
+fn quantizer(dev: &Dev) -> VectorQuantizer<Const<3>, Const<2>, f64, Dev> {
+    let mut q = VectorQuantizer::new(dev, Const, Const).unwrap();
     // Codes (0,0), (1,1), (−2,1).
     q.codebook.copy_from(&[0.0, 0.0, 1.0, 1.0, -2.0, 1.0]);
     q
@@ -387,10 +387,10 @@ fn dead_code_is_restarted() {
 
     // Through the task: an MLP VQ-VAE whose batch uses few of its 64 codes.
     let dev = Dev::seed_from_u64(2);
-    let mut model = latent_models::mlp_vq_vae::<32, 16, 4, 64, f64, Dev>(&dev);
+    let mut model = latent_models::mlp_vq_vae::<32, 16, 4, _, f64, Dev>(&dev, Const::<64>).unwrap();
     let data = latent::data::embedded().unwrap().test.take(8);
     let idx: Vec<usize> = (0..8).collect();
-    let mut task = VqVaeTask::<784>::new(0.25, CodebookUpdate::Loss, 1)
+    let mut task = VqVaeTask::<Const<784>>::new(0.25, CodebookUpdate::Loss, 1)
         .unwrap()
         .with_restarts(DeadCodeRestart::new(64, 0.5, 0.0).unwrap());
     let before = to_f64_vec(&model.quantizer.codebook);
@@ -554,11 +554,11 @@ fn mlp_vq_vae_learns_with_the_codebook_loss() {
     use latent_models::code_usage;
 
     let dev = Dev::seed_from_u64(5);
-    let mut model = latent_models::mlp_vq_vae::<64, 64, 8, 32, f64, Dev>(&dev);
+    let mut model = latent_models::mlp_vq_vae::<64, 64, 8, _, f64, Dev>(&dev, 32usize).unwrap();
     let data = latent::data::embedded().unwrap();
     let (train, test) = (data.train.take(1024), data.test.take(200));
     let test_bin = prepare_test(&test, Binarization::Dynamic, 0);
-    let mut task = VqVaeTask::<784>::new(0.25, CodebookUpdate::Loss, 0).unwrap();
+    let mut task = VqVaeTask::<Const<784>>::new(0.25, CodebookUpdate::Loss, 0).unwrap();
     let before = task.evaluate(&model, &test_bin, &dev).unwrap();
     let book = model.quantizer.codebook.as_vec();
     let config = TrainConfig {
@@ -576,7 +576,8 @@ fn mlp_vq_vae_learns_with_the_codebook_loss() {
         after.reconstruction
     );
     assert_ne!(book, model.quantizer.codebook.as_vec());
-    let (usage, _) = code_usage::<784, _, _, 32, 8, f64, Dev, _>(&model, &test_bin, &dev).unwrap();
+    let (usage, _) =
+        code_usage::<Const<784>, _, _, _, _, f64, Dev, _>(&model, &test_bin, &dev).unwrap();
     assert!(usage.perplexity > 2.0, "perplexity {}", usage.perplexity);
 }
 
@@ -585,7 +586,8 @@ fn mlp_vq_vae_learns_with_the_codebook_loss() {
 #[test]
 fn nearest_code_matches_brute_force_distances() {
     let dev = Dev::seed_from_u64(12);
-    let q = VectorQuantizer::<64, 5, f64, Dev>::new(&dev);
+    // A codebook size chosen at run time.
+    let q = VectorQuantizer::<usize, Const<5>, f64, Dev>::new(&dev, 64, Const).unwrap();
     let z: Tensor<(usize, Const<5>), f64, Dev> = dev.sample_normal_like(&(200, Const));
     let got = q.nearest(&z).unwrap();
     let (zs, book) = (to_f64_vec(&z), to_f64_vec(&q.codebook));
@@ -611,7 +613,7 @@ fn nearest_code_matches_brute_force_distances() {
 fn vq_vae_replica_gradients_and_ema_equal_the_whole_batch() {
     use latent::train::DataParallel;
     use latent_models::{conv_vq_vae, CodebookEma, ConvVqVae};
-    type Vq = ConvVqVae<8, 16, f32, Dev>;
+    type Vq = ConvVqVae<8, Const<16>, f32, Dev>;
     let data = latent::data::embedded().unwrap().test.take(11);
     let data = latent::train::prepare_test(&data, latent::data::Binarization::Dynamic, 0);
     let idx: Vec<usize> = (0..11).collect();
@@ -622,9 +624,9 @@ fn vq_vae_replica_gradients_and_ema_equal_the_whole_batch() {
     };
     let run = |threads: usize| {
         let dev = Dev::seed_from_u64(3);
-        let mut model: Vq = conv_vq_vae(&dev);
+        let mut model: Vq = conv_vq_vae(&dev, Const).unwrap();
         let ema = CodebookEma::new(16, 8, 0.9, 1e-5).unwrap();
-        let mut task = VqVaeTask::<784>::new(0.25, CodebookUpdate::Ema(ema), 0).unwrap();
+        let mut task = VqVaeTask::<Const<784>>::new(0.25, CodebookUpdate::Ema(ema), 0).unwrap();
         let mut dp = DataParallel::new(&model, threads, 0).unwrap();
         let (loss, g) = dp
             .gradients(
