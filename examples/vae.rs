@@ -25,18 +25,16 @@ use std::time::Instant;
 
 use clap::Parser;
 use common::{value_name, BinarizeArg, LikelihoodArg, ObjectiveArg, PriorArg, RunArgs};
-use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use latent::data::{Dataset, Splits};
 use latent::eval;
 use latent::heads::{
     BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
 };
-use latent::nn::Linear;
 use latent::train::{fit, prepare_test, ThreadSafe};
 use latent::LatentVariableModel;
 use latent::{AnyObjective, Distribution, Elbo, Error, ImportanceWeighted, Objective, Result};
-use latent_models::{MlpDecoder, MlpEncoder, Vae};
+use latent_models::{mlp_vae_with_heads, MlpVae};
 
 type Dev = AutoDevice;
 
@@ -79,17 +77,7 @@ struct Args {
 }
 
 /// The MLP VAE at run-time sizes with likelihood head `L` and prior head `P`.
-type Model<L, P> = Vae<
-    MlpEncoder<usize, usize, f32, Dev>,
-    MlpDecoder<usize, usize, usize, f32, Dev>,
-    usize,
-    usize,
-    usize,
-    f32,
-    Dev,
-    L,
-    P,
->;
+type Model<L, P> = MlpVae<usize, usize, usize, f32, Dev, L, P>;
 
 fn main() {
     if let Err(e) = run(Args::parse()) {
@@ -140,10 +128,7 @@ where
     let dev = Dev::seed_from_u64(r.seed);
     let (likelihood, prior) = heads(&dev)?;
     let (x, h, z) = (splits.train.dim(), a.hidden, a.latent_dim);
-    let encoder = (Linear::new(&dev, x, h)?, ReLU);
-    let decoder = (Linear::new(&dev, z, h)?, ReLU, Linear::new(&dev, h, x)?);
-    let mut model: Model<L, P> =
-        Vae::with_heads(encoder, decoder, likelihood, prior, (h, z), &dev)?;
+    let mut model: Model<L, P> = mlp_vae_with_heads(&dev, (x, h, z), likelihood, prior)?;
     let objective = match a.objective {
         ObjectiveArg::Elbo => AnyObjective::Elbo(Elbo::new(a.samples)?.with_beta(a.beta)?),
         ObjectiveArg::Iwae => AnyObjective::Iwae(ImportanceWeighted::new(a.k)?),

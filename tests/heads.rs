@@ -1,6 +1,5 @@
 //! Swappable likelihood and prior heads of the VAE.
 
-use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
 use latent::data::embedded;
 use latent::distributions::Distribution;
@@ -9,11 +8,10 @@ use latent::heads::{
     ContinuousBernoulliHead, FixedGaussianHead, LearnedGaussianHead, LikelihoodHead, MixturePrior,
     StandardNormalPrior,
 };
-use latent::nn::Linear;
 use latent::ops::to_f64_vec;
 use latent::train::{fit, TrainConfig};
 use latent::{Elbo, Error, KlEstimator};
-use latent_models::{MlpDecoder, MlpEncoder, Vae};
+use latent_models::{mlp_vae_with_heads, MlpVae};
 use statrs::distribution::Continuous;
 
 type Dev = Cpu;
@@ -75,36 +73,13 @@ fn gaussian_heads_give_the_stated_densities() {
 }
 
 /// These models take their sizes at run time (`usize`), as the `vae` example does.
-type RtVae<L, P> = Vae<
-    MlpEncoder<usize, usize, f32, Dev>,
-    MlpDecoder<usize, usize, usize, f32, Dev>,
-    usize,
-    usize,
-    usize,
-    f32,
-    Dev,
-    L,
-    P,
->;
+type RtVae<L, P> = MlpVae<usize, usize, usize, f32, Dev, L, P>;
 type CbVae = RtVae<ContinuousBernoulliHead, StandardNormalPrior>;
 type MixVae = RtVae<latent::heads::BernoulliHead, MixturePrior<usize, usize, f32, Dev>>;
 
 /// An MLP VAE `784-256-10` with the given heads, sizes chosen at run time.
 fn rt_vae<L, P>(dev: &Dev, likelihood: L, prior: P) -> RtVae<L, P> {
-    let (x, h, z) = (784, 256, 10);
-    Vae::with_heads(
-        (Linear::new(dev, x, h).unwrap(), ReLU),
-        (
-            Linear::new(dev, z, h).unwrap(),
-            ReLU,
-            Linear::new(dev, h, x).unwrap(),
-        ),
-        likelihood,
-        prior,
-        (h, z),
-        dev,
-    )
-    .unwrap()
+    mlp_vae_with_heads(dev, (784, 256, 10), likelihood, prior).unwrap()
 }
 
 /// A VAE with a learned mixture prior has no closed-form KL: Analytic is refused, Auto

@@ -30,7 +30,7 @@ pub use cvae::{
     ConditionalPriorHead, Cvae, CvaeDecoder, CvaeGuide, Joint, LearnedConditionalPrior,
 };
 pub use linear_gaussian::LinearGaussian;
-pub use mlp::{mlp_vae, MlpDecoder, MlpEncoder, MlpVae};
+pub use mlp::{mlp_vae, mlp_vae_with_heads, MlpDecoder, MlpEncoder, MlpVae};
 pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};
 pub use vae::Vae;
 pub use vq_networks::{conv_vq_vae, mlp_vq_vae, ConvVqVae, MlpVqVae};

@@ -3,6 +3,7 @@
 
 use dfdx::nn::modules::ReLU;
 use dfdx::prelude::*;
+use latent::heads::{BernoulliHead, StandardNormalPrior};
 use latent::nn::Linear;
 use latent::{Real, Result};
 
@@ -18,8 +19,10 @@ pub type MlpDecoder<X, H, Z, E, D> = (Linear<Z, H, E, D>, ReLU, Linear<H, X, E, 
 /// The sizes are dfdx `Dim`s: the reference model is
 /// `MlpVae<Const<784>, Const<400>, Const<20>, f32, _>` (sizes checked at compile time),
 /// and `MlpVae<usize, usize, usize, f32, _>` takes sizes chosen at run time.
-pub type MlpVae<X, H, Z, E, D> =
-    Vae<MlpEncoder<X, H, E, D>, MlpDecoder<X, H, Z, E, D>, X, H, Z, E, D>;
+/// `Lik` and `Pri` are the likelihood and prior heads (Bernoulli and standard Normal by
+/// default; see [`mlp_vae_with_heads`]).
+pub type MlpVae<X, H, Z, E, D, Lik = BernoulliHead, Pri = StandardNormalPrior> =
+    Vae<MlpEncoder<X, H, E, D>, MlpDecoder<X, H, Z, E, D>, X, H, Z, E, D, Lik, Pri>;
 
 /// Builds an [`MlpVae`] with sizes `(X, H, Z)` on `device`, initialized as PyTorch's
 /// `nn.Linear` is (`U(−1/√fan_in, 1/√fan_in)` for weights and biases).
@@ -42,13 +45,23 @@ pub type MlpVae<X, H, Z, E, D> =
 /// The device's allocation errors.
 pub fn mlp_vae<X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>>(
     device: &D,
-    (x, h, z): (X, H, Z),
+    dims: (X, H, Z),
 ) -> Result<MlpVae<X, H, Z, E, D>> {
-    Vae::new(
-        (Linear::new(device, x, h)?, ReLU),
-        (Linear::new(device, z, h)?, ReLU, Linear::new(device, h, x)?),
-        h,
-        z,
-        device,
-    )
+    mlp_vae_with_heads(device, dims, BernoulliHead, StandardNormalPrior)
+}
+
+/// [`mlp_vae`] with the given likelihood and prior heads (e.g. a `LearnedGaussianHead`
+/// and a `MixturePrior`, see [`latent::heads`]).
+///
+/// # Errors
+/// The device's allocation errors.
+pub fn mlp_vae_with_heads<X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Lik, Pri>(
+    device: &D,
+    (x, h, z): (X, H, Z),
+    likelihood: Lik,
+    prior: Pri,
+) -> Result<MlpVae<X, H, Z, E, D, Lik, Pri>> {
+    let encoder = (Linear::new(device, x, h)?, ReLU);
+    let decoder = (Linear::new(device, z, h)?, ReLU, Linear::new(device, h, x)?);
+    Vae::with_heads(encoder, decoder, likelihood, prior, (h, z), device)
 }
