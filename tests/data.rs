@@ -95,6 +95,64 @@ fn idx_rejects_wrong_magic_truncation_and_corruption() {
     assert!(matches!(e, Error::Io { .. }), "{e}");
 }
 
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Gzip bounds: a header that declares more than the limit is refused before anything
+/// is inflated or allocated; a multi-member gzip is one stream; anything after the last
+/// member is refused; a header that promises more than the stream holds is truncation.
+#[test]
+fn idx_gzip_is_bounded_multi_member_and_strict_about_trailing_data() {
+    let p = std::path::Path::new("x.gz");
+    let (images, _) = sample_images(4);
+    let good = latent::data::encode_idx(&images).unwrap();
+
+    // Declared 4·784 bytes, limit 1000: refused from the header alone.
+    let e = latent::data::parse_idx_limited(&gzip(&good), p, 1000).unwrap_err();
+    assert!(
+        matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("above the limit")),
+        "{e}"
+    );
+    // A header declaring 4 × 2^31 bytes with no data: refused by the default limit (or
+    // reported truncated) without inflating or allocating gigabytes.
+    let huge = [0u8, 0, 8, 3, 0, 0, 0, 4, 0x80, 0, 0, 0, 0, 0, 0, 1];
+    assert!(matches!(
+        parse_idx(&gzip(&huge), p),
+        Err(Error::MalformedIdx { .. })
+    ));
+
+    // Two members (as `cat a.gz b.gz` makes): one IDX stream.
+    let (head, tail) = good.split_at(100);
+    let mut two = gzip(head);
+    two.extend(gzip(tail));
+    assert_eq!(parse_idx(&two, p).unwrap(), images);
+
+    // Garbage after the gzip stream, and a second member that carries extra data.
+    let mut garbage = gzip(&good);
+    garbage.extend_from_slice(b"not gzip");
+    assert!(matches!(
+        parse_idx(&garbage, p),
+        Err(Error::MalformedIdx { .. })
+    ));
+    let mut extra = gzip(&good);
+    extra.extend(gzip(&[1, 2, 3]));
+    let e = parse_idx(&extra, p).unwrap_err();
+    assert!(
+        matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("trailing")),
+        "{e}"
+    );
+    // Promises more than it holds.
+    let e = parse_idx(&gzip(&good[..good.len() - 5]), p).unwrap_err();
+    assert!(
+        matches!(&e, Error::MalformedIdx { reason, .. } if reason.contains("truncated data")),
+        "{e}"
+    );
+}
+
 #[test]
 fn load_dir_reads_mnist_style_files_and_names_missing_ones() {
     let dir = tempfile::tempdir().unwrap();

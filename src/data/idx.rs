@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::path::Path;
 
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 
 use crate::error::{Error, Result};
 
@@ -23,81 +23,126 @@ pub struct IdxArray {
     pub data: Vec<u8>,
 }
 
-/// Parses IDX bytes (raw, or gzip-compressed, detected by the gzip magic `1f 8b`).
-/// `path` only names the source in errors.
+/// The largest IDX body [`parse_idx`] accepts by default: half the memory the system
+/// reports available (`MemAvailable` of `/proc/meminfo`), or 4 GiB where that cannot be
+/// read. [`parse_idx_limited`] takes another limit.
+pub fn default_max_bytes() -> usize {
+    let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<usize>().ok())
+            .map(|kb| kb.saturating_mul(1024))
+    });
+    available.map_or(4 << 30, |b| b / 2)
+}
+
+/// Parses IDX bytes (raw, or gzip-compressed, detected by the gzip magic `1f 8b`; a
+/// gzip file of several members is one stream). `path` only names the source in
+/// errors. The body may be at most [`default_max_bytes`].
+///
+/// # Errors
+/// As [`parse_idx_limited`].
+pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+    parse_idx_limited(bytes, path, default_max_bytes())
+}
+
+/// [`parse_idx`] with a body of at most `max_bytes`. The header is read and checked
+/// first, and a gzip stream is inflated only up to the size the header declares (plus
+/// one byte, to detect trailing data), so memory stays bounded by the declared size
+/// whatever the input.
 ///
 /// # Errors
 /// [`Error::MalformedIdx`] for a bad magic number, an unsupported type, a truncated
-/// header or body, trailing bytes, or corrupt gzip data.
-pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+/// header or body, trailing bytes (also after the last gzip member), corrupt gzip
+/// data, or a declared size above `max_bytes` (refused before anything is allocated).
+pub fn parse_idx_limited(bytes: &[u8], path: &Path, max_bytes: usize) -> Result<IdxArray> {
     let bad = |reason: String| Error::MalformedIdx {
         path: path.to_path_buf(),
         reason,
     };
-    let raw: std::borrow::Cow<[u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| bad(format!("corrupt gzip stream: {e}")))?;
-        out.into()
+    let gzip = bytes.starts_with(&[0x1f, 0x8b]);
+    let mut stream: Box<dyn Read + '_> = if gzip {
+        Box::new(MultiGzDecoder::new(bytes))
     } else {
-        bytes.into()
+        Box::new(bytes)
     };
-    if raw.len() < 4 {
-        return Err(bad(format!(
-            "{} bytes is too short for the 4-byte magic number",
-            raw.len()
-        )));
-    }
-    if raw[0] != 0 || raw[1] != 0 {
+    // Reads exactly `buf.len()` bytes, or says how many there were.
+    let mut fill = |buf: &mut [u8], what: &str| -> Result<()> {
+        let mut got = 0;
+        while got < buf.len() {
+            match stream.read(&mut buf[got..]) {
+                Ok(0) => {
+                    return Err(bad(format!(
+                        "truncated {what}: {} bytes needed, {got} found",
+                        buf.len()
+                    )))
+                }
+                Ok(k) => got += k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(bad(format!("corrupt gzip stream: {e}"))),
+            }
+        }
+        Ok(())
+    };
+    let mut magic = [0u8; 4];
+    fill(&mut magic, "magic number")?;
+    if magic[0] != 0 || magic[1] != 0 {
         return Err(bad(format!(
             "bad magic number 0x{:02x}{:02x}{:02x}{:02x} (must start with 0x0000)",
-            raw[0], raw[1], raw[2], raw[3]
+            magic[0], magic[1], magic[2], magic[3]
         )));
     }
-    if raw[2] != IDX_U8 {
+    if magic[2] != IDX_U8 {
         return Err(bad(format!(
             "unsupported data type 0x{:02x} (only unsigned bytes, 0x08)",
-            raw[2]
+            magic[2]
         )));
     }
-    let ndim = raw[3] as usize;
+    let ndim = magic[3] as usize;
     if ndim == 0 {
         return Err(bad("zero dimensions".into()));
     }
-    let header = 4 + 4 * ndim;
-    if raw.len() < header {
-        return Err(bad(format!(
-            "truncated header: {ndim} dimensions need {header} bytes, file has {}",
-            raw.len()
-        )));
-    }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|i| {
-            let b = &raw[4 + 4 * i..8 + 4 * i];
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
-        })
+    let mut header = vec![0u8; 4 * ndim];
+    fill(&mut header, "header")?;
+    let dims: Vec<usize> = header
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .collect();
     let n = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
-    let body = raw.len() - header;
-    if body < n {
+    if n > max_bytes {
         return Err(bad(format!(
-            "truncated data: dimensions {dims:?} need {n} bytes, file has {body}"
+            "dimensions {dims:?} declare {n} bytes, above the limit of {max_bytes} \
+             (half the available memory by default)"
         )));
     }
-    if body > n {
+    // Grown as the data arrives (a header may promise more than the file holds), and
+    // never past the promised size.
+    let mut data = Vec::with_capacity(n.min(1 << 24));
+    (&mut stream)
+        .take(n as u64)
+        .read_to_end(&mut data)
+        .map_err(|e| bad(format!("corrupt gzip stream: {e}")))?;
+    if data.len() < n {
         return Err(bad(format!(
-            "{} unexpected trailing bytes after {n} data bytes",
-            body - n
+            "truncated data: dimensions {dims:?} need {n} bytes, file has {}",
+            data.len()
         )));
     }
-    Ok(IdxArray {
-        dims,
-        data: raw[header..].to_vec(),
-    })
+    let mut extra = [0u8; 1];
+    match stream.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => {
+            return Err(bad(format!(
+                "unexpected trailing bytes after {n} data bytes"
+            )))
+        }
+        Err(e) => return Err(bad(format!("trailing data that is not gzip: {e}"))),
+    }
+    Ok(IdxArray { dims, data })
 }
 
 /// Reads an IDX file (raw or gzip-compressed).
