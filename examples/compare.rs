@@ -130,7 +130,7 @@ fn run(args: &Args) -> Result<()> {
         ));
     }
     let out = args.out();
-    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let _claim = args.run.claim(&out)?;
     let mut rows = Vec::new();
     for name in MODELS.iter().filter(|m| chosen.contains(m)) {
         let row = match *name {
@@ -484,5 +484,7 @@ fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
     md.push_str(&legend.join(", "));
     md.push_str(".\n");
     let path = out.join("results.md");
-    std::fs::write(&path, md).map_err(|e| Error::io(&path, e))
+    latent::train::run_dir::write_atomically(&path, |w| {
+        std::io::Write::write_all(w, md.as_bytes()).map_err(|e| Error::io(&path, e))
+    })
 }

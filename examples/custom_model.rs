@@ -152,6 +152,7 @@ fn main() {
 
 fn run(args: &Args) -> Result<()> {
     let (r, out) = (&args.run, args.run.out_dir("custom_model"));
+    let _claim = r.claim(&out)?;
     let splits = r.splits()?;
     // 6. Build it like any dfdx module, and train it with the stock trainer and ELBO.
     let dev = Dev::seed_from_u64(r.seed);

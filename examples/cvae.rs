@@ -75,6 +75,7 @@ fn main() {
 
 fn run(args: &Args) -> Result<()> {
     let (r, out) = (&args.run, args.run.out_dir("cvae"));
+    let _claim = r.claim(&out)?;
     let splits = r.splits()?;
     if (splits.train.rows, splits.train.cols) != (28, 28) {
         return Err(Error::shape(

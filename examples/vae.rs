@@ -125,6 +125,7 @@ where
 {
     let start = Instant::now();
     let (r, out) = (&a.run, a.run.out_dir("vae"));
+    let _claim = r.claim(&out)?;
     let dev = Dev::seed_from_u64(r.seed);
     let (likelihood, prior) = heads(&dev)?;
     let (x, h, z) = (splits.train.dim(), a.hidden, a.latent_dim);

@@ -78,6 +78,23 @@ pub enum Error {
         value: f64,
     },
 
+    /// Another live process holds the run directory (its lock file names it).
+    #[error("run directory {path} is in use by process {pid}")]
+    RunDirBusy {
+        /// The directory.
+        path: PathBuf,
+        /// The process holding it.
+        pid: u32,
+    },
+
+    /// The run directory holds the outputs of an earlier run; choose another directory
+    /// or overwrite it explicitly.
+    #[error("run directory {path} holds an earlier run (pass --overwrite to replace it)")]
+    RunDirOccupied {
+        /// The directory.
+        path: PathBuf,
+    },
+
     /// The compute device (CPU allocator or CUDA) reported an error.
     #[error("device error: {0}")]
     Device(String),

@@ -47,16 +47,16 @@ pub fn save_image_grid(
             }
         }
     }
-    let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
-    enc.set_color(png::ColorType::Grayscale);
-    enc.set_depth(png::BitDepth::Eight);
     let img_err = |e: png::EncodingError| Error::Image {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    let mut writer = enc.write_header().map_err(img_err)?;
-    writer.write_image_data(&buf).map_err(img_err)?;
-    writer.finish().map_err(img_err)?;
-    Ok(())
+    crate::train::run_dir::write_atomically(path, |w| {
+        let mut enc = png::Encoder::new(w, width as u32, height as u32);
+        enc.set_color(png::ColorType::Grayscale);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(img_err)?;
+        writer.write_image_data(&buf).map_err(img_err)?;
+        writer.finish().map_err(img_err)
+    })
 }

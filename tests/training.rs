@@ -154,9 +154,18 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
     let b = evaluate(&fresh, &elbo, &test, &eval_dev(5), 128).unwrap();
     assert_eq!(a, b);
 
-    // An absurd learning rate makes the loss blow up within the epoch.
+    // A second run into the same directory is refused before it touches anything, so
+    // the earlier run's checkpoint stays as it was.
+    let err = fit(&mut model, &elbo, &train, &test, &config, &dev).unwrap_err();
+    assert!(matches!(err, Error::RunDirOccupied { .. }), "{err}");
+    assert_eq!(std::fs::read(&ckpt).unwrap(), good);
+
+    // An absurd learning rate makes the loss blow up within the epoch: a typed error
+    // naming epoch and step, no checkpoint of the diverged model, no leftovers.
+    let other = tempfile::tempdir().unwrap();
     let diverging = TrainConfig {
         lr: 1e30,
+        out_dir: Some(other.path().to_path_buf()),
         ..config.clone()
     };
     let err = fit(&mut model, &elbo, &train, &test, &diverging, &dev).unwrap_err();
@@ -166,15 +175,14 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
         }
         other => panic!("expected NonFinite, got {other}"),
     }
-    assert_eq!(
-        std::fs::read(&ckpt).unwrap(),
-        good,
-        "the last good checkpoint must stay intact"
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+    assert!(!other.path().join("checkpoint.safetensors").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(other.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.ends_with(".tmp") || n.starts_with(".latent.lock")
+        })
         .collect();
     assert!(leftovers.is_empty());
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use latent::data::{discover, Binarization, Splits};
 use latent::eval::EvalOptions;
-use latent::train::TrainConfig;
+use latent::train::{RunDir, TrainConfig};
 use latent::{Error, Result};
 
 /// The flags of every training run.
@@ -46,6 +46,9 @@ pub struct RunArgs {
     /// Hide the progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Replace an earlier run found in the output directory (refused otherwise).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 impl RunArgs {
@@ -54,6 +57,15 @@ impl RunArgs {
         self.out
             .clone()
             .unwrap_or_else(|| Path::new("runs").join(name))
+    }
+
+    /// Claims the output directory for the whole run (see [`RunDir`]): another run
+    /// still writing there, or an earlier run without `--overwrite`, is an error.
+    ///
+    /// # Errors
+    /// [`Error::RunDirBusy`], [`Error::RunDirOccupied`], I/O errors.
+    pub fn claim(&self, out: &Path) -> Result<RunDir> {
+        RunDir::claim(out, self.overwrite)
     }
 
     /// Finds the data (see `--data`) and says which it used.
@@ -88,6 +100,7 @@ impl RunArgs {
             binarization,
             progress: !self.quiet,
             out_dir: Some(out),
+            overwrite: self.overwrite,
             threads: self.threads,
             ..Default::default()
         }
@@ -203,10 +216,10 @@ pub fn write_json<S: serde::Serialize>(dir: &Path, name: &str, summary: &S) -> R
     let json = serde_json::to_string_pretty(summary)
         .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    std::io::Write::write_all(&mut tmp, format!("{json}\n").as_bytes())
-        .map_err(|e| Error::io(&path, e))?;
-    tmp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
+    latent::train::run_dir::write_atomically(&path, |w| {
+        std::io::Write::write_all(w, format!("{json}\n").as_bytes())
+            .map_err(|e| Error::io(&path, e))
+    })?;
     Ok(json)
 }
 

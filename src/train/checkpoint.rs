@@ -46,6 +46,7 @@ where
     std::fs::File::open(tmp.path())
         .and_then(|f| f.sync_all())
         .map_err(|e| err(format!("syncing the temporary file failed: {e}")))?;
+    super::run_dir::set_default_permissions(tmp.path())?;
     tmp.persist(path)
         .map_err(|e| err(format!("renaming the temporary file failed: {}", e.error)))?;
     Ok(())

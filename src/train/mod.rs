@@ -3,11 +3,13 @@
 pub mod checkpoint;
 pub mod metrics;
 pub mod parallel;
+pub mod run_dir;
 pub mod task;
 pub mod trainer;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use parallel::{DataParallel, ThreadSafe};
+pub use run_dir::RunDir;
 pub use task::{Batch, ConditionalTask, ObjectiveTask, Progress, Task};
 pub use trainer::{fit, fit_task, prepare_test, TrainConfig, TrainReport};

@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use super::checkpoint::save_checkpoint;
 use super::metrics::{EpochMetrics, MetricsLog};
 use super::parallel::{DataParallel, ThreadSafe};
+use super::run_dir::RunDir;
 use super::task::{ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
 use crate::error::{Error, Result};
@@ -37,7 +38,13 @@ pub struct TrainConfig {
     /// Show a progress bar with the running loss on stderr.
     pub progress: bool,
     /// Where `metrics.jsonl` and `checkpoint.safetensors` go; nothing is written if unset.
+    /// The trainer claims it for the run ([`RunDir`](super::RunDir)): a directory in use
+    /// by another process, or holding an earlier run without `overwrite`, is a typed
+    /// error.
     pub out_dir: Option<PathBuf>,
+    /// Replace an earlier run found in `out_dir` (its outputs are removed first).
+    #[serde(default)]
+    pub overwrite: bool,
     /// KL warm-up (Bowman et al. 2016; Sønderby et al. 2016): the KL term's weight rises
     /// linearly from 0 at step 0 to 1 at this many optimizer steps, then stays 1
     /// ([`Objective::scheduled`]). 0 (the default) turns it off. Any model and objective
@@ -64,6 +71,7 @@ impl Default for TrainConfig {
             binarization: Binarization::None,
             progress: false,
             out_dir: None,
+            overwrite: false,
             kl_warmup_steps: 0,
             threads: 0,
         }
@@ -198,11 +206,12 @@ where
         _ => train.clone(),
     };
     let test = prepare_test(test, config.binarization, config.seed);
+    let _claim = match &config.out_dir {
+        Some(dir) => Some(RunDir::claim(dir, config.overwrite)?),
+        None => None,
+    };
     let mut log = match &config.out_dir {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            Some(MetricsLog::create(dir.join("metrics.jsonl"))?)
-        }
+        Some(dir) => Some(MetricsLog::create(dir.join("metrics.jsonl"))?),
         None => None,
     };
 

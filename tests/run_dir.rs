@@ -1,0 +1,97 @@
+//! Run directories: one run at a time, no silent mixing with an earlier run, no stale
+//! temporary files, files with the user's permissions.
+
+use latent::train::run_dir::{RunDir, LOCK_FILE};
+use latent::Error;
+
+#[test]
+fn a_claim_locks_nests_and_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let claim = RunDir::claim(&out, false).unwrap();
+    assert!(claim.owns_lock());
+    let lock = std::fs::read_to_string(out.join(LOCK_FILE)).unwrap();
+    assert_eq!(lock.trim(), std::process::id().to_string());
+    // The same process claiming again (the trainer inside an example) nests.
+    let inner = RunDir::claim(&out, false).unwrap();
+    assert!(!inner.owns_lock());
+    drop(inner);
+    assert!(
+        out.join(LOCK_FILE).exists(),
+        "a nested claim leaves the lock"
+    );
+    drop(claim);
+    assert!(!out.join(LOCK_FILE).exists(), "the owner removes the lock");
+}
+
+#[test]
+fn a_live_holder_is_refused_and_a_dead_one_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    // Process 1 (init) is alive in every Linux process namespace.
+    std::fs::write(dir.path().join(LOCK_FILE), "1\n").unwrap();
+    match RunDir::claim(dir.path(), true) {
+        Err(Error::RunDirBusy { pid, .. }) => assert_eq!(pid, 1),
+        other => panic!("expected RunDirBusy, got {other:?}"),
+    }
+    // A pid no process can have (above the kernel's pid_max): stale, taken over.
+    std::fs::write(dir.path().join(LOCK_FILE), "4294967295\n").unwrap();
+    let claim = RunDir::claim(dir.path(), false).unwrap();
+    assert!(claim.owns_lock());
+}
+
+#[test]
+fn an_earlier_run_is_kept_unless_overwrite_and_stale_temporaries_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    std::fs::write(out.join("summary.json"), "{}").unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    std::fs::write(out.join(".checkpoint-abc.tmp"), "half").unwrap();
+    match RunDir::claim(out, false) {
+        Err(Error::RunDirOccupied { .. }) => {}
+        other => panic!("expected RunDirOccupied, got {other:?}"),
+    }
+    assert!(
+        out.join("summary.json").exists(),
+        "nothing removed when refused"
+    );
+    assert!(
+        !out.join(LOCK_FILE).exists(),
+        "a refused claim leaves no lock"
+    );
+    let claim = RunDir::claim(out, true).unwrap();
+    assert!(
+        !out.join("summary.json").exists(),
+        "the earlier run's output is gone"
+    );
+    assert!(
+        !out.join(".checkpoint-abc.tmp").exists(),
+        "stale temporary removed"
+    );
+    assert!(
+        out.join("notes.txt").exists(),
+        "files the toolkit did not write stay"
+    );
+    drop(claim);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn checkpoints_get_the_permissions_of_the_umask() {
+    use dfdx::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
+    let umask = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Umask:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .map(|m| u32::from_str_radix(m, 8).unwrap())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Cpu::default();
+    let layer: latent::nn::Linear<Const<3>, Const<2>, f32, Cpu> =
+        latent::nn::Linear::new(&dev, Const, Const).unwrap();
+    let path = dir.path().join("checkpoint.safetensors");
+    latent::train::save_checkpoint(&layer, &path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666 & !umask, "mode {mode:o} with umask {umask:o}");
+}
