@@ -202,3 +202,63 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
         Err(Error::Checkpoint { .. })
     ));
 }
+
+/// A task whose evaluation fails with a non-finite ELBO, as an evaluation that knows no
+/// epoch reports it.
+#[derive(Clone)]
+struct FailingEvaluation(latent::train::ObjectiveTask<Elbo>);
+
+impl latent::train::Task<f32, Dev, Small> for FailingEvaluation {
+    fn loss(
+        &mut self,
+        model: &Small,
+        batch: latent::train::Batch<'_, Dev>,
+        grads: Gradients<f32, Dev>,
+        progress: latent::train::Progress,
+    ) -> latent::Result<Tensor<(), f32, Dev, OwnedTape<f32, Dev>>> {
+        self.0.loss(model, batch, grads, progress)
+    }
+    fn evaluate(
+        &mut self,
+        _: &Small,
+        _: &latent::data::Dataset,
+        _: &Dev,
+    ) -> latent::Result<latent::eval::EvalReport> {
+        Err(Error::NonFinite {
+            what: "test ELBO".into(),
+            epoch: 0,
+            step: 0,
+            value: f64::NAN,
+        })
+    }
+    fn describe(&self) -> String {
+        "failing evaluation".into()
+    }
+}
+
+/// A non-finite evaluation after an epoch names that epoch and its last step, not
+/// "epoch 0, step 0".
+#[test]
+fn a_failed_evaluation_names_the_epoch_it_followed() {
+    let dev = Dev::seed_from_u64(0);
+    let data = embedded().unwrap();
+    let train = data.train.take(256);
+    let mut model: Small = mlp_vae(&dev, (Const, Const, Const)).unwrap();
+    let mut task = FailingEvaluation(latent::train::ObjectiveTask::new(Elbo::default()));
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 64,
+        ..Default::default()
+    };
+    let err = latent::train::fit_task(&mut model, &mut task, &train, &data.test, &config, &dev)
+        .unwrap_err();
+    match err {
+        Error::NonFinite {
+            epoch, step, what, ..
+        } => {
+            assert_eq!((epoch, step), (1, 4), "{what}");
+            assert!(what.contains("evaluation after the epoch"), "{what}");
+        }
+        other => panic!("expected NonFinite, got {other}"),
+    }
+}

@@ -282,7 +282,16 @@ where
         total_images += seen;
         report.train_seconds += seconds;
 
-        let eval = task.evaluate(model, &test, device)?;
+        // The evaluation knows no epoch: name the one it followed.
+        let eval = task.evaluate(model, &test, device).map_err(|e| match e {
+            Error::NonFinite { what, value, .. } => Error::NonFinite {
+                what: format!("{what} (evaluation after the epoch)"),
+                epoch,
+                step: batches.len(),
+                value,
+            },
+            other => other,
+        })?;
         let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen as f64,
