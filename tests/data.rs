@@ -285,3 +285,111 @@ fn dynamic_binarization_has_the_right_probabilities() {
         }
     }
 }
+
+/// Bad data directories are refused before training, each with an error naming the
+/// file and what is wrong: a directory or FIFO where a file should be, a symlink loop,
+/// an empty split, test images of another size. A data path from `LATENT_DATA` that is
+/// not valid UTF-8 is used, not ignored.
+#[cfg(unix)]
+#[test]
+fn bad_data_directories_are_named_before_training() {
+    use std::os::unix::ffi::OsStrExt;
+    let (images, labels) = sample_images(3);
+    let fill = |dir: &std::path::Path| {
+        for (name, a) in [
+            ("train-images-idx3-ubyte", &images),
+            ("train-labels-idx1-ubyte", &labels),
+            ("t10k-images-idx3-ubyte", &images),
+            ("t10k-labels-idx1-ubyte", &labels),
+        ] {
+            write_idx(dir.join(name), a).unwrap();
+        }
+    };
+    let io_reason = |e: Error| match e {
+        Error::Io { path, source } => format!("{} {source}", path.display()),
+        other => panic!("expected an I/O error, got {other}"),
+    };
+
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path());
+    std::fs::remove_file(d.path().join("t10k-images-idx3-ubyte")).unwrap();
+    std::fs::create_dir(d.path().join("t10k-images-idx3-ubyte.gz")).unwrap();
+    let r = io_reason(load_dir(d.path()).unwrap_err());
+    assert!(
+        r.contains("t10k-images-idx3-ubyte.gz") && r.contains("a directory"),
+        "{r}"
+    );
+
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path());
+    std::fs::remove_file(d.path().join("train-labels-idx1-ubyte")).unwrap();
+    let fifo = d.path().join("train-labels-idx1-ubyte");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    assert!(io_reason(load_dir(d.path()).unwrap_err()).contains("not a regular file"));
+
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path());
+    std::fs::remove_file(d.path().join("train-images-idx3-ubyte")).unwrap();
+    let a = d.path().join("train-images-idx3-ubyte.gz");
+    let b = d.path().join("loop");
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let r = io_reason(load_dir(d.path()).unwrap_err());
+    assert!(r.contains("train-images-idx3-ubyte.gz"), "{r}");
+
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path());
+    let empty = IdxArray {
+        dims: vec![0, 28, 28],
+        data: vec![],
+    };
+    write_idx(d.path().join("t10k-images-idx3-ubyte"), &empty).unwrap();
+    write_idx(
+        d.path().join("t10k-labels-idx1-ubyte"),
+        &IdxArray {
+            dims: vec![0],
+            data: vec![],
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        load_dir(d.path()),
+        Err(Error::InvalidSetting { ref name, .. }) if name == "test"
+    ));
+
+    let d = tempfile::tempdir().unwrap();
+    fill(d.path());
+    let small = IdxArray {
+        dims: vec![3, 14, 14],
+        data: vec![0; 3 * 196],
+    };
+    write_idx(d.path().join("t10k-images-idx3-ubyte"), &small).unwrap();
+    match load_dir(d.path()) {
+        Err(Error::ShapeMismatch {
+            expected, found, ..
+        }) => {
+            assert_eq!((expected, found), (vec![28, 28], vec![14, 14]))
+        }
+        other => panic!("expected a shape mismatch, got {other:?}"),
+    }
+
+    // A data directory whose name is not valid UTF-8, given through LATENT_DATA.
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"data-\xff"));
+    std::fs::create_dir(&dir).unwrap();
+    fill(&dir);
+    std::env::set_var("LATENT_DATA", &dir);
+    let found = discover(None);
+    std::env::remove_var("LATENT_DATA");
+    let found = found.unwrap();
+    assert_eq!(
+        (found.train.len(), found.source.contains("data-")),
+        (3, true)
+    );
+}

@@ -71,15 +71,36 @@ pub fn embedded() -> Result<Splits> {
 }
 
 /// Finds `name` or `name.gz` in `dir`.
-fn find(dir: &Path, name: &str) -> Option<PathBuf> {
-    [dir.join(format!("{name}.gz")), dir.join(name)]
-        .into_iter()
-        .find(|p| p.is_file())
+/// `dir/name.gz` or `dir/name`, whichever exists first; `Ok(None)` if neither does.
+///
+/// # Errors
+/// [`Error::Io`] if a candidate exists but is not a regular file (a directory, a FIFO,
+/// a device) or cannot be examined (a symlink loop, no permission).
+fn find(dir: &Path, name: &str) -> Result<Option<PathBuf>> {
+    for p in [dir.join(format!("{name}.gz")), dir.join(name)] {
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_file() => return Ok(Some(p)),
+            Ok(m) => {
+                let kind = if m.is_dir() {
+                    "a directory"
+                } else {
+                    "not a regular file"
+                };
+                return Err(Error::io(
+                    &p,
+                    std::io::Error::other(format!("{kind}, expected an IDX file")),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, e)),
+        }
+    }
+    Ok(None)
 }
 
 /// Whether `dir` holds the four IDX files (raw or `.gz`) of an MNIST-style data set.
 pub fn has_idx_files(dir: &Path) -> bool {
-    FILES.iter().all(|n| find(dir, n).is_some())
+    FILES.iter().all(|n| matches!(find(dir, n), Ok(Some(_))))
 }
 
 const FILES: [&str; 4] = [
@@ -94,13 +115,16 @@ const FILES: [&str; 4] = [
 /// raw or with `.gz`) from `dir`. Works for Fashion-MNIST and MNIST alike.
 ///
 /// # Errors
-/// [`Error::Io`] naming the first missing file; [`Error::MalformedIdx`] or
-/// [`Error::ShapeMismatch`] for a corrupt one.
+/// [`Error::Io`] naming the first missing file, or one that is not a regular file (a
+/// directory, a FIFO) or cannot be examined (a symlink loop); [`Error::MalformedIdx`]
+/// or [`Error::ShapeMismatch`] for a corrupt one; [`Error::InvalidSetting`] for an
+/// empty split; [`Error::ShapeMismatch`] for test images of another size than the
+/// training images.
 pub fn load_dir(dir: impl AsRef<Path>) -> Result<Splits> {
     let dir = dir.as_ref();
     let mut arrays = Vec::with_capacity(4);
     for name in FILES {
-        let path = find(dir, name).ok_or_else(|| {
+        let path = find(dir, name)?.ok_or_else(|| {
             Error::io(
                 dir.join(format!("{name}[.gz]")),
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such IDX file"),
@@ -115,11 +139,39 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<Splits> {
     };
     let train = Dataset::from_idx(next(), next())?;
     let test = Dataset::from_idx(next(), next())?;
-    Ok(Splits {
+    checked(Splits {
         train,
         test,
         source: dir.display().to_string(),
     })
+}
+
+/// Both splits non-empty, with images of the same size.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for an empty split; [`Error::ShapeMismatch`] for test
+/// images of another size than the training images.
+fn checked(splits: Splits) -> Result<Splits> {
+    for (name, split) in [("train", &splits.train), ("test", &splits.test)] {
+        if split.is_empty() {
+            return Err(Error::invalid(
+                name,
+                format!("the {name} split in {} has no images", splits.source),
+            ));
+        }
+    }
+    let (tr, te) = (&splits.train, &splits.test);
+    if (tr.rows, tr.cols) != (te.rows, te.cols) {
+        return Err(Error::shape(
+            format!(
+                "test images in {} (rows, cols; the training images')",
+                splits.source
+            ),
+            &[tr.rows, tr.cols],
+            &[te.rows, te.cols],
+        ));
+    }
+    Ok(splits)
 }
 
 /// Finds Fashion-MNIST in this order: `spec` (a directory, or `embedded` to force the
@@ -136,12 +188,13 @@ pub fn discover(spec: Option<&str>) -> Result<Splits> {
         Some(dir) => return load_dir(dir),
         None => {}
     }
-    if let Ok(dir) = std::env::var(ENV_VAR) {
+    // As an OsString: a path that is not valid UTF-8 is still a path.
+    if let Some(dir) = std::env::var_os(ENV_VAR) {
         if !dir.is_empty() {
             return if dir == "embedded" {
                 embedded()
             } else {
-                load_dir(dir)
+                load_dir(PathBuf::from(dir))
             };
         }
     }

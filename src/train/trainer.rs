@@ -200,6 +200,16 @@ where
     if train.is_empty() {
         return Err(Error::invalid("train", "the training set is empty"));
     }
+    if test.is_empty() {
+        return Err(Error::invalid("test", "the test set is empty"));
+    }
+    if (test.rows, test.cols) != (train.rows, train.cols) {
+        return Err(Error::shape(
+            "test images (rows, cols; the training images')",
+            &[train.rows, train.cols],
+            &[test.rows, test.cols],
+        ));
+    }
     let mut rng = StdRng::seed_from_u64(config.seed);
     let train = match config.binarization {
         Binarization::Static => train.binarized(&mut rng),
