@@ -157,14 +157,15 @@ where
             options.k
         );
     }
-    let eval::EvaluationReport {
-        elbo,
-        nll,
-        kl_per_dim,
-        active_units,
-        ..
-    } = eval::report(&model, &test, &dev, &options)?;
-    write_pictures(&model, &test, &dev, &out)?;
+    // A failed final evaluation still leaves the summary of what was trained (beside
+    // the checkpoint of the last epoch), with the failure recorded in it.
+    let evaluation = eval::report(&model, &test, &dev, &options)
+        .and_then(|report| write_pictures(&model, &test, &dev, &out).map(|()| report));
+    let ev = evaluation.as_ref().ok();
+    let failure = evaluation
+        .as_ref()
+        .err()
+        .map(|e| format!("final evaluation: {e}"));
 
     // Likelihoods in nats per test image: the ELBO (negative) and its parts, the
     // importance-sampled NLL (positive) with its samples per image, Monte Carlo standard
@@ -178,16 +179,20 @@ where
         "prior": a.prior.to_string(), "objective": objective.describe(),
         "hidden": h, "latent_dim": z, "samples": a.samples, "beta": a.beta,
         "lr": r.lr, "seed": r.seed,
-        "test_elbo": elbo.elbo, "test_reconstruction": elbo.reconstruction, "test_kl": elbo.kl,
-        "test_nll": nll.nll, "test_nll_k": nll.k, "test_nll_stderr": nll.stderr,
-        "test_nll_n": nll.n,
-        "active_units": active_units, "kl_per_dim": kl_per_dim,
+        "test_elbo": ev.map(|e| e.elbo.elbo),
+        "test_reconstruction": ev.map(|e| e.elbo.reconstruction),
+        "test_kl": ev.map(|e| e.elbo.kl),
+        "test_nll": ev.map(|e| e.nll.nll), "test_nll_k": ev.map(|e| e.nll.k),
+        "test_nll_stderr": ev.map(|e| e.nll.stderr), "test_nll_n": ev.map(|e| e.nll.n),
+        "active_units": ev.map(|e| e.active_units),
+        "kl_per_dim": ev.and_then(|e| e.kl_per_dim.clone()),
+        "evaluation_error": failure,
         "train_images_per_s": report.train_images_per_s,
         "seconds": start.elapsed().as_secs_f64(),
     });
     println!("{}", common::write_json(&out, "summary.json", &summary)?);
     eprintln!("wrote {}", out.display());
-    Ok(())
+    evaluation.map(|_| ())
 }
 
 /// `reconstructions.png` (test images above the means of `p(x | z = E_q[z|x])`) and
