@@ -94,14 +94,11 @@ where
 
     fn posterior(&self, x: X) -> Result<Normal<Z, E, D, T>> {
         let h = self.encoder.try_forward(x).map_err(Error::device)?;
-        let hidden = self.loc.inputs().size();
-        if h.shape().1.size() != hidden {
-            return Err(Error::shape(
-                "DiagonalNormalGuide::posterior (encoder features)",
-                &[hidden],
-                &[h.shape().1.size()],
-            ));
-        }
+        crate::ops::check_width(
+            "DiagonalNormalGuide::posterior (encoder features)",
+            self.loc.inputs(),
+            h.shape().1,
+        )?;
         // One tensor owns the tape: the log-scale branch gets an empty tape, and the
         // tapes merge again when the two parameters meet in the loss.
         let log_scale: Events<Z, E, D, T> = self

@@ -290,13 +290,11 @@ impl<K: Dim, Z: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> P
 {
     type Dist = MixtureOfDiagNormals<K, Z, E, D, T>;
     fn prior(&self, batch: usize, dim: Z, _device: &D) -> Result<Self::Dist> {
-        if dim.size() != self.loc.shape().1.size() {
-            return Err(Error::shape(
-                "MixturePrior::prior (latent dimensions)",
-                &[self.loc.shape().1.size()],
-                &[dim.size()],
-            ));
-        }
+        crate::ops::check_width(
+            "MixturePrior::prior (latent dimensions)",
+            self.loc.shape().1,
+            dim,
+        )?;
         MixtureOfDiagNormals::shared(
             batch,
             self.logits.retaped::<T>(),

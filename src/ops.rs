@@ -8,6 +8,23 @@ use dfdx::prelude::*;
 /// A batch of `N`-dimensional events: shape `(batch, N)`.
 pub type Events<N, E, D, T = NoneTape> = Tensor<(usize, N), E, D, T>;
 
+/// [`crate::Error::ShapeMismatch`] in `context` unless a tensor's width `found` is the
+/// `expected` one. With `usize` sizes a mismatch would otherwise panic inside dfdx.
+///
+/// # Errors
+/// As described.
+pub fn check_width<N: Dim>(context: &str, expected: N, found: N) -> crate::Result<()> {
+    if expected.size() == found.size() {
+        Ok(())
+    } else {
+        Err(crate::Error::shape(
+            context,
+            &[expected.size()],
+            &[found.size()],
+        ))
+    }
+}
+
 /// One value per example: shape `(batch,)`.
 pub type PerExample<E, D, T = NoneTape> = Tensor<(usize,), E, D, T>;
 

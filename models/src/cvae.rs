@@ -7,7 +7,7 @@ use latent::distributions::{Normal, StandardNormal};
 use latent::heads::{BernoulliHead, LikelihoodHead, StandardNormalPrior};
 use latent::nn::{Linear, UnbiasedLinear};
 
-use crate::vae::check_width;
+use latent::ops::check_width;
 use latent::{AmortizedGuide, ConditionalModel, DiagonalNormalGuide, Error, Events, Real, Result};
 
 /// The first layer of a network with two inputs: `(a, b) ↦ relu(W_a a + W_b b + c)`,

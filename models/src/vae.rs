@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use dfdx::prelude::*;
 use latent::distributions::Normal;
 use latent::heads::{BernoulliHead, LikelihoodHead, PriorHead, StandardNormalPrior};
+use latent::ops::check_width;
 use latent::{
     AmortizedGuide, DiagonalNormalGuide, Error, Events, LatentVariableModel, Real, Result,
 };
@@ -203,14 +204,5 @@ where
         check_width("Vae::likelihood", self.guide.latent_dim(), z.shape().1)?;
         let out = self.decoder.try_forward(z).map_err(Error::device)?;
         self.likelihood.distribution(out)
-    }
-}
-
-/// [`Error::ShapeMismatch`] unless a tensor's width `found` is the model's `expected`.
-pub(crate) fn check_width<N: Dim>(context: &str, expected: N, found: N) -> Result<()> {
-    if expected.size() == found.size() {
-        Ok(())
-    } else {
-        Err(Error::shape(context, &[expected.size()], &[found.size()]))
     }
 }
