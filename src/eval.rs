@@ -164,7 +164,12 @@ pub fn active_units(posterior_mean_variance: &[f64]) -> usize {
         .count()
 }
 
-fn batches(n: usize, batch: usize) -> Result<Vec<Vec<usize>>> {
+/// The indices `0..n` in consecutive batches of `batch` (the last one shorter): the
+/// order every evaluation loop over a data set walks in.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for `batch == 0`.
+pub fn batches(n: usize, batch: usize) -> Result<Vec<Vec<usize>>> {
     if batch == 0 {
         return Err(Error::invalid("batch", "must be at least 1"));
     }

@@ -326,9 +326,8 @@ where
         device: &D,
     ) -> Result<EvalReport> {
         let (mut rec, mut codes) = (0.0, 0usize);
-        let idx: Vec<usize> = (0..test.len()).collect();
-        for chunk in idx.chunks(1000) {
-            let x = test.batch::<X, E, D>(device, chunk, None)?;
+        for chunk in latent::eval::batches(test.len(), 1000)? {
+            let x = test.batch::<X, E, D>(device, &chunk, None)?;
             let t = model.terms(x)?;
             rec += to_f64_vec(&t.reconstruction).iter().sum::<f64>();
             codes += t.indices.len();
@@ -452,9 +451,8 @@ where
     Enc: Module<Events<X, E, D>, Output = Events<DM, E, D>>,
 {
     let mut all = Vec::new();
-    let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(1000) {
-        let x = data.batch::<X, E, D>(device, chunk, None)?;
+    for chunk in latent::eval::batches(data.len(), 1000)? {
+        let x = data.batch::<X, E, D>(device, &chunk, None)?;
         all.extend(model.encode(x)?);
     }
     Ok((
