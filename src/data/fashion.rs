@@ -146,32 +146,35 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<Splits> {
     })
 }
 
-/// Both splits non-empty, with images of the same size.
+/// `splits` after [`check_pair`].
+fn checked(splits: Splits) -> Result<Splits> {
+    check_pair(&splits.train, &splits.test, &splits.source)?;
+    Ok(splits)
+}
+
+/// Checks a training and a test split of the data from `source`: both non-empty, with
+/// images of the same size. Run when data is loaded and again when training starts.
 ///
 /// # Errors
-/// [`Error::InvalidSetting`] for an empty split; [`Error::ShapeMismatch`] for test
-/// images of another size than the training images.
-fn checked(splits: Splits) -> Result<Splits> {
-    for (name, split) in [("train", &splits.train), ("test", &splits.test)] {
+/// [`Error::InvalidSetting`] (`train` or `test`) for an empty split;
+/// [`Error::ShapeMismatch`] for test images of another size than the training images.
+pub fn check_pair(train: &Dataset, test: &Dataset, source: &str) -> Result<()> {
+    for (name, split) in [("train", train), ("test", test)] {
         if split.is_empty() {
             return Err(Error::invalid(
                 name,
-                format!("the {name} split in {} has no images", splits.source),
+                format!("the {name} split of {source} has no images"),
             ));
         }
     }
-    let (tr, te) = (&splits.train, &splits.test);
-    if (tr.rows, tr.cols) != (te.rows, te.cols) {
+    if (train.rows, train.cols) != (test.rows, test.cols) {
         return Err(Error::shape(
-            format!(
-                "test images in {} (rows, cols; the training images')",
-                splits.source
-            ),
-            &[tr.rows, tr.cols],
-            &[te.rows, te.cols],
+            format!("test images of {source} (rows, cols; the training images')"),
+            &[train.rows, train.cols],
+            &[test.rows, test.cols],
         ));
     }
-    Ok(splits)
+    Ok(())
 }
 
 /// Finds Fashion-MNIST in this order: `spec` (a directory, or `embedded` to force the

@@ -8,7 +8,7 @@ pub mod idx;
 
 pub use condition::{Conditioning, LabelCondition, TopRowsCondition};
 pub use dataset::{shuffled_batches, Binarization, Dataset};
-pub use fashion::{discover, embedded, load_dir, Splits, CLASS_NAMES};
+pub use fashion::{check_pair, discover, embedded, load_dir, Splits, CLASS_NAMES};
 pub use idx::{
     default_max_bytes, encode_idx, parse_idx, parse_idx_limited, read_idx, write_idx, IdxArray,
 };

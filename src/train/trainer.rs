@@ -197,19 +197,7 @@ where
     K: Task<E, D, M> + Clone + ThreadSafe,
 {
     let config = config.clone().validated()?;
-    if train.is_empty() {
-        return Err(Error::invalid("train", "the training set is empty"));
-    }
-    if test.is_empty() {
-        return Err(Error::invalid("test", "the test set is empty"));
-    }
-    if (test.rows, test.cols) != (train.rows, train.cols) {
-        return Err(Error::shape(
-            "test images (rows, cols; the training images')",
-            &[train.rows, train.cols],
-            &[test.rows, test.cols],
-        ));
-    }
+    crate::data::check_pair(train, test, "the data given to the trainer")?;
     let mut rng = StdRng::seed_from_u64(config.seed);
     let train = match config.binarization {
         Binarization::Static => train.binarized(&mut rng),
