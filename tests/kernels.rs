@@ -300,6 +300,67 @@ fn fused_affine_rows_and_gather_rows_match_dfdx_in_values_and_gradients() {
     );
 }
 
+/// The shift-and-add convolution equals the im2col form (gather, then the affine map)
+/// in values and in the gradients of the input, kernel and bias: a 3×3 "same"
+/// convolution from 3 to 2 channels on two 4×5 images, whose taps include padding.
+#[test]
+fn shift_add_conv_matches_the_im2col_convolution_in_values_and_gradients() {
+    use latent::kernels::{affine_rows, gather_rows, shift_add_conv};
+    let dev = Cpu::seed_from_u64(9);
+    let (b, h, w) = (2usize, 4usize, 5usize);
+    let n = b * h * w;
+    let x: Tensor<(usize, Const<3>), f64, Cpu> = dev.sample_normal_like(&(n, Const));
+    let k: Tensor<Rank4<3, 3, 3, 2>, f64, Cpu> = dev.sample_normal(); // (kh, kw, I, O)
+    let bias: Tensor<Rank1<2>, f64, Cpu> = dev.sample_normal();
+    let mut taps = Vec::new();
+    for bi in 0..b {
+        for i in 0..h as isize {
+            for j in 0..w as isize {
+                for di in -1..=1isize {
+                    for dj in -1..=1isize {
+                        let (y, xx) = (i + di, j + dj);
+                        let inside = y >= 0 && xx >= 0 && y < h as isize && xx < w as isize;
+                        taps.push(if inside {
+                            bi * h * w + y as usize * w + xx as usize
+                        } else {
+                            n + 3 // padding: any index past the last row
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let ours = shift_add_conv(x.trace(Gradients::leaky()), &k, &bias, &taps).unwrap();
+    let y_ours = to_f64_vec(&ours);
+    let g_ours = weighted_sum(ours).backward();
+    let theirs = {
+        let cols = gather_rows(x.trace(Gradients::leaky()), &taps).unwrap();
+        affine_rows(cols.reshape_like(&(n, 27)), &k, &bias).unwrap()
+    };
+    let y_theirs = to_f64_vec(&theirs);
+    let g_theirs = weighted_sum(theirs).backward();
+    close(&y_ours, &y_theirs, 1e-12, "y");
+    for (what, a, b) in [
+        (
+            "∂x",
+            to_f64_vec(&g_ours.get(&x)),
+            to_f64_vec(&g_theirs.get(&x)),
+        ),
+        (
+            "∂W",
+            to_f64_vec(&g_ours.get(&k)),
+            to_f64_vec(&g_theirs.get(&k)),
+        ),
+        (
+            "∂b",
+            to_f64_vec(&g_ours.get(&bias)),
+            to_f64_vec(&g_theirs.get(&bias)),
+        ),
+    ] {
+        close(&a, &b, 1e-12, what);
+    }
+}
+
 #[test]
 fn test_nll_across_threads_is_reproducible_and_agrees_with_one_thread() {
     use latent::eval::{test_nll, EvalOptions};

@@ -12,7 +12,7 @@
 //! the rows of the last encoder map.
 
 use dfdx::prelude::*;
-use latent::kernels::{affine_rows, gather_rows};
+use latent::kernels::{affine_rows, gather_rows, shift_add_conv};
 use latent::ops::cst;
 use latent::{Events, Real};
 
@@ -77,9 +77,45 @@ pub struct Conv2d<
     pub bias: Tensor<Rank1<O>, E, D>,
 }
 
+thread_local! {
+    /// The im2col indexes built on this thread, by batch, map and kernel settings: a
+    /// training run asks for the same few every step.
+    static IM2COL: std::cell::RefCell<Vec<(Im2colKey, std::rc::Rc<[usize]>)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `(batch, (H, W), (K, S, P), pad)`.
+type Im2colKey = (usize, (usize, usize), (usize, usize, usize), usize);
+
+/// [`im2col_index_uncached`], remembered per thread (the 16 newest settings).
+fn im2col_index(
+    batch: usize,
+    hw: (usize, usize),
+    ksp: (usize, usize, usize),
+    pad: usize,
+) -> (std::rc::Rc<[usize]>, usize, usize) {
+    let key = (batch, hw, ksp, pad);
+    let (k, s, p) = ksp;
+    let ho = (hw.0 + 2 * p - k) / s + 1;
+    let wo = (hw.1 + 2 * p - k) / s + 1;
+    IM2COL.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some((_, idx)) = cache.iter().find(|(k, _)| *k == key) {
+            return (idx.clone(), ho, wo);
+        }
+        let (idx, _, _) = im2col_index_uncached(batch, hw, ksp, pad);
+        let idx: std::rc::Rc<[usize]> = idx.into();
+        if cache.len() == 16 {
+            cache.remove(0);
+        }
+        cache.push((key, idx.clone()));
+        (idx, ho, wo)
+    })
+}
+
 /// For each output pixel of each image, the input row of each kernel tap, or `pad`
 /// (the index of an appended zero row) outside the image: `batch·H'·W'` rows of `K²`.
-fn im2col_index(
+fn im2col_index_uncached(
     batch: usize,
     (h, w): (usize, usize),
     (k, s, p): (usize, usize, usize),
@@ -214,6 +250,12 @@ impl<
         let batch = images("Conv2d", n, H, W);
         let (idx, ho, wo) = im2col_index(batch, (H, W), (K, S, P), n);
         let m = batch * ho * wo;
+        // Fewer output than input channels at the same number of pixels (a decoder's
+        // last layers): the shift-and-add order skips the m × K²·I im2col matrix and
+        // gives its product K²·O columns instead of O; same values.
+        if m == n && O < I {
+            return shift_add_conv(x, &self.weight, &self.bias, &idx);
+        }
         let cols = gather_rows(x, &idx)?.try_reshape_like(&(m, K * K * I))?;
         affine_rows(cols, &self.weight, &self.bias)
     }

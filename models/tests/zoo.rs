@@ -421,16 +421,23 @@ fn dead_code_is_restarted() {
     assert!((CodeUsage::of(&[5, 5, 5], 8).perplexity - 1.0).abs() < 1e-12);
 }
 
-/// The im2col convolution equals a direct convolution (zero padding, stride 2), and
-/// upsampling repeats each pixel into a 2×2 block.
-#[test]
-fn conv_layers_match_direct_computation() {
-    let dev = Dev::seed_from_u64(8);
-    let conv: Conv2d<2, 3, 4, 2, 1, 6, 5, f64, Dev> = BuildModule::build(&dev);
-    let (b, h, w, ci, co, k, s, p) = (
-        2usize, 6usize, 5usize, 2usize, 3usize, 4usize, 2usize, 1usize,
-    );
-    let x: Tensor<(usize, Const<2>), f64, Dev> = dev.sample_normal_like(&(b * h * w, Const));
+/// `conv` on `b` random `H×W` images against the textbook sum over taps and channels
+/// (zero padding); its gradients are finite.
+fn check_conv_against_direct<
+    const I: usize,
+    const O: usize,
+    const K: usize,
+    const S: usize,
+    const P: usize,
+    const H: usize,
+    const W: usize,
+>(
+    conv: &Conv2d<I, O, K, S, P, H, W, f64, Dev>,
+    dev: &Dev,
+    b: usize,
+) {
+    let (h, w, ci, co, k, s, p) = (H, W, I, O, K, S, P);
+    let x: Tensor<(usize, Const<I>), f64, Dev> = dev.sample_normal_like(&(b * h * w, Const));
     let y = to_f64_vec(&conv.forward(x.clone()));
     let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
     assert_eq!(y.len(), b * ho * wo * co);
@@ -464,10 +471,22 @@ fn conv_layers_match_direct_computation() {
             }
         }
     }
-    // Gradients flow through the gather (scatter-add): d Σy / d x = Σ of the weights
-    // that touch each input, finite for every input.
+    // Gradients flow back to every input (the gather's scatter-add, or the shifted
+    // sum's): finite everywhere.
     let g = conv.forward(x.leaky_trace()).sum::<(), _>().backward();
     assert!(g.get(&x).as_vec().iter().all(|v| v.is_finite()));
+}
+
+/// The convolutions equal a direct convolution: im2col (zero padding, stride 2, more
+/// output than input channels) and shift-and-add (stride 1, fewer output channels), and
+/// upsampling repeats each pixel into a 2×2 block.
+#[test]
+fn conv_layers_match_direct_computation() {
+    let dev = Dev::seed_from_u64(8);
+    let strided: Conv2d<2, 3, 4, 2, 1, 6, 5, f64, Dev> = BuildModule::build(&dev);
+    check_conv_against_direct(&strided, &dev, 2);
+    let narrowing: Conv2d<5, 2, 3, 1, 1, 4, 6, f64, Dev> = BuildModule::build(&dev);
+    check_conv_against_direct(&narrowing, &dev, 3);
 
     // Depth-to-space as torch.nn.functional.pixel_shuffle(x, 2) on a 1×2 map of 4
     // channels: out[2h + i, 2w + j] = in[2i + j, h, w] (channels-last rows here).

@@ -20,9 +20,11 @@ mod gather;
 pub(crate) mod gemm;
 mod linear;
 mod math;
+mod shift_add;
 pub(crate) mod simd;
 
 pub use bernoulli::bernoulli_log_prob;
 pub use gather::gather_rows;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};
 pub use linear::{affine_rows, linear};
+pub use shift_add::shift_add_conv;
