@@ -53,7 +53,7 @@ where
     let (i, o) = (x.shape().1.size(), bias.shape().0.size());
     let nw = weight.shape().num_elements();
     assert!(
-        i * o > 0 && nw % (i * o) == 0,
+        i * o > 0 && nw.is_multiple_of(i * o),
         "shift_add_conv: a weight of {nw} values is not (taps, {i}, {o})"
     );
     let t = nw / (i * o);
