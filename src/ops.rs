@@ -110,12 +110,27 @@ pub fn mean_over_samples<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     t.reshape_like(&(n, b)).mean::<(usize,), Axis<0>>()
 }
 
-/// Host-side copy of a per-example tensor as `f64`s.
+/// Host-side copy of a tensor's elements (row-major) as `f64`s.
+///
+/// Reads the buffer directly when it is a contiguous `Cpu` tensor ([`host_values`]).
 pub fn to_f64_vec<S: Shape, E: Dtype, D: Device<E>, T>(t: &Tensor<S, E, D, T>) -> Vec<f64> {
-    t.as_vec()
-        .into_iter()
+    host_values(&t.retaped::<NoneTape>())
+        .iter()
         .map(|v| v.to_f64().unwrap_or(f64::NAN))
         .collect()
+}
+
+/// A tensor's elements in row-major order: borrowed from the buffer of a contiguous
+/// `Cpu` tensor (no copy), copied to the host otherwise (CUDA, broadcast or permuted
+/// views), as dfdx's `as_vec`, which copies element by element through the strides
+/// even when the buffer is already in order.
+pub fn host_values<S: Shape, E: Dtype, D: Device<E>, T: 'static>(
+    t: &Tensor<S, E, D, T>,
+) -> std::borrow::Cow<'_, [E]> {
+    match crate::kernels::cpu::slice::<S, E, D, T, E>(t) {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(t.as_vec()),
+    }
 }
 
 /// The floating-point dtypes `latent` computes in: `f32` (training) and `f64` (tests of

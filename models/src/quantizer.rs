@@ -4,7 +4,7 @@
 
 use dfdx::prelude::*;
 use latent::kernels::linear;
-use latent::ops::{cst, detach, to_f64_vec};
+use latent::ops::{cst, detach, host_values, to_f64_vec};
 use latent::{Error, Events, PerExample, Real, Result};
 use rand::Rng;
 
@@ -88,9 +88,7 @@ impl<K: Dim, DM: Dim, E: Real, D: Device<E>> VectorQuantizer<K, DM, E, D> {
             ));
         }
         let z = z_e.retaped::<NoneTape>();
-        let half_norms: Vec<E> = self
-            .codebook
-            .as_vec()
+        let half_norms: Vec<E> = host_values(&self.codebook)
             .chunks(dm.size().max(1))
             .map(|e| {
                 e.iter()
@@ -100,8 +98,7 @@ impl<K: Dim, DM: Dim, E: Real, D: Device<E>> VectorQuantizer<K, DM, E, D> {
         let dev = self.codebook.device().clone();
         let bias = dev.tensor_from_vec(half_norms, (k,));
         let score = linear(z, &self.codebook, &bias).map_err(Error::device)?;
-        Ok(score
-            .as_vec()
+        Ok(host_values(&score)
             .chunks(k.size().max(1))
             .map(|row| {
                 let mut best = (0, E::neg_infinity());
