@@ -108,6 +108,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A checkpoint describes another model than the one it is loaded into
+    /// ([`crate::train::load_model`]), or does not describe its model.
+    #[error("checkpoint {path} does not hold this model: {}", differences.join("; "))]
+    CheckpointMismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// Each difference, one per entry (e.g. `size z: 20 here, 10 in the checkpoint`).
+        differences: Vec<String>,
+    },
+
     /// Encoding or decoding an image failed.
     #[error("image error on {path}: {reason}")]
     Image {

@@ -109,3 +109,13 @@ where
         Normal::new(loc, log_scale)
     }
 }
+
+/// As a part of a model (a CVAE's learned prior network `p(z | y)`):
+/// `"diagonal-normal-network"`.
+impl<Enc, H: Dim, Z: Dim, E: Dtype, D: Storage<E>> crate::train::Named
+    for DiagonalNormalGuide<Enc, H, Z, E, D>
+{
+    fn name(&self) -> String {
+        "diagonal-normal-network".into()
+    }
+}

@@ -303,3 +303,39 @@ impl<K: Dim, Z: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> P
         )
     }
 }
+
+impl crate::train::Named for BernoulliHead {
+    fn name(&self) -> String {
+        "bernoulli".into()
+    }
+}
+
+impl crate::train::Named for ContinuousBernoulliHead {
+    fn name(&self) -> String {
+        "continuous-bernoulli".into()
+    }
+}
+
+impl crate::train::Named for FixedGaussianHead {
+    fn name(&self) -> String {
+        format!("gaussian(sigma={})", self.log_scale.exp())
+    }
+}
+
+impl<P: Dim, E: Dtype, D: Storage<E>> crate::train::Named for LearnedGaussianHead<P, E, D> {
+    fn name(&self) -> String {
+        "learned-gaussian".into()
+    }
+}
+
+impl crate::train::Named for StandardNormalPrior {
+    fn name(&self) -> String {
+        "standard-normal".into()
+    }
+}
+
+impl<K: Dim, Z: Dim, E: Dtype, D: Storage<E>> crate::train::Named for MixturePrior<K, Z, E, D> {
+    fn name(&self) -> String {
+        format!("mixture(k={})", self.logits.shape().0.size())
+    }
+}

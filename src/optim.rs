@@ -84,6 +84,45 @@ impl<M: TensorCollection<E, D>, E: Real, D: Device<E>> Adam<M, E, D> {
         self.t
     }
 
+    /// The moments `(m, v)` of each trainable tensor in the model's visiting order (as
+    /// [`TensorCollection::iter_tensors`] visits those with `do_gradient_update`), empty
+    /// before the first update. `None` off the `Cpu`, where dfdx's `Adam` keeps them
+    /// private.
+    pub fn moments(&self) -> Option<&[(Vec<E>, Vec<E>)]> {
+        self.fallback.is_none().then_some(self.moments.as_slice())
+    }
+
+    /// Continues from a saved state: `step` updates made, with `moments` as
+    /// [`Self::moments`] returned them, so the next update is exactly the one the saved
+    /// optimizer would have made.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] off the `Cpu`, for a negative step, or moments without
+    /// a step (or a step without moments).
+    pub fn restore(&mut self, step: i32, moments: Vec<(Vec<E>, Vec<E>)>) -> Result<()> {
+        if self.fallback.is_some() {
+            return Err(Error::invalid(
+                "resume",
+                "the optimizer's state can only be restored on the Cpu device",
+            ));
+        }
+        if step < 0 || (step == 0) != moments.is_empty() {
+            return Err(Error::invalid(
+                "optimizer state",
+                format!("{step} steps with {} moment tensors", moments.len()),
+            ));
+        }
+        if moments.iter().any(|(m, v)| m.len() != v.len()) {
+            return Err(Error::invalid(
+                "optimizer state",
+                "first and second moments of different sizes",
+            ));
+        }
+        self.t = step;
+        self.moments = moments;
+        Ok(())
+    }
+
     /// One update of `model`'s trainable tensors from `grads` (as `backward` returns
     /// them: the gradient of the loss to minimize), leaving `grads` zeroed for the next
     /// step (the work of `model.zero_grads`, done in the same pass on the CPU).

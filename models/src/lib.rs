@@ -17,6 +17,7 @@
 
 pub mod beta_vae;
 pub mod cvae;
+mod describe;
 pub mod layers;
 pub mod linear_gaussian;
 pub mod mlp;

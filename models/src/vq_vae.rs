@@ -10,8 +10,8 @@ use latent::heads::{BernoulliHead, LikelihoodHead};
 use latent::ops::{cst, to_f64_vec};
 use latent::train::{Batch, Progress, Task};
 use latent::{Distribution, Error, Events, PerExample, Real, Result};
-use rand::rngs::StdRng;
 use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
 
 use crate::quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, VectorQuantizer};
 
@@ -195,7 +195,7 @@ pub struct VqVaeTask<X: Dim> {
     pub restart: Option<DeadCodeRestart>,
     /// The codes chosen in the last training batch, and `z_e`.
     last: Option<(Vec<usize>, Vec<f64>)>,
-    rng: StdRng,
+    rng: Xoshiro256PlusPlus,
     /// Codes restarted so far.
     pub restarts: usize,
     /// The codebook size `K`, once the task has seen the model (for [`Task::describe`]).
@@ -222,7 +222,7 @@ impl<X: Dim> VqVaeTask<X> {
             codebook,
             restart: None,
             last: None,
-            rng: StdRng::seed_from_u64(seed),
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             restarts: 0,
             codes: None,
             observations: std::marker::PhantomData,
@@ -359,6 +359,51 @@ where
         };
         let k = self.codes.map_or_else(String::new, |k| format!("K={k}, "));
         format!("vq-vae({k}β={}, {update})", self.commitment_cost)
+    }
+
+    /// The EMA statistics (`counts`, `sums`), the restarts' usage averages, the
+    /// restart generator and the number of restarts so far.
+    fn state(&self) -> Result<serde_json::Value> {
+        let ema = match &self.codebook {
+            CodebookUpdate::Ema(e) => Some((&e.counts, &e.sums)),
+            CodebookUpdate::Loss => None,
+        };
+        let usage = self.restart.as_ref().map(|r| &r.usage);
+        serde_json::to_value((ema, usage, &self.rng, self.restarts))
+            .map_err(|e| Error::invalid("task state", e.to_string()))
+    }
+
+    /// # Errors
+    /// [`Error::InvalidSetting`] for a state of another configuration (EMA or not,
+    /// restarts or not, another codebook size).
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        type State = (
+            Option<(Vec<f64>, Vec<f64>)>,
+            Option<Vec<f64>>,
+            Xoshiro256PlusPlus,
+            usize,
+        );
+        let bad = |why: String| Error::invalid("task state", why);
+        let (ema, usage, rng, restarts): State =
+            serde_json::from_value(state.clone()).map_err(|e| bad(e.to_string()))?;
+        match (&mut self.codebook, ema) {
+            (CodebookUpdate::Ema(e), Some((counts, sums)))
+                if counts.len() == e.counts.len() && sums.len() == e.sums.len() =>
+            {
+                e.counts = counts;
+                e.sums = sums;
+            }
+            (CodebookUpdate::Loss, None) => {}
+            _ => return Err(bad("the EMA statistics do not fit this task".into())),
+        }
+        match (&mut self.restart, usage) {
+            (Some(r), Some(u)) if u.len() == r.usage.len() => r.usage = u,
+            (None, None) => {}
+            _ => return Err(bad("the restart statistics do not fit this task".into())),
+        }
+        self.rng = rng;
+        self.restarts = restarts;
+        Ok(())
     }
 }
 

@@ -44,6 +44,20 @@ impl MetricsLog {
         Ok(Self { path, file })
     }
 
+    /// Opens the log at `path` to append to it (created if absent), for a resumed run.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be opened.
+    pub fn append_to(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Self { path, file })
+    }
+
     /// Appends `record` as one line of JSON.
     ///
     /// # Errors

@@ -3,13 +3,19 @@
 pub mod checkpoint;
 pub mod metrics;
 pub mod parallel;
+pub mod resume;
 pub mod run_dir;
+pub mod spec;
 pub mod task;
 pub mod trainer;
 
-pub use checkpoint::{load_checkpoint, save_checkpoint};
+pub use checkpoint::{
+    load_checkpoint, load_model, read_checkpoint_meta, read_tensors, save_checkpoint,
+    save_checkpoint_with, CheckpointMeta, TrainingState,
+};
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use parallel::{DataParallel, ThreadSafe};
 pub use run_dir::RunDir;
+pub use spec::{Describe, ModelSpec, Named};
 pub use task::{Batch, ConditionalTask, ObjectiveTask, Progress, Task};
 pub use trainer::{fit, fit_task, prepare_test, TrainConfig, TrainReport};

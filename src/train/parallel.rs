@@ -74,6 +74,15 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
         })
     }
 
+    /// Gives replicas `1..R` fresh devices seeded from `seed` and their index, as
+    /// [`Self::new`] does: the trainer reseeds them at the start of every epoch.
+    pub fn reseed(&mut self, seed: u64) {
+        let replicas = self.devices.len() + 1;
+        self.devices = (1..replicas)
+            .map(|r| replica_device::<D>(seed, r))
+            .collect();
+    }
+
     /// The number of replicas `R`.
     pub fn replicas(&self) -> usize {
         self.devices.len() + 1

@@ -49,6 +49,27 @@ impl RunDir {
     /// [`Error::RunDirOccupied`] if it holds an earlier run and `overwrite` is false;
     /// [`Error::Io`] for file system errors.
     pub fn claim(path: impl AsRef<Path>, overwrite: bool) -> Result<Self> {
+        Self::claim_as(
+            path,
+            if overwrite {
+                Earlier::Remove
+            } else {
+                Earlier::Refuse
+            },
+        )
+    }
+
+    /// Claims `path` to continue the run it holds: as [`Self::claim`], but the earlier
+    /// run's outputs are kept (stale temporary files are still removed).
+    ///
+    /// # Errors
+    /// [`Error::RunDirBusy`] if another live process holds the directory;
+    /// [`Error::Io`] for file system errors.
+    pub fn resume(path: impl AsRef<Path>) -> Result<Self> {
+        Self::claim_as(path, Earlier::Keep)
+    }
+
+    fn claim_as(path: impl AsRef<Path>, earlier: Earlier) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
         let lock = path.join(LOCK_FILE);
@@ -58,7 +79,7 @@ impl RunDir {
                 Ok(mut f) => {
                     writeln!(f, "{me}").map_err(|e| Error::io(&lock, e))?;
                     let claim = RunDir { path, owned: true };
-                    claim.prepare(overwrite)?;
+                    claim.prepare(earlier)?;
                     return Ok(claim);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -97,20 +118,25 @@ impl RunDir {
     }
 
     /// Refuses or clears an earlier run, and removes stale temporary files.
-    fn prepare(&self, overwrite: bool) -> Result<()> {
+    fn prepare(&self, mode: Earlier) -> Result<()> {
         let earlier: Vec<PathBuf> = RUN_OUTPUTS
             .iter()
             .map(|f| self.path.join(f))
             .filter(|p| p.exists())
             .collect();
         if !earlier.is_empty() {
-            if !overwrite {
-                return Err(Error::RunDirOccupied {
-                    path: self.path.clone(),
-                });
-            }
-            for p in earlier {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            match mode {
+                Earlier::Refuse => {
+                    return Err(Error::RunDirOccupied {
+                        path: self.path.clone(),
+                    })
+                }
+                Earlier::Remove => {
+                    for p in earlier {
+                        std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                    }
+                }
+                Earlier::Keep => {}
             }
         }
         let entries = std::fs::read_dir(&self.path).map_err(|e| Error::io(&self.path, e))?;
@@ -126,6 +152,14 @@ impl RunDir {
         }
         Ok(())
     }
+}
+
+/// What a claim does with an earlier run's outputs.
+#[derive(Clone, Copy)]
+enum Earlier {
+    Refuse,
+    Remove,
+    Keep,
 }
 
 impl Drop for RunDir {

@@ -108,6 +108,28 @@ pub trait Task<E: Dtype, D: Device<E>, M> {
 
     /// A short description for logs.
     fn describe(&self) -> String;
+
+    /// What this task carries from one step to the next beyond the model's tensors
+    /// (e.g. a VQ-VAE's EMA statistics and its random generator), as JSON, saved in each
+    /// checkpoint the trainer writes so that [`Task::restore`] can continue a run
+    /// exactly. The default (a stateless task) is `null`.
+    ///
+    /// # Errors
+    /// If the state cannot be encoded.
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+
+    /// Takes back the state [`Task::state`] returned, when a run is resumed. The default
+    /// ignores it.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidSetting`] for a state this task cannot take (another task's,
+    /// or sizes that do not fit).
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
 }
 
 /// Maximizes an [`Objective`] of a [`LatentVariableModel`] over `(batch, X)` images,

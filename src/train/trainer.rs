@@ -9,13 +9,16 @@ use dfdx::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::checkpoint::save_checkpoint;
+use super::checkpoint::{CheckpointMeta, TrainingState};
 use super::metrics::{EpochMetrics, MetricsLog};
 use super::parallel::{DataParallel, ThreadSafe};
+use super::resume;
 use super::run_dir::RunDir;
+use super::spec::ModelSpec;
 use super::task::{ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
 use crate::error::{Error, Result};
+use crate::kernels::cpu::is_cpu;
 use crate::model::LatentVariableModel;
 use crate::objective::Objective;
 use crate::ops::Real;
@@ -59,6 +62,21 @@ pub struct TrainConfig {
     /// same count give the same run; different counts draw different `ε`.
     #[serde(default)]
     pub threads: usize,
+    /// Continue the run in `out_dir` from its checkpoint instead of starting anew:
+    /// weights, Adam's moments and step count, the task's state, epoch and step are
+    /// restored, the metrics log is cut to the completed epochs, and training goes on to
+    /// `epochs`. On the `Cpu` the result equals the uninterrupted run bit for bit: every
+    /// epoch's random streams come from `seed` and the epoch number
+    /// ([`super::resume::epoch_seed`]). The settings that shape the run (batch size,
+    /// learning rate, seed, binarization, warm-up, threads) must be the saved ones.
+    #[serde(default)]
+    pub resume: bool,
+    /// What the checkpoints say the model is ([`ModelSpec`]), written into their
+    /// metadata and `config.json`, and checked on resume; `None` writes no model
+    /// description. Not part of the serialized configuration (the checkpoint's metadata
+    /// holds it).
+    #[serde(skip)]
+    pub model: Option<ModelSpec>,
 }
 
 impl Default for TrainConfig {
@@ -74,6 +92,8 @@ impl Default for TrainConfig {
             overwrite: false,
             kl_warmup_steps: 0,
             threads: 0,
+            resume: false,
+            model: None,
         }
     }
 }
@@ -95,6 +115,15 @@ impl TrainConfig {
             return Err(Error::invalid(
                 "lr",
                 format!("must be positive and finite, got {}", self.lr),
+            ));
+        }
+        if self.resume && self.out_dir.is_none() {
+            return Err(Error::invalid("resume", "needs the run's out_dir"));
+        }
+        if self.resume && self.overwrite {
+            return Err(Error::invalid(
+                "resume",
+                "cannot both resume and overwrite a run",
             ));
         }
         Ok(self)
@@ -198,18 +227,14 @@ where
 {
     let config = config.clone().validated()?;
     crate::data::check_pair(train, test, "the data given to the trainer")?;
-    let mut rng = StdRng::seed_from_u64(config.seed);
     let train = match config.binarization {
-        Binarization::Static => train.binarized(&mut rng),
+        Binarization::Static => train.binarized(&mut StdRng::seed_from_u64(config.seed)),
         _ => train.clone(),
     };
     let test = prepare_test(test, config.binarization, config.seed);
     let _claim = match &config.out_dir {
+        Some(dir) if config.resume => Some(RunDir::resume(dir)?),
         Some(dir) => Some(RunDir::claim(dir, config.overwrite)?),
-        None => None,
-    };
-    let mut log = match &config.out_dir {
-        Some(dir) => Some(MetricsLog::create(dir.join("metrics.jsonl"))?),
         None => None,
     };
 
@@ -228,10 +253,35 @@ where
         train_images_per_s: 0.0,
         train_seconds: 0.0,
     };
+    let (mut first_epoch, mut global_step) = (1, 0);
+    if let (true, Some(dir)) = (config.resume, &config.out_dir) {
+        let replicas = parallel.replicas();
+        let resumed = resume::load(dir, &config, replicas, model, &mut opt, |state| {
+            task.restore(state)
+        })?;
+        first_epoch = resumed.epoch + 1;
+        global_step = resumed.step;
+        report.epochs = resumed.metrics;
+    }
+    let mut log = match &config.out_dir {
+        Some(dir) if config.resume => Some(MetricsLog::append_to(dir.join(resume::METRICS_FILE))?),
+        Some(dir) => Some(MetricsLog::create(dir.join(resume::METRICS_FILE))?),
+        None => None,
+    };
     let mut total_images = 0usize;
-    let mut global_step = 0usize;
+    let on_cpu = is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>();
 
-    for epoch in 1..=config.epochs {
+    for epoch in first_epoch..=config.epochs {
+        // Every random stream of the epoch from the seed and the epoch number, so a
+        // resumed run draws what the uninterrupted one did.
+        let seed = resume::epoch_seed(config.seed, epoch);
+        let mut rng = StdRng::seed_from_u64(seed);
+        parallel.reseed(seed);
+        let epoch_device: D = if on_cpu {
+            super::parallel::replica_device::<D>(seed, 0)
+        } else {
+            device.clone()
+        };
         let batches = shuffled_batches(train.len(), config.batch_size, &mut rng)?;
         let bar = progress_bar(&config, epoch, batches.len());
         let start = Instant::now();
@@ -249,7 +299,7 @@ where
                 &train,
                 idx,
                 if dynamic { Some(&mut rng) } else { None },
-                device,
+                &epoch_device,
                 grads,
                 progress,
             )?;
@@ -315,7 +365,18 @@ where
             log.append(&metrics)?;
         }
         if let Some(dir) = &config.out_dir {
-            save_checkpoint::<E, D, M>(model, dir.join("checkpoint.safetensors"))?;
+            let meta = CheckpointMeta {
+                training: Some(TrainingState {
+                    config: config.clone(),
+                    objective: task.describe(),
+                    epoch,
+                    step: global_step,
+                    replicas: parallel.replicas(),
+                    task: task.state()?,
+                }),
+                ..CheckpointMeta::new(config.model.clone())
+            };
+            resume::save(dir, model, &opt, &meta)?;
         }
         report.epochs.push(metrics);
     }

@@ -1,0 +1,65 @@
+//! What each model of the zoo says about itself in its checkpoints ([`Describe`]):
+//! kind, sizes and parts, checked by [`latent::train::load_model`].
+
+use dfdx::prelude::*;
+use latent::nn::Linear;
+use latent::train::{Describe, ModelSpec, Named};
+use latent::Real;
+
+use crate::{Cvae, LinearGaussian, MlpVae, VqVae};
+
+/// `kind = "vae"`, sizes `x`, `h`, `z`, parts `likelihood`, `prior`, `encoder = "mlp"`.
+impl<X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Lik: Named, Pri: Named> Describe
+    for MlpVae<X, H, Z, E, D, Lik, Pri>
+{
+    fn spec(&self) -> ModelSpec {
+        let first: &Linear<X, H, E, D> = &self.guide.encoder.0;
+        ModelSpec::new("vae")
+            .size("x", first.inputs().size())
+            .size("h", first.outputs().size())
+            .size("z", self.guide.loc.outputs().size())
+            .part("encoder", "mlp")
+            .part("likelihood", self.likelihood.name())
+            .part("prior", self.prior.name())
+    }
+}
+
+/// `kind = "cvae"`, sizes `x`, `y`, `h`, `z`, parts `likelihood`, `prior`.
+impl<X: Dim, Y: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Pri: Named, Lik: Named> Describe
+    for Cvae<X, Y, H, Z, E, D, Pri, Lik>
+{
+    fn spec(&self) -> ModelSpec {
+        let joint = &self.guide.encoder;
+        ModelSpec::new("cvae")
+            .size("x", joint.a.inputs().size())
+            .size("y", joint.b.inputs().size())
+            .size("h", joint.a.outputs().size())
+            .size("z", self.guide.loc.outputs().size())
+            .part("likelihood", self.likelihood.name())
+            .part("prior", self.prior.name())
+    }
+}
+
+/// `kind = "vq-vae"`, sizes `k` (codes) and `dm` (code dimension), part
+/// `likelihood`. The networks around the codebook are not described: loading checks
+/// their tensors' names and shapes.
+impl<Enc, Dec, K: Dim, DM: Dim, E: Real, D: Device<E>, Lik: Named> Describe
+    for VqVae<Enc, Dec, K, DM, E, D, Lik>
+{
+    fn spec(&self) -> ModelSpec {
+        let (k, dm) = *self.quantizer.codebook.shape();
+        ModelSpec::new("vq-vae")
+            .size("k", k.size())
+            .size("dm", dm.size())
+            .part("likelihood", self.likelihood.name())
+    }
+}
+
+/// `kind = "linear-gaussian"`, sizes `x`, `z`.
+impl<X: Dim, Z: Dim, E: Real, D: Device<E>> Describe for LinearGaussian<X, Z, E, D> {
+    fn spec(&self) -> ModelSpec {
+        ModelSpec::new("linear-gaussian")
+            .size("x", self.decoder.outputs().size())
+            .size("z", self.decoder.inputs().size())
+    }
+}
