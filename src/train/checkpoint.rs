@@ -177,6 +177,9 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Expected {
     }
 }
 
+/// A tensor outside the model, stored in a checkpoint: name, shape, row-major values.
+pub type NamedTensor<E> = (String, Vec<usize>, Vec<E>);
+
 /// The version of the checkpoint metadata written by this crate.
 pub const CHECKPOINT_FORMAT: u32 = 1;
 
@@ -247,7 +250,7 @@ pub struct TrainingState {
 /// extra tensor's values do not fill its shape.
 pub fn save_checkpoint_with<E, D, M>(
     model: &M,
-    extra: &[(String, Vec<usize>, Vec<E>)],
+    extra: &[NamedTensor<E>],
     meta: &CheckpointMeta,
     path: impl AsRef<Path>,
 ) -> Result<()>
@@ -366,10 +369,7 @@ where
 ///
 /// # Errors
 /// [`Error::Checkpoint`] for an unreadable file or a tensor that is not `f32`/`f64`.
-pub fn read_tensors(
-    path: impl AsRef<Path>,
-    prefix: &str,
-) -> Result<Vec<(String, Vec<usize>, Vec<f64>)>> {
+pub fn read_tensors(path: impl AsRef<Path>, prefix: &str) -> Result<Vec<NamedTensor<f64>>> {
     let path = path.as_ref();
     let err = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),

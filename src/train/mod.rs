@@ -11,7 +11,7 @@ pub mod trainer;
 
 pub use checkpoint::{
     load_checkpoint, load_model, read_checkpoint_meta, read_tensors, save_checkpoint,
-    save_checkpoint_with, CheckpointMeta, TrainingState,
+    save_checkpoint_with, CheckpointMeta, NamedTensor, TrainingState,
 };
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use parallel::{DataParallel, ThreadSafe};
