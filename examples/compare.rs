@@ -30,7 +30,7 @@ use dfdx::prelude::*;
 use latent::data::{Binarization, Conditioning, Dataset, LabelCondition, Splits, CLASS_NAMES};
 use latent::eval;
 use latent::ops::to_f64_vec;
-use latent::train::{fit, fit_task, prepare_test, ConditionalTask, Task, TrainConfig};
+use latent::train::{fit, fit_task, prepare_test, ConditionalTask, Describe, Task, TrainConfig};
 use latent::{
     ConditionalModel, Conditioned, Distribution, Elbo, Error, Events, ImportanceWeighted,
     LatentVariableModel, Objective, Result,
@@ -172,12 +172,16 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
     let dev = Dev::seed_from_u64(args.run.seed);
     let mut model: MlpVae<Const<X>, Const<H>, Const<Z>, f32, Dev> =
         latent_models::mlp_vae(&dev, (Const, Const, Const))?;
+    let spec = model.spec();
     let report = fit(
         &mut model,
         &objective,
         &splits.train,
         &splits.test,
-        &args.config(&dir),
+        &TrainConfig {
+            model: Some(spec.clone()),
+            ..args.config(&dir)
+        },
         &dev,
     )?;
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);
@@ -221,12 +225,16 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
     let mut model: Cvae<Const<X>, Const<10>, Const<H>, Const<Z>, f32, Dev> =
         Cvae::new(&dev, (Const, Const, Const, Const))?;
     let mut task = ConditionalTask::new(Elbo::default(), LabelCondition);
+    let spec = model.spec().part("condition", "label");
     let report = fit_task(
         &mut model,
         &mut task,
         &splits.train,
         &splits.test,
-        &args.config(&dir),
+        &TrainConfig {
+            model: Some(spec.clone()),
+            ..args.config(&dir)
+        },
         &dev,
     )?;
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);
@@ -288,12 +296,16 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
         args.run.seed,
     )?
     .with_restarts(DeadCodeRestart::new(K, 0.03, 0.99)?);
+    let spec = model.spec();
     let report = fit_task(
         &mut model,
         &mut task,
         &splits.train,
         &splits.test,
-        &args.config(&dir),
+        &TrainConfig {
+            model: Some(spec.clone()),
+            ..args.config(&dir)
+        },
         &dev,
     )?;
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);

@@ -23,7 +23,7 @@ use common::RunArgs;
 use dfdx::prelude::*;
 use latent::data::{Binarization, Conditioning, LabelCondition, TopRowsCondition};
 use latent::eval::test_nll_conditional;
-use latent::train::{fit_task, prepare_test, ConditionalTask, Task};
+use latent::train::{fit_task, prepare_test, ConditionalTask, Describe, Task, TrainConfig};
 use latent::viz::save_image_grid;
 use latent::{ConditionalModel, Distribution, Elbo, Error, Events, Result};
 use latent_models::Cvae;
@@ -94,12 +94,16 @@ fn run(args: &Args) -> Result<()> {
     let mut labels: Cvae<Const<784>, Const<10>, Const<H>, Const<Z>, f32, Dev> =
         Cvae::new(&dev, (Const, Const, Const, Const))?;
     let mut task = ConditionalTask::new(Elbo::default(), LabelCondition);
+    let spec = labels.spec().part("condition", "label");
     fit_task(
         &mut labels,
         &mut task,
         &splits.train,
         &splits.test,
-        &config("labels"),
+        &TrainConfig {
+            model: Some(spec),
+            ..config("labels")
+        },
         &dev,
     )?;
     let labels_elbo = task.evaluate(&labels, &test, &dev)?;
@@ -121,12 +125,16 @@ fn run(args: &Args) -> Result<()> {
     let mut completion: Cvae<usize, usize, usize, usize, f32, Dev> =
         Cvae::new(&dev, (HALF, HALF, H, Z))?;
     let mut task = ConditionalTask::new(Elbo::default(), condition);
+    let spec = completion.spec().part("condition", "top-14-rows");
     fit_task(
         &mut completion,
         &mut task,
         &splits.train,
         &splits.test,
-        &config("completion"),
+        &TrainConfig {
+            model: Some(spec),
+            ..config("completion")
+        },
         &dev,
     )?;
     let completion_elbo = task.evaluate(&completion, &test, &dev)?;

@@ -15,8 +15,11 @@
 //! the first `--eval-n` test images (default 1000, 0 for all).
 //!
 //! Writes into `--out` (default `runs/vae`): `summary.json`, `metrics.jsonl`,
-//! `checkpoint.safetensors`, `reconstructions.png` (test images above their
-//! reconstructions) and `samples.png` (decoded draws from the prior).
+//! `checkpoint.safetensors` (weights, Adam's state and what the run is, also in
+//! `config.json`), `reconstructions.png` (test images above their reconstructions) and
+//! `samples.png` (decoded draws from the prior). `--resume` continues a stopped run
+//! from its last checkpoint (`--epochs` more in total); `examples/generate.rs` opens a
+//! finished one again.
 
 mod common;
 
@@ -31,7 +34,7 @@ use latent::eval;
 use latent::heads::{
     BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
 };
-use latent::train::{fit, prepare_test, ThreadSafe};
+use latent::train::{fit, prepare_test, Describe, ThreadSafe};
 use latent::LatentVariableModel;
 use latent::{AnyObjective, Distribution, Elbo, Error, ImportanceWeighted, Objective, Result};
 use latent_models::{mlp_vae_with_heads, MlpVae};
@@ -121,6 +124,7 @@ where
     Model<L, P>: TensorCollection<f32, Dev>
         + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
         + LatentVariableModel<f32, Dev, NoneTape, X = usize, Z = usize>
+        + Describe
         + ThreadSafe,
 {
     let start = Instant::now();
@@ -137,6 +141,7 @@ where
     let binarization = a.binarize.into();
     let config = latent::train::TrainConfig {
         kl_warmup_steps: a.kl_warmup_steps,
+        model: Some(model.spec()),
         ..r.config(r.epochs(10), binarization, out.clone())
     };
     let report = fit(

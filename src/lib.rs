@@ -41,6 +41,7 @@ mod draws;
 pub mod elbo;
 pub mod error;
 pub mod eval;
+pub mod explore;
 pub mod guide;
 pub mod heads;
 pub mod iwae;

@@ -47,8 +47,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Replace an earlier run found in the output directory (refused otherwise).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// Continue the run in the output directory from its last checkpoint, to
+    /// `--epochs` (same settings as the run; the result equals an uninterrupted run).
+    #[arg(long)]
+    pub resume: bool,
 }
 
 impl RunArgs {
@@ -65,7 +69,11 @@ impl RunArgs {
     /// # Errors
     /// [`Error::RunDirBusy`], [`Error::RunDirOccupied`], I/O errors.
     pub fn claim(&self, out: &Path) -> Result<RunDir> {
-        RunDir::claim(out, self.overwrite)
+        if self.resume {
+            RunDir::resume(out)
+        } else {
+            RunDir::claim(out, self.overwrite)
+        }
     }
 
     /// Finds the data (see `--data`) and says which it used.
@@ -102,6 +110,7 @@ impl RunArgs {
             out_dir: Some(out),
             overwrite: self.overwrite,
             threads: self.threads,
+            resume: self.resume,
             ..Default::default()
         }
     }
