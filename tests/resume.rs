@@ -91,14 +91,19 @@ fn assert_bit_identical(a: &Path, b: &Path) {
     );
     let (sa, sb) = (ma.training.unwrap(), mb.training.unwrap());
     assert_eq!((sa.epoch, sa.step, &sa.task), (sb.epoch, sb.step, &sb.task));
-    // The metrics log holds each epoch once, with the same training losses.
-    let losses = |d: &Path| -> Vec<(u64, String)> {
+    // The metrics log holds each epoch once, with the same training losses and test
+    // ELBOs (the evaluation draws from the epoch's own stream).
+    let losses = |d: &Path| -> Vec<(u64, String, String)> {
         std::fs::read_to_string(d.join("metrics.jsonl"))
             .unwrap()
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (v["epoch"].as_u64().unwrap(), v["train_loss"].to_string())
+                (
+                    v["epoch"].as_u64().unwrap(),
+                    v["train_loss"].to_string(),
+                    v["test_elbo"].to_string(),
+                )
             })
             .collect()
     };

@@ -330,16 +330,25 @@ where
         total_images += seen;
         report.train_seconds += seconds;
 
-        // The evaluation knows no epoch: name the one it followed.
-        let eval = task.evaluate(model, &test, device).map_err(|e| match e {
-            Error::NonFinite { what, value, .. } => Error::NonFinite {
-                what: format!("{what} (evaluation after the epoch)"),
-                epoch,
-                step: batches.len(),
-                value,
-            },
-            other => other,
-        })?;
+        // The evaluation draws its own stream of the epoch too (on the CPU), so a
+        // resumed run logs the same test figures. It knows no epoch: name the one it
+        // followed.
+        let eval_device: D = if on_cpu {
+            super::parallel::replica_device::<D>(seed ^ 0x0e7a_1u64, 0)
+        } else {
+            device.clone()
+        };
+        let eval = task
+            .evaluate(model, &test, &eval_device)
+            .map_err(|e| match e {
+                Error::NonFinite { what, value, .. } => Error::NonFinite {
+                    what: format!("{what} (evaluation after the epoch)"),
+                    epoch,
+                    step: batches.len(),
+                    value,
+                },
+                other => other,
+            })?;
         let metrics = EpochMetrics {
             epoch,
             train_loss: loss_sum / seen as f64,
