@@ -334,7 +334,7 @@ where
         // resumed run logs the same test figures. It knows no epoch: name the one it
         // followed.
         let eval_device: D = if on_cpu {
-            super::parallel::replica_device::<D>(seed ^ 0x0e7a_1u64, 0)
+            super::parallel::replica_device::<D>(seed ^ 0xe7a1_u64, 0)
         } else {
             device.clone()
         };
