@@ -148,6 +148,8 @@ fn run(args: &Args) -> Result<()> {
         path: checkpoint.clone(),
         reason: "it does not describe its model".into(),
     })?;
+    // Not while a training run is still writing there (a busy run is an error).
+    let _claim = latent::train::RunDir::resume(&args.run)?;
     let training = meta.training.clone();
     eprintln!(
         "run {}: {} {:?} {:?}{}",

@@ -12,7 +12,7 @@ pub const LOCK_FILE: &str = ".latent.lock";
 
 /// The files a run of this toolkit writes into its directory; their presence marks an
 /// earlier run, and [`RunDir::claim`] with `overwrite` removes them.
-pub const RUN_OUTPUTS: [&str; 10] = [
+pub const RUN_OUTPUTS: [&str; 13] = [
     "summary.json",
     "metrics.jsonl",
     "checkpoint.safetensors",
@@ -23,6 +23,9 @@ pub const RUN_OUTPUTS: [&str; 10] = [
     "results.json",
     "results.md",
     "config.json",
+    "latents.csv",
+    "interpolation.png",
+    "traversal.png",
 ];
 
 /// An exclusive claim on a run directory for as long as the value lives.
