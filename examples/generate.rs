@@ -13,7 +13,7 @@
 //! loaded with `latent::train::load_model`, which refuses a checkpoint that does not
 //! match. Works for the runs of the `vae` example (any likelihood and prior, IWAE and
 //! β-VAE objectives included), the label-conditioned CVAE of `cvae` and `compare`, the
-//! VAEs and the conv VQ-VAE of `compare`.
+//! VAEs and the conv VQ-VAE of `compare`, and the VampPrior VAE of `custom_model`.
 //!
 //! Writes into the run directory:
 //! - `samples.png`: `--n` draws from the prior, decoded (`--seed`); for the CVAE of
@@ -33,7 +33,10 @@
 //! The test images are found as in training (`--data`, `$LATENT_DATA`, Debian's
 //! Fashion-MNIST, the embedded subset) and binarized as the run was.
 
-mod common;
+#[path = "common/vamp.rs"]
+mod vamp;
+
+use vamp::VampVae;
 
 use std::path::{Path, PathBuf};
 
@@ -210,6 +213,7 @@ fn run(args: &Args) -> Result<()> {
         }
         "cvae" if part("condition") == "label" => cvae(&ctx, (size("x")?, size("h")?, size("z")?)),
         "vq-vae" if size("dm")? == 16 => vq_vae(&ctx, size("k")?),
+        "vamp-vae" => vamp_vae(&ctx),
         _ => Err(unknown(&spec, "this kind")),
     }
 }
@@ -219,7 +223,7 @@ fn unknown(spec: &ModelSpec, what: &str) -> Error {
         "run",
         format!(
             "generate does not know {what} ({} {:?} {:?}); it opens the MLP VAE, the \
-             label-conditioned CVAE and the conv VQ-VAE with DM = 16",
+             label-conditioned CVAE, the conv VQ-VAE with DM = 16 and the VampPrior VAE",
             spec.kind, spec.sizes, spec.parts
         ),
     )
@@ -253,13 +257,34 @@ where
             Posterior = Normal<usize, f32, Dev, NoneTape>,
         > + Describe,
 {
-    let dev = &ctx.dev;
-    let (likelihood, prior) = heads(dev)?;
-    let mut model: Vae<L, P> = mlp_vae_with_heads(dev, dims, likelihood, prior)?;
+    let (likelihood, prior) = heads(&ctx.dev)?;
+    let mut model: Vae<L, P> = mlp_vae_with_heads(&ctx.dev, dims, likelihood, prior)?;
     load_model(&mut model, &ctx.checkpoint)?;
-    let z_dim = dims.2;
-    let decode = |z: &[f64]| -> Result<Vec<f32>> {
-        Ok(latent::explore::decode(&model, z, z_dim, dev)?.as_vec())
+    explore(ctx, &model, dims.2)
+}
+
+/// The VAE with a VampPrior of the `custom_model` example.
+fn vamp_vae(ctx: &Ctx<'_>) -> Result<()> {
+    let mut model: VampVae<f32, Dev> = VampVae::build(&ctx.dev);
+    load_model(&mut model, &ctx.checkpoint)?;
+    explore(ctx, &model, Const)
+}
+
+/// Every picture and the latents of a model with a Gaussian guide.
+fn explore<M>(ctx: &Ctx<'_>, model: &M, z_dim: M::Z) -> Result<()>
+where
+    M: LatentVariableModel<
+        f32,
+        Dev,
+        NoneTape,
+        Posterior = Normal<<M as LatentVariableModel<f32, Dev, NoneTape>>::Z, f32, Dev, NoneTape>,
+    >,
+    M::X: Default,
+{
+    let dev = &ctx.dev;
+    let z = z_dim.size();
+    let decode = |zs: &[f64]| -> Result<Vec<f32>> {
+        Ok(latent::explore::decode(model, zs, z_dim, dev)?.as_vec())
     };
     // Samples from the prior.
     let samples = model
@@ -267,18 +292,18 @@ where
         .mean();
     ctx.grid("samples.png", &samples.as_vec(), 8)?;
     // Reconstructions.
-    let x: Tensor<(usize, usize), f32, Dev> = ctx.test.batch(dev, &ctx.args.images, None)?;
-    let recon = latent::explore::reconstruct(&model, x.clone())?;
+    let x: Tensor<(usize, M::X), f32, Dev> = ctx.test.batch(dev, &ctx.args.images, None)?;
+    let recon = latent::explore::reconstruct(model, x.clone())?;
     ctx.grid(
         "reconstructions.png",
         &[x.as_vec(), recon.as_vec()].concat(),
         ctx.args.images.len(),
     )?;
     // Latents of the test set.
-    let (mu, log_sigma) = encode(&model, &ctx.test, dev, 500)?;
-    write_latents(ctx, z_dim, &mu, &log_sigma)?;
+    let (mu, log_sigma) = encode(model, &ctx.test, dev, 500)?;
+    write_latents(ctx, z, &mu, &log_sigma)?;
     // Interpolation between two test images.
-    let row = |i: usize| &mu[i * z_dim..(i + 1) * z_dim];
+    let row = |i: usize| &mu[i * z..(i + 1) * z];
     let (a, b) = (ctx.args.between[0], ctx.args.between[1]);
     let path = decode(&interpolate(row(a), row(b), ctx.args.steps)?)?;
     ctx.grid(
@@ -288,8 +313,8 @@ where
     )?;
     // Traversal, dimensions by decreasing KL (by spread where the KL has no closed
     // form per dimension, e.g. under a mixture prior).
-    let spread = column_std(&mu, z_dim);
-    let kl = latent::eval::kl_per_dimension(&model, &ctx.test, dev, 500)?;
+    let spread = column_std(&mu, z);
+    let kl = latent::eval::kl_per_dimension(model, &ctx.test, dev, 500)?;
     let order = descending(kl.as_deref().unwrap_or(&spread));
     match &kl {
         Some(kl) => eprintln!(
