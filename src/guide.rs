@@ -23,8 +23,16 @@ pub trait AmortizedGuide<X, Z: Dim, E: Dtype, D: Device<E>> {
     fn posterior(&self, x: X) -> Result<Self::Posterior>;
 }
 
-/// The standard VAE guide: `h = encoder(x)`, `μ = W_μ h + b_μ`, `log σ = W_σ h + b_σ`,
-/// `q(z | x) = N(μ, diag σ²)` (Kingma & Welling 2014, Appendix C.2).
+/// The bound on the guide's `log σ`: the head's output is clamped to
+/// `[−LOG_SCALE_BOUND, LOG_SCALE_BOUND]` = `[−20, 20]`, so `σ ∈ [2·10⁻⁹, 5·10⁸]` never
+/// underflows to 0 or overflows in `f32` (a diverging run once drove `log σ` to −730,
+/// `σ = 0`, and every log-density to NaN). Inside the range the value and gradient are
+/// untouched; outside, the gradient is 0, as with PyTorch's `logvar.clamp(...)`.
+pub const LOG_SCALE_BOUND: f64 = 20.0;
+
+/// The standard VAE guide: `h = encoder(x)`, `μ = W_μ h + b_μ`, `log σ = W_σ h + b_σ`
+/// clamped to `[−20, 20]` ([`LOG_SCALE_BOUND`]), `q(z | x) = N(μ, diag σ²)` (Kingma &
+/// Welling 2014, Appendix C.2).
 ///
 /// `Enc` is any dfdx module mapping the input to `(batch, H)`; the two heads are
 /// `Linear<H, Z>`. The head outputs `log σ` (not the log-variance; `log σ = ½ log σ²`).
@@ -104,6 +112,7 @@ where
         let log_scale: Events<Z, E, D, T> = self
             .log_scale
             .try_forward(h.with_empty_tape())
+            .and_then(|s| s.try_clamp(-LOG_SCALE_BOUND, LOG_SCALE_BOUND))
             .map_err(Error::device)?;
         let loc: Events<Z, E, D, T> = self.loc.try_forward(h).map_err(Error::device)?;
         Normal::new(loc, log_scale)

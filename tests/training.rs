@@ -262,3 +262,24 @@ fn a_failed_evaluation_names_the_epoch_it_followed() {
         other => panic!("expected NonFinite, got {other}"),
     }
 }
+
+/// A guide whose `log σ` head has run off to −700 (σ = 0 in f32 without a bound) still
+/// gives a finite ELBO and finite gradients: `log σ` is clamped to −20.
+#[test]
+fn a_collapsing_log_sigma_stays_finite() {
+    let dev = Dev::seed_from_u64(2);
+    let mut model: Small = mlp_vae(&dev, (Const, Const, Const)).unwrap();
+    model.guide.log_scale.bias = dev.tensor([-700.0f32; 10]);
+    let data = embedded().unwrap().test.take(8);
+    let idx: Vec<usize> = (0..8).collect();
+    let x = data.batch::<Const<784>, f32, Dev>(&dev, &idx, None).unwrap();
+    let q = latent::LatentVariableModel::<f32, Dev, NoneTape>::guide(&model, x.clone()).unwrap();
+    let ls = to_f64_vec(&q.log_scale);
+    assert!(ls.iter().all(|&v| (v + latent::guide::LOG_SCALE_BOUND).abs() < 1e-3), "{ls:?}");
+    let grads = model.alloc_grads();
+    let e = Elbo::default().estimate(&model, x.traced(grads)).unwrap();
+    let loss = -e.objective.mean();
+    assert!(to_f64_vec(&loss)[0].is_finite());
+    let g = loss.backward();
+    assert!(to_f64_vec(&g.get(&model.decoder.0.weight)).iter().all(|v| v.is_finite()));
+}
