@@ -108,6 +108,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// Settings whose memory would exceed the limit, refused before anything is
+    /// allocated (e.g. [`crate::train::TrainConfig::memory_limit`]).
+    #[error("{what} would need at least {} MiB, more than the limit of {} MiB (lower the batch size or the samples, or raise the limit)", needed / (1 << 20), limit / (1 << 20))]
+    MemoryLimit {
+        /// What would need the memory.
+        what: String,
+        /// Bytes it would need (a lower bound).
+        needed: u128,
+        /// The limit in bytes.
+        limit: u128,
+    },
+
     /// A checkpoint describes another model than the one it is loaded into
     /// ([`crate::train::load_model`]), or does not describe its model.
     #[error("checkpoint {path} does not hold this model: {}", differences.join("; "))]

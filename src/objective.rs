@@ -29,6 +29,14 @@ pub trait Objective {
     /// A short description for logs, e.g. `elbo(L=1, β=1)` or `iwae(k=5)`.
     fn describe(&self) -> String;
 
+    /// Latent draws per example (`L` of the ELBO, `k` of the IWAE bound): each is a
+    /// pass of the decoder whose activations the backward pass keeps, so the trainer
+    /// refuses settings whose `batch · draws · X` values would not fit in memory
+    /// ([`crate::train::TrainConfig::memory_limit`]). The default is 1.
+    fn draws(&self) -> usize {
+        1
+    }
+
     /// The objective to use at optimizer step `step` (0-based) when the trainer's KL
     /// warm-up puts weight `kl_weight ∈ [0, 1]` on the KL term
     /// ([`crate::train::TrainConfig::kl_warmup_steps`]). Objectives that change during
@@ -64,6 +72,10 @@ impl Objective for Elbo {
         format!("elbo(L={}, β={})", self.samples(), self.beta())
     }
 
+    fn draws(&self) -> usize {
+        self.samples()
+    }
+
     /// `β · kl_weight`: the ELBO's KL term is annealed from 0 to β (Bowman et al. 2016, §3.1;
     /// Sønderby et al. 2016, §2.3).
     fn scheduled(&self, _step: usize, kl_weight: f64) -> Self {
@@ -88,6 +100,10 @@ impl Objective for ImportanceWeighted {
 
     fn describe(&self) -> String {
         format!("iwae(k={})", self.k)
+    }
+
+    fn draws(&self) -> usize {
+        self.k
     }
 }
 
@@ -123,6 +139,13 @@ impl Objective for AnyObjective {
         match self {
             Self::Elbo(o) => o.describe(),
             Self::Iwae(o) => o.describe(),
+        }
+    }
+
+    fn draws(&self) -> usize {
+        match self {
+            Self::Elbo(o) => o.draws(),
+            Self::Iwae(o) => o.draws(),
         }
     }
 

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use dfdx::prelude::*;
 use latent::train::{
-    load_checkpoint, read_checkpoint_meta, save_checkpoint_with, CheckpointMeta, Describe,
-    RunDir,
+    load_checkpoint, read_checkpoint_meta, save_checkpoint_with, CheckpointMeta, Describe, RunDir,
 };
 use latent_models::{mlp_vae, MlpVae};
 use rand::{Rng, SeedableRng};
@@ -32,7 +31,13 @@ fn checkpoint_writer_child() {
     };
     let m = model(1);
     let extra: Vec<(String, Vec<usize>, Vec<f32>)> = (0..4)
-        .map(|i| (format!("optimizer.extra.{i}"), vec![400, 784], vec![i as f32; 400 * 784]))
+        .map(|i| {
+            (
+                format!("optimizer.extra.{i}"),
+                vec![400, 784],
+                vec![i as f32; 400 * 784],
+            )
+        })
         .collect();
     for round in 0u64.. {
         let mut meta = CheckpointMeta::new(Some(m.spec()));
@@ -60,14 +65,22 @@ fn checkpoints_survive_kill_9_mid_write() {
     for _ in 0..trials {
         let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "checkpoint_writer_child", "--nocapture"])
+            .args([
+                "--ignored",
+                "--exact",
+                "checkpoint_writer_child",
+                "--nocapture",
+            ])
             .env("LATENT_CHECKPOINT_CHILD", dir.path())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let start = Instant::now();
         while !dir.path().join("marker").exists() {
-            assert!(start.elapsed() < Duration::from_secs(60), "the child never wrote");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the child never wrote"
+            );
             assert!(child.try_wait().unwrap().is_none(), "the child exited");
             std::thread::sleep(Duration::from_millis(2));
         }

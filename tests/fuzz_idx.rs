@@ -64,7 +64,10 @@ fn check(bytes: &[u8], class: &str, must_fail: bool) -> (bool, usize) {
                 a.dims.iter().product::<usize>(),
                 "{class}: a load whose data does not fill its dimensions"
             );
-            assert!(a.data.len() <= LIMIT, "{class}: a body above the limit loaded");
+            assert!(
+                a.data.len() <= LIMIT,
+                "{class}: a body above the limit loaded"
+            );
         }
         Ok(Err(e)) => {
             assert!(
@@ -97,7 +100,10 @@ fn mutated_idx_files_give_typed_errors_or_correct_loads_in_bounded_memory() {
         .collect();
     // The valid seeds load back exactly.
     for (s, want) in seeds.iter().zip([&images, &images, &labels, &labels]) {
-        assert_eq!(&parse_idx_limited(s, Path::new("seed"), LIMIT).unwrap(), want);
+        assert_eq!(
+            &parse_idx_limited(s, Path::new("seed"), LIMIT).unwrap(),
+            want
+        );
     }
     // Per class: (inputs, loads, typed errors).
     let mut tried = std::collections::BTreeMap::<&str, (usize, usize, usize)>::new();
@@ -125,7 +131,11 @@ fn mutated_idx_files_give_typed_errors_or_correct_loads_in_bounded_memory() {
             let i = rng.gen_range(0..m.len());
             m[i] = rng.gen();
         }
-        let class = if raw { "bytes flipped (raw)" } else { "gzip stream damaged" };
+        let class = if raw {
+            "bytes flipped (raw)"
+        } else {
+            "gzip stream damaged"
+        };
         run(m, class, false);
         // Header mutations on the raw form: magic, type, rank, and declared sizes up to
         // 2^32 − 1 per dimension (terabytes claimed by a few bytes), then re-gzipped
@@ -137,7 +147,11 @@ fn mutated_idx_files_give_typed_errors_or_correct_loads_in_bounded_memory() {
             1 => h[3] = rng.gen_range(0..=255),
             _ => {
                 let d = rng.gen_range(0..ndim);
-                let v: u32 = if rng.gen_bool(0.5) { u32::MAX - rng.gen_range(0..1000) } else { rng.gen() };
+                let v: u32 = if rng.gen_bool(0.5) {
+                    u32::MAX - rng.gen_range(0..1000)
+                } else {
+                    rng.gen()
+                };
                 h[4 + 4 * d..8 + 4 * d].copy_from_slice(&v.to_be_bytes());
             }
         }

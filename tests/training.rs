@@ -272,14 +272,60 @@ fn a_collapsing_log_sigma_stays_finite() {
     model.guide.log_scale.bias = dev.tensor([-700.0f32; 10]);
     let data = embedded().unwrap().test.take(8);
     let idx: Vec<usize> = (0..8).collect();
-    let x = data.batch::<Const<784>, f32, Dev>(&dev, &idx, None).unwrap();
+    let x = data
+        .batch::<Const<784>, f32, Dev>(&dev, &idx, None)
+        .unwrap();
     let q = latent::LatentVariableModel::<f32, Dev, NoneTape>::guide(&model, x.clone()).unwrap();
     let ls = to_f64_vec(&q.log_scale);
-    assert!(ls.iter().all(|&v| (v + latent::guide::LOG_SCALE_BOUND).abs() < 1e-3), "{ls:?}");
+    assert!(
+        ls.iter()
+            .all(|&v| (v + latent::guide::LOG_SCALE_BOUND).abs() < 1e-3),
+        "{ls:?}"
+    );
     let grads = model.alloc_grads();
     let e = Elbo::default().estimate(&model, x.traced(grads)).unwrap();
     let loss = -e.objective.mean();
     assert!(to_f64_vec(&loss)[0].is_finite());
     let g = loss.backward();
-    assert!(to_f64_vec(&g.get(&model.decoder.0.weight)).iter().all(|v| v.is_finite()));
+    assert!(to_f64_vec(&g.get(&model.decoder.0.weight))
+        .iter()
+        .all(|v| v.is_finite()));
+}
+
+/// Settings whose activations cannot fit are refused before training, saying how much
+/// they would need: `batch · draws · X · 4` values of 4 bytes at least.
+#[test]
+fn settings_beyond_the_memory_limit_are_refused_up_front() {
+    let dev = Dev::seed_from_u64(0);
+    let mut model: Small = mlp_vae(&dev, (Const, Const, Const)).unwrap();
+    let s = embedded().unwrap();
+    let (train, test) = (s.train.take(64), s.test.take(16));
+    let config = TrainConfig {
+        epochs: 1,
+        batch_size: 32,
+        memory_limit: Some(100 << 20),
+        ..TrainConfig::default()
+    };
+    // IWAE with k = 1000: 32 · 1000 · 784 · 16 bytes ≈ 383 MiB > 100 MiB.
+    let iwae = latent::ImportanceWeighted::new(1000).unwrap();
+    match fit(&mut model, &iwae, &train, &test, &config, &dev) {
+        Err(Error::MemoryLimit { needed, limit, .. }) => {
+            assert_eq!(needed, 32 * 1000 * 784 * 16);
+            assert_eq!(limit, 100 << 20);
+        }
+        other => panic!("expected a memory refusal, got {other:?}"),
+    }
+    // The same with k = 5 (2 MiB) trains.
+    let iwae = latent::ImportanceWeighted::new(5).unwrap();
+    fit(&mut model, &iwae, &train, &test, &config, &dev).unwrap();
+    // The default limit (half the available memory) refuses a billion samples.
+    let config = TrainConfig {
+        memory_limit: None,
+        ..config
+    };
+    let huge = Elbo::new(1_000_000_000).unwrap();
+    assert!(matches!(
+        fit(&mut model, &huge, &train, &test, &config, &dev),
+        Err(Error::MemoryLimit { .. })
+    ));
 }

@@ -142,6 +142,10 @@ impl Objective for BetaVae {
         })
     }
 
+    fn draws(&self) -> usize {
+        self.elbo.samples()
+    }
+
     fn describe(&self) -> String {
         match self.capacity {
             None => format!("beta-vae(β={})", self.elbo.beta()),

@@ -109,6 +109,12 @@ pub trait Task<E: Dtype, D: Device<E>, M> {
     /// A short description for logs.
     fn describe(&self) -> String;
 
+    /// Latent draws per example in [`Task::loss`] (see [`Objective::draws`]), for the
+    /// trainer's up-front memory check. The default is 1.
+    fn draws(&self) -> usize {
+        1
+    }
+
     /// What this task carries from one step to the next beyond the model's tensors
     /// (e.g. a VQ-VAE's EMA statistics and its random generator), as JSON, saved in each
     /// checkpoint the trainer writes so that [`Task::restore`] can continue a run
@@ -176,6 +182,10 @@ where
 
     fn describe(&self) -> String {
         self.objective.describe()
+    }
+
+    fn draws(&self) -> usize {
+        self.objective.draws()
     }
 }
 
@@ -247,5 +257,9 @@ where
 
     fn describe(&self) -> String {
         ConditionalTask::describe(self)
+    }
+
+    fn draws(&self) -> usize {
+        self.objective.draws()
     }
 }

@@ -71,6 +71,15 @@ pub struct TrainConfig {
     /// learning rate, seed, binarization, warm-up, threads) must be the saved ones.
     #[serde(default)]
     pub resume: bool,
+    /// The memory a training step may need, in bytes; `None` (the default) is half of
+    /// the memory the system reports available ([`crate::data::default_max_bytes`]).
+    /// Settings whose activations alone would exceed it (`batch_size · draws · X`
+    /// values four times over: the decoder's output, its gradient, the repeated
+    /// observations and the log-density terms; `draws` = [`Task::draws`], e.g. the
+    /// ELBO's `L` or the IWAE's `k`) are refused before training with
+    /// [`Error::MemoryLimit`], instead of an allocation failure that aborts the process.
+    #[serde(default)]
+    pub memory_limit: Option<usize>,
     /// What the checkpoints say the model is ([`ModelSpec`]), written into their
     /// metadata and `config.json`, and checked on resume; `None` writes no model
     /// description. Not part of the serialized configuration (the checkpoint's metadata
@@ -93,6 +102,7 @@ impl Default for TrainConfig {
             kl_warmup_steps: 0,
             threads: 0,
             resume: false,
+            memory_limit: None,
             model: None,
         }
     }
@@ -227,6 +237,7 @@ where
 {
     let config = config.clone().validated()?;
     crate::data::check_pair(train, test, "the data given to the trainer")?;
+    check_memory::<E>(&config, task.draws(), train.dim())?;
     let train = match config.binarization {
         Binarization::Static => train.binarized(&mut StdRng::seed_from_u64(config.seed)),
         _ => train.clone(),
@@ -391,6 +402,29 @@ where
     }
     report.train_images_per_s = total_images as f64 / report.train_seconds.max(1e-9);
     Ok(report)
+}
+
+/// Refuses settings whose activations would not fit in [`TrainConfig::memory_limit`].
+fn check_memory<E>(config: &TrainConfig, draws: usize, width: usize) -> Result<()> {
+    let limit = config
+        .memory_limit
+        .unwrap_or_else(crate::data::default_max_bytes);
+    let needed = (config.batch_size as u128)
+        * (draws as u128)
+        * (width as u128)
+        * 4
+        * std::mem::size_of::<E>() as u128;
+    if needed > limit as u128 {
+        return Err(Error::MemoryLimit {
+            what: format!(
+                "a training step of {} examples × {draws} latent draws × {width} values",
+                config.batch_size
+            ),
+            needed,
+            limit: limit as u128,
+        });
+    }
+    Ok(())
 }
 
 fn progress_bar(config: &TrainConfig, epoch: usize, steps: usize) -> indicatif::ProgressBar {
