@@ -66,11 +66,12 @@ pub enum Error {
     },
 
     /// A computed quantity (usually the training loss) is NaN or infinite.
-    #[error("non-finite {what} at epoch {epoch}, step {step}: {value}")]
+    #[error("non-finite {what} {}: {value}", place(*.epoch, *.step))]
     NonFinite {
         /// What became non-finite, e.g. `loss`.
         what: String,
-        /// The 1-based epoch in which it happened.
+        /// The 1-based epoch in which it happened; 0 outside the training loop (an
+        /// evaluation or a model called directly), which the message says instead.
         epoch: usize,
         /// The 1-based optimizer step within that epoch.
         step: usize,
@@ -89,7 +90,7 @@ pub enum Error {
 
     /// The run directory holds the outputs of an earlier run; choose another directory
     /// or overwrite it explicitly.
-    #[error("run directory {path} holds an earlier run (pass --overwrite to replace it)")]
+    #[error("run directory {path} holds an earlier run (pass --overwrite to replace it, or --resume to continue it)")]
     RunDirOccupied {
         /// The directory.
         path: PathBuf,
@@ -181,5 +182,15 @@ impl Error {
     /// Converts a dfdx device error (allocation failure, CUDA error) into [`Error::Device`].
     pub fn device(err: impl std::fmt::Debug) -> Self {
         Error::Device(format!("{err:?}"))
+    }
+}
+
+/// Where a non-finite value appeared: `at epoch E, step S`, or `outside the training
+/// loop` for epoch 0.
+fn place(epoch: usize, step: usize) -> String {
+    if epoch == 0 {
+        "outside the training loop".into()
+    } else {
+        format!("at epoch {epoch}, step {step}")
     }
 }
