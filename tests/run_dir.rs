@@ -95,3 +95,34 @@ fn checkpoints_get_the_permissions_of_the_umask() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o666 & !umask, "mode {mode:o} with umask {umask:o}");
 }
+
+/// A write that fails half-way (a full disk, simulated by the writer's error after
+/// part of the content) leaves the earlier file as it was and no temporary file; a
+/// write that succeeds replaces it whole.
+#[test]
+fn a_failed_atomic_write_leaves_the_earlier_file_whole() {
+    use latent::train::run_dir::write_atomically;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("summary.json");
+    std::fs::write(&path, b"{\"old\": true}\n").unwrap();
+    let failed = write_atomically(&path, |w| {
+        std::io::Write::write_all(w, b"{\"new\": ").unwrap();
+        Err(latent::Error::io(
+            dir.path(),
+            std::io::Error::other("no space left on device"),
+        ))
+    });
+    assert!(matches!(failed, Err(latent::Error::Io { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), b"{\"old\": true}\n");
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["summary.json".to_string()]);
+    write_atomically(&path, |w| {
+        std::io::Write::write_all(w, b"{\"new\": true}\n").map_err(|e| latent::Error::io(&path, e))
+    })
+    .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"{\"new\": true}\n");
+}
