@@ -109,6 +109,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A value of a data file that cannot be used: not a number, NaN or infinite, a
+    /// label out of range, a ragged row, an unsupported array type.
+    #[error("bad value in {path} at row {row}, column {column}: {reason}")]
+    BadValue {
+        /// The data file.
+        path: PathBuf,
+        /// The 0-based data row (header excluded).
+        row: usize,
+        /// The 0-based column.
+        column: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// Settings whose memory would exceed the limit, refused before anything is
     /// allocated (e.g. [`crate::train::TrainConfig::memory_limit`]).
     #[error("{what} would need at least {} MiB, more than the limit of {} MiB (lower the batch size or the samples, or raise the limit)", needed / (1 << 20), limit / (1 << 20))]

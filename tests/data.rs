@@ -260,6 +260,7 @@ fn dynamic_binarization_has_the_right_probabilities() {
         labels: vec![0, 0],
         rows: 1,
         cols: d,
+        values: None,
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
     let rounds = 20_000;

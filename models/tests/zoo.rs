@@ -197,6 +197,7 @@ fn cvae_completion_counts_only_the_bottom_half() {
         labels: vec![0, 1],
         rows: 28,
         cols: 28,
+        values: None,
     };
     let (x, y) = Conditioning::<Const<392>, Const<392>>::split::<f64>(
         &TopRowsCondition { rows: 14 },

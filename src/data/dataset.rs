@@ -53,7 +53,7 @@ impl std::fmt::Display for Binarization {
 
 /// Labelled images held in memory as bytes: image `i` is
 /// `images[i·dim .. (i+1)·dim]`, row-major, `dim = rows · cols`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     /// All pixels, `len() · dim()` bytes, 0 = black (background), 255 = white.
     pub images: Vec<u8>,
@@ -63,6 +63,11 @@ pub struct Dataset {
     pub rows: usize,
     /// Image width in pixels.
     pub cols: usize,
+    /// For a real-valued data set (rows of measurements, spectra, embeddings: see
+    /// [`Dataset::from_rows`] and [`super::table`]): the values, `len() · dim()` of
+    /// them, row-major, used as they are (no scaling, no binarization); `images` is
+    /// then empty, and `rows = 1`, `cols` the width. `None` for images.
+    pub values: Option<Vec<f32>>,
 }
 
 impl Dataset {
@@ -91,6 +96,7 @@ impl Dataset {
             labels: labels.data,
             rows: images.dims[1],
             cols: images.dims[2],
+            values: None,
         })
     }
 
@@ -112,7 +118,7 @@ impl Dataset {
     /// The bytes of image `i`.
     ///
     /// # Panics
-    /// If `i >= len()`.
+    /// If `i >= len()`, or for a real-valued data set (which has no bytes).
     pub fn image(&self, i: usize) -> &[u8] {
         &self.images[i * self.dim()..(i + 1) * self.dim()]
     }
@@ -121,16 +127,22 @@ impl Dataset {
     pub fn take(&self, n: usize) -> Self {
         let n = n.min(self.len());
         Self {
-            images: self.images[..n * self.dim()].to_vec(),
+            images: self.images[..n.min(self.images.len() / self.dim().max(1)) * self.dim()]
+                .to_vec(),
             labels: self.labels[..n].to_vec(),
             rows: self.rows,
             cols: self.cols,
+            values: self.values.as_ref().map(|v| v[..n * self.dim()].to_vec()),
         }
     }
 
     /// A copy with every pixel replaced by one Bernoulli draw with `p = value / 255`
-    /// (stored as 0 or 255).
+    /// (stored as 0 or 255). A real-valued data set is returned unchanged (the trainer
+    /// refuses to binarize one).
     pub fn binarized(&self, rng: &mut impl Rng) -> Self {
+        if self.values.is_some() {
+            return self.clone();
+        }
         let images = self
             .images
             .iter()
@@ -189,6 +201,24 @@ impl Dataset {
                 "index",
                 format!("image {i} of a data set of {}", self.len()),
             ));
+        }
+        if let Some(values) = &self.values {
+            if dynamic.is_some() {
+                return Err(Error::invalid(
+                    "binarization",
+                    "real-valued data cannot be binarized",
+                ));
+            }
+            let dim = self.dim();
+            let mut out = Vec::with_capacity(indices.len() * dim);
+            for &i in indices {
+                out.extend(
+                    values[i * dim..(i + 1) * dim]
+                        .iter()
+                        .map(|&v| cst::<E>(v as f64)),
+                );
+            }
+            return Ok(out);
         }
         let scale = 1.0 / 255.0;
         let mut out = Vec::with_capacity(indices.len() * self.dim());

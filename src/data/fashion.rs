@@ -167,6 +167,12 @@ pub fn check_pair(train: &Dataset, test: &Dataset, source: &str) -> Result<()> {
             ));
         }
     }
+    if train.is_real_valued() != test.is_real_valued() {
+        return Err(Error::invalid(
+            "test",
+            format!("{source}: one split holds images, the other real values"),
+        ));
+    }
     if (train.rows, train.cols) != (test.rows, test.cols) {
         return Err(Error::shape(
             format!("test images of {source} (rows, cols; the training images')"),

@@ -238,6 +238,12 @@ where
     let config = config.clone().validated()?;
     crate::data::check_pair(train, test, "the data given to the trainer")?;
     check_memory::<E>(&config, task.draws(), train.dim())?;
+    if train.is_real_valued() && config.binarization != Binarization::None {
+        return Err(Error::invalid(
+            "binarization",
+            "real-valued data cannot be binarized (use Binarization::None)",
+        ));
+    }
     let train = match config.binarization {
         Binarization::Static => train.binarized(&mut StdRng::seed_from_u64(config.seed)),
         _ => train.clone(),
