@@ -339,3 +339,113 @@ fn a_checkpoint_of_another_model_or_other_settings_is_refused() {
         Err(Error::InvalidSetting { .. })
     ));
 }
+
+/// Forwards to `inner` but reports the scripted ELBO for each epoch's evaluation.
+#[derive(Clone)]
+struct ScriptedEval<K> {
+    inner: K,
+    elbos: Vec<f64>,
+    calls: usize,
+}
+
+impl<E: Dtype, D: Device<E>, M, K: Task<E, D, M>> Task<E, D, M> for ScriptedEval<K> {
+    fn loss(
+        &mut self,
+        model: &M,
+        batch: Batch<'_, D>,
+        grads: Gradients<E, D>,
+        progress: Progress,
+    ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
+        self.inner.loss(model, batch, grads, progress)
+    }
+    fn absorb(&mut self, replica: Self) {
+        self.inner.absorb(replica.inner)
+    }
+    fn evaluate(
+        &mut self,
+        model: &M,
+        test: &Dataset,
+        device: &D,
+    ) -> Result<latent::eval::EvalReport> {
+        let mut r = self.inner.evaluate(model, test, device)?;
+        r.elbo = self.elbos[self.calls];
+        self.calls += 1;
+        Ok(r)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// `keep_best` writes the model of the best evaluated epoch, and `patience` stops when
+/// the ELBO has not improved for that many epochs: with evaluated ELBOs −10, −5, −7,
+/// −8, −9, −4 and patience 3, training stops after epoch 5, and `best.safetensors` holds
+/// the model after epoch 2, equal to a run of 2 epochs.
+#[test]
+fn the_best_epoch_is_kept_and_training_stops_without_improvement() {
+    let (train_d, test_d) = data();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut m = model();
+    let cfg = TrainConfig {
+        keep_best: true,
+        patience: Some(3),
+        ..config(a.path(), 6, false, &m)
+    };
+    let mut task = ScriptedEval {
+        inner: ObjectiveTask::new(Elbo::default()),
+        elbos: vec![-10.0, -5.0, -7.0, -8.0, -9.0, -4.0],
+        calls: 0,
+    };
+    let report = fit_task(
+        &mut m,
+        &mut task,
+        &train_d,
+        &test_d,
+        &cfg,
+        &Dev::seed_from_u64(5),
+    )
+    .unwrap();
+    assert_eq!(report.best, Some((2, -5.0)));
+    assert!(report.stopped_early);
+    assert_eq!(report.epochs.len(), 5);
+    let best = read_checkpoint_meta(a.path().join("best.safetensors"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(best.training.unwrap().epoch, 2);
+    train(b.path(), 2, false).unwrap();
+    let model_tensors = |path: PathBuf| -> Vec<(String, Vec<usize>, Vec<f64>)> {
+        let mut t = read_tensors(path, "").unwrap();
+        t.retain(|(n, _, _)| !n.starts_with("optimizer."));
+        t.sort_by(|x, y| x.0.cmp(&y.0));
+        t
+    };
+    assert_eq!(
+        model_tensors(a.path().join("best.safetensors")),
+        model_tensors(b.path().join("checkpoint.safetensors"))
+    );
+    // Patience 0 and keep_best without a directory are refused.
+    for bad in [
+        TrainConfig {
+            patience: Some(0),
+            ..config(a.path(), 2, false, &m)
+        },
+        TrainConfig {
+            keep_best: true,
+            out_dir: None,
+            ..config(a.path(), 2, false, &m)
+        },
+    ] {
+        let mut task = ObjectiveTask::new(Elbo::default());
+        assert!(matches!(
+            fit_task(
+                &mut m,
+                &mut task,
+                &train_d,
+                &test_d,
+                &bad,
+                &Dev::seed_from_u64(5)
+            ),
+            Err(Error::InvalidSetting { .. })
+        ));
+    }
+}

@@ -238,6 +238,10 @@ pub struct TrainingState {
     pub replicas: usize,
     /// The task's own state ([`super::Task::state`]), e.g. a VQ-VAE's EMA statistics.
     pub task: serde_json::Value,
+    /// The epoch with the highest evaluated ELBO so far and that ELBO (for
+    /// [`super::TrainConfig::keep_best`] and [`super::TrainConfig::patience`]).
+    #[serde(default)]
+    pub best: Option<(usize, f64)>,
 }
 
 /// Saves `model`'s tensors and `extra` named tensors (e.g. an optimizer's moments,

@@ -25,6 +25,8 @@ use crate::optim::Adam;
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
 /// The run's description beside its checkpoint: the checkpoint's metadata as JSON.
 pub const CONFIG_FILE: &str = "config.json";
+/// The model of the best evaluated epoch ([`super::TrainConfig::keep_best`]).
+pub const BEST_FILE: &str = "best.safetensors";
 /// The per-epoch metrics log of a run directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
@@ -47,6 +49,8 @@ pub(crate) struct Resumed {
     pub step: usize,
     /// The completed epochs' metrics, from the log.
     pub metrics: Vec<EpochMetrics>,
+    /// The best evaluated epoch so far and its ELBO.
+    pub best: Option<(usize, f64)>,
 }
 
 /// Writes the checkpoint of `dir` with the training state (weights, Adam's moments as
@@ -150,6 +154,7 @@ where
         epoch: state.epoch,
         step: state.step,
         metrics,
+        best: state.best,
     })
 }
 

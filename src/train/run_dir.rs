@@ -12,7 +12,7 @@ pub const LOCK_FILE: &str = ".latent.lock";
 
 /// The files a run of this toolkit writes into its directory; their presence marks an
 /// earlier run, and [`RunDir::claim`] with `overwrite` removes them.
-pub const RUN_OUTPUTS: [&str; 13] = [
+pub const RUN_OUTPUTS: [&str; 15] = [
     "summary.json",
     "metrics.jsonl",
     "checkpoint.safetensors",
@@ -26,6 +26,8 @@ pub const RUN_OUTPUTS: [&str; 13] = [
     "latents.csv",
     "interpolation.png",
     "traversal.png",
+    "best.safetensors",
+    "scaler.json",
 ];
 
 /// An exclusive claim on a run directory for as long as the value lives.

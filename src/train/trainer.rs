@@ -9,7 +9,7 @@ use dfdx::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::checkpoint::{CheckpointMeta, TrainingState};
+use super::checkpoint::{save_checkpoint_with, CheckpointMeta, TrainingState};
 use super::metrics::{EpochMetrics, MetricsLog};
 use super::parallel::{DataParallel, ThreadSafe};
 use super::resume;
@@ -71,6 +71,18 @@ pub struct TrainConfig {
     /// learning rate, seed, binarization, warm-up, threads) must be the saved ones.
     #[serde(default)]
     pub resume: bool,
+    /// Keep the model of the epoch with the highest evaluated ELBO (on the split passed
+    /// to [`fit_task`] for per-epoch evaluation: pass a validation split there, and
+    /// keep the test split for one evaluation at the end) in `out_dir/best.safetensors`,
+    /// written atomically with its metadata ([`super::CheckpointMeta`], the epoch in
+    /// `training.epoch`) whenever the ELBO improves.
+    #[serde(default)]
+    pub keep_best: bool,
+    /// Early stopping: end training when the evaluated ELBO has not improved for this
+    /// many epochs (`None`: train all `epochs`). [`TrainReport::stopped_early`] says
+    /// whether it did.
+    #[serde(default)]
+    pub patience: Option<usize>,
     /// The memory a training step may need, in bytes; `None` (the default) is half of
     /// the memory the system reports available ([`crate::data::default_max_bytes`]).
     /// Settings whose activations alone would exceed it (`batch_size · draws · X`
@@ -102,6 +114,8 @@ impl Default for TrainConfig {
             kl_warmup_steps: 0,
             threads: 0,
             resume: false,
+            keep_best: false,
+            patience: None,
             memory_limit: None,
             model: None,
         }
@@ -129,6 +143,15 @@ impl TrainConfig {
         }
         if self.resume && self.out_dir.is_none() {
             return Err(Error::invalid("resume", "needs the run's out_dir"));
+        }
+        if self.keep_best && self.out_dir.is_none() {
+            return Err(Error::invalid(
+                "keep_best",
+                "needs an out_dir to write into",
+            ));
+        }
+        if self.patience == Some(0) {
+            return Err(Error::invalid("patience", "must be at least 1 epoch"));
         }
         if self.resume && self.overwrite {
             return Err(Error::invalid(
@@ -165,6 +188,12 @@ pub struct TrainReport {
     pub train_images_per_s: f64,
     /// Seconds spent in training steps.
     pub train_seconds: f64,
+    /// The epoch with the highest evaluated ELBO, and that ELBO.
+    #[serde(default)]
+    pub best: Option<(usize, f64)>,
+    /// Whether [`TrainConfig::patience`] ended training before `epochs`.
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 /// The test split as the model sees it: binarized once with a fixed seed for
@@ -269,6 +298,8 @@ where
         epochs: Vec::new(),
         train_images_per_s: 0.0,
         train_seconds: 0.0,
+        best: None,
+        stopped_early: false,
     };
     let (mut first_epoch, mut global_step) = (1, 0);
     if let (true, Some(dir)) = (config.resume, &config.out_dir) {
@@ -279,6 +310,7 @@ where
         first_epoch = resumed.epoch + 1;
         global_step = resumed.step;
         report.epochs = resumed.metrics;
+        report.best = resumed.best;
     }
     let mut log = match &config.out_dir {
         Some(dir) if config.resume => Some(MetricsLog::append_to(dir.join(resume::METRICS_FILE))?),
@@ -390,6 +422,10 @@ where
         if let Some(log) = log.as_mut() {
             log.append(&metrics)?;
         }
+        let improved = report.best.is_none_or(|(_, v)| eval.elbo > v);
+        if improved {
+            report.best = Some((epoch, eval.elbo));
+        }
         if let Some(dir) = &config.out_dir {
             let meta = CheckpointMeta {
                 training: Some(TrainingState {
@@ -399,12 +435,25 @@ where
                     step: global_step,
                     replicas: parallel.replicas(),
                     task: task.state()?,
+                    best: report.best,
                 }),
                 ..CheckpointMeta::new(config.model.clone())
             };
+            if improved && config.keep_best {
+                save_checkpoint_with(model, &[], &meta, dir.join(resume::BEST_FILE))?;
+            }
             resume::save(dir, model, &opt, &meta)?;
         }
         report.epochs.push(metrics);
+        if let (Some(p), Some((best, _))) = (config.patience, report.best) {
+            if epoch - best >= p && epoch < config.epochs {
+                report.stopped_early = true;
+                if config.progress {
+                    eprintln!("early stop after epoch {epoch}: no better ELBO since epoch {best}");
+                }
+                break;
+            }
+        }
     }
     report.train_images_per_s = total_images as f64 / report.train_seconds.max(1e-9);
     Ok(report)
