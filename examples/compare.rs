@@ -362,8 +362,6 @@ fn mse<T, U>(
     squared / a.len().max(1) as f64
 }
 
-
-
 fn fmt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
 }

@@ -35,12 +35,20 @@ use latent::data::{load_table, Binarization, Dataset, Scaler, Scaling};
 use latent::eval::{self, EvalOptions};
 use latent::explore::encode;
 use latent::heads::{LearnedGaussianHead, StandardNormalPrior};
-use latent::train::{fit, load_checkpoint, Describe, RunDir, TrainConfig};
+use latent::train::{fit, load_checkpoint, Describe, LrSchedule, RunDir, TrainConfig};
 use latent::{Elbo, Error, Result};
 use latent_models::{mlp_vae_with_heads, MlpVae};
 
 type Dev = AutoDevice;
-type Model = MlpVae<usize, usize, usize, f32, Dev, LearnedGaussianHead<usize, f32, Dev>, StandardNormalPrior>;
+type Model = MlpVae<
+    usize,
+    usize,
+    usize,
+    f32,
+    Dev,
+    LearnedGaussianHead<usize, f32, Dev>,
+    StandardNormalPrior,
+>;
 
 /// `--scaling`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +69,15 @@ impl From<ScalingArg> for Scaling {
             ScalingArg::MinMax => Scaling::MinMax,
         }
     }
+}
+
+/// `--lr-schedule`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum ScheduleArg {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine annealing from --lr to 0 over the run.
+    Cosine,
 }
 
 /// Train a VAE with a Gaussian likelihood on rows of real values from a file.
@@ -109,6 +126,18 @@ struct Args {
     /// Adam's learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    /// Learning-rate schedule over the run: constant, or cosine annealing to 0.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    lr_schedule: ScheduleArg,
+    /// Linear learning-rate warm-up over this many optimizer steps.
+    #[arg(long, default_value_t = 0)]
+    warmup_steps: usize,
+    /// Clip the gradient to this global L2 norm.
+    #[arg(long)]
+    grad_clip: Option<f64>,
+    /// Decoupled weight decay λ (AdamW).
+    #[arg(long)]
+    weight_decay: Option<f64>,
     /// Seed of the splits, initialization, shuffling and sampling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -171,7 +200,11 @@ fn run(a: &Args) -> Result<()> {
     };
     let (train, val, test) = splits(a)?;
     let scaler = Scaler::fit(&train, a.scaling.into())?;
-    let (train, val, test) = (scaler.apply(&train)?, scaler.apply(&val)?, scaler.apply(&test)?);
+    let (train, val, test) = (
+        scaler.apply(&train)?,
+        scaler.apply(&val)?,
+        scaler.apply(&test)?,
+    );
     common::write_json(&a.out, "scaler.json", &scaler)?;
     let x = train.dim();
     eprintln!(
@@ -185,8 +218,12 @@ fn run(a: &Args) -> Result<()> {
 
     let dev = Dev::seed_from_u64(a.seed);
     let likelihood = LearnedGaussianHead::new(&dev, x)?;
-    let mut model: Model =
-        mlp_vae_with_heads(&dev, (x, a.hidden, a.latent_dim), likelihood, StandardNormalPrior)?;
+    let mut model: Model = mlp_vae_with_heads(
+        &dev,
+        (x, a.hidden, a.latent_dim),
+        likelihood,
+        StandardNormalPrior,
+    )?;
     let config = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -200,6 +237,13 @@ fn run(a: &Args) -> Result<()> {
         resume: a.resume,
         keep_best: true,
         patience: (a.patience > 0).then_some(a.patience),
+        lr_schedule: match a.lr_schedule {
+            ScheduleArg::Constant => LrSchedule::Constant,
+            ScheduleArg::Cosine => LrSchedule::Cosine { min_lr: 0.0 },
+        },
+        warmup_steps: a.warmup_steps,
+        grad_clip: a.grad_clip,
+        weight_decay: a.weight_decay,
         model: Some(model.spec()),
         ..TrainConfig::default()
     };

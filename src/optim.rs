@@ -2,8 +2,9 @@
 //! with its update run on several cores and vectorized on the CPU.
 
 use dfdx::nn::tensor_collection::{
-    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut,
+    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorMut, ViewTensorRef,
 };
+use dfdx::optim::WeightDecay;
 use dfdx::optim::{Adam as DfdxAdam, AdamConfig, Optimizer};
 use dfdx::prelude::*;
 use dfdx::shapes::Unit;
@@ -31,6 +32,9 @@ pub struct Adam<M, E: Dtype, D: Storage<E>> {
     cfg: AdamConfig,
     threads: usize,
     t: i32,
+    /// The factor of the summed gradient in the current update (1 but in
+    /// [`Adam::update_sum_scaled`]).
+    grad_scale: f64,
     /// `(m, v)` per trainable tensor, in the model's visiting order (CPU path).
     moments: Vec<(Vec<E>, Vec<E>)>,
     /// dfdx's optimizer, for devices other than the `Cpu`.
@@ -38,18 +42,23 @@ pub struct Adam<M, E: Dtype, D: Storage<E>> {
 }
 
 impl<M: TensorCollection<E, D>, E: Real, D: Device<E>> Adam<M, E, D> {
-    /// Adam for `model` with `cfg` (its `weight_decay` must be `None`), its update
-    /// split across `threads` cores (at least 1).
+    /// Adam for `model` with `cfg`, its update split across `threads` cores (at least
+    /// 1). Weight decay as dfdx and PyTorch define it: `L2(λ)` adds `λ θ` to the
+    /// gradient before the moments (`torch.optim.Adam(weight_decay=λ)`);
+    /// `Decoupled(λ)` is AdamW (Loshchilov & Hutter 2019, Algorithm 2): after the Adam
+    /// step, `θ ← θ − lr · λ · θ_old` (`torch.optim.AdamW(weight_decay=λ)`).
     ///
     /// # Errors
-    /// [`Error::InvalidSetting`] for weight decay (not supported yet) or a learning rate,
-    /// β or ε out of range (`lr > 0`, `0 ≤ β < 1`, `ε > 0`, all finite).
+    /// [`Error::InvalidSetting`] for a learning rate, β, ε or weight decay out of range
+    /// (`lr > 0`, `0 ≤ β < 1`, `ε > 0`, `λ ≥ 0`, all finite).
     pub fn new(model: &M, cfg: AdamConfig, threads: usize) -> Result<Self> {
-        if cfg.weight_decay.is_some() {
-            return Err(Error::invalid(
-                "weight_decay",
-                "not supported by latent's Adam",
-            ));
+        if let Some(WeightDecay::L2(wd) | WeightDecay::Decoupled(wd)) = cfg.weight_decay {
+            if !(wd.is_finite() && wd >= 0.0) {
+                return Err(Error::invalid(
+                    "weight_decay",
+                    format!("must be finite and non-negative, got {wd}"),
+                ));
+            }
         }
         if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
             return Err(Error::invalid(
@@ -74,6 +83,7 @@ impl<M: TensorCollection<E, D>, E: Real, D: Device<E>> Adam<M, E, D> {
             cfg,
             threads: threads.max(1),
             t: 0,
+            grad_scale: 1.0,
             moments: Vec::new(),
             fallback: (!on_cpu).then(|| DfdxAdam::new(model, cfg)),
         })
@@ -82,6 +92,85 @@ impl<M: TensorCollection<E, D>, E: Real, D: Device<E>> Adam<M, E, D> {
     /// The number of updates made so far (`t` of the formula).
     pub fn step(&self) -> i32 {
         self.t
+    }
+
+    /// The learning rate of the next update.
+    pub fn lr(&self) -> f64 {
+        self.cfg.lr
+    }
+
+    /// Sets the learning rate of the next updates (a schedule's value).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] unless `lr` is positive and finite.
+    pub fn set_lr(&mut self, lr: f64) -> Result<()> {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(Error::invalid(
+                "lr",
+                format!("must be positive and finite, got {lr}"),
+            ));
+        }
+        self.cfg.lr = lr;
+        if let Some(opt) = self.fallback.as_mut() {
+            opt.cfg.lr = lr;
+        }
+        Ok(())
+    }
+
+    /// The global L2 norm `‖grads + Σ_r more[r]‖₂` over every trainable tensor of
+    /// `model` (as `torch.nn.utils.clip_grad_norm_` computes it), in `f64`, leaving the
+    /// buffers unchanged.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] off the `Cpu` device.
+    pub fn gradient_norm(
+        &self,
+        model: &M,
+        grads: &mut Gradients<E, D>,
+        more: &mut [Gradients<E, D>],
+    ) -> Result<f64> {
+        if self.fallback.is_some() {
+            return Err(Error::invalid(
+                "grad_clip",
+                "gradient clipping runs on the Cpu device only",
+            ));
+        }
+        let mut sets: Vec<&mut Gradients<E, D>> =
+            std::iter::once(grads).chain(more.iter_mut()).collect();
+        let mut norm = Norm::<E, D> {
+            grads: &mut sets,
+            sum: 0.0,
+        };
+        M::iter_tensors(&mut RecursiveWalker {
+            m: model,
+            f: &mut norm,
+        })?;
+        Ok(norm.sum.sqrt())
+    }
+
+    /// [`Self::update_sum`] with the summed gradient multiplied by `scale` first (a
+    /// clipping factor `min(1, max_norm / (‖g‖ + 10⁻⁶))`, say).
+    ///
+    /// # Errors
+    /// As [`Self::update_sum`]; [`Error::InvalidSetting`] for a scale other than 1 off
+    /// the CPU.
+    pub fn update_sum_scaled(
+        &mut self,
+        model: &mut M,
+        grads: &mut Gradients<E, D>,
+        more: &mut [Gradients<E, D>],
+        scale: f64,
+    ) -> Result<()> {
+        if scale != 1.0 && self.fallback.is_some() {
+            return Err(Error::invalid(
+                "grad_clip",
+                "gradient clipping runs on the Cpu device only",
+            ));
+        }
+        self.grad_scale = scale;
+        let done = self.update_sum(model, grads, more);
+        self.grad_scale = 1.0;
+        done
     }
 
     /// The moments `(m, v)` of each trainable tensor in the model's visiting order (as
@@ -175,11 +264,11 @@ impl<M: TensorCollection<E, D>, E: Real, D: Device<E>> Adam<M, E, D> {
             f: &mut work,
         })?;
         let items = work.items;
-        let (cfg, t, threads) = (self.cfg, self.t, self.threads);
+        let (cfg, t, threads, scale) = (self.cfg, self.t, self.threads, self.grad_scale);
         if is_cpu::<E, D, f32>() {
-            run::<f32>(&items, &cfg, t, threads);
+            run::<f32>(&items, &cfg, t, threads, scale);
         } else {
-            run::<f64>(&items, &cfg, t, threads);
+            run::<f64>(&items, &cfg, t, threads, scale);
         }
         Ok(())
     }
@@ -268,7 +357,13 @@ fn first_mut<S: Shape, E: Dtype, D: Device<E>>(t: &mut Tensor<S, E, D>) -> *mut 
 
 /// Runs the update of every item, the elements split into `threads` contiguous ranges
 /// of the concatenation of all items (small updates stay on this thread).
-fn run<F: Unit + num_traits::Float>(items: &[Item], cfg: &AdamConfig, t: i32, threads: usize) {
+fn run<F: Unit + num_traits::Float>(
+    items: &[Item],
+    cfg: &AdamConfig,
+    t: i32,
+    threads: usize,
+    scale: f64,
+) {
     let total: usize = items.iter().map(|i| i.len).sum();
     let threads = if total < 1 << 16 { 1 } else { threads };
     let per = total.div_ceil(threads.max(1)).max(1);
@@ -279,7 +374,7 @@ fn run<F: Unit + num_traits::Float>(items: &[Item], cfg: &AdamConfig, t: i32, th
     let work = |range: (usize, usize)| {
         vectorized(
             #[inline(always)]
-            || adam_range::<F>(items, cfg, t, range),
+            || adam_range::<F>(items, cfg, t, range, scale),
         )
     };
     match ranges.split_first() {
@@ -301,6 +396,7 @@ fn adam_range<F: Unit + num_traits::Float>(
     cfg: &AdamConfig,
     t: i32,
     (lo, hi): (usize, usize),
+    scale: f64,
 ) {
     let mut offset = 0;
     for it in items {
@@ -322,7 +418,18 @@ fn adam_range<F: Unit + num_traits::Float>(
                         *b = F::zero();
                     }
                 }
-                adam_slice::<F>(cfg, t, view(it.p), g0, view(it.m), view(it.v));
+                if scale != 1.0 {
+                    let s = F::from(scale).unwrap_or_else(F::one);
+                    for g in g0.iter_mut() {
+                        *g = *g * s;
+                    }
+                }
+                match cfg.weight_decay {
+                    None => adam_slice::<F>(cfg, t, view(it.p), g0, view(it.m), view(it.v)),
+                    Some(wd) => {
+                        adam_slice_decay::<F>(cfg, wd, t, view(it.p), g0, view(it.m), view(it.v))
+                    }
+                }
             }
         }
         offset += it.len;
@@ -357,5 +464,76 @@ fn adam_slice<F: num_traits::Float>(
         let m_hat = *m * c1;
         let v_hat = *v * c2;
         *p = *p - lr * m_hat / (v_hat.sqrt() + eps);
+    }
+}
+
+/// [`adam_slice`] with weight decay, as dfdx's kernel (`dfdx::tensor_ops::adam`):
+/// `L2(λ)` adds `λ θ` to the gradient first; `Decoupled(λ)` (AdamW) adds `lr · λ · θ`
+/// to the step.
+#[inline(always)]
+fn adam_slice_decay<F: num_traits::Float>(
+    cfg: &AdamConfig,
+    wd: WeightDecay,
+    t: i32,
+    p: &mut [F],
+    g: &mut [F],
+    m: &mut [F],
+    v: &mut [F],
+) {
+    let c = |x: f64| F::from(x).unwrap_or_else(F::nan);
+    let (b1, b2, eps, lr) = (c(cfg.betas[0]), c(cfg.betas[1]), c(cfg.eps), c(cfg.lr));
+    let (one_b1, one_b2) = (F::one() - b1, F::one() - b2);
+    let c1 = (F::one() - b1.powi(t)).recip();
+    let c2 = (F::one() - b2.powi(t)).recip();
+    let (l2, decoupled) = match wd {
+        WeightDecay::L2(x) => (c(x), F::zero()),
+        WeightDecay::Decoupled(x) => (F::zero(), c(x * cfg.lr)),
+    };
+    for (((p, g), m), v) in p
+        .iter_mut()
+        .zip(g.iter_mut())
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
+        let gi = std::mem::replace(g, F::zero()) + l2 * *p;
+        *m = *m * b1 + gi * one_b1;
+        *v = *v * b2 + gi.powi(2) * one_b2;
+        let m_hat = *m * c1;
+        let v_hat = *v * c2;
+        let step = lr * m_hat / (v_hat.sqrt() + eps) + decoupled * *p;
+        *p = *p - step;
+    }
+}
+
+/// Σ over trainable tensors and elements of `(Σ_sets g)²`.
+struct Norm<'a, 'g, E: Unit, D: Storage<E>> {
+    grads: &'a mut [&'g mut Gradients<E, D>],
+    sum: f64,
+}
+
+impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Norm<'_, '_, E, D> {
+    type Viewer = ViewTensorRef;
+    type Err = Error;
+    type E2 = E;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        t: &Tensor<S, E, D>,
+    ) -> std::result::Result<Option<Tensor<S, E, D>>, Error> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        let len = t.shape().num_elements();
+        let mut total = vec![0.0f64; len];
+        for set in self.grads.iter_mut() {
+            let buf: &mut Vec<E> = cpu_grad(set, t)?;
+            for (a, b) in total.iter_mut().zip(buf.iter()) {
+                *a += b.to_f64().unwrap_or(f64::NAN);
+            }
+        }
+        self.sum += total.iter().map(|v| v * v).sum::<f64>();
+        Ok(None)
     }
 }

@@ -13,12 +13,16 @@ type Vae<E> = MlpVae<Const<784>, Const<64>, Const<4>, E, Cpu>;
 /// (those of `Σ c ⊙ encoder(x)` for each step's own `x`: non-trivial for the encoder,
 /// zero but allocated for the other tensors) and compares the parameters.
 macro_rules! check_against_dfdx {
-    ($e:ty, $threads:expr) => {{
+    ($e:ty, $threads:expr) => {
+        check_against_dfdx!($e, $threads, None)
+    };
+    ($e:ty, $threads:expr, $wd:expr) => {{
         let dev = Cpu::seed_from_u64(0);
         let mut ours: Vae<$e> = mlp_vae(&dev, (Const, Const, Const)).unwrap();
         let mut theirs = ours.clone();
         let cfg = AdamConfig {
             lr: 3e-3,
+            weight_decay: $wd,
             ..Default::default()
         };
         let mut a = Adam::new(&ours, cfg, $threads).unwrap();
@@ -53,6 +57,15 @@ fn equals_dfdx_adam_bit_for_bit() {
     check_against_dfdx!(f32, 1);
     check_against_dfdx!(f32, 2); // ~100k parameters: split across threads
     check_against_dfdx!(f64, 3);
+}
+
+/// With weight decay, L2 (`torch.optim.Adam(weight_decay=λ)`) and decoupled (AdamW),
+/// the parameters still equal dfdx's bit for bit.
+#[test]
+fn weight_decay_equals_dfdx_bit_for_bit() {
+    use dfdx::optim::WeightDecay;
+    check_against_dfdx!(f32, 2, Some(WeightDecay::Decoupled(0.1)));
+    check_against_dfdx!(f64, 1, Some(WeightDecay::L2(0.05)));
 }
 
 #[test]
@@ -115,7 +128,11 @@ fn invalid_settings_are_typed_errors() {
             ..Default::default()
         },
         AdamConfig {
-            weight_decay: Some(dfdx::optim::WeightDecay::L2(0.1)),
+            weight_decay: Some(dfdx::optim::WeightDecay::L2(-0.1)),
+            ..Default::default()
+        },
+        AdamConfig {
+            weight_decay: Some(dfdx::optim::WeightDecay::Decoupled(f64::NAN)),
             ..Default::default()
         },
     ] {

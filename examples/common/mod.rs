@@ -341,4 +341,3 @@ pub fn scatter(path: &Path, points: &[f64], z: usize, classes: &[u8]) -> Result<
         std::io::Write::write_all(w, &bytes).map_err(|e| Error::io(path, e))
     })
 }
-

@@ -5,6 +5,7 @@ pub mod metrics;
 pub mod parallel;
 pub mod resume;
 pub mod run_dir;
+pub mod schedule;
 pub mod spec;
 pub mod task;
 pub mod trainer;
@@ -16,6 +17,7 @@ pub use checkpoint::{
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use parallel::{DataParallel, ThreadSafe};
 pub use run_dir::RunDir;
+pub use schedule::{EpochCallback, LrSchedule};
 pub use spec::{Describe, ModelSpec, Named};
 pub use task::{Batch, ConditionalTask, ObjectiveTask, Progress, Task};
 pub use trainer::{fit, fit_task, prepare_test, TrainConfig, TrainReport};

@@ -190,6 +190,18 @@ fn check_continues(
             was.kl_warmup_steps, config.kl_warmup_steps
         ));
     }
+    if was.lr_schedule != config.lr_schedule || was.warmup_steps != config.warmup_steps {
+        differ.push(format!(
+            "learning-rate schedule {:?} with {} warm-up steps → {:?} with {}",
+            was.lr_schedule, was.warmup_steps, config.lr_schedule, config.warmup_steps
+        ));
+    }
+    if was.grad_clip != config.grad_clip || was.weight_decay != config.weight_decay {
+        differ.push(format!(
+            "clipping {:?} and weight decay {:?} → {:?} and {:?}",
+            was.grad_clip, was.weight_decay, config.grad_clip, config.weight_decay
+        ));
+    }
     if state.replicas != replicas {
         differ.push(format!("threads {} → {replicas}", state.replicas));
     }

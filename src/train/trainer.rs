@@ -14,6 +14,7 @@ use super::metrics::{EpochMetrics, MetricsLog};
 use super::parallel::{DataParallel, ThreadSafe};
 use super::resume;
 use super::run_dir::RunDir;
+use super::schedule::{EpochCallback, LrSchedule};
 use super::spec::ModelSpec;
 use super::task::{ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
@@ -83,6 +84,28 @@ pub struct TrainConfig {
     /// whether it did.
     #[serde(default)]
     pub patience: Option<usize>,
+    /// How the learning rate changes with the optimizer step (constant, step decay,
+    /// cosine), on top of `warmup_steps`.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Linear learning-rate warm-up over this many optimizer steps: step `t < W` uses
+    /// `(t + 1) / W` of the scheduled rate. 0 (the default) is none.
+    #[serde(default)]
+    pub warmup_steps: usize,
+    /// Clip the gradient by its global L2 norm before each update: with `‖g‖` the norm
+    /// of the whole batch's gradient over all trainable tensors, `g ← g · min(1,
+    /// max_norm / (‖g‖ + 10⁻⁶))` (`torch.nn.utils.clip_grad_norm_`). `None` (the
+    /// default) does not clip. CPU only.
+    #[serde(default)]
+    pub grad_clip: Option<f64>,
+    /// Decoupled weight decay λ (AdamW, Loshchilov & Hutter 2019): each update also
+    /// subtracts `lr · λ · θ`. `None` (the default) is plain Adam.
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
+    /// Called with each epoch's metrics after they are logged and the checkpoint is
+    /// written; an error it returns ends training. Not serialized.
+    #[serde(skip)]
+    pub on_epoch: Option<EpochCallback>,
     /// The memory a training step may need, in bytes; `None` (the default) is half of
     /// the memory the system reports available ([`crate::data::default_max_bytes`]).
     /// Settings whose activations alone would exceed it (`batch_size · draws · X`
@@ -116,6 +139,11 @@ impl Default for TrainConfig {
             resume: false,
             keep_best: false,
             patience: None,
+            lr_schedule: LrSchedule::Constant,
+            warmup_steps: 0,
+            grad_clip: None,
+            weight_decay: None,
+            on_epoch: None,
             memory_limit: None,
             model: None,
         }
@@ -149,6 +177,23 @@ impl TrainConfig {
                 "keep_best",
                 "needs an out_dir to write into",
             ));
+        }
+        self.lr_schedule.check(self.lr)?;
+        if let Some(c) = self.grad_clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::invalid(
+                    "grad_clip",
+                    format!("must be positive and finite, got {c}"),
+                ));
+            }
+        }
+        if let Some(w) = self.weight_decay {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(Error::invalid(
+                    "weight_decay",
+                    format!("must be finite and non-negative, got {w}"),
+                ));
+            }
         }
         if self.patience == Some(0) {
             return Err(Error::invalid("patience", "must be at least 1 epoch"));
@@ -290,6 +335,7 @@ where
         model,
         AdamConfig {
             lr: config.lr,
+            weight_decay: config.weight_decay.map(dfdx::optim::WeightDecay::Decoupled),
             ..Default::default()
         },
         parallel.replicas(),
@@ -362,9 +408,33 @@ where
                 });
             }
             grads = new_grads;
+            let total = config.epochs * batches.len();
+            opt.set_lr(config.lr_schedule.lr_at(
+                config.lr,
+                global_step,
+                total,
+                config.warmup_steps,
+            ))?;
             // The replicas' gradients are summed in the same pass as the update, and
             // every buffer left zeroed for the next step.
-            opt.update_sum(model, &mut grads, &mut parallel.pending()[..used])?;
+            let scale = match config.grad_clip {
+                None => 1.0,
+                Some(max) => {
+                    let norm =
+                        opt.gradient_norm(model, &mut grads, &mut parallel.pending()[..used])?;
+                    if !norm.is_finite() {
+                        bar.abandon();
+                        return Err(Error::NonFinite {
+                            what: "gradient norm".into(),
+                            epoch,
+                            step: step + 1,
+                            value: norm,
+                        });
+                    }
+                    (max / (norm + 1e-6)).min(1.0)
+                }
+            };
+            opt.update_sum_scaled(model, &mut grads, &mut parallel.pending()[..used], scale)?;
             task.after_update(model, progress)?;
             global_step += 1;
             loss_sum += value * idx.len() as f64;
@@ -443,6 +513,9 @@ where
                 save_checkpoint_with(model, &[], &meta, dir.join(resume::BEST_FILE))?;
             }
             resume::save(dir, model, &opt, &meta)?;
+        }
+        if let Some(callback) = &config.on_epoch {
+            (callback.0)(&metrics)?;
         }
         report.epochs.push(metrics);
         if let (Some(p), Some((best, _))) = (config.patience, report.best) {
