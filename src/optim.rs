@@ -424,11 +424,10 @@ fn adam_range<F: Unit + num_traits::Float>(
                         *g = *g * s;
                     }
                 }
+                let (p, m, v) = (view(it.p), view(it.m), view(it.v));
                 match cfg.weight_decay {
-                    None => adam_slice::<F>(cfg, t, view(it.p), g0, view(it.m), view(it.v)),
-                    Some(wd) => {
-                        adam_slice_decay::<F>(cfg, wd, t, view(it.p), g0, view(it.m), view(it.v))
-                    }
+                    None => adam_slice::<F, false>(cfg, t, p, g0, m, v),
+                    Some(_) => adam_slice::<F, true>(cfg, t, p, g0, m, v),
                 }
             }
         }
@@ -437,9 +436,11 @@ fn adam_range<F: Unit + num_traits::Float>(
 }
 
 /// dfdx's Adam expression (`dfdx::tensor_ops::adam::cpu_kernel`), in the same order of
-/// operations, on slices the compiler vectorizes; zeroes `g` as it goes.
+/// operations, on slices the compiler vectorizes; zeroes `g` as it goes. With `DECAY`,
+/// dfdx's weight decay too: `L2(λ)` adds `λ θ` to the gradient first; `Decoupled(λ)`
+/// (AdamW) adds `lr · λ · θ` to the step (without it the decay terms are compiled out).
 #[inline(always)]
-fn adam_slice<F: num_traits::Float>(
+fn adam_slice<F: num_traits::Float, const DECAY: bool>(
     cfg: &AdamConfig,
     t: i32,
     p: &mut [F],
@@ -452,42 +453,10 @@ fn adam_slice<F: num_traits::Float>(
     let (one_b1, one_b2) = (F::one() - b1, F::one() - b2);
     let c1 = (F::one() - b1.powi(t)).recip();
     let c2 = (F::one() - b2.powi(t)).recip();
-    for (((p, g), m), v) in p
-        .iter_mut()
-        .zip(g.iter_mut())
-        .zip(m.iter_mut())
-        .zip(v.iter_mut())
-    {
-        let gi = std::mem::replace(g, F::zero());
-        *m = *m * b1 + gi * one_b1;
-        *v = *v * b2 + gi.powi(2) * one_b2;
-        let m_hat = *m * c1;
-        let v_hat = *v * c2;
-        *p = *p - lr * m_hat / (v_hat.sqrt() + eps);
-    }
-}
-
-/// [`adam_slice`] with weight decay, as dfdx's kernel (`dfdx::tensor_ops::adam`):
-/// `L2(λ)` adds `λ θ` to the gradient first; `Decoupled(λ)` (AdamW) adds `lr · λ · θ`
-/// to the step.
-#[inline(always)]
-fn adam_slice_decay<F: num_traits::Float>(
-    cfg: &AdamConfig,
-    wd: WeightDecay,
-    t: i32,
-    p: &mut [F],
-    g: &mut [F],
-    m: &mut [F],
-    v: &mut [F],
-) {
-    let c = |x: f64| F::from(x).unwrap_or_else(F::nan);
-    let (b1, b2, eps, lr) = (c(cfg.betas[0]), c(cfg.betas[1]), c(cfg.eps), c(cfg.lr));
-    let (one_b1, one_b2) = (F::one() - b1, F::one() - b2);
-    let c1 = (F::one() - b1.powi(t)).recip();
-    let c2 = (F::one() - b2.powi(t)).recip();
-    let (l2, decoupled) = match wd {
-        WeightDecay::L2(x) => (c(x), F::zero()),
-        WeightDecay::Decoupled(x) => (F::zero(), c(x * cfg.lr)),
+    let (l2, decoupled) = match cfg.weight_decay {
+        Some(WeightDecay::L2(x)) => (c(x), F::zero()),
+        Some(WeightDecay::Decoupled(x)) => (F::zero(), c(x * cfg.lr)),
+        None => (F::zero(), F::zero()),
     };
     for (((p, g), m), v) in p
         .iter_mut()
@@ -495,12 +464,18 @@ fn adam_slice_decay<F: num_traits::Float>(
         .zip(m.iter_mut())
         .zip(v.iter_mut())
     {
-        let gi = std::mem::replace(g, F::zero()) + l2 * *p;
+        let mut gi = std::mem::replace(g, F::zero());
+        if DECAY {
+            gi = gi + l2 * *p;
+        }
         *m = *m * b1 + gi * one_b1;
         *v = *v * b2 + gi.powi(2) * one_b2;
         let m_hat = *m * c1;
         let v_hat = *v * c2;
-        let step = lr * m_hat / (v_hat.sqrt() + eps) + decoupled * *p;
+        let mut step = lr * m_hat / (v_hat.sqrt() + eps);
+        if DECAY {
+            step = step + decoupled * *p;
+        }
         *p = *p - step;
     }
 }

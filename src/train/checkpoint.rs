@@ -86,12 +86,7 @@ where
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let file = ::safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| err(format!("not a safetensors file: {e:?}")))?;
-    let mut expected = Expected::default();
-    M::iter_tensors(&mut RecursiveWalker {
-        m: (&*model, String::new()),
-        f: &mut expected,
-    })
-    .map_err(|e: std::convert::Infallible| match e {})?;
+    let expected = Expected::of(&*model);
     let want = E::safe_dtype();
     for (name, shape) in &expected.tensors {
         let view = file
@@ -144,11 +139,28 @@ fn finite(dtype: ::safetensors::Dtype, data: &[u8]) -> bool {
     }
 }
 
-/// The names and shapes of a model's tensors, as its checkpoint holds them.
+/// The names and shapes of a model's tensors, as its checkpoint holds them, in visiting
+/// order, with which are trainable.
 #[derive(Default)]
-struct Expected {
-    tensors: Vec<(String, Vec<usize>)>,
-    scalars: Vec<String>,
+pub(crate) struct Expected {
+    pub tensors: Vec<(String, Vec<usize>)>,
+    pub trainable: Vec<bool>,
+    pub scalars: Vec<String>,
+}
+
+impl Expected {
+    /// What `model` holds.
+    pub(crate) fn of<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(model: &M) -> Self {
+        let mut expected = Expected::default();
+        let walked = M::iter_tensors(&mut RecursiveWalker {
+            m: (model, String::new()),
+            f: &mut expected,
+        });
+        match walked {
+            Ok(_) => expected,
+            Err(e) => match e {},
+        }
+    }
 }
 
 impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Expected {
@@ -159,9 +171,10 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Expected {
 
     fn visit<S: Shape>(
         &mut self,
-        _: TensorOptions<S, E, D>,
+        opts: TensorOptions<S, E, D>,
         (t, name): (&Tensor<S, E, D>, String),
     ) -> std::result::Result<Option<Tensor<S, E, D>>, Self::Err> {
+        self.trainable.push(opts.do_gradient_update);
         self.tensors
             .push((name, t.shape().concrete().into_iter().collect()));
         Ok(None)

@@ -6,9 +6,7 @@
 
 use std::path::Path;
 
-use dfdx::nn::tensor_collection::{
-    RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorName, ViewTensorRef,
-};
+use dfdx::nn::tensor_collection::TensorCollection;
 use dfdx::prelude::*;
 
 use super::checkpoint::{
@@ -252,34 +250,11 @@ fn writeln_to(w: &mut impl std::io::Write, line: &str, path: &Path) -> Result<()
 fn trainable<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     model: &M,
 ) -> Vec<(String, Vec<usize>)> {
-    let mut names = Trainable(Vec::new());
-    let walked = M::iter_tensors(&mut RecursiveWalker {
-        m: (model, String::new()),
-        f: &mut names,
-    });
-    match walked {
-        Ok(_) => names.0,
-        Err(e) => match e {},
-    }
-}
-
-struct Trainable(Vec<(String, Vec<usize>)>);
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Trainable {
-    type Viewer = (ViewTensorRef, ViewTensorName);
-    type Err = std::convert::Infallible;
-    type E2 = E;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, E, D>,
-        (t, name): (&Tensor<S, E, D>, String),
-    ) -> std::result::Result<Option<Tensor<S, E, D>>, Self::Err> {
-        if opts.do_gradient_update {
-            self.0
-                .push((name, t.shape().concrete().into_iter().collect()));
-        }
-        Ok(None)
-    }
+    let expected = super::checkpoint::Expected::of(model);
+    expected
+        .tensors
+        .into_iter()
+        .zip(expected.trainable)
+        .filter_map(|(t, train)| train.then_some(t))
+        .collect()
 }
