@@ -51,10 +51,15 @@ fn npy_npz_and_csv_round_trip() {
     let y: Vec<u8> = [2i64, 0, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&py, npy("<i8", &[3], &y)).unwrap();
     assert_eq!(read_npy(&p64).unwrap(), (x.to_vec(), vec![3, 2]));
+    // f64 values keep their precision (0.1 + 1e-12 is not an f32).
+    let fine = dir.path().join("fine.npy");
+    std::fs::write(&fine, npy("<f8", &[1, 2], &f64s(&[0.1 + 1e-12, 1.0]))).unwrap();
+    let d = load_table(&fine, None, None).unwrap();
+    assert_eq!(d.values.unwrap()[0], 0.1 + 1e-12);
     for p in [&p64, &p32] {
         let d = load_table(p, Some(&py), None).unwrap();
         assert_eq!((d.len(), d.dim()), (3, 2));
-        assert_eq!(d.values.as_ref().unwrap(), &x.map(|v| v as f32).to_vec());
+        assert_eq!(d.values.as_ref().unwrap(), &x.to_vec());
         assert_eq!(d.labels, vec![2, 0, 7]);
         assert!(d.is_real_valued());
     }
@@ -70,13 +75,13 @@ fn npy_npz_and_csv_round_trip() {
         z.finish().unwrap();
     }
     let d = load_table(&pz, None, None).unwrap();
-    assert_eq!(d.values.as_ref().unwrap(), &x.map(|v| v as f32).to_vec());
+    assert_eq!(d.values.as_ref().unwrap(), &x.to_vec());
     assert_eq!(d.labels, vec![2, 0, 7]);
     // CSV with a header and a label column in the middle.
     let pc = dir.path().join("data.csv");
     std::fs::write(&pc, "a,class,b\n1.5,2,-2\n0.25,0,3\n4.5,7,-0.5\n").unwrap();
     let d = load_table(&pc, None, Some("class")).unwrap();
-    assert_eq!(d.values.as_ref().unwrap(), &x.map(|v| v as f32).to_vec());
+    assert_eq!(d.values.as_ref().unwrap(), &x.to_vec());
     assert_eq!(d.labels, vec![2, 0, 7]);
     let by_index = load_table(&pc, None, Some("1")).unwrap();
     assert_eq!(by_index, d);
@@ -164,9 +169,9 @@ fn scaling_is_fitted_on_the_training_split_and_inverts() {
     assert_eq!((s.offset[1], s.scale[1]), (10.0, 1.0));
     let t = s.apply(&test).unwrap();
     let v = t.values.as_ref().unwrap();
-    assert!((v[0] as f64 - 4.0 / (8.0f64 / 3.0).sqrt()).abs() < 1e-6 && v[1] == 2.0);
+    assert!((v[0] - 4.0 / (8.0f64 / 3.0).sqrt()).abs() < 1e-12 && v[1] == 2.0);
     let back = s.invert(&t).unwrap();
-    assert!((back.values.unwrap()[0] - 7.0).abs() < 1e-5);
+    assert!((back.values.unwrap()[0] - 7.0).abs() < 1e-12);
     // Min-max: the training split spans [0, 1].
     let m = Scaler::fit(&train, Scaling::MinMax).unwrap();
     let v = m.apply(&train).unwrap().values.unwrap();
@@ -181,7 +186,7 @@ fn scaling_is_fitted_on_the_training_split_and_inverts() {
 
 #[test]
 fn a_seeded_split_holds_out_the_asked_fraction() {
-    let values: Vec<f32> = (0..100).map(|v| v as f32).collect();
+    let values: Vec<f64> = (0..100).map(f64::from).collect();
     let d = latent::data::Dataset::from_rows(values, 1, None, Path::new("mem")).unwrap();
     let (rest, held) = d.split_off(0.1, 5).unwrap();
     assert_eq!((rest.len(), held.len()), (90, 10));

@@ -64,10 +64,10 @@ pub struct Dataset {
     /// Image width in pixels.
     pub cols: usize,
     /// For a real-valued data set (rows of measurements, spectra, embeddings: see
-    /// [`Dataset::from_rows`] and [`super::table`]): the values, `len() · dim()` of
+    /// [`Dataset::from_rows`] and [`super::table`]): the values in `f64`, `len() · dim()` of
     /// them, row-major, used as they are (no scaling, no binarization); `images` is
     /// then empty, and `rows = 1`, `cols` the width. `None` for images.
-    pub values: Option<Vec<f32>>,
+    pub values: Option<Vec<f64>>,
 }
 
 impl Dataset {

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 impl Dataset {
     /// A real-valued data set of `values.len() / width` rows of `width` values
-    /// (row-major), with optional integer `labels` (one per row, `0..=255`; all 0 when
+    /// (row-major, kept in `f64`; converted to the model's dtype per batch), with optional integer `labels` (one per row, `0..=255`; all 0 when
     /// `None`). `source` names the origin in errors.
     ///
     /// # Errors
@@ -25,7 +25,7 @@ impl Dataset {
     /// column (0-based) of the first NaN or infinity, or the row of a label outside
     /// `0..=255`; [`Error::InvalidSetting`] for no rows at all.
     pub fn from_rows(
-        values: Vec<f32>,
+        values: Vec<f64>,
         width: usize,
         labels: Option<Vec<i64>>,
         source: &Path,
@@ -182,7 +182,7 @@ impl Scaler {
             ));
         };
         let (d, n) = (train.dim(), train.len() as f64);
-        let column = |j: usize| values.iter().skip(j).step_by(d).map(|&v| v as f64);
+        let column = |j: usize| values.iter().skip(j).step_by(d).copied();
         let (mut offset, mut scale) = (vec![0.0; d], vec![1.0; d]);
         for j in 0..d {
             match scaling {
@@ -241,7 +241,7 @@ impl Scaler {
         let mapped = values
             .iter()
             .enumerate()
-            .map(|(i, &v)| f(v as f64, self.offset[i % d], self.scale[i % d]) as f32)
+            .map(|(i, &v)| f(v, self.offset[i % d], self.scale[i % d]))
             .collect();
         Ok(Dataset {
             values: Some(mapped),
@@ -440,7 +440,6 @@ pub fn load_table(
                 .collect::<Result<Vec<i64>>>()
         })
         .transpose()?;
-    let values = values.into_iter().map(|v| v as f32).collect();
     Dataset::from_rows(values, shape[1], labels, path)
 }
 
