@@ -212,11 +212,7 @@ impl Dataset {
             let dim = self.dim();
             let mut out = Vec::with_capacity(indices.len() * dim);
             for &i in indices {
-                out.extend(
-                    values[i * dim..(i + 1) * dim]
-                        .iter()
-                        .map(|&v| cst::<E>(v as f64)),
-                );
+                out.extend(values[i * dim..(i + 1) * dim].iter().map(|&v| cst::<E>(v)));
             }
             return Ok(out);
         }
