@@ -84,8 +84,19 @@ fn checkpoints_survive_kill_9_mid_write() {
             assert!(child.try_wait().unwrap().is_none(), "the child exited");
             std::thread::sleep(Duration::from_millis(2));
         }
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..120)));
-        child.kill().unwrap(); // SIGKILL, at a random point of some write
+        // Aim at the write itself: wait until a temporary file exists (the tensors are
+        // being written or synced), then a random few milliseconds; half the trials
+        // kill at a random moment instead.
+        if rng.gen_bool(0.5) {
+            let seen = Instant::now();
+            while temporaries(dir.path()) == 0 && seen.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(Duration::from_micros(rng.gen_range(0..3000)));
+        } else {
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..120)));
+        }
+        child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
 
         let path = dir.path().join("checkpoint.safetensors");
