@@ -500,15 +500,20 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Norm<'_, '_, E, D> {
         if !opts.do_gradient_update {
             return Ok(None);
         }
+        // Each set's buffer of this tensor, read element by element: no temporary
+        // of the tensor's size on every step.
+        let bufs = self
+            .grads
+            .iter_mut()
+            .map(|set| cpu_grad(set, t).map(|b| &b[..]))
+            .collect::<Result<Vec<&[E]>>>()?;
         let len = t.shape().num_elements();
-        let mut total = vec![0.0f64; len];
-        for set in self.grads.iter_mut() {
-            let buf: &mut Vec<E> = cpu_grad(set, t)?;
-            for (a, b) in total.iter_mut().zip(buf.iter()) {
-                *a += b.to_f64().unwrap_or(f64::NAN);
-            }
+        let mut tensor = 0.0;
+        for i in 0..len {
+            let g: f64 = bufs.iter().map(|b| b[i].to_f64().unwrap_or(f64::NAN)).sum();
+            tensor += g * g;
         }
-        self.sum += total.iter().map(|v| v * v).sum::<f64>();
+        self.sum += tensor;
         Ok(None)
     }
 }
