@@ -5,6 +5,8 @@
 //! synced, then renamed), and the next claim of the directory removes the temporary
 //! file of the interrupted write.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -64,26 +66,12 @@ fn checkpoints_survive_kill_9_mid_write() {
     let trials = 24;
     for _ in 0..trials {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "checkpoint_writer_child",
-                "--nocapture",
-            ])
-            .env("LATENT_CHECKPOINT_CHILD", dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while !dir.path().join("marker").exists() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "the child never wrote"
-            );
-            assert!(child.try_wait().unwrap().is_none(), "the child exited");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        let mut child = common::child_until_marker(
+            "checkpoint_writer_child",
+            "LATENT_CHECKPOINT_CHILD",
+            dir.path(),
+            Duration::from_secs(60),
+        );
         // Aim at the write itself: wait until a temporary file exists (the tensors are
         // being written or synced), then a random few milliseconds; half the trials
         // kill at a random moment instead.

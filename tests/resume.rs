@@ -4,8 +4,10 @@
 //! restarts); a checkpoint of another model, or a resume with other settings, is
 //! refused with a typed error that says what differs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dfdx::prelude::*;
 use latent::data::{embedded, Binarization, Dataset};
@@ -129,15 +131,29 @@ fn a_resumed_run_equals_the_uninterrupted_run_bit_for_bit() {
     assert_eq!(config["training"]["config"]["lr"], 0.001);
 }
 
-/// Forwards to `inner`, but stops forever in the middle of epoch 3 after writing
-/// `marker`: the process is then killed from outside.
+/// Forwards to `inner`, with two hooks for the tests: with `stall_marker`, it stops
+/// forever in the middle of epoch 3 after writing that file (the process is then killed
+/// from outside); with `elbos`, each epoch's evaluation reports the next scripted ELBO.
 #[derive(Clone)]
-struct StallInEpoch3<K> {
+struct Hooked<K> {
     inner: K,
-    marker: PathBuf,
+    stall_marker: Option<PathBuf>,
+    elbos: Vec<f64>,
+    calls: usize,
 }
 
-impl<E: Dtype, D: Device<E>, M, K: Task<E, D, M>> Task<E, D, M> for StallInEpoch3<K> {
+impl<K> Hooked<K> {
+    fn new(inner: K) -> Self {
+        Self {
+            inner,
+            stall_marker: None,
+            elbos: Vec::new(),
+            calls: 0,
+        }
+    }
+}
+
+impl<E: Dtype, D: Device<E>, M, K: Task<E, D, M>> Task<E, D, M> for Hooked<K> {
     fn loss(
         &mut self,
         model: &M,
@@ -149,10 +165,12 @@ impl<E: Dtype, D: Device<E>, M, K: Task<E, D, M>> Task<E, D, M> for StallInEpoch
     }
     fn after_update(&mut self, model: &mut M, progress: Progress) -> Result<()> {
         self.inner.after_update(model, progress)?;
-        if progress.epoch == 3 && progress.step >= 2 * 12 + 5 {
-            std::fs::write(&self.marker, b"in epoch 3").unwrap();
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
+        if let Some(marker) = &self.stall_marker {
+            if progress.epoch == 3 && progress.step >= 2 * 12 + 5 {
+                std::fs::write(marker, b"in epoch 3").unwrap();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
             }
         }
         Ok(())
@@ -166,7 +184,12 @@ impl<E: Dtype, D: Device<E>, M, K: Task<E, D, M>> Task<E, D, M> for StallInEpoch
         test: &Dataset,
         device: &D,
     ) -> Result<latent::eval::EvalReport> {
-        self.inner.evaluate(model, test, device)
+        let mut r = self.inner.evaluate(model, test, device)?;
+        if let Some(&elbo) = self.elbos.get(self.calls) {
+            r.elbo = elbo;
+        }
+        self.calls += 1;
+        Ok(r)
     }
     fn describe(&self) -> String {
         self.inner.describe()
@@ -191,9 +214,9 @@ fn resume_child_process() {
     let (train, test) = data();
     let mut m = model();
     let cfg = config(&dir, 4, false, &m);
-    let mut task = StallInEpoch3 {
-        inner: ObjectiveTask::new(Elbo::default()),
-        marker: dir.join("marker"),
+    let mut task = Hooked {
+        stall_marker: Some(dir.join("marker")),
+        ..Hooked::new(ObjectiveTask::new(Elbo::default()))
     };
     fit_task(
         &mut m,
@@ -210,26 +233,12 @@ fn resume_child_process() {
 fn a_run_killed_mid_epoch_resumes_from_its_last_checkpoint() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     train(a.path(), 4, false).unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "resume_child_process",
-            "--nocapture",
-        ])
-        .env("LATENT_RESUME_CHILD", b.path())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !b.path().join("marker").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "the child never reached epoch 3"
-        );
-        assert!(child.try_wait().unwrap().is_none(), "the child exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = common::child_until_marker(
+        "resume_child_process",
+        "LATENT_RESUME_CHILD",
+        b.path(),
+        Duration::from_secs(120),
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let meta = read_checkpoint_meta(b.path().join("checkpoint.safetensors"))
@@ -340,43 +349,6 @@ fn a_checkpoint_of_another_model_or_other_settings_is_refused() {
     ));
 }
 
-/// Forwards to `inner` but reports the scripted ELBO for each epoch's evaluation.
-#[derive(Clone)]
-struct ScriptedEval<K> {
-    inner: K,
-    elbos: Vec<f64>,
-    calls: usize,
-}
-
-impl<E: Dtype, D: Device<E>, M, K: Task<E, D, M>> Task<E, D, M> for ScriptedEval<K> {
-    fn loss(
-        &mut self,
-        model: &M,
-        batch: Batch<'_, D>,
-        grads: Gradients<E, D>,
-        progress: Progress,
-    ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
-        self.inner.loss(model, batch, grads, progress)
-    }
-    fn absorb(&mut self, replica: Self) {
-        self.inner.absorb(replica.inner)
-    }
-    fn evaluate(
-        &mut self,
-        model: &M,
-        test: &Dataset,
-        device: &D,
-    ) -> Result<latent::eval::EvalReport> {
-        let mut r = self.inner.evaluate(model, test, device)?;
-        r.elbo = self.elbos[self.calls];
-        self.calls += 1;
-        Ok(r)
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
-
 /// `keep_best` writes the model of the best evaluated epoch, and `patience` stops when
 /// the ELBO has not improved for that many epochs: with evaluated ELBOs −10, −5, −7,
 /// −8, −9, −4 and patience 3, training stops after epoch 5, and `best.safetensors` holds
@@ -391,10 +363,9 @@ fn the_best_epoch_is_kept_and_training_stops_without_improvement() {
         patience: Some(3),
         ..config(a.path(), 6, false, &m)
     };
-    let mut task = ScriptedEval {
-        inner: ObjectiveTask::new(Elbo::default()),
+    let mut task = Hooked {
         elbos: vec![-10.0, -5.0, -7.0, -8.0, -9.0, -4.0],
-        calls: 0,
+        ..Hooked::new(ObjectiveTask::new(Elbo::default()))
     };
     let report = fit_task(
         &mut m,
