@@ -107,10 +107,7 @@ struct Row {
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(|| run(&args));
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -140,14 +137,13 @@ fn run(args: &Args) -> Result<()> {
             "cvae" => cvae(args, &splits)?,
             _ => vq_vae(args, &splits)?,
         };
-        eprintln!("{name}: {row:?}");
+        if common::leader() {
+            eprintln!("{name}: {row:?}");
+        }
         rows.push(row);
         write_results(args, &splits, &rows)?;
     }
-    println!(
-        "{}",
-        std::fs::read_to_string(out.join("results.md")).unwrap_or_default()
-    );
+    common::print(&std::fs::read_to_string(out.join("results.md")).unwrap_or_default());
     Ok(())
 }
 
@@ -368,6 +364,9 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 
 fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
     let (r, out) = (&args.run, args.out());
+    if !common::leader() {
+        return Ok(());
+    }
     common::write_json(&out, "results.json", &rows)?;
     let mut md =
         format!(

@@ -50,10 +50,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(|| run(&args));
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -82,7 +79,9 @@ fn run(args: &Args) -> Result<()> {
     let elbo = evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
     let nll = test_nll(&model, &test, &dev, &r.eval_options())?;
     let pseudo = model.pseudo_inputs.clone().sigmoid().as_vec();
-    save_image_grid(out.join("pseudo_inputs.png"), &pseudo, 28, 28, 10)?;
+    if common::leader() {
+        save_image_grid(out.join("pseudo_inputs.png"), &pseudo, 28, 28, 10)?;
+    }
 
     let summary = serde_json::json!({
         "model": format!("VAE {X}-{H}-{Z} with a VampPrior of {U} pseudo-inputs"),
@@ -97,6 +96,6 @@ fn run(args: &Args) -> Result<()> {
         "test_nll_n": nll.n,
         "train_images_per_s": report.train_images_per_s,
     });
-    println!("{}", common::write_json(&out, "summary.json", &summary)?);
+    common::print(&common::write_json(&out, "summary.json", &summary)?);
     Ok(())
 }

@@ -67,10 +67,7 @@ struct Summary {
 
 fn main() {
     let args = Args::parse();
-    if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    common::main(|| run(&args));
 }
 
 fn run(args: &Args) -> Result<()> {
@@ -116,7 +113,9 @@ fn run(args: &Args) -> Result<()> {
     }
     let y = dev.tensor_from_vec(y, (100, Const));
     let grid = labels.likelihood(z, y)?.mean().as_vec();
-    save_image_grid(out.join("labels/samples.png"), &grid, 28, 28, 10)?;
+    if common::leader() {
+        save_image_grid(out.join("labels/samples.png"), &grid, 28, 28, 10)?;
+    }
 
     // 2. Completion of the bottom half from the top half.
     let dev = Dev::seed_from_u64(r.seed);
@@ -160,13 +159,15 @@ fn run(args: &Args) -> Result<()> {
             picture.extend_from_slice(&bottoms[row * HALF..(row + 1) * HALF]);
         }
     }
-    save_image_grid(
-        out.join("completion/completions.png"),
-        &picture,
-        28,
-        28,
-        cols,
-    )?;
+    if common::leader() {
+        save_image_grid(
+            out.join("completion/completions.png"),
+            &picture,
+            28,
+            28,
+            cols,
+        )?;
+    }
 
     let summary = Summary {
         dataset: splits.source.clone(),
@@ -180,6 +181,6 @@ fn run(args: &Args) -> Result<()> {
         nll_k: completion_nll.k,
         nll_n: completion_nll.n,
     };
-    println!("{}", common::write_json(&out, "summary.json", &summary)?);
+    common::print(&common::write_json(&out, "summary.json", &summary)?);
     Ok(())
 }

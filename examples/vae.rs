@@ -83,10 +83,8 @@ struct Args {
 type Model<L, P> = MlpVae<usize, usize, usize, f32, Dev, L, P>;
 
 fn main() {
-    if let Err(e) = run(Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    let args = Args::parse();
+    common::main(|| run(args));
 }
 
 fn run(a: Args) -> Result<()> {
@@ -155,7 +153,7 @@ where
 
     let test = prepare_test(&splits.test, binarization, r.seed);
     let options = r.eval_options();
-    if !r.quiet {
+    if !r.quiet && common::leader() {
         let n = options.n.unwrap_or(test.len()).min(test.len());
         eprintln!(
             "evaluating: test NLL with k = {} on {n} test images",
@@ -195,8 +193,18 @@ where
         "train_images_per_s": report.train_images_per_s,
         "seconds": start.elapsed().as_secs_f64(),
     });
-    println!("{}", common::write_json(&out, "summary.json", &summary)?);
-    eprintln!("wrote {}", out.display());
+    common::print(&common::write_json(&out, "summary.json", &summary)?);
+    if common::leader() {
+        eprintln!("wrote {}", out.display());
+    }
+    if latent::distributed::world().size() > 1 {
+        let world = latent::distributed::world();
+        eprintln!(
+            "rank {}: parameter checksum {:016x}",
+            world.rank(),
+            report.parameter_checksum
+        );
+    }
     evaluation.map(|_| ())
 }
 

@@ -145,6 +145,33 @@ pub enum Error {
         differences: Vec<String>,
     },
 
+    /// The ranks of a run across processes hold different parameters after an epoch
+    /// ([`crate::distributed::check_agreement`]): their updates diverged, which a
+    /// data-parallel run must never do silently.
+    #[error("after epoch {epoch} the parameters of rank(s) {ranks:?} differ from rank 0's (checksums by rank: {checksums:x?})")]
+    ReplicasDiverged {
+        /// The epoch after which the ranks were compared.
+        epoch: usize,
+        /// The ranks whose parameters differ from rank 0's.
+        ranks: Vec<usize>,
+        /// Every rank's parameter checksum, in rank order.
+        checksums: Vec<u64>,
+    },
+
+    /// Another rank of a run across processes failed at a step every rank takes
+    /// together ([`crate::distributed::agree`]); its own error is reported there.
+    #[error("rank {rank} failed {what}")]
+    PeerFailed {
+        /// The first rank that failed.
+        rank: usize,
+        /// What it was doing.
+        what: String,
+    },
+
+    /// Setting up or using the communication between processes failed (MPI).
+    #[error("communication between processes: {0}")]
+    Communication(String),
+
     /// Encoding or decoding an image failed.
     #[error("image error on {path}: {reason}")]
     Image {

@@ -245,18 +245,36 @@ where
         return Err(Error::invalid("n", "no images to evaluate"));
     }
     let batches = batches(n, options.batch)?;
-    let results = map_batches(&batches, options.threads, device, |idx, dev| {
+    // Across processes each rank takes a contiguous share of the batches, with its own
+    // random stream; the sums are reduced.
+    let world = crate::distributed::world();
+    let (mine, rank_device);
+    let on_cpu =
+        crate::kernels::cpu::is_cpu::<E, D, f32>() || crate::kernels::cpu::is_cpu::<E, D, f64>();
+    let device = if world.size() > 1 && on_cpu {
+        mine = &batches[crate::distributed::shard(batches.len(), world.rank(), world.size())];
+        rank_device =
+            crate::train::parallel::replica_device::<D>(device.random_u64(), world.rank());
+        &rank_device
+    } else {
+        mine = &batches[crate::distributed::shard(batches.len(), world.rank(), world.size())];
+        device
+    };
+    let results = map_batches(mine, options.threads, device, |idx, dev| {
         let ll = log_px(idx, dev)?;
         Ok((
             ll.log_px.iter().sum::<f64>(),
             ll.stderr.iter().map(|s| s * s).sum::<f64>(),
         ))
-    })?;
-    let (mut sum, mut var) = (0.0, 0.0);
+    });
+    let results = crate::distributed::agree(&*world, "in the NLL evaluation", results)?;
+    let mut sums = [0.0, 0.0];
     for (s, v) in results {
-        sum += s;
-        var += v;
+        sums[0] += s;
+        sums[1] += v;
     }
+    world.all_reduce_sum_f64(&mut sums)?;
+    let [sum, var] = sums;
     Ok(NllReport {
         nll: -sum / n as f64,
         stderr: var.sqrt() / n as f64,

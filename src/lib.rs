@@ -36,6 +36,7 @@ pub mod conditional;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod data;
+pub mod distributed;
 pub mod distributions;
 mod draws;
 pub mod elbo;

@@ -68,12 +68,18 @@ impl RunArgs {
     ///
     /// # Errors
     /// [`Error::RunDirBusy`], [`Error::RunDirOccupied`], I/O errors.
-    pub fn claim(&self, out: &Path) -> Result<RunDir> {
+    /// Only rank 0 of a run across processes claims it (and writes there): the others
+    /// get `None`.
+    pub fn claim(&self, out: &Path) -> Result<Option<RunDir>> {
+        if !leader() {
+            return Ok(None);
+        }
         if self.resume {
             RunDir::resume(out)
         } else {
             RunDir::claim(out, self.overwrite)
         }
+        .map(Some)
     }
 
     /// Finds the data (see `--data`) and says which it used.
@@ -82,6 +88,9 @@ impl RunArgs {
     /// Missing or malformed data files.
     pub fn splits(&self) -> Result<Splits> {
         let splits = discover(self.data.as_deref())?;
+        if !leader() {
+            return Ok(splits);
+        }
         eprintln!(
             "data: {} ({} training, {} test images of {}×{})",
             splits.source,
@@ -215,8 +224,49 @@ pub fn device_name() -> &'static str {
     }
 }
 
+/// Runs an example's `run`: with the `mpi` feature it first starts MPI (so the example
+/// trains across the ranks of `mpirun -np N`), and an error on any rank ends the whole
+/// job (`MPI_Abort`), since the other ranks would wait for it in the next collective.
+pub fn main(run: impl FnOnce() -> Result<()>) {
+    #[cfg(feature = "mpi")]
+    let mpi = match latent::distributed::Mpi::init() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let world = latent::distributed::world();
+    if world.size() > 1 && leader() {
+        eprintln!("processes: {}", world.describe());
+    }
+    if let Err(e) = run() {
+        if world.size() > 1 {
+            eprintln!("error on rank {}: {e}", world.rank());
+            world.abort(1);
+        }
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+    #[cfg(feature = "mpi")]
+    drop(mpi);
+}
+
+/// Whether this process writes the run's files and prints its results: always, but
+/// for the ranks after the first of a run across processes.
+pub fn leader() -> bool {
+    latent::distributed::is_leader()
+}
+
+/// Prints `text` on stdout from rank 0 only.
+pub fn print(text: &str) {
+    if leader() {
+        println!("{text}");
+    }
+}
+
 /// Writes `summary` as pretty JSON to `dir/name` atomically (a temporary file in `dir`,
-/// then a rename) and returns the JSON.
+/// then a rename) and returns the JSON. Across processes only rank 0 writes.
 ///
 /// # Errors
 /// I/O errors, naming the path.
@@ -224,6 +274,9 @@ pub fn write_json<S: serde::Serialize>(dir: &Path, name: &str, summary: &S) -> R
     let path = dir.join(name);
     let json = serde_json::to_string_pretty(summary)
         .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
+    if !leader() {
+        return Ok(json);
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     latent::train::run_dir::write_atomically(&path, |w| {
         std::io::Write::write_all(w, format!("{json}\n").as_bytes())
@@ -246,6 +299,9 @@ pub fn pictures(
     samples: &[f32],
     cols: usize,
 ) -> Result<()> {
+    if !leader() {
+        return Ok(());
+    }
     let (per_row, dim) = (10, height * width);
     let n = (4 * per_row).min(orig.len() / dim.max(1));
     let mut grid = Vec::with_capacity(2 * n * dim);
@@ -286,6 +342,9 @@ pub const COLOUR_NAMES: [&str; 10] = [
 /// nalgebra's symmetric eigendecomposition), drawn with plotters, one colour per class.
 pub fn scatter(path: &Path, points: &[f64], z: usize, classes: &[u8]) -> Result<()> {
     use plotters::prelude::*;
+    if !leader() {
+        return Ok(());
+    }
     let n = points.len() / z;
     let mean: Vec<f64> = (0..z)
         .map(|j| (0..n).map(|i| points[i * z + j] / n as f64).sum())

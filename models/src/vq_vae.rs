@@ -287,6 +287,26 @@ where
         }
     }
 
+    /// Gathers every rank's codes and encoder outputs of the step, in rank order, so
+    /// the EMA update and the dead-code restarts (whose generator is the same on every
+    /// rank) see the global batch and stay identical on all ranks.
+    fn exchange(&mut self, world: &dyn latent::distributed::Communicator) -> Result<()> {
+        let (indices, z_e) = self.last.take().unwrap_or_default();
+        let codes: Vec<u64> = indices.iter().map(|&i| i as u64).collect();
+        let all_codes = world.all_gather_u64(&codes)?;
+        let all_z = world.all_gather_f64(&z_e)?;
+        let indices: Vec<usize> = all_codes
+            .into_iter()
+            .flatten()
+            .map(|i| i as usize)
+            .collect();
+        let z_e: Vec<f64> = all_z.into_iter().flatten().collect();
+        if !indices.is_empty() {
+            self.last = Some((indices, z_e));
+        }
+        Ok(())
+    }
+
     fn after_update(
         &mut self,
         model: &mut VqVae<Enc, Dec, K, DM, E, D, Lik>,

@@ -13,9 +13,13 @@
 //! `r = 1, 2, …`, so the same seed and replica count give the same run, bit for bit.
 //!
 //! [`DataParallel::gradients`] is the one place a batch becomes a gradient, for
-//! [`crate::train::fit_task`] and for users' own loops; its reduction is the seam for
-//! training across processes: a sum over processes of the reduced gradient (an MPI
-//! all-reduce) belongs right after the in-process sum, before the optimizer update.
+//! [`crate::train::fit_task`] and for users' own loops. Across processes
+//! ([`crate::distributed::world`] of more than one rank) the replicas of all ranks are
+//! numbered rank by rank: rank `k` runs replicas `first_k .. first_k + R_k` of the
+//! `Σ R` in the run, takes those parts of each global batch, and its in-process sum is
+//! then summed over the ranks with one all-reduce before the optimizer update, so a run
+//! of `N` ranks with `R` threads each computes what one process with `N · R` threads
+//! would.
 
 use dfdx::nn::tensor_collection::{
     RecursiveWalker, TensorCollection, TensorOptions, TensorVisitor, ViewTensorRef,
@@ -27,6 +31,7 @@ use rand::{RngCore, SeedableRng};
 
 use super::task::{Batch, Progress, Task};
 use crate::data::Dataset;
+use crate::distributed::{all_reduce_sum, world, Communicator};
 use crate::error::{Error, Result};
 use crate::kernels::cpu::{cpu_grad, is_cpu, same};
 use crate::ops::{cst, to_f64_vec, Real};
@@ -53,39 +58,85 @@ pub struct DataParallel<E: Dtype, D: Storage<E>> {
     devices: Vec<D>,
     /// Gradient buffers of replicas `1..R`, zeroed between steps.
     spare: Vec<Gradients<E, D>>,
+    /// The process group the gradients are summed over ([`world`] when made).
+    world: std::sync::Arc<dyn Communicator>,
+    /// The run-wide index of this process's replica 0.
+    first: usize,
+    /// Replicas over all processes.
+    total: usize,
+    /// The gradient flattened for the all-reduce across processes.
+    flat: Vec<E>,
 }
 
 impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
-    /// Replicas for `model`: `threads` of them (0: one per available core; always 1 off
-    /// the `Cpu` device). Replica `r ≥ 1` draws its `ε` from a `Cpu` device seeded from
-    /// `seed` and `r`; replica 0 uses the device passed to [`Self::gradients`].
+    /// Replicas for `model`: `threads` of them in this process (0: one per available
+    /// core; always 1 off the `Cpu` device), in the process group [`world`] (its ranks
+    /// exchange their replica counts here, a collective call). Replica `r ≥ 1` draws
+    /// its `ε` from a `Cpu` device seeded from `seed` and its run-wide index
+    /// `first_replica() + r`; replica 0 uses the device passed to [`Self::gradients`]
+    /// (the trainer's is seeded the same way from `first_replica()`).
     ///
     /// # Errors
-    /// The device's allocation errors.
+    /// The device's allocation errors; [`Error::InvalidSetting`] for several processes
+    /// off the `Cpu` device (the all-reduce reads gradients in host memory).
     pub fn new<M: TensorCollection<E, D>>(model: &M, threads: usize, seed: u64) -> Result<Self> {
         let replicas = replica_count::<E, D>(threads);
+        let world = world();
+        let counts = world.all_gather_u64(&[replicas as u64])?;
+        let rank = world.rank();
+        let count = |v: &Vec<u64>| v.first().copied().unwrap_or(0) as usize;
+        let first: usize = counts[..rank].iter().map(count).sum();
+        let total: usize = counts.iter().map(count).sum();
+        let on_cpu = is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>();
+        if world.size() > 1 && (!on_cpu || cfg!(feature = "cuda")) {
+            return Err(Error::invalid(
+                "processes",
+                "training across processes runs on the Cpu device only",
+            ));
+        }
         Ok(Self {
             devices: (1..replicas)
-                .map(|r| replica_device::<D>(seed, r))
+                .map(|r| replica_device::<D>(seed, first + r))
                 .collect(),
             spare: (1..replicas)
                 .map(|_| model.try_alloc_grads().map_err(Error::device))
                 .collect::<Result<_>>()?,
+            world,
+            first,
+            total,
+            flat: Vec::new(),
         })
     }
 
-    /// Gives replicas `1..R` fresh devices seeded from `seed` and their index, as
-    /// [`Self::new`] does: the trainer reseeds them at the start of every epoch.
+    /// Gives replicas `1..R` fresh devices seeded from `seed` and their run-wide index,
+    /// as [`Self::new`] does: the trainer reseeds them at the start of every epoch.
     pub fn reseed(&mut self, seed: u64) {
         let replicas = self.devices.len() + 1;
+        let first = self.first;
         self.devices = (1..replicas)
-            .map(|r| replica_device::<D>(seed, r))
+            .map(|r| replica_device::<D>(seed, first + r))
             .collect();
     }
 
-    /// The number of replicas `R`.
+    /// The number of replicas `R` in this process.
     pub fn replicas(&self) -> usize {
         self.devices.len() + 1
+    }
+
+    /// The number of replicas over all processes of the run (`R` in one process).
+    pub fn total_replicas(&self) -> usize {
+        self.total
+    }
+
+    /// The run-wide index of this process's replica 0 (0 in one process): seed the
+    /// device passed to [`Self::gradients`] with it, as [`replica_device`] does.
+    pub fn first_replica(&self) -> usize {
+        self.first
+    }
+
+    /// The process group this step reduces over.
+    pub fn world(&self) -> &dyn Communicator {
+        &*self.world
     }
 
     /// The mean loss of `task` over the examples `indices` of `data` and its gradient,
@@ -98,11 +149,18 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
     /// replica task is handed to [`Task::absorb`] in order. Dynamic binarization draws
     /// one seed per replica from `binarize`, in replica order.
     ///
+    /// Across processes ([`crate::distributed::world`] of several ranks) `indices` is
+    /// the global batch, the same on every rank: it is split into the run's `Σ R` parts
+    /// and this rank runs its own; the rank's sum is then summed over all ranks (see
+    /// [`crate::distributed`]) and [`Task::exchange`] shares what the tasks recorded.
+    /// Every rank gets the same loss and gradients.
+    ///
     /// Returns the batch's mean loss (nats per example, as [`Task::loss`]) and the
     /// gradients. A non-finite loss is returned as it is; the caller decides.
     ///
     /// # Errors
-    /// The task's errors (the first replica's, in order), allocation errors.
+    /// The task's errors (the first replica's, in order), allocation errors;
+    /// [`Error::PeerFailed`] on every other rank when a rank's step fails.
     ///
     /// # Panics
     /// Re-raises a panic of a replica thread.
@@ -123,16 +181,72 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
         K: Task<E, D, M> + Clone + ThreadSafe,
         R: RngCore,
     {
-        let (value, mut grads, used) = self.unreduced(
-            model, task, data, indices, binarize, device, grads, progress,
-        )?;
-        for g in &mut self.spare[..used] {
-            drain_gradients(model, &mut grads, g)?;
+        let local = self
+            .unreduced(
+                model, task, data, indices, binarize, device, grads, progress,
+            )
+            .and_then(|(value, mut grads, used)| {
+                for g in &mut self.spare[..used] {
+                    drain_gradients(model, &mut grads, g)?;
+                }
+                Ok((value, grads))
+            });
+        let (value, grads) = self.reduce_across(model, local)?;
+        if self.world.size() > 1 {
+            task.exchange(&*self.world)?;
         }
         Ok((value, grads))
     }
 
-    /// [`Self::gradients`] without the final sum: replica 0's gradient is returned and
+    /// Sums one process's loss and reduced gradient over the ranks of the run (the
+    /// identity in one process). Every rank first says whether its step failed (one
+    /// all-gather that also carries the losses), so a failure on one rank is an error on
+    /// all of them instead of a wait: the failed rank returns its own error, the others
+    /// [`Error::PeerFailed`]. The loss is summed in rank order; the gradient by one
+    /// all-reduce of all trainable tensors flattened into one buffer.
+    fn reduce_across<M: TensorCollection<E, D>>(
+        &mut self,
+        model: &M,
+        local: Result<(f64, Gradients<E, D>)>,
+    ) -> Result<(f64, Gradients<E, D>)> {
+        if self.world.size() == 1 {
+            return local;
+        }
+        let mine = match &local {
+            Ok((v, _)) => [*v, 0.0],
+            Err(_) => [0.0, 1.0],
+        };
+        let all = self.world.all_gather_f64(&mine)?;
+        if let Some(rank) = all.iter().position(|p| p.get(1) != Some(&0.0)) {
+            return match local {
+                Err(e) => Err(e),
+                Ok(_) => Err(Error::PeerFailed {
+                    rank,
+                    what: "a training step".into(),
+                }),
+            };
+        }
+        let (_, mut grads) = local?;
+        let value = all.iter().map(|p| p[0]).sum();
+        let mut flat = std::mem::take(&mut self.flat);
+        flat.clear();
+        walk_gradients(model, &mut grads, |g| {
+            flat.extend_from_slice(g);
+        })?;
+        all_reduce_sum(&*self.world, &mut flat)?;
+        let mut at = 0;
+        walk_gradients(model, &mut grads, |g| {
+            let n = g.len();
+            g.copy_from_slice(&flat[at..at + n]);
+            at += n;
+        })?;
+        self.flat = flat;
+        Ok((value, grads))
+    }
+
+    /// [`Self::gradients`] in this process only, without the final sum (the trainer's
+    /// fast path in one process; across processes use [`Self::gradients`], which also
+    /// sums over the ranks): replica 0's gradient is returned and
     /// those of replicas `1..=used` are left in [`Self::pending`], for an optimizer
     /// that sums them in its own pass ([`crate::optim::Adam::update_sum`]), which must
     /// zero them. Returns `(loss, replica 0's gradients, used)`.
@@ -153,7 +267,7 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
         K: Task<E, D, M> + Clone + ThreadSafe,
         R: RngCore,
     {
-        if self.devices.is_empty() || cfg!(feature = "cuda") {
+        if self.total == 1 || cfg!(feature = "cuda") {
             let batch = Batch {
                 data,
                 indices,
@@ -167,21 +281,37 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
         #[cfg(feature = "cuda")]
         unreachable!("one replica with the cuda feature");
         #[cfg(not(feature = "cuda"))]
-        parallel_step(
-            &ReplicaStep {
-                model,
-                data,
-                progress,
-                total: indices.len(),
-            },
-            task,
-            indices,
-            binarize,
-            device,
-            &self.devices,
-            &mut self.spare,
-            grads,
-        )
+        {
+            // The parts and binarization seeds of all replicas of the run, in order;
+            // this process takes its own.
+            let mut rng = binarize;
+            let parts = split(indices, self.total);
+            let seeds: Vec<Option<u64>> = parts
+                .iter()
+                .map(|_| rng.as_mut().map(|r| r.next_u64()))
+                .collect();
+            let end = (self.first + self.replicas()).min(parts.len());
+            let start = self.first.min(end);
+            if start == end {
+                // A last batch smaller than the run's replicas: nothing for this process.
+                return Ok((0.0, grads, 0));
+            }
+            parallel_step(
+                &ReplicaStep {
+                    model,
+                    data,
+                    progress,
+                    total: indices.len(),
+                },
+                task,
+                &parts[start..end],
+                &seeds[start..end],
+                device,
+                &self.devices,
+                &mut self.spare,
+                grads,
+            )
+        }
     }
 
     /// The gradient buffers of replicas `1..R` (see [`Self::unreduced`]).
@@ -295,18 +425,20 @@ struct ReplicaStep<'a, M> {
     total: usize,
 }
 
-/// One data-parallel step (see [`super::parallel`]): replica 0 runs on this thread with
-/// `task`, `device` and `grads`; replica `r ≥ 1` on its own thread with a clone of
-/// `task`, `devices[r - 1]` and `spare[r - 1]`. Returns the whole batch's mean loss,
+/// One data-parallel step (see [`super::parallel`]) of this process's replicas, `parts`
+/// of the batch with the binarization `seeds` (one per part, drawn in replica order
+/// from the run's stream): replica 0 runs on this thread with `task`, `device` and
+/// `grads`; replica `r ≥ 1` on its own thread with a clone of `task`, `devices[r - 1]`
+/// and `spare[r - 1]`. Returns the whole batch's mean loss,
 /// replica 0's gradient and the number of other replicas used; their gradients are
 /// left in `spare`, unreduced.
 #[cfg(not(feature = "cuda"))]
 #[allow(clippy::too_many_arguments)]
-fn parallel_step<E, D, M, K, R>(
+fn parallel_step<E, D, M, K>(
     shared: &ReplicaStep<'_, M>,
     task: &mut K,
-    indices: &[usize],
-    mut rng: Option<&mut R>,
+    parts: &[&[usize]],
+    seeds: &[Option<u64>],
     device: &D,
     devices: &[D],
     spare: &mut [Gradients<E, D>],
@@ -317,14 +449,7 @@ where
     D: Device<E> + ThreadSafe + 'static,
     M: TensorCollection<E, D> + ThreadSafe,
     K: Task<E, D, M> + Clone + ThreadSafe,
-    R: RngCore,
 {
-    let parts = split(indices, devices.len() + 1);
-    // One binarization stream per replica, drawn in replica order from the run's.
-    let seeds: Vec<Option<u64>> = parts
-        .iter()
-        .map(|_| rng.as_mut().map(|r| r.next_u64()))
-        .collect();
     let mut tasks: Vec<K> = (1..parts.len()).map(|_| task.clone()).collect();
     let mut taken: Vec<Gradients<E, D>> = spare
         .iter_mut()
@@ -403,6 +528,54 @@ fn drain_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
         f: &mut op,
     })?;
     Ok(())
+}
+
+/// Calls `f` on the `Cpu` gradient buffer of each of `model`'s trainable tensors, in
+/// the model's visiting order.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] off the `Cpu` device.
+fn walk_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+    model: &M,
+    grads: &mut Gradients<E, D>,
+    f: impl FnMut(&mut Vec<E>),
+) -> Result<()> {
+    let mut op = WalkOp { grads, f };
+    M::iter_tensors(&mut RecursiveWalker {
+        m: model,
+        f: &mut op,
+    })?;
+    Ok(())
+}
+
+struct WalkOp<'a, E: Unit, D: Storage<E>, F> {
+    grads: &'a mut Gradients<E, D>,
+    f: F,
+}
+
+impl<E: Dtype, D: Device<E>, F: FnMut(&mut Vec<E>)> TensorVisitor<E, D> for WalkOp<'_, E, D, F> {
+    type Viewer = ViewTensorRef;
+    type Err = Error;
+    type E2 = E;
+    type D2 = D;
+
+    fn visit<S: Shape>(
+        &mut self,
+        opts: TensorOptions<S, E, D>,
+        t: &Tensor<S, E, D>,
+    ) -> std::result::Result<Option<Tensor<S, E, D>>, Error> {
+        if !opts.do_gradient_update {
+            return Ok(None);
+        }
+        if !(is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>()) {
+            return Err(Error::invalid(
+                "processes",
+                "gradients are reduced across processes on the Cpu device only",
+            ));
+        }
+        (self.f)(cpu_grad(self.grads, t)?);
+        Ok(None)
+    }
 }
 
 struct SumOp<'a, E: Unit, D: Storage<E>> {

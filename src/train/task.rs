@@ -100,6 +100,21 @@ pub trait Task<E: Dtype, D: Device<E>, M> {
         let _ = replica;
     }
 
+    /// Shares across the ranks of a run on several processes what this task recorded in
+    /// its [`Task::loss`] (after [`Task::absorb`] has folded in the replicas of this
+    /// process), so that [`Task::after_update`] sees the whole global batch on every
+    /// rank, in rank order — what one process with all the replicas would have seen.
+    /// Called by every rank after each step when the run has more than one process. The
+    /// default shares nothing (right for stateless tasks); the VQ-VAE's task gathers
+    /// every rank's codes and encoder outputs.
+    ///
+    /// # Errors
+    /// The transport's errors.
+    fn exchange(&mut self, world: &dyn crate::distributed::Communicator) -> Result<()> {
+        let _ = world;
+        Ok(())
+    }
+
     /// Evaluates the model on the (already binarized) test set after each epoch.
     ///
     /// # Errors

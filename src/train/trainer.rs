@@ -18,6 +18,7 @@ use super::schedule::{EpochCallback, LrSchedule};
 use super::spec::ModelSpec;
 use super::task::{ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
+use crate::distributed::{agree, check_agreement, shard, world, Communicator};
 use crate::error::{Error, Result};
 use crate::kernels::cpu::is_cpu;
 use crate::model::LatentVariableModel;
@@ -239,6 +240,10 @@ pub struct TrainReport {
     /// Whether [`TrainConfig::patience`] ended training before `epochs`.
     #[serde(default)]
     pub stopped_early: bool,
+    /// [`crate::distributed::parameter_checksum`] of the trained model: the same on every
+    /// rank of a run across processes (the trainer checks it after each epoch).
+    #[serde(default)]
+    pub parameter_checksum: u64,
 }
 
 /// The test split as the model sees it: binarized once with a fixed seed for
@@ -260,6 +265,11 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 ///
 /// After each epoch it appends an [`EpochMetrics`] line to `out_dir/metrics.jsonl` and
 /// writes `out_dir/checkpoint.safetensors` atomically (when `out_dir` is set).
+///
+/// Across processes ([`crate::distributed::world`] of several ranks, e.g. under `mpirun`
+/// with [`crate::distributed::Mpi::init`]), every rank calls it with the same data and
+/// settings; `batch_size` is the global batch, split across all ranks' replicas (see
+/// [`fit_task`]).
 ///
 /// # Errors
 /// [`Error::InvalidSetting`] for invalid settings; [`Error::NonFinite`] naming epoch and
@@ -293,8 +303,22 @@ where
 /// [`Task::evaluate`] on the prepared test set after each epoch, `metrics.jsonl` and an
 /// atomic checkpoint per epoch.
 ///
+/// # Across processes
+/// When [`crate::distributed::world`] has several ranks, each runs this function on the
+/// same data with the same settings: rank 0 starts the run (claims `out_dir`, resumes
+/// from its checkpoint) and sends its weights, Adam's state and the task's state to the
+/// others, so all start alike. Every rank draws the same shuffled global batches from
+/// `seed`, computes the gradient of its share with its threads, and the ranks sum the
+/// gradients with one all-reduce before the same Adam update everywhere
+/// ([`DataParallel::gradients`]). Each rank evaluates its shard of the test set and the
+/// sums are reduced. Rank 0 alone writes files and shows progress. After each epoch the
+/// ranks compare [`crate::distributed::parameter_checksum`]s. A run of `N` ranks with
+/// `R` threads each is the run of one process with `N · R` threads.
+///
 /// # Errors
-/// As [`fit`].
+/// As [`fit`]; across processes also [`Error::ReplicasDiverged`] when the ranks'
+/// parameters differ after an epoch, and [`Error::PeerFailed`] on every rank but the one
+/// that failed at a step taken together.
 pub fn fit_task<E, D, M, K>(
     model: &mut M,
     task: &mut K,
@@ -309,7 +333,10 @@ where
     M: TensorCollection<E, D> + ThreadSafe,
     K: Task<E, D, M> + Clone + ThreadSafe,
 {
-    let config = config.clone().validated()?;
+    let mut config = config.clone().validated()?;
+    let world = world();
+    let leader = world.rank() == 0;
+    config.progress &= leader;
     crate::data::check_pair(train, test, "the data given to the trainer")?;
     check_memory::<E>(&config, task.draws(), train.dim())?;
     if train.is_real_valued() && config.binarization != Binarization::None {
@@ -323,11 +350,15 @@ where
         _ => train.clone(),
     };
     let test = prepare_test(test, config.binarization, config.seed);
-    let _claim = match &config.out_dir {
-        Some(dir) if config.resume => Some(RunDir::resume(dir)?),
-        Some(dir) => Some(RunDir::claim(dir, config.overwrite)?),
-        None => None,
-    };
+    let _claim = agree(
+        &*world,
+        "to claim the run directory",
+        match &config.out_dir {
+            Some(dir) if leader && config.resume => RunDir::resume(dir).map(Some),
+            Some(dir) if leader => RunDir::claim(dir, config.overwrite).map(Some),
+            _ => Ok(None),
+        },
+    )?;
 
     let mut grads = model.try_alloc_grads().map_err(Error::device)?;
     let mut parallel = DataParallel::new(model, config.threads, config.seed)?;
@@ -346,22 +377,44 @@ where
         train_seconds: 0.0,
         best: None,
         stopped_early: false,
+        parameter_checksum: 0,
     };
     let (mut first_epoch, mut global_step) = (1, 0);
     if let (true, Some(dir)) = (config.resume, &config.out_dir) {
-        let replicas = parallel.replicas();
-        let resumed = resume::load(dir, &config, replicas, model, &mut opt, |state| {
-            task.restore(state)
-        })?;
+        let replicas = parallel.total_replicas();
+        // Rank 0 reads the run; the others read copies of its files.
+        let copy = share_run(&*world, dir)?;
+        let from = copy.as_ref().map_or(dir.as_path(), |t| t.path());
+        let resumed = agree(
+            &*world,
+            "to resume the run",
+            resume::load(from, &config, replicas, model, &mut opt, |state| {
+                task.restore(state)
+            }),
+        )?;
         first_epoch = resumed.epoch + 1;
         global_step = resumed.step;
         report.epochs = resumed.metrics;
         report.best = resumed.best;
+    } else if world.size() > 1 {
+        share_weights(&*world, model)?;
+    }
+    if world.size() > 1 {
+        check_agreement(&*world, model, first_epoch - 1)?;
     }
     let mut log = match &config.out_dir {
-        Some(dir) if config.resume => Some(MetricsLog::append_to(dir.join(resume::METRICS_FILE))?),
-        Some(dir) => Some(MetricsLog::create(dir.join(resume::METRICS_FILE))?),
-        None => None,
+        Some(dir) if leader && config.resume => {
+            Some(MetricsLog::append_to(dir.join(resume::METRICS_FILE))?)
+        }
+        Some(dir) if leader => Some(MetricsLog::create(dir.join(resume::METRICS_FILE))?),
+        _ => None,
+    };
+    // Each rank evaluates its shard of the test set; the sums are reduced.
+    let test = if world.size() > 1 {
+        let range = shard(test.len(), world.rank(), world.size());
+        test.select(&range.collect::<Vec<_>>())
+    } else {
+        test
     };
     let mut total_images = 0usize;
     let on_cpu = is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>();
@@ -373,7 +426,7 @@ where
         let mut rng = StdRng::seed_from_u64(seed);
         parallel.reseed(seed);
         let epoch_device: D = if on_cpu {
-            super::parallel::replica_device::<D>(seed, 0)
+            super::parallel::replica_device::<D>(seed, parallel.first_replica())
         } else {
             device.clone()
         };
@@ -388,16 +441,32 @@ where
                 kl_weight: config.kl_weight(global_step),
             };
             let dynamic = config.binarization == Binarization::Dynamic;
-            let (value, new_grads, used) = parallel.unreduced(
-                model,
-                task,
-                &train,
-                idx,
-                if dynamic { Some(&mut rng) } else { None },
-                &epoch_device,
-                grads,
-                progress,
-            )?;
+            let binarize = if dynamic { Some(&mut rng) } else { None };
+            let (value, new_grads, used) = if world.size() > 1 {
+                // Summed over the processes here; nothing left pending.
+                let (value, grads) = parallel.gradients(
+                    model,
+                    task,
+                    &train,
+                    idx,
+                    binarize,
+                    &epoch_device,
+                    grads,
+                    progress,
+                )?;
+                (value, grads, 0)
+            } else {
+                parallel.unreduced(
+                    model,
+                    task,
+                    &train,
+                    idx,
+                    binarize,
+                    &epoch_device,
+                    grads,
+                    progress,
+                )?
+            };
             if !value.is_finite() {
                 bar.abandon();
                 return Err(Error::NonFinite {
@@ -453,12 +522,13 @@ where
         // resumed run logs the same test figures. It knows no epoch: name the one it
         // followed.
         let eval_device: D = if on_cpu {
-            super::parallel::replica_device::<D>(seed ^ 0xe7a1_u64, 0)
+            super::parallel::replica_device::<D>(seed ^ 0xe7a1_u64, world.rank())
         } else {
             device.clone()
         };
-        let eval = task
-            .evaluate(model, &test, &eval_device)
+        let eval = task.evaluate(model, &test, &eval_device);
+        let eval = agree(&*world, "in the evaluation after the epoch", eval)
+            .and_then(|e| reduce_eval(&*world, e))
             .map_err(|e| match e {
                 Error::NonFinite { what, value, .. } => Error::NonFinite {
                     what: format!("{what} (evaluation after the epoch)"),
@@ -496,24 +566,29 @@ where
         if improved {
             report.best = Some((epoch, eval.elbo));
         }
-        if let Some(dir) = &config.out_dir {
-            let meta = CheckpointMeta {
-                training: Some(TrainingState {
-                    config: config.clone(),
-                    objective: task.describe(),
-                    epoch,
-                    step: global_step,
-                    replicas: parallel.replicas(),
-                    task: task.state()?,
-                    best: report.best,
-                }),
-                ..CheckpointMeta::new(config.model.clone())
-            };
-            if improved && config.keep_best {
-                save_checkpoint_with(model, &[], &meta, dir.join(resume::BEST_FILE))?;
-            }
-            resume::save(dir, model, &opt, &meta)?;
-        }
+        report.parameter_checksum = check_agreement(&*world, model, epoch)?;
+        let written = match &config.out_dir {
+            Some(dir) if leader => (|| {
+                let meta = CheckpointMeta {
+                    training: Some(TrainingState {
+                        config: config.clone(),
+                        objective: task.describe(),
+                        epoch,
+                        step: global_step,
+                        replicas: parallel.total_replicas(),
+                        task: task.state()?,
+                        best: report.best,
+                    }),
+                    ..CheckpointMeta::new(config.model.clone())
+                };
+                if improved && config.keep_best {
+                    save_checkpoint_with(model, &[], &meta, dir.join(resume::BEST_FILE))?;
+                }
+                resume::save(dir, model, &opt, &meta)
+            })(),
+            _ => Ok(()),
+        };
+        agree(&*world, "to write the checkpoint", written)?;
         if let Some(callback) = &config.on_epoch {
             (callback.0)(&metrics)?;
         }
@@ -530,6 +605,93 @@ where
     }
     report.train_images_per_s = total_images as f64 / report.train_seconds.max(1e-9);
     Ok(report)
+}
+
+/// Sums each rank's evaluation of its shard into the evaluation of the whole test set:
+/// the means weighted by the shards' sizes.
+fn reduce_eval(
+    world: &dyn Communicator,
+    e: crate::eval::EvalReport,
+) -> Result<crate::eval::EvalReport> {
+    if world.size() == 1 {
+        return Ok(e);
+    }
+    let n = e.n as f64;
+    let mut sums = [e.elbo * n, e.reconstruction * n, e.kl * n, n];
+    world.all_reduce_sum_f64(&mut sums)?;
+    let total = sums[3].max(1.0);
+    let report = crate::eval::EvalReport {
+        elbo: sums[0] / total,
+        reconstruction: sums[1] / total,
+        kl: sums[2] / total,
+        n: sums[3] as usize,
+    };
+    if !report.elbo.is_finite() {
+        return Err(Error::NonFinite {
+            what: "test ELBO".into(),
+            epoch: 0,
+            step: 0,
+            value: report.elbo,
+        });
+    }
+    Ok(report)
+}
+
+/// Across processes: rank 0 sends the bytes of the checkpoint and metrics log of the run
+/// in `dir`; every other rank writes them into a private temporary directory, which it
+/// returns (rank 0 returns `None` and reads `dir`). Rank 0 failing to read is every
+/// rank's error.
+fn share_run(world: &dyn Communicator, dir: &std::path::Path) -> Result<Option<tempfile::TempDir>> {
+    if world.size() == 1 {
+        return Ok(None);
+    }
+    let mut copy = None;
+    for name in [resume::CHECKPOINT_FILE, resume::METRICS_FILE] {
+        let path = dir.join(name);
+        let read = if world.rank() == 0 {
+            std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        } else {
+            Ok(Vec::new())
+        };
+        let mut bytes = agree(world, "to read the run to resume", read)?;
+        world.broadcast_bytes(&mut bytes)?;
+        if world.rank() > 0 {
+            let tmp = match copy.take() {
+                Some(t) => t,
+                None => tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?,
+            };
+            let to = tmp.path().join(name);
+            std::fs::write(&to, &bytes).map_err(|e| Error::io(&to, e))?;
+            copy = Some(tmp);
+        }
+    }
+    Ok(copy)
+}
+
+/// Across processes at the start of a run: every rank takes rank 0's weights (as
+/// Horovod's `broadcast_parameters`), so the ranks start alike however their models
+/// were initialized.
+fn share_weights<E, D, M>(world: &dyn Communicator, model: &mut M) -> Result<()>
+where
+    E: Real + dfdx::tensor::safetensors::SafeDtype,
+    D: Device<E>,
+    M: TensorCollection<E, D>,
+{
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let path = tmp.path().join("initial.safetensors");
+    let written = if world.rank() == 0 {
+        save_checkpoint_with(model, &[], &CheckpointMeta::new(None), &path)
+            .and_then(|()| std::fs::read(&path).map_err(|e| Error::io(&path, e)))
+    } else {
+        Ok(Vec::new())
+    };
+    let mut bytes = agree(world, "to send the initial weights", written)?;
+    world.broadcast_bytes(&mut bytes)?;
+    if world.rank() > 0 {
+        std::fs::write(&path, &bytes).map_err(|e| Error::io(&path, e))?;
+        super::checkpoint::load_checkpoint(model, &path)?;
+    }
+    Ok(())
 }
 
 /// Refuses settings whose activations would not fit in [`TrainConfig::memory_limit`].
