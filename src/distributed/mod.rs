@@ -44,6 +44,12 @@ pub trait Communicator: Send + Sync {
     /// The number of processes.
     fn size(&self) -> usize;
 
+    /// The number of ranks on this machine (sharing its cores), this one included. The
+    /// default is 1.
+    fn local_size(&self) -> usize {
+        1
+    }
+
     /// Replaces `values` on every rank by their element-wise sum over all ranks.
     ///
     /// # Errors

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 /// are serialized by a lock (MPI is initialized with `MPI_THREAD_SERIALIZED`).
 pub struct Mpi {
     world: SimpleCommunicator,
+    /// Ranks on this machine (`MPI_Comm_split_type` with `MPI_COMM_TYPE_SHARED`).
+    local: usize,
     lock: Mutex<()>,
     library: String,
     // Finalizes MPI when the last handle goes; declared last, so dropped last.
@@ -68,8 +70,10 @@ impl Mpi {
             .and_then(|v| v.split(',').next().map(str::to_string))
             .unwrap_or_else(|| "MPI".into());
         let world = universe.world();
+        let local = world.split_shared(world.rank()).size().max(1) as usize;
         let comm = Arc::new(Mpi {
             world,
+            local,
             lock: Mutex::new(()),
             library,
             _universe: universe,
@@ -119,6 +123,10 @@ impl Communicator for Mpi {
 
     fn size(&self) -> usize {
         self.world.size() as usize
+    }
+
+    fn local_size(&self) -> usize {
+        self.local
     }
 
     fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {

@@ -395,15 +395,19 @@ pub(crate) fn split(indices: &[usize], parts: usize) -> Vec<&[usize]> {
     out
 }
 
-/// How many replicas a run uses: `threads` (0: one per available core), and always 1
-/// off the `Cpu` device (one CUDA device is already parallel).
+/// How many replicas this process runs: `threads` (0: one per available core, shared
+/// among the ranks of [`crate::distributed::world`] on this machine), and always 1 off
+/// the `Cpu` device (one CUDA device is already parallel).
 pub(crate) fn replica_count<E: 'static, D: 'static>(threads: usize) -> usize {
     let on_cpu = is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>();
     if !on_cpu || cfg!(feature = "cuda") {
         return 1;
     }
     match threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (cores / world().local_size().max(1)).max(1)
+        }
         n => n,
     }
 }

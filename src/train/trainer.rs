@@ -59,9 +59,12 @@ pub struct TrainConfig {
     /// Data-parallel replicas on the CPU: each batch is split across this many threads,
     /// each computing the gradient of its share with single-threaded matrix products,
     /// and the gradients are summed in a fixed order before one Adam update (see
-    /// [`fit_task`]). 0 (the default) means one per available core; 1 is the plain
+    /// [`fit_task`]). 0 (the default) means one per available core (across processes:
+    /// the cores divided among the ranks on the same machine); 1 is the plain
     /// single-threaded loop. Off the `Cpu` device it is always 1. The same seed and the
-    /// same count give the same run; different counts draw different `ε`.
+    /// same count give the same run; different counts draw different `ε`. Across
+    /// processes this is the count per rank, and `N` ranks of `R` threads run as one
+    /// process of `N · R` threads.
     #[serde(default)]
     pub threads: usize,
     /// Continue the run in `out_dir` from its checkpoint instead of starting anew:
