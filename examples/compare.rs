@@ -327,7 +327,9 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     let drawn = prior.sample(64, &dev)?;
     let samples: Vec<f32> = model.decode(&drawn)?.mean().as_vec();
     common::pictures(&dir, (28, 28), &x.as_vec(), &recon.as_vec(), &samples, 8)?;
-    eprintln!("vq-vae: {} codes restarted during training", task.restarts);
+    if common::leader() {
+        eprintln!("vq-vae: {} codes restarted during training", task.restarts);
+    }
     Ok(Row {
         model: "vq-vae".into(),
         objective: Task::<f32, Dev, ConvVqVae<DM, Const<K>, f32, Dev>>::describe(&task),

@@ -18,10 +18,19 @@ pub struct Mpi {
     world: SimpleCommunicator,
     /// Ranks on this machine (`MPI_Comm_split_type` with `MPI_COMM_TYPE_SHARED`).
     local: usize,
-    lock: Mutex<()>,
+    /// Held around every call into MPI; holds the send buffers of the all-reduces,
+    /// reused from call to call.
+    lock: Mutex<Scratch>,
     library: String,
     // Finalizes MPI when the last handle goes; declared last, so dropped last.
     _universe: Universe,
+}
+
+/// Send buffers reused by the all-reduces (rsmpi has no `MPI_IN_PLACE`).
+#[derive(Default)]
+struct Scratch {
+    f32: Vec<f32>,
+    f64: Vec<f64>,
 }
 
 // SAFETY: MPI is initialized with at least `MPI_THREAD_SERIALIZED` (checked in
@@ -52,12 +61,15 @@ impl MpiGuard {
 impl Mpi {
     /// Starts MPI (`MPI_Init_thread` with `MPI_THREAD_SERIALIZED`) and installs its
     /// world communicator as [`super::world`]. Run the program under `mpirun -np N`;
-    /// started without `mpirun`, it is a world of one.
+    /// started without `mpirun`, it is a world of one. Call it first in `main`, before
+    /// other threads start: with Open MPI it sets the environment variables that choose
+    /// the ring all-reduce, unless you chose an algorithm yourself.
     ///
     /// # Errors
     /// [`Error::Communication`] if MPI was already initialized or cannot give the
     /// threading level the trainer needs.
     pub fn init() -> Result<MpiGuard> {
+        prefer_ring_all_reduce();
         let (universe, level) = mpi::initialize_with_threading(mpi::Threading::Serialized)
             .ok_or_else(|| Error::Communication("MPI is already initialized".into()))?;
         if level < mpi::Threading::Serialized {
@@ -74,7 +86,7 @@ impl Mpi {
         let comm = Arc::new(Mpi {
             world,
             local,
-            lock: Mutex::new(()),
+            lock: Mutex::new(Scratch::default()),
             library,
             _universe: universe,
         });
@@ -83,8 +95,12 @@ impl Mpi {
     }
 
     fn locked<T>(&self, f: impl FnOnce(&SimpleCommunicator) -> T) -> T {
-        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        f(&self.world)
+        self.locked_with(|w, _| f(w))
+    }
+
+    fn locked_with<T>(&self, f: impl FnOnce(&SimpleCommunicator, &mut Scratch) -> T) -> T {
+        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        f(&self.world, &mut held)
     }
 
     fn gather<T: Equivalence + Default + Clone>(&self, local: &[T]) -> Vec<Vec<T>> {
@@ -116,6 +132,21 @@ impl Mpi {
     }
 }
 
+/// Asks Open MPI for its ring all-reduce (reduce-scatter, then all-gather: Patarasuk &
+/// Yuan 2009, the algorithm of Baidu's and Horovod's all-reduce) unless the user chose
+/// an algorithm (`OMPI_MCA_coll_tuned_allreduce_algorithm`). Two reasons: it is what
+/// the bandwidth-bound gradient all-reduce wants (2.6 MB between two local ranks here:
+/// 1.0 ms against 2.7 ms with Open MPI's default choice, `examples/allreduce.rs`), and
+/// each element's sum is computed once and copied, so every rank gets the same bits.
+/// Open MPI reads these variables in `MPI_Init`; other MPI libraries ignore them.
+fn prefer_ring_all_reduce() {
+    const ALGORITHM: &str = "OMPI_MCA_coll_tuned_allreduce_algorithm";
+    if std::env::var_os(ALGORITHM).is_none() {
+        std::env::set_var("OMPI_MCA_coll_tuned_use_dynamic_rules", "1");
+        std::env::set_var(ALGORITHM, "4");
+    }
+}
+
 impl Communicator for Mpi {
     fn rank(&self) -> usize {
         self.world.rank() as usize
@@ -130,14 +161,20 @@ impl Communicator for Mpi {
     }
 
     fn all_reduce_sum_f32(&self, values: &mut [f32]) -> Result<()> {
-        let send = values.to_vec();
-        self.locked(|w| w.all_reduce_into(&send[..], values, SystemOperation::sum()));
+        self.locked_with(|w, s| {
+            s.f32.clear();
+            s.f32.extend_from_slice(values);
+            w.all_reduce_into(&s.f32[..], values, SystemOperation::sum());
+        });
         Ok(())
     }
 
     fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()> {
-        let send = values.to_vec();
-        self.locked(|w| w.all_reduce_into(&send[..], values, SystemOperation::sum()));
+        self.locked_with(|w, s| {
+            s.f64.clear();
+            s.f64.extend_from_slice(values);
+            w.all_reduce_into(&s.f64[..], values, SystemOperation::sum());
+        });
         Ok(())
     }
 
