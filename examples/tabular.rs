@@ -162,10 +162,8 @@ struct Args {
 }
 
 fn main() {
-    if let Err(e) = run(&Args::parse()) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    let args = Args::parse();
+    common::main(|| run(&args));
 }
 
 /// The training, validation and test splits, unscaled.
@@ -193,10 +191,11 @@ fn run(a: &Args) -> Result<()> {
         }
     }
     let start = Instant::now();
-    let _claim = if a.resume {
-        RunDir::resume(&a.out)?
-    } else {
-        RunDir::claim(&a.out, a.overwrite)?
+    // Across processes rank 0 alone claims the run directory and writes there.
+    let _claim = match (common::leader(), a.resume) {
+        (false, _) => None,
+        (true, true) => Some(RunDir::resume(&a.out)?),
+        (true, false) => Some(RunDir::claim(&a.out, a.overwrite)?),
     };
     let (train, val, test) = splits(a)?;
     let scaler = Scaler::fit(&train, a.scaling.into())?;
@@ -207,14 +206,16 @@ fn run(a: &Args) -> Result<()> {
     );
     common::write_json(&a.out, "scaler.json", &scaler)?;
     let x = train.dim();
-    eprintln!(
-        "data: {} ({} training, {} validation, {} test rows of {x} values; {:?} scaling)",
-        a.train.display(),
-        train.len(),
-        val.len(),
-        test.len(),
-        scaler.scaling
-    );
+    if common::leader() {
+        eprintln!(
+            "data: {} ({} training, {} validation, {} test rows of {x} values; {:?} scaling)",
+            a.train.display(),
+            train.len(),
+            val.len(),
+            test.len(),
+            scaler.scaling
+        );
+    }
 
     let dev = Dev::seed_from_u64(a.seed);
     let likelihood = LearnedGaussianHead::new(&dev, x)?;
@@ -279,6 +280,6 @@ fn run(a: &Args) -> Result<()> {
         "units": "nats per row, on the scaled values",
         "seconds": start.elapsed().as_secs_f64(),
     });
-    println!("{}", common::write_json(&a.out, "summary.json", &summary)?);
+    common::print(&common::write_json(&a.out, "summary.json", &summary)?);
     Ok(())
 }
