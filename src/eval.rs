@@ -73,21 +73,33 @@ where
         k += to_f64_vec(&terms.kl).iter().sum::<f64>();
     }
     let m = n.max(1) as f64;
-    let report = EvalReport {
+    EvalReport {
         elbo: e / m,
         reconstruction: r / m,
         kl: k / m,
         n,
-    };
-    if !report.elbo.is_finite() {
-        return Err(Error::NonFinite {
-            what: "test ELBO".into(),
-            epoch: 0,
-            step: 0,
-            value: report.elbo,
-        });
     }
-    Ok(report)
+    .checked("test ELBO")
+}
+
+impl EvalReport {
+    /// The report, if its ELBO is finite.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] naming `what` (epoch and step 0: the trainer names the
+    /// epoch an evaluation followed) for a NaN or infinite ELBO.
+    pub fn checked(self, what: &str) -> Result<Self> {
+        if self.elbo.is_finite() {
+            Ok(self)
+        } else {
+            Err(Error::NonFinite {
+                what: what.into(),
+                epoch: 0,
+                step: 0,
+                value: self.elbo,
+            })
+        }
+    }
 }
 
 /// Settings of [`report`].

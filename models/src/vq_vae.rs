@@ -355,21 +355,13 @@ where
         let n = test.len().max(1) as f64;
         let k = model.quantizer.codebook.shape().0.size();
         let kl = codes as f64 / n * (k as f64).ln();
-        let report = EvalReport {
+        EvalReport {
             elbo: rec / n - kl,
             reconstruction: rec / n,
             kl,
             n: test.len(),
-        };
-        if !report.elbo.is_finite() {
-            return Err(Error::NonFinite {
-                what: "test VQ-VAE bound".into(),
-                epoch: 0,
-                step: 0,
-                value: report.elbo,
-            });
         }
-        Ok(report)
+        .checked("test VQ-VAE bound")
     }
 
     fn describe(&self) -> String {

@@ -230,18 +230,51 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
         let value = all.iter().map(|p| p[0]).sum();
         let mut flat = std::mem::take(&mut self.flat);
         flat.clear();
-        walk_gradients(model, &mut grads, |g| {
+        walk_gradients(model, [&mut grads], |[g]| {
             flat.extend_from_slice(g);
         })?;
         all_reduce_sum(&*self.world, &mut flat)?;
         let mut at = 0;
-        walk_gradients(model, &mut grads, |g| {
+        walk_gradients(model, [&mut grads], |[g]| {
             let n = g.len();
             g.copy_from_slice(&flat[at..at + n]);
             at += n;
         })?;
         self.flat = flat;
         Ok((value, grads))
+    }
+
+    /// The trainer's step: in one process [`Self::unreduced`] (the optimizer sums the
+    /// replicas' gradients in its own pass), across processes [`Self::gradients`]
+    /// (summed over the ranks, nothing left pending). Returns `(loss, gradients,
+    /// pending replicas)`.
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    pub(crate) fn step<M, K, R>(
+        &mut self,
+        model: &M,
+        task: &mut K,
+        data: &Dataset,
+        indices: &[usize],
+        binarize: Option<&mut R>,
+        device: &D,
+        grads: Gradients<E, D>,
+        progress: Progress,
+    ) -> Result<(f64, Gradients<E, D>, usize)>
+    where
+        M: TensorCollection<E, D> + ThreadSafe,
+        K: Task<E, D, M> + Clone + ThreadSafe,
+        R: RngCore,
+    {
+        if self.world.size() > 1 {
+            let (value, grads) = self.gradients(
+                model, task, data, indices, binarize, device, grads, progress,
+            )?;
+            Ok((value, grads, 0))
+        } else {
+            self.unreduced(
+                model, task, data, indices, binarize, device, grads, progress,
+            )
+        }
     }
 
     /// [`Self::gradients`] in this process only, without the final sum (the trainer's
@@ -526,25 +559,30 @@ fn drain_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     into: &mut Gradients<E, D>,
     other: &mut Gradients<E, D>,
 ) -> Result<()> {
-    let mut op = SumOp { into, other };
-    M::iter_tensors(&mut RecursiveWalker {
-        m: model,
-        f: &mut op,
-    })?;
-    Ok(())
+    walk_gradients(model, [into, other], |[a, b]| {
+        crate::kernels::simd::vectorized(
+            #[inline(always)]
+            || {
+                for (x, y) in a.iter_mut().zip(b.iter_mut()) {
+                    *x += *y;
+                    *y = E::default();
+                }
+            },
+        );
+    })
 }
 
-/// Calls `f` on the `Cpu` gradient buffer of each of `model`'s trainable tensors, in
-/// the model's visiting order.
+/// Calls `f` on the `Cpu` gradient buffers, one from each of `sets`, of each of
+/// `model`'s trainable tensors, in the model's visiting order.
 ///
 /// # Errors
 /// [`Error::InvalidSetting`] off the `Cpu` device.
-fn walk_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
+fn walk_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>, const N: usize>(
     model: &M,
-    grads: &mut Gradients<E, D>,
-    f: impl FnMut(&mut Vec<E>),
+    sets: [&mut Gradients<E, D>; N],
+    f: impl FnMut([&mut Vec<E>; N]),
 ) -> Result<()> {
-    let mut op = WalkOp { grads, f };
+    let mut op = WalkOp { sets, f };
     M::iter_tensors(&mut RecursiveWalker {
         m: model,
         f: &mut op,
@@ -552,42 +590,14 @@ fn walk_gradients<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     Ok(())
 }
 
-struct WalkOp<'a, E: Unit, D: Storage<E>, F> {
-    grads: &'a mut Gradients<E, D>,
+struct WalkOp<'a, E: Unit, D: Storage<E>, F, const N: usize> {
+    sets: [&'a mut Gradients<E, D>; N],
     f: F,
 }
 
-impl<E: Dtype, D: Device<E>, F: FnMut(&mut Vec<E>)> TensorVisitor<E, D> for WalkOp<'_, E, D, F> {
-    type Viewer = ViewTensorRef;
-    type Err = Error;
-    type E2 = E;
-    type D2 = D;
-
-    fn visit<S: Shape>(
-        &mut self,
-        opts: TensorOptions<S, E, D>,
-        t: &Tensor<S, E, D>,
-    ) -> std::result::Result<Option<Tensor<S, E, D>>, Error> {
-        if !opts.do_gradient_update {
-            return Ok(None);
-        }
-        if !(is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>()) {
-            return Err(Error::invalid(
-                "processes",
-                "gradients are reduced across processes on the Cpu device only",
-            ));
-        }
-        (self.f)(cpu_grad(self.grads, t)?);
-        Ok(None)
-    }
-}
-
-struct SumOp<'a, E: Unit, D: Storage<E>> {
-    into: &'a mut Gradients<E, D>,
-    other: &'a mut Gradients<E, D>,
-}
-
-impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for SumOp<'_, E, D> {
+impl<E: Dtype, D: Device<E>, F: FnMut([&mut Vec<E>; N]), const N: usize> TensorVisitor<E, D>
+    for WalkOp<'_, E, D, F, N>
+{
     type Viewer = ViewTensorRef;
     type Err = Error;
     type E2 = E;
@@ -604,20 +614,19 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for SumOp<'_, E, D> {
         if !(is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>()) {
             return Err(Error::invalid(
                 "threads",
-                "data-parallel replicas run on the Cpu device only",
+                "gradients are summed across replicas and processes on the Cpu device only",
             ));
         }
-        let a: &mut Vec<E> = cpu_grad(self.into, t)?;
-        let b: &mut Vec<E> = cpu_grad(self.other, t)?;
-        crate::kernels::simd::vectorized(
-            #[inline(always)]
-            || {
-                for (x, y) in a.iter_mut().zip(b.iter_mut()) {
-                    *x += *y;
-                    *y = E::default();
-                }
-            },
-        );
+        let mut bufs = Vec::with_capacity(N);
+        for set in self.sets.iter_mut() {
+            let buf: *mut Vec<E> = cpu_grad(set, t)?;
+            bufs.push(buf);
+        }
+        // SAFETY: each pointer is the gradient buffer of `t` in a distinct gradient set
+        // (`sets` holds N unique borrows), so the N mutable borrows do not alias, and
+        // they end with this call.
+        let bufs: [&mut Vec<E>; N] = std::array::from_fn(|i| unsafe { &mut *bufs[i] });
+        (self.f)(bufs);
         Ok(None)
     }
 }

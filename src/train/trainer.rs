@@ -445,31 +445,16 @@ where
             };
             let dynamic = config.binarization == Binarization::Dynamic;
             let binarize = if dynamic { Some(&mut rng) } else { None };
-            let (value, new_grads, used) = if world.size() > 1 {
-                // Summed over the processes here; nothing left pending.
-                let (value, grads) = parallel.gradients(
-                    model,
-                    task,
-                    &train,
-                    idx,
-                    binarize,
-                    &epoch_device,
-                    grads,
-                    progress,
-                )?;
-                (value, grads, 0)
-            } else {
-                parallel.unreduced(
-                    model,
-                    task,
-                    &train,
-                    idx,
-                    binarize,
-                    &epoch_device,
-                    grads,
-                    progress,
-                )?
-            };
+            let (value, new_grads, used) = parallel.step(
+                model,
+                task,
+                &train,
+                idx,
+                binarize,
+                &epoch_device,
+                grads,
+                progress,
+            )?;
             if !value.is_finite() {
                 bar.abandon();
                 return Err(Error::NonFinite {
@@ -623,21 +608,13 @@ fn reduce_eval(
     let mut sums = [e.elbo * n, e.reconstruction * n, e.kl * n, n];
     world.all_reduce_sum_f64(&mut sums)?;
     let total = sums[3].max(1.0);
-    let report = crate::eval::EvalReport {
+    crate::eval::EvalReport {
         elbo: sums[0] / total,
         reconstruction: sums[1] / total,
         kl: sums[2] / total,
         n: sums[3] as usize,
-    };
-    if !report.elbo.is_finite() {
-        return Err(Error::NonFinite {
-            what: "test ELBO".into(),
-            epoch: 0,
-            step: 0,
-            value: report.elbo,
-        });
     }
-    Ok(report)
+    .checked("test ELBO")
 }
 
 /// Across processes: rank 0 sends the bytes of the checkpoint and metrics log of the run
