@@ -401,6 +401,16 @@ where
         report.best = resumed.best;
     } else if world.size() > 1 {
         share_weights(&*world, model)?;
+        // The task's state too (e.g. a VQ-VAE's restart generator), from rank 0.
+        let state = agree(&*world, "to send the task's state", task.state())?;
+        let mut bytes =
+            serde_json::to_vec(&state).map_err(|e| Error::invalid("task state", e.to_string()))?;
+        world.broadcast_bytes(&mut bytes)?;
+        if world.rank() > 0 {
+            let state: serde_json::Value = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::invalid("task state", e.to_string()))?;
+            task.restore(&state)?;
+        }
     }
     if world.size() > 1 {
         check_agreement(&*world, model, first_epoch - 1)?;
