@@ -118,19 +118,19 @@ fn a_failure_on_one_rank_is_an_error_on_all() {
     assert_eq!(agree(&fine, "in a test", Ok(5)).unwrap(), 5);
 }
 
-/// The trainer compares checksums at the start and after every epoch: a rank whose
-/// parameters differ stops the run after epoch 1 with the ranks named (or at epoch 0,
-/// before training, if they differ from the start); with agreeing ranks it trains on
-/// and rank 0 writes the run. (The one test of this binary that installs a world.)
+/// The trainer compares what every rank was given (settings, training and test data:
+/// three hashes) and then the parameters, at the start and after every epoch: a rank
+/// that differs stops the run with the ranks named; with agreeing ranks it trains on and
+/// rank 0 writes the run. (The one test of this binary that installs a world.)
 #[test]
-fn the_trainer_stops_when_ranks_diverge() {
+fn the_trainer_stops_when_ranks_disagree() {
     let s = embedded().unwrap();
     let (train, test) = (s.train.take(256), s.test.take(64));
     let dir = tempfile::tempdir().unwrap();
-    let run = |flip: u64, out: &std::path::Path| {
-        // Honest at the start (when rank 0's weights were sent), lying after epoch 1.
+    // "Rank 1" answers the first `honest` hash comparisons truthfully, then lies.
+    let run = |flip: u64, honest: usize, out: &std::path::Path| {
         install(Some(Arc::new(Mirror {
-            honest: 1,
+            honest,
             ..Mirror::new(flip, false)
         })));
         let dev = Cpu::seed_from_u64(1);
@@ -145,32 +145,30 @@ fn the_trainer_stops_when_ranks_diverge() {
         install(None);
         result
     };
-    match run(1 << 40, &dir.path().join("liar")) {
+    // Other training data (the second hash).
+    match run(1 << 40, 1, &dir.path().join("data")) {
+        Err(Error::InvalidSetting { name, reason }) => {
+            assert_eq!(name, "processes");
+            assert!(
+                reason.contains("[1]") && reason.contains("training data"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected other training data, got {other:?}"),
+    }
+    // Other parameters at the start, after rank 0's weights were sent.
+    assert!(matches!(
+        run(1 << 40, 3, &dir.path().join("start")),
+        Err(Error::ReplicasDiverged { epoch: 0, .. })
+    ));
+    // Other parameters after epoch 1.
+    match run(1 << 40, 4, &dir.path().join("epoch")) {
         Err(Error::ReplicasDiverged {
             epoch: 1, ranks, ..
         }) => assert_eq!(ranks, vec![1]),
         other => panic!("expected a divergence after epoch 1, got {other:?}"),
     }
-    install(Some(Arc::new(Mirror::new(1 << 40, false))));
-    let dev = Cpu::seed_from_u64(1);
-    let mut model = mlp_vae::<usize, usize, usize, f32, Cpu>(&dev, (784, 16, 4)).unwrap();
-    let start = fit(
-        &mut model,
-        &Elbo::default(),
-        &train,
-        &test,
-        &TrainConfig {
-            threads: 1,
-            ..Default::default()
-        },
-        &dev,
-    );
-    install(None);
-    assert!(matches!(
-        start,
-        Err(Error::ReplicasDiverged { epoch: 0, .. })
-    ));
-    let report = run(0, &dir.path().join("honest")).unwrap();
+    let report = run(0, 0, &dir.path().join("honest")).unwrap();
     assert_eq!(report.epochs.len(), 2);
     assert!(dir.path().join("honest/checkpoint.safetensors").is_file());
 }

@@ -199,7 +199,7 @@ pub fn agree<T>(comm: &dyn Communicator, what: &str, result: Result<T>) -> Resul
 pub fn parameter_checksum<E: Dtype, D: Device<E>, M: TensorCollection<E, D>>(
     model: &M,
 ) -> Result<u64> {
-    let mut visitor = Checksum(0xcbf2_9ce4_8422_2325);
+    let mut visitor = Checksum(FNV_OFFSET);
     M::iter_tensors(&mut RecursiveWalker {
         m: model,
         f: &mut visitor,
@@ -227,11 +227,43 @@ impl<E: Dtype, D: Device<E>> TensorVisitor<E, D> for Checksum {
         let bytes = unsafe {
             std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), values.len() * size)
         };
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
+        self.0 = fnv1a(self.0, bytes);
         Ok(None)
+    }
+}
+
+/// A 64-bit FNV-1a hash of `bytes`, continuing from `hash` (start from
+/// [`FNV_OFFSET`]).
+pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// The starting value of [`fnv1a`].
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Checks that every rank was given the same `what` (its `hash`, e.g. of the training
+/// data or the settings), as rank 0.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] (setting `processes`) naming the ranks that differ; the
+/// transport's errors.
+pub fn check_same(comm: &dyn Communicator, what: &str, hash: u64) -> Result<()> {
+    if comm.size() == 1 {
+        return Ok(());
+    }
+    let all = comm.all_gather_u64(&[hash])?;
+    let differing: Vec<usize> = (1..all.len()).filter(|&r| all[r] != all[0]).collect();
+    if differing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "processes",
+            format!("rank(s) {differing:?} were given other {what} than rank 0"),
+        ))
     }
 }
 

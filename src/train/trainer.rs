@@ -18,7 +18,9 @@ use super::schedule::{EpochCallback, LrSchedule};
 use super::spec::ModelSpec;
 use super::task::{ObjectiveTask, Progress, Task};
 use crate::data::{shuffled_batches, Binarization, Dataset};
-use crate::distributed::{agree, check_agreement, shard, world, Communicator};
+use crate::distributed::{
+    agree, check_agreement, check_same, fnv1a, shard, world, Communicator, FNV_OFFSET,
+};
 use crate::error::{Error, Result};
 use crate::kernels::cpu::is_cpu;
 use crate::model::LatentVariableModel;
@@ -339,6 +341,15 @@ where
     let mut config = config.clone().validated()?;
     let world = world();
     let leader = world.rank() == 0;
+    if world.size() > 1 {
+        // The ranks must walk the same data with the same settings: their sums would
+        // agree whatever they were given, so check the inputs themselves.
+        let settings =
+            serde_json::to_vec(&config).map_err(|e| Error::invalid("settings", e.to_string()))?;
+        check_same(&*world, "settings", fnv1a(FNV_OFFSET, &settings))?;
+        check_same(&*world, "training data", data_hash(train))?;
+        check_same(&*world, "test data", data_hash(test))?;
+    }
     config.progress &= leader;
     crate::data::check_pair(train, test, "the data given to the trainer")?;
     check_memory::<E>(&config, task.draws(), train.dim())?;
@@ -603,6 +614,21 @@ where
     }
     report.train_images_per_s = total_images as f64 / report.train_seconds.max(1e-9);
     Ok(report)
+}
+
+/// A hash of a data set's shape, labels and values, to check that every rank was given
+/// the same.
+fn data_hash(data: &Dataset) -> u64 {
+    let mut h = fnv1a(FNV_OFFSET, &(data.len() as u64).to_le_bytes());
+    h = fnv1a(h, &(data.dim() as u64).to_le_bytes());
+    h = fnv1a(h, &data.labels);
+    h = fnv1a(h, &data.images);
+    if let Some(values) = &data.values {
+        for v in values {
+            h = fnv1a(h, &v.to_le_bytes());
+        }
+    }
+    h
 }
 
 /// Sums each rank's evaluation of its shard into the evaluation of the whole test set:
