@@ -412,22 +412,35 @@ fn adam_range<F: Unit + num_traits::Float>(
                     None => unreachable!("at least one gradient set"),
                 };
                 let g0 = view(*g0);
-                for &g in rest {
-                    for (a, b) in g0.iter_mut().zip(view(g)) {
-                        *a = *a + *b;
-                        *b = F::zero();
-                    }
-                }
-                if scale != 1.0 {
-                    let s = F::from(scale).unwrap_or_else(F::one);
-                    for g in g0.iter_mut() {
-                        *g = *g * s;
-                    }
-                }
                 let (p, m, v) = (view(it.p), view(it.m), view(it.v));
-                match cfg.weight_decay {
-                    None => adam_slice::<F, false>(cfg, t, p, g0, m, v),
-                    Some(_) => adam_slice::<F, true>(cfg, t, p, g0, m, v),
+                match (rest, scale == 1.0) {
+                    // Two replicas: their sum in the update's own pass, one pass over
+                    // the memory instead of two (10 streams per element instead of 12).
+                    ([g1], true) => {
+                        let g1 = view(*g1);
+                        match cfg.weight_decay {
+                            None => adam_slice_sum::<F, false>(cfg, t, p, g0, g1, m, v),
+                            Some(_) => adam_slice_sum::<F, true>(cfg, t, p, g0, g1, m, v),
+                        }
+                    }
+                    _ => {
+                        for &g in rest {
+                            for (a, b) in g0.iter_mut().zip(view(g)) {
+                                *a = *a + *b;
+                                *b = F::zero();
+                            }
+                        }
+                        if scale != 1.0 {
+                            let s = F::from(scale).unwrap_or_else(F::one);
+                            for g in g0.iter_mut() {
+                                *g = *g * s;
+                            }
+                        }
+                        match cfg.weight_decay {
+                            None => adam_slice::<F, false>(cfg, t, p, g0, m, v),
+                            Some(_) => adam_slice::<F, true>(cfg, t, p, g0, m, v),
+                        }
+                    }
                 }
             }
         }
@@ -435,10 +448,66 @@ fn adam_range<F: Unit + num_traits::Float>(
     }
 }
 
-/// dfdx's Adam expression (`dfdx::tensor_ops::adam::cpu_kernel`), in the same order of
-/// operations, on slices the compiler vectorizes; zeroes `g` as it goes. With `DECAY`,
-/// dfdx's weight decay too: `L2(λ)` adds `λ θ` to the gradient first; `Decoupled(λ)`
-/// (AdamW) adds `lr · λ · θ` to the step (without it the decay terms are compiled out).
+/// The constants of one Adam update (step `t`), in `F`.
+struct AdamConsts<F> {
+    b1: F,
+    b2: F,
+    one_b1: F,
+    one_b2: F,
+    c1: F,
+    c2: F,
+    eps: F,
+    lr: F,
+    l2: F,
+    decoupled: F,
+}
+
+impl<F: num_traits::Float> AdamConsts<F> {
+    #[inline(always)]
+    fn new(cfg: &AdamConfig, t: i32) -> Self {
+        let c = |x: f64| F::from(x).unwrap_or_else(F::nan);
+        let (b1, b2) = (c(cfg.betas[0]), c(cfg.betas[1]));
+        let (l2, decoupled) = match cfg.weight_decay {
+            Some(WeightDecay::L2(x)) => (c(x), F::zero()),
+            Some(WeightDecay::Decoupled(x)) => (F::zero(), c(x * cfg.lr)),
+            None => (F::zero(), F::zero()),
+        };
+        Self {
+            b1,
+            b2,
+            one_b1: F::one() - b1,
+            one_b2: F::one() - b2,
+            c1: (F::one() - b1.powi(t)).recip(),
+            c2: (F::one() - b2.powi(t)).recip(),
+            eps: c(cfg.eps),
+            lr: c(cfg.lr),
+            l2,
+            decoupled,
+        }
+    }
+
+    /// dfdx's Adam expression (`dfdx::tensor_ops::adam::cpu_kernel`) for one element
+    /// with gradient `g`, in the same order of operations. With `DECAY`, dfdx's weight
+    /// decay too: `L2(λ)` adds `λ θ` to the gradient first; `Decoupled(λ)` (AdamW) adds
+    /// `lr · λ · θ` to the step (without it the decay terms are compiled out).
+    #[inline(always)]
+    fn step<const DECAY: bool>(&self, p: &mut F, mut g: F, m: &mut F, v: &mut F) {
+        if DECAY {
+            g = g + self.l2 * *p;
+        }
+        *m = *m * self.b1 + g * self.one_b1;
+        *v = *v * self.b2 + g.powi(2) * self.one_b2;
+        let m_hat = *m * self.c1;
+        let v_hat = *v * self.c2;
+        let mut step = self.lr * m_hat / (v_hat.sqrt() + self.eps);
+        if DECAY {
+            step = step + self.decoupled * *p;
+        }
+        *p = *p - step;
+    }
+}
+
+/// [`AdamConsts::step`] over slices the compiler vectorizes; zeroes `g` as it goes.
 #[inline(always)]
 fn adam_slice<F: num_traits::Float, const DECAY: bool>(
     cfg: &AdamConfig,
@@ -448,35 +517,39 @@ fn adam_slice<F: num_traits::Float, const DECAY: bool>(
     m: &mut [F],
     v: &mut [F],
 ) {
-    let c = |x: f64| F::from(x).unwrap_or_else(F::nan);
-    let (b1, b2, eps, lr) = (c(cfg.betas[0]), c(cfg.betas[1]), c(cfg.eps), c(cfg.lr));
-    let (one_b1, one_b2) = (F::one() - b1, F::one() - b2);
-    let c1 = (F::one() - b1.powi(t)).recip();
-    let c2 = (F::one() - b2.powi(t)).recip();
-    let (l2, decoupled) = match cfg.weight_decay {
-        Some(WeightDecay::L2(x)) => (c(x), F::zero()),
-        Some(WeightDecay::Decoupled(x)) => (F::zero(), c(x * cfg.lr)),
-        None => (F::zero(), F::zero()),
-    };
+    let k = AdamConsts::<F>::new(cfg, t);
     for (((p, g), m), v) in p
         .iter_mut()
         .zip(g.iter_mut())
         .zip(m.iter_mut())
         .zip(v.iter_mut())
     {
-        let mut gi = std::mem::replace(g, F::zero());
-        if DECAY {
-            gi = gi + l2 * *p;
-        }
-        *m = *m * b1 + gi * one_b1;
-        *v = *v * b2 + gi.powi(2) * one_b2;
-        let m_hat = *m * c1;
-        let v_hat = *v * c2;
-        let mut step = lr * m_hat / (v_hat.sqrt() + eps);
-        if DECAY {
-            step = step + decoupled * *p;
-        }
-        *p = *p - step;
+        k.step::<DECAY>(p, std::mem::replace(g, F::zero()), m, v);
+    }
+}
+
+/// [`adam_slice`] with the gradient `g0 + g1` (two replicas', summed in that order as
+/// the separate pass would), zeroing both as it goes.
+#[inline(always)]
+fn adam_slice_sum<F: num_traits::Float, const DECAY: bool>(
+    cfg: &AdamConfig,
+    t: i32,
+    p: &mut [F],
+    g0: &mut [F],
+    g1: &mut [F],
+    m: &mut [F],
+    v: &mut [F],
+) {
+    let k = AdamConsts::<F>::new(cfg, t);
+    for ((((p, g0), g1), m), v) in p
+        .iter_mut()
+        .zip(g0.iter_mut())
+        .zip(g1.iter_mut())
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
+        let g = std::mem::replace(g0, F::zero()) + std::mem::replace(g1, F::zero());
+        k.step::<DECAY>(p, g, m, v);
     }
 }
 
