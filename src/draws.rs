@@ -19,10 +19,11 @@ pub(crate) struct Draws<N: Dim, E: Dtype, D: Storage<E>, T> {
     pub log_p: PerExample<E, D, T>,
 }
 
-/// Repeats `q` and `p` `l` times, draws `z = q.rsample()` and scores it under both
-/// (Kingma & Welling 2014, eq. 6-7; Burda et al. 2015, eq. 8 use the same draws).
-/// The log-densities take `z` without its tape, so that the gradient through `z`
-/// flows once, along whatever consumes [`Draws::z`].
+/// Repeats `q` and `p` `l` times, draws `z` with `log q(z)` from
+/// [`Reparameterizable::rsample_with_log_prob`] and scores `z` under `p` (Kingma &
+/// Welling 2014, eq. 6-7; Burda et al. 2015, eq. 8 use the same draws). The
+/// log-densities take `z` without its tape, so that the gradient through `z` flows
+/// once, along whatever consumes [`Draws::z`].
 ///
 /// # Errors
 /// The families' shape errors.
@@ -35,9 +36,7 @@ where
     Q: Reparameterizable<N, E, D, Tape = T>,
     P: Distribution<N, E, D, Tape = T>,
 {
-    let q_lp = q.fork().repeat(l);
-    let z = q.repeat(l).rsample();
-    let log_q = q_lp.log_prob(z.with_empty_tape())?;
+    let (z, log_q) = q.repeat(l).rsample_with_log_prob()?;
     let log_p = p.repeat(l).log_prob(z.with_empty_tape())?;
     Ok(Draws { z, log_q, log_p })
 }

@@ -172,6 +172,16 @@ pub enum Error {
     #[error("communication between processes: {0}")]
     Communication(String),
 
+    /// An operation this object does not provide: the inverse of a bijector that has
+    /// none, the log-density of a flow at a point it cannot invert.
+    #[error("{what} is not available: {reason}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+        /// Why it is not available.
+        reason: String,
+    },
+
     /// Encoding or decoding an image failed.
     #[error("image error on {path}: {reason}")]
     Image {
@@ -216,6 +226,14 @@ impl Error {
     pub fn invalid(name: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidSetting {
             name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An [`Error::Unsupported`]: `what` is not available, because `reason`.
+    pub fn unsupported(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Unsupported {
+            what: what.into(),
             reason: reason.into(),
         }
     }

@@ -102,6 +102,21 @@ where
 
     fn posterior(&self, x: X) -> Result<Normal<Z, E, D, T>> {
         let h = self.encoder.try_forward(x).map_err(Error::device)?;
+        self.head(h)
+    }
+}
+
+impl<Enc, H: Dim, Z: Dim, E: Real, D: Device<E>> DiagonalNormalGuide<Enc, H, Z, E, D> {
+    /// `N(μ, diag σ²)` from encoder features `h` of shape `(batch, H)`: the heads alone,
+    /// for guides that use `h` for more than the Normal (the flow guides of
+    /// [`crate::flows`]).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `h` does not have `H` features.
+    pub fn head<T: Tape<E, D>>(
+        &self,
+        h: Tensor<(usize, H), E, D, T>,
+    ) -> Result<Normal<Z, E, D, T>> {
         crate::ops::check_width(
             "DiagonalNormalGuide::posterior (encoder features)",
             self.loc.inputs(),

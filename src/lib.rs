@@ -6,6 +6,8 @@
 //!
 //! The parts:
 //! - [`distributions`]: families with `log_prob`, `sample`, `rsample`, `entropy`;
+//! - [`flows`]: normalizing flows (planar, inverse autoregressive) and the
+//!   transformed distributions and flow guides they make;
 //! - [`kl`]: closed-form KL divergences and a Monte Carlo fallback;
 //! - [`guide`]: amortized guides `q(z | x)`;
 //! - [`model`]: the [`LatentVariableModel`] interface (prior, likelihood, guide);
@@ -43,6 +45,7 @@ pub mod elbo;
 pub mod error;
 pub mod eval;
 pub mod explore;
+pub mod flows;
 pub mod guide;
 pub mod heads;
 pub mod iwae;

@@ -396,3 +396,68 @@ fn degenerate_settings_are_typed_errors() {
         );
     }
 }
+
+#[test]
+fn planar_and_iaf_bijectors_conform() {
+    use latent::conformance::check_bijector;
+    use latent::conformance::flows::{IafFamily, PlanarFamily};
+    check_bijector::<1, _>(&PlanarFamily, &cfg()).unwrap();
+    check_bijector::<3, _>(&PlanarFamily, &cfg()).unwrap();
+    check_bijector::<1, _>(&IafFamily::<1>::new(1, false).unwrap(), &cfg()).unwrap();
+    check_bijector::<3, _>(&IafFamily::<3>::new(2, false).unwrap(), &cfg()).unwrap();
+    check_bijector::<4, _>(&IafFamily::<4>::new(3, true).unwrap(), &cfg()).unwrap();
+}
+
+/// The kit's Jacobian check can fail: a bijector whose `log |det|` is off by a constant
+/// (a planar step that forgets the `+1` of `1 + ûᵀψ` would be off by more) is caught.
+#[test]
+fn bijector_check_catches_a_wrong_log_det() {
+    use latent::conformance::flows::PlanarFamily;
+    use latent::conformance::{check_bijector, BijectorFamily};
+    use latent::flows::{Bijector, Planar};
+
+    struct Shifted;
+    struct Off<T>(Planar<Const<2>, f64, Dev, T>);
+    impl<T: Tape<f64, Dev>> Bijector<Const<2>, f64, Dev> for Off<T> {
+        type Tape = T;
+        fn batch_size(&self) -> usize {
+            self.0.batch_size()
+        }
+        fn forward(
+            self,
+            z: Events<Const<2>, f64, Dev, T>,
+        ) -> (Events<Const<2>, f64, Dev, T>, PerExample<f64, Dev, T>) {
+            let (y, ld) = self.0.forward(z);
+            (y, ld + 0.01)
+        }
+        fn fork(&self) -> Self {
+            Off(self.0.fork())
+        }
+        fn repeat(self, n: usize) -> Self {
+            Off(self.0.repeat(n))
+        }
+        fn into_tape(self) -> T {
+            self.0.into_tape()
+        }
+    }
+    impl BijectorFamily<2> for Shifted {
+        type Bij<T: Tape<f64, Dev>> = Off<T>;
+        fn name(&self) -> String {
+            "planar with log|det| + 0.01".into()
+        }
+        fn parameters(&self) -> BoxedStrategy<Vec<f64>> {
+            <PlanarFamily as BijectorFamily<2>>::parameters(&PlanarFamily)
+        }
+        fn build<T: Tape<f64, Dev>>(&self, theta: Theta<T>) -> Result<Off<T>> {
+            Ok(Off(<PlanarFamily as BijectorFamily<2>>::build(
+                &PlanarFamily,
+                theta,
+            )?))
+        }
+        fn has_inverse(&self) -> bool {
+            false
+        }
+    }
+    let failure = check_bijector::<2, _>(&Shifted, &cfg()).unwrap_err();
+    assert!(failure.property.contains("numerical Jacobian"), "{failure}");
+}

@@ -32,6 +32,12 @@
 //! invariance under one affine map applied to both (location-scale families) and
 //! Pinsker's inequality `TV ≤ √(KL/2)` (finite supports).
 //!
+//! A bijector (a step of a normalizing flow, [`crate::flows`]) is described by a
+//! [`BijectorFamily`]; [`check_bijector`] checks its `log |det J|` against the
+//! Jacobian computed by central differences, `f⁻¹ ∘ f = id` where the inverse exists,
+//! and the gradients of `f(z)` and `log |det J|` with respect to its parameters and
+//! `z` against central differences.
+//!
 //! [`families`] implements [`Family`] for this crate's families and [`KlPair`] for its
 //! closed forms; `tests/conformance.rs` runs them, and checks a user-defined Logistic
 //! family and a user-defined `KL(Laplace ‖ Normal)` the same way.
@@ -43,10 +49,13 @@ use crate::distributions::Distribution;
 use crate::error::{Error, Result};
 use crate::ops::{Events, PerExample};
 
+mod bijector;
 mod checks;
 pub mod families;
+pub mod flows;
 mod kl;
 
+pub use bijector::{check_bijector, log_abs_det, BijectorFamily};
 pub use checks::check_family;
 pub use kl::{check_kl, check_kl_additivity};
 

@@ -117,6 +117,28 @@ pub trait Reparameterizable<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, 
     /// gradients back to the parameters. Draw `L` samples per example with
     /// `self.repeat(L).rsample()`.
     fn rsample(self) -> Events<N, E, D, Self::Tape>;
+
+    /// One reparameterized draw per distribution and its log-density under this
+    /// distribution, shapes `(batch, N)` and `(batch,)` (nats), both carrying tapes.
+    ///
+    /// The default draws with [`Reparameterizable::rsample`] and scores the draw with
+    /// [`Distribution::log_prob`] of a [`Distribution::fork`]: the draw enters the
+    /// log-density without its tape (the same tensor id), so the gradient through `z`
+    /// flows once, along whatever consumes `z`, and reaches the parameters by both
+    /// paths. A normalizing flow overrides it ([`crate::flows::TransformedDistribution`])
+    /// to get `log q(z)` from the forward pass, where `log_prob` of an arbitrary point
+    /// would need the inverse.
+    ///
+    /// # Errors
+    /// The family's `log_prob` errors.
+    fn rsample_with_log_prob(
+        self,
+    ) -> Result<(Events<N, E, D, Self::Tape>, PerExample<E, D, Self::Tape>)> {
+        let scorer = self.fork();
+        let z = self.rsample();
+        let log_q = scorer.log_prob(z.with_empty_tape())?;
+        Ok((z, log_q))
+    }
 }
 
 /// A distribution whose entropy has a closed form.
