@@ -120,6 +120,10 @@ pub struct EvalOptions {
     /// The same count gives the same result; the sum over batches is in batch order.
     #[serde(default)]
     pub threads: usize,
+    /// Show a progress bar of the NLL's batches with the time left on stderr (rank 0
+    /// only across processes).
+    #[serde(default)]
+    pub progress: bool,
 }
 
 impl Default for EvalOptions {
@@ -130,6 +134,7 @@ impl Default for EvalOptions {
             batch: 100,
             chunk: 100,
             threads: 0,
+            progress: false,
         }
     }
 }
@@ -272,13 +277,28 @@ where
         mine = &batches[crate::distributed::shard(batches.len(), world.rank(), world.size())];
         device
     };
+    let bar = if options.progress && world.rank() == 0 {
+        let bar = indicatif::ProgressBar::new(mine.len() as u64);
+        let style = indicatif::ProgressStyle::with_template(
+            "NLL (k = {msg}) [{bar:30}] {pos}/{len} batches ({elapsed} so far, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(options.k.to_string());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let results = map_batches(mine, options.threads, device, |idx, dev| {
         let ll = log_px(idx, dev)?;
+        bar.inc(1);
         Ok((
             ll.log_px.iter().sum::<f64>(),
             ll.stderr.iter().map(|s| s * s).sum::<f64>(),
         ))
     });
+    bar.finish_and_clear();
     let results = crate::distributed::agree(&*world, "in the NLL evaluation", results)?;
     let mut sums = [0.0, 0.0];
     for (s, v) in results {

@@ -23,6 +23,21 @@ pub trait AmortizedGuide<X, Z: Dim, E: Dtype, D: Device<E>> {
     fn posterior(&self, x: X) -> Result<Self::Posterior>;
 }
 
+/// A guide that knows the width `Z` of its latents, so a model can make a prior of
+/// the same (possibly run-time) size without storing it twice.
+pub trait LatentWidth<Z: Dim> {
+    /// The latent size `Z`.
+    fn latent_dim(&self) -> Z;
+}
+
+impl<Enc, H: Dim, Z: Dim, E: Real, D: Device<E>> LatentWidth<Z>
+    for DiagonalNormalGuide<Enc, H, Z, E, D>
+{
+    fn latent_dim(&self) -> Z {
+        self.loc.outputs()
+    }
+}
+
 /// The bound on the guide's `log σ`: the head's output is clamped to
 /// `[−LOG_SCALE_BOUND, LOG_SCALE_BOUND]` = `[−20, 20]`, so `σ ∈ [2·10⁻⁹, 5·10⁸]` never
 /// underflows to 0 or overflows in `f32` (a diverging run once drove `log σ` to −730,

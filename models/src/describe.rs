@@ -6,7 +6,8 @@ use latent::nn::Linear;
 use latent::train::{Describe, ModelSpec, Named};
 use latent::Real;
 
-use crate::{Cvae, LinearGaussian, MlpVae, VqVae};
+use crate::flow_vae::DecoderWidth;
+use crate::{Cvae, GatedDecoder, GatedVae, LinearGaussian, MlpVae, VqVae};
 
 /// `kind = "vae"`, sizes `x`, `h`, `z`, parts `likelihood`, `prior`, `encoder = "mlp"`.
 impl<X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Lik: Named, Pri: Named> Describe
@@ -61,5 +62,27 @@ impl<X: Dim, Z: Dim, E: Real, D: Device<E>> Describe for LinearGaussian<X, Z, E,
         ModelSpec::new("linear-gaussian")
             .size("x", self.decoder.outputs().size())
             .size("z", self.decoder.inputs().size())
+    }
+}
+
+/// `kind = "vae"`, sizes `x`, `h`, `z`, parts `likelihood`, `prior`, `encoder = "gated"`.
+impl<X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Lik: Named, Pri: Named> Describe
+    for GatedVae<X, H, Z, E, D, Lik, Pri>
+{
+    fn spec(&self) -> ModelSpec {
+        let first = &self.guide.encoder.0;
+        ModelSpec::new("vae")
+            .size("x", first.inputs().size())
+            .size("h", first.outputs().size())
+            .size("z", self.guide.loc.outputs().size())
+            .part("encoder", "gated")
+            .part("likelihood", self.likelihood.name())
+            .part("prior", self.prior.name())
+    }
+}
+
+impl<X: Dim, H: Dim, Z: Dim, E: Dtype, D: Storage<E>> DecoderWidth for GatedDecoder<X, H, Z, E, D> {
+    fn output_width(&self) -> usize {
+        self.2.weight.shape().0.size()
     }
 }

@@ -6,6 +6,10 @@
 //! - [`Vae`]: the variational autoencoder with any encoder and decoder networks;
 //! - [`MlpVae`] / [`mlp_vae`]: the classic MLP VAE for flattened images
 //!   (the reference model is 784-400-20);
+//! - [`FlowVae`] / [`planar_vae`] / [`iaf_vae`]: the VAE with a normalizing-flow guide
+//!   (planar or inverse autoregressive steps);
+//! - [`GatedVae`] / [`gated_vae`]: the VAE of two gated layers of the published
+//!   likelihood tables (300-300-40);
 //! - [`BetaVae`]: the β-VAE objective, with the controlled-capacity schedule;
 //! - [`Cvae`]: the conditional VAE, for class-conditioned generation and image completion;
 //! - [`VqVae`]: the VQ-VAE with a straight-through quantizer ([`VectorQuantizer`]), the
@@ -18,6 +22,8 @@
 pub mod beta_vae;
 pub mod cvae;
 mod describe;
+pub mod flow_vae;
+pub mod gated;
 pub mod layers;
 pub mod linear_gaussian;
 pub mod mlp;
@@ -30,6 +36,8 @@ pub use beta_vae::{BetaVae, Capacity};
 pub use cvae::{
     ConditionalPriorHead, Cvae, CvaeDecoder, CvaeGuide, Joint, LearnedConditionalPrior,
 };
+pub use flow_vae::{iaf_vae, planar_vae, DecoderWidth, FlowVae, IafVae, PlanarVae};
+pub use gated::{gated_networks, gated_vae, GatedDecoder, GatedEncoder, GatedLinear, GatedVae};
 pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, mlp_vae_with_heads, MlpDecoder, MlpEncoder, MlpVae};
 pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};

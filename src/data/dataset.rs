@@ -136,6 +136,26 @@ impl Dataset {
         }
     }
 
+    /// The first `n` images and the rest (`n` clamped to `len()`): e.g. 50,000 images
+    /// for training and the last 10,000 for validation, as Tomczak & Welling 2018 split
+    /// the 60,000 training images of (Fashion-)MNIST.
+    pub fn split_at(&self, n: usize) -> (Self, Self) {
+        let n = n.min(self.len());
+        let d = self.dim();
+        let rest = Self {
+            images: if self.values.is_some() {
+                Vec::new()
+            } else {
+                self.images[n * d..].to_vec()
+            },
+            labels: self.labels[n..].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+            values: self.values.as_ref().map(|v| v[n * d..].to_vec()),
+        };
+        (self.take(n), rest)
+    }
+
     /// A copy with every pixel replaced by one Bernoulli draw with `p = value / 255`
     /// (stored as 0 or 255). A real-valued data set is returned unchanged (the trainer
     /// refuses to binarize one).

@@ -140,3 +140,24 @@ where
         TransformedDistribution::new(base, steps)
     }
 }
+
+impl<Enc, H: Dim, Z: Dim, const K: usize, E: Real, D: Device<E>> crate::guide::LatentWidth<Z>
+    for IafGuide<Enc, H, Z, K, E, D>
+{
+    fn latent_dim(&self) -> Z {
+        self.base.latent_dim()
+    }
+}
+
+/// As a part of a model: `"iaf(k=K, context=C, made=M)"`.
+impl<Enc, H: Dim, Z: Dim, const K: usize, E: Dtype, D: Storage<E>> crate::train::Named
+    for IafGuide<Enc, H, Z, K, E, D>
+{
+    fn name(&self) -> String {
+        let made = self.steps.first().map_or(0, |m| m.input.weight.shape().0);
+        format!(
+            "iaf(k={K}, context={}, made={made})",
+            self.context.weight.shape().0.size()
+        )
+    }
+}

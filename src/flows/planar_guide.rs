@@ -126,3 +126,20 @@ where
         TransformedDistribution::new(self.base.head(h)?, steps)
     }
 }
+
+impl<Enc, H: Dim, Z: Dim, const K: usize, E: Real, D: Device<E>> crate::guide::LatentWidth<Z>
+    for PlanarGuide<Enc, H, Z, K, E, D>
+{
+    fn latent_dim(&self) -> Z {
+        self.base.latent_dim()
+    }
+}
+
+/// As a part of a model: `"planar(k=K)"`.
+impl<Enc, H: Dim, Z: Dim, const K: usize, E: Dtype, D: Storage<E>> crate::train::Named
+    for PlanarGuide<Enc, H, Z, K, E, D>
+{
+    fn name(&self) -> String {
+        format!("planar(k={K})")
+    }
+}

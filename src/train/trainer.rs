@@ -90,6 +90,12 @@ pub struct TrainConfig {
     /// whether it did.
     #[serde(default)]
     pub patience: Option<usize>,
+    /// A budget of wall-clock seconds for the training steps (evaluation excluded): the
+    /// run ends after the first epoch whose steps bring the total past it, as early
+    /// stopping does ([`TrainReport::stopped_early`]). `None` (the default): no limit.
+    /// Across processes the ranks stop together (when any rank is over the budget).
+    #[serde(default)]
+    pub time_limit: Option<f64>,
     /// How the learning rate changes with the optimizer step (constant, step decay,
     /// cosine), on top of `warmup_steps`.
     #[serde(default)]
@@ -145,6 +151,7 @@ impl Default for TrainConfig {
             resume: false,
             keep_best: false,
             patience: None,
+            time_limit: None,
             lr_schedule: LrSchedule::Constant,
             warmup_steps: 0,
             grad_clip: None,
@@ -201,6 +208,14 @@ impl TrainConfig {
                 ));
             }
         }
+        if let Some(t) = self.time_limit {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(Error::invalid(
+                    "time_limit",
+                    format!("must be a positive number of seconds, got {t}"),
+                ));
+            }
+        }
         if self.patience == Some(0) {
             return Err(Error::invalid("patience", "must be at least 1 epoch"));
         }
@@ -242,7 +257,8 @@ pub struct TrainReport {
     /// The epoch with the highest evaluated ELBO, and that ELBO.
     #[serde(default)]
     pub best: Option<(usize, f64)>,
-    /// Whether [`TrainConfig::patience`] ended training before `epochs`.
+    /// Whether [`TrainConfig::patience`] or [`TrainConfig::time_limit`] ended training
+    /// before `epochs`.
     #[serde(default)]
     pub stopped_early: bool,
     /// [`crate::distributed::parameter_checksum`] of the trained model: the same on every
@@ -607,6 +623,19 @@ where
                 report.stopped_early = true;
                 if config.progress {
                     eprintln!("early stop after epoch {epoch}: no better ELBO since epoch {best}");
+                }
+                break;
+            }
+        }
+        if let Some(limit) = config.time_limit {
+            let mut over = [f64::from(u8::from(report.train_seconds > limit))];
+            world.all_reduce_sum_f64(&mut over)?;
+            if over[0] > 0.0 && epoch < config.epochs {
+                report.stopped_early = true;
+                if config.progress {
+                    eprintln!(
+                        "stopped after epoch {epoch}: the time limit of {limit:.0} s of training is spent"
+                    );
                 }
                 break;
             }
