@@ -10,6 +10,7 @@
 //!   (planar or inverse autoregressive steps);
 //! - [`GatedVae`] / [`gated_vae`]: the VAE of two gated layers of the published
 //!   likelihood tables (300-300-40);
+//! - [`HierarchicalVae`]: two stochastic layers with a top-down generative path;
 //! - [`BetaVae`]: the β-VAE objective, with the controlled-capacity schedule;
 //! - [`Cvae`]: the conditional VAE, for class-conditioned generation and image completion;
 //! - [`VqVae`]: the VQ-VAE with a straight-through quantizer ([`VectorQuantizer`]), the
@@ -24,6 +25,7 @@ pub mod cvae;
 mod describe;
 pub mod flow_vae;
 pub mod gated;
+pub mod hierarchical;
 pub mod layers;
 pub mod linear_gaussian;
 pub mod mlp;
@@ -38,6 +40,7 @@ pub use cvae::{
 };
 pub use flow_vae::{iaf_vae, planar_vae, DecoderWidth, FlowVae, IafVae, PlanarVae};
 pub use gated::{gated_networks, gated_vae, GatedDecoder, GatedEncoder, GatedLinear, GatedVae};
+pub use hierarchical::{HierarchicalVae, LayerReport, NormalNet};
 pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, mlp_vae_with_heads, MlpDecoder, MlpEncoder, MlpVae};
 pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};

@@ -45,6 +45,7 @@ pub use crate::ops::{Events, PerExample};
 
 mod bernoulli;
 mod categorical;
+mod chain;
 mod continuous_bernoulli;
 mod laplace;
 mod mixture;
@@ -53,6 +54,7 @@ mod relaxed;
 
 pub use bernoulli::Bernoulli;
 pub use categorical::Categorical;
+pub use chain::{ConditionalChain, CHAIN_MEAN_DRAWS};
 pub use continuous_bernoulli::ContinuousBernoulli;
 pub use laplace::Laplace;
 pub use mixture::MixtureOfDiagNormals;
