@@ -1,6 +1,10 @@
 //! Trains the variants side by side on the same data, seed and epochs, and writes a
 //! table: the VAE, the β-VAE (β = 4), the VAE trained with the IWAE bound (k = 5), the
-//! CVAE conditioned on the class label, and the convolutional VQ-VAE (7×7 codes).
+//! VAE with a guide of 8 planar steps (`planar`) or 2 IAF steps (`iaf`), the
+//! hierarchical VAE with two stochastic layers of 20 and 10 dimensions (`hvae`), the VAE
+//! with a VampPrior of 100 pseudo-inputs (`vamp`), the CVAE conditioned on the class
+//! label, and the convolutional VQ-VAE (7×7 codes). All MLP rows share the 784-400-20
+//! networks.
 //!
 //! ```text
 //! cargo run --release --example compare -- --epochs 5
@@ -23,6 +27,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod common;
+#[path = "common/vamp.rs"]
+mod vamp;
+use vamp::VampVae;
 
 use clap::Parser;
 use common::RunArgs;
@@ -39,6 +46,7 @@ use latent_models::{
     code_usage, conv_vq_vae, BetaVae, CodePrior, CodebookEma, CodebookUpdate, ConvVqVae, Cvae,
     DeadCodeRestart, MlpVae, VqVaeTask,
 };
+use latent_models::{iaf_vae, planar_vae, HierarchicalVae, IafVae, PlanarVae};
 use serde::Serialize;
 
 const X: usize = 784;
@@ -47,7 +55,16 @@ const Z: usize = 20;
 /// Codebook size and code dimension of the VQ-VAE.
 const K: usize = 256;
 const DM: usize = 16;
-const MODELS: [&str; 5] = ["vae", "beta-vae", "iwae", "cvae", "vq-vae"];
+const MODELS: [&str; 9] = [
+    "vae", "beta-vae", "iwae", "planar", "iaf", "hvae", "vamp", "cvae", "vq-vae",
+];
+/// Planar steps of the `planar` row, IAF steps of the `iaf` row.
+const PLANAR_STEPS: usize = 8;
+const IAF_STEPS: usize = 2;
+/// Context features and MADE units of the `iaf` row.
+const IAF_WIDTH: usize = 100;
+/// The blocks `z1`, `z2` of the `hvae` row.
+const HVAE_Z: (usize, usize) = (20, 10);
 
 type Dev = AutoDevice;
 
@@ -63,8 +80,12 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[command(flatten)]
     run: RunArgs,
-    /// Comma-separated subset of vae, beta-vae, iwae, cvae, vq-vae.
-    #[arg(long, default_value = "vae,beta-vae,iwae,cvae,vq-vae")]
+    /// Comma-separated subset of vae, beta-vae, iwae, planar, iaf, hvae, vamp, cvae,
+    /// vq-vae.
+    #[arg(
+        long,
+        default_value = "vae,beta-vae,iwae,planar,iaf,hvae,vamp,cvae,vq-vae"
+    )]
     models: String,
 }
 
@@ -134,6 +155,28 @@ fn run(args: &Args) -> Result<()> {
             "vae" => continuous(args, &splits, name, Elbo::default())?,
             "beta-vae" => continuous(args, &splits, name, BetaVae::new(4.0)?)?,
             "iwae" => continuous(args, &splits, name, ImportanceWeighted::new(5)?)?,
+            "planar" => {
+                let dev = Dev::seed_from_u64(args.run.seed);
+                let m: PlanarVae<Const<X>, Const<H>, Const<Z>, PLANAR_STEPS, f32, Dev> =
+                    planar_vae(&dev, (Const, Const, Const))?;
+                row_for(args, &splits, name, Elbo::default(), m, &dev)?
+            }
+            "iaf" => {
+                let dev = Dev::seed_from_u64(args.run.seed);
+                let m: IafVae<Const<X>, Const<H>, Const<Z>, IAF_STEPS, f32, Dev> =
+                    iaf_vae(&dev, (Const, Const, Const), IAF_WIDTH, IAF_WIDTH)?;
+                row_for(args, &splits, name, Elbo::default(), m, &dev)?
+            }
+            "hvae" => {
+                let dev = Dev::seed_from_u64(args.run.seed);
+                let m = HierarchicalVae::new(&dev, (X, H, HVAE_Z.0, HVAE_Z.1))?;
+                row_for(args, &splits, name, Elbo::default(), m, &dev)?
+            }
+            "vamp" => {
+                let dev = Dev::seed_from_u64(args.run.seed);
+                let m: VampVae<f32, Dev> = VampVae::build(&dev);
+                row_for(args, &splits, name, Elbo::default(), m, &dev)?
+            }
             "cvae" => cvae(args, &splits)?,
             _ => vq_vae(args, &splits)?,
         };
@@ -163,11 +206,33 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
     name: &str,
     objective: O,
 ) -> Result<Row> {
+    let dev = Dev::seed_from_u64(args.run.seed);
+    let model: MlpVae<Const<X>, Const<H>, Const<Z>, f32, Dev> =
+        latent_models::mlp_vae(&dev, (Const, Const, Const))?;
+    row_for(args, splits, name, objective, model, &dev)
+}
+
+/// Trains `model` with `objective` and measures its row.
+fn row_for<O, M, Xd, Zd>(
+    args: &Args,
+    splits: &Splits,
+    name: &str,
+    objective: O,
+    mut model: M,
+    dev: &Dev,
+) -> Result<Row>
+where
+    O: Objective + Clone + latent::train::ThreadSafe,
+    Xd: Dim + Default,
+    Zd: Dim,
+    M: TensorCollection<f32, Dev>
+        + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = Xd, Z = Zd>
+        + LatentVariableModel<f32, Dev, NoneTape, X = Xd, Z = Zd>
+        + Describe
+        + latent::train::ThreadSafe,
+{
     let start = Instant::now();
     let dir = args.out().join(name);
-    let dev = Dev::seed_from_u64(args.run.seed);
-    let mut model: MlpVae<Const<X>, Const<H>, Const<Z>, f32, Dev> =
-        latent_models::mlp_vae(&dev, (Const, Const, Const))?;
     let spec = model.spec();
     let report = fit(
         &mut model,
@@ -178,24 +243,25 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
             model: Some(spec.clone()),
             ..args.config(&dir)
         },
-        &dev,
+        dev,
     )?;
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);
-    let full = latent::eval::evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
-    let nll = eval::test_nll(&model, &test, &dev, &args.run.eval_options())?;
-    let variances = eval::posterior_mean_variance(&model, &test, &dev, 500)?;
+    let full = latent::eval::evaluate(&model, &Elbo::default(), &test, dev, 500)?;
+    let nll = eval::test_nll(&model, &test, dev, &args.run.eval_options())?;
+    let variances = eval::posterior_mean_variance(&model, &test, dev, 500)?;
 
     let idx = first(&test, args);
-    let x: Events<Const<X>, f32, Dev> = test.batch(&dev, &idx, None)?;
+    let x: Events<Xd, f32, Dev> = test.batch(dev, &idx, None)?;
     let q_mean = model.guide(x.clone())?.mean();
     let means = to_f64_vec(&q_mean);
     let recon = model.likelihood(q_mean)?.mean();
     let mse = mse(&x, &recon);
     // `prior` takes no tensor, so the tape it is built for is named.
-    let z = LatentVariableModel::<f32, Dev, NoneTape>::prior(&model, 64, &dev)?.sample();
+    let z = LatentVariableModel::<f32, Dev, NoneTape>::prior(&model, 64, dev)?.sample();
     let samples = model.likelihood(z)?.mean().as_vec();
     common::pictures(&dir, (28, 28), &x.as_vec(), &recon.as_vec(), &samples, 8)?;
-    common::scatter(&dir.join("latent.png"), &means, Z, &labels(&test, &idx))?;
+    let width = means.len() / idx.len().max(1);
+    common::scatter(&dir.join("latent.png"), &means, width, &labels(&test, &idx))?;
     Ok(Row {
         model: name.into(),
         objective: objective.describe(),
@@ -351,10 +417,7 @@ fn labels(data: &Dataset, idx: &[usize]) -> Vec<u8> {
     idx.iter().map(|&i| data.labels[i]).collect()
 }
 
-fn mse<T, U>(
-    x: &Tensor<(usize, Const<X>), f32, Dev, T>,
-    recon: &Tensor<(usize, Const<X>), f32, Dev, U>,
-) -> f64 {
+fn mse<S: Shape, T, U>(x: &Tensor<S, f32, Dev, T>, recon: &Tensor<S, f32, Dev, U>) -> f64 {
     let (a, b) = (to_f64_vec(x), to_f64_vec(recon));
     let squared: f64 = a.iter().zip(&b).map(|(u, v)| (u - v) * (u - v)).sum();
     squared / a.len().max(1) as f64

@@ -28,6 +28,11 @@ pub fn check_width<N: Dim>(context: &str, expected: N, found: N) -> crate::Resul
 /// One value per example: shape `(batch,)`.
 pub type PerExample<E, D, T = NoneTape> = Tensor<(usize,), E, D, T>;
 
+/// Events with one number each: a draw and its log-density
+/// ([`crate::Reparameterizable::rsample_with_log_prob`]), or a bijector's output and
+/// `log |det J|` ([`crate::flows::Bijector`]). Shapes `(batch, N)` and `(batch,)`.
+pub type Scored<N, E, D, T = NoneTape> = (Events<N, E, D, T>, PerExample<E, D, T>);
+
 /// Converts an `f64` constant into the dtype `E`.
 ///
 /// # Panics

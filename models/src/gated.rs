@@ -91,6 +91,9 @@ pub type GatedDecoder<X, H, Z, E, D> = (
 pub type GatedVae<X, H, Z, E, D, Lik = BernoulliHead, Pri = StandardNormalPrior> =
     Vae<GatedEncoder<X, H, E, D>, GatedDecoder<X, H, Z, E, D>, X, H, Z, E, D, Lik, Pri>;
 
+/// The encoder and decoder of a [`GatedVae`].
+pub type GatedNetworks<X, H, Z, E, D> = (GatedEncoder<X, H, E, D>, GatedDecoder<X, H, Z, E, D>);
+
 /// The encoder and decoder of a [`GatedVae`] with sizes `(X, H, Z)`.
 ///
 /// # Errors
@@ -98,7 +101,7 @@ pub type GatedVae<X, H, Z, E, D, Lik = BernoulliHead, Pri = StandardNormalPrior>
 pub fn gated_networks<X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>>(
     device: &D,
     (x, h, z): (X, H, Z),
-) -> Result<(GatedEncoder<X, H, E, D>, GatedDecoder<X, H, Z, E, D>)> {
+) -> Result<GatedNetworks<X, H, Z, E, D>> {
     Ok((
         (
             GatedLinear::new(device, x, h)?,

@@ -126,7 +126,7 @@ pub fn check_bijector<const N: usize, F: BijectorFamily<N>>(
                 let dev = Dev::default();
                 let (y, ld) = forward(&theta, &z)?;
                 let f = family
-                    .build(theta_matrix(&dev, &[theta.clone()]))
+                    .build(theta_matrix(&dev, std::slice::from_ref(&theta)))
                     .map_err(err)?;
                 let (back, ld_inv) = f
                     .inverse(dev.tensor_from_vec(y, (1, Const::<N>)))
@@ -155,7 +155,7 @@ pub fn check_bijector<const N: usize, F: BijectorFamily<N>>(
                 Ok(y.iter().zip(&a).map(|(y, a)| y * a).sum::<f64>() + ld)
             };
             let dev = Dev::default();
-            let th: Theta = theta_matrix(&dev, &[theta.clone()]);
+            let th: Theta = theta_matrix(&dev, std::slice::from_ref(&theta));
             let zt: Tensor<(usize, Const<N>), f64, Dev> =
                 dev.tensor_from_vec(z.clone(), (1, Const::<N>));
             let at: Tensor<(usize, Const<N>), f64, Dev> =

@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::{check_shape, Distribution, Normal, Reparameterizable};
 use crate::error::{Error, Result};
 use crate::guide::AmortizedGuide;
-use crate::ops::{Events, PerExample, Real};
+use crate::ops::{Events, PerExample, Real, Scored};
 
 /// The draws [`ConditionalChain::mean`] averages (it has no closed form).
 pub const CHAIN_MEAN_DRAWS: usize = 64;
@@ -191,12 +191,7 @@ where
         layout(self.first_block_first, za, zb)
     }
 
-    fn rsample_with_log_prob(
-        self,
-    ) -> Result<(
-        Events<usize, E, D, Self::Tape>,
-        PerExample<E, D, Self::Tape>,
-    )> {
+    fn rsample_with_log_prob(self) -> Result<Scored<usize, E, D, Self::Tape>> {
         let (za, lpa) = self.first.rsample_with_log_prob()?;
         let (zb, lpb) = self
             .then

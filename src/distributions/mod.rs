@@ -41,7 +41,7 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
-pub use crate::ops::{Events, PerExample};
+pub use crate::ops::{Events, PerExample, Scored};
 
 mod bernoulli;
 mod categorical;
@@ -133,9 +133,7 @@ pub trait Reparameterizable<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, 
     ///
     /// # Errors
     /// The family's `log_prob` errors.
-    fn rsample_with_log_prob(
-        self,
-    ) -> Result<(Events<N, E, D, Self::Tape>, PerExample<E, D, Self::Tape>)> {
+    fn rsample_with_log_prob(self) -> Result<Scored<N, E, D, Self::Tape>> {
         let scorer = self.fork();
         let z = self.rsample();
         let log_q = scorer.log_prob(z.with_empty_tape())?;

@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::Bijector;
 use crate::error::{Error, Result};
 use crate::nn::Linear;
-use crate::ops::{check_width, cst, Events, PerExample, Real};
+use crate::ops::{check_width, cst, Events, PerExample, Real, Scored};
 
 /// The constant added to the gate's pre-activation `s`, so that `σ(s) ≈ 0.88` at
 /// initialization and each step starts close to the identity (Kingma et al. 2016,
@@ -68,7 +68,7 @@ impl<N: Dim, E: Real, D: Device<E>> Made<N, E, D> {
 
     /// `(M₁, M₂)` for the order `1..N` (`reversed`: `N..1`), shapes `(hidden, N)` and
     /// `(N, hidden)`, as 0/1 values.
-    pub fn masks(&self, reversed: bool) -> (Tensor<(usize, N), E, D>, Tensor<(N, usize), E, D>) {
+    pub fn masks(&self, reversed: bool) -> MadeMasks<N, E, D> {
         let (n, h) = (self.dim(), self.input.outputs());
         let (nn, hh) = (n.size(), h);
         let degree_in = |i: usize| if reversed { nn - i } else { i + 1 };
@@ -157,8 +157,11 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> IafStep<N, E, D, T> {
     }
 }
 
-/// The masks of a step.
-type Masks<N, E, D> = (Tensor<(usize, N), E, D>, Tensor<(N, usize), E, D>);
+/// The masks `(M₁, M₂)` of a [`Made`], shapes `(hidden, N)` and `(N, hidden)`.
+pub type MadeMasks<N, E, D> = (Tensor<(usize, N), E, D>, Tensor<(N, usize), E, D>);
+
+/// `(m, s)`: the shift and the gate's pre-activation, both `(batch, N)`.
+type ShiftGate<N, E, D, T> = (Events<N, E, D, T>, Events<N, E, D, T>);
 
 /// `V c + b_c`, shape `(batch, hidden)`, carrying the context's tape.
 fn context_term<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
@@ -178,10 +181,10 @@ fn context_term<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
 /// `z` and the context, `m` only its own.
 fn network<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     made: &Made<N, E, D>,
-    masks: &Masks<N, E, D>,
+    masks: &MadeMasks<N, E, D>,
     z: Events<N, E, D, T>,
     ctx: Tensor<(usize, usize), E, D, T>,
-) -> (Events<N, E, D, T>, Events<N, E, D, T>) {
+) -> ShiftGate<N, E, D, T> {
     let (b, n) = *z.shape();
     let h = made.input.outputs();
     let w1 = made.input.weight.retaped::<T>() * masks.0.clone();
@@ -226,7 +229,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Bijector<N, E, D> for IafStep
         self.context.shape().0
     }
 
-    fn forward(self, z: Events<N, E, D, T>) -> (Events<N, E, D, T>, PerExample<E, D, T>) {
+    fn forward(self, z: Events<N, E, D, T>) -> Scored<N, E, D, T> {
         let masks = self.made.masks(self.reversed);
         let ctx = context_term(&self.made, self.context);
         let (m, s) = network(&self.made, &masks, z.with_empty_tape(), ctx);
@@ -235,7 +238,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Bijector<N, E, D> for IafStep
         (y, sum_log_sigmoid(s))
     }
 
-    fn inverse(self, y: Events<N, E, D, T>) -> Result<(Events<N, E, D, T>, PerExample<E, D, T>)> {
+    fn inverse(self, y: Events<N, E, D, T>) -> Result<Scored<N, E, D, T>> {
         check_width("IafStep::inverse", self.made.dim(), y.shape().1)?;
         crate::distributions::check_batch("IafStep::inverse", self.batch_size(), y.shape().0)?;
         let masks = self.made.masks(self.reversed);

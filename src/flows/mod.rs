@@ -32,7 +32,7 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
-use crate::ops::{Events, PerExample};
+use crate::ops::{Events, PerExample, Scored};
 
 mod iaf;
 mod iaf_guide;
@@ -40,7 +40,7 @@ mod planar;
 mod planar_guide;
 mod transformed;
 
-pub use iaf::{IafStep, Made, IAF_GATE_BIAS};
+pub use iaf::{IafStep, Made, MadeMasks, IAF_GATE_BIAS};
 pub use iaf_guide::{IafGuide, IafPosterior};
 pub use planar::Planar;
 pub use planar_guide::{PlanarGuide, PlanarPosterior};
@@ -65,10 +65,7 @@ pub trait Bijector<N: Dim, E: Dtype, D: Device<E>>: Sized {
     /// # Panics
     /// If `z` is not `(batch, N)` for this bijector's batch and `N`
     /// ([`TransformedDistribution::new`] checks this once).
-    fn forward(
-        self,
-        z: Events<N, E, D, Self::Tape>,
-    ) -> (Events<N, E, D, Self::Tape>, PerExample<E, D, Self::Tape>);
+    fn forward(self, z: Events<N, E, D, Self::Tape>) -> Scored<N, E, D, Self::Tape>;
 
     /// `z = f⁻¹(y)` and `log |det ∂f/∂z|` at that `z` (the same quantity as
     /// [`Bijector::forward`] returns, so `log p_Y(y) = log p_Z(z) − log|det|`).
@@ -76,10 +73,7 @@ pub trait Bijector<N: Dim, E: Dtype, D: Device<E>>: Sized {
     /// # Errors
     /// [`crate::Error::Unsupported`] for a bijector without a computable inverse (the
     /// default); [`crate::Error::ShapeMismatch`] for a `y` of the wrong shape.
-    fn inverse(
-        self,
-        y: Events<N, E, D, Self::Tape>,
-    ) -> Result<(Events<N, E, D, Self::Tape>, PerExample<E, D, Self::Tape>)> {
+    fn inverse(self, y: Events<N, E, D, Self::Tape>) -> Result<Scored<N, E, D, Self::Tape>> {
         let _ = y;
         Err(crate::Error::unsupported(
             "the inverse of this bijector",
@@ -108,10 +102,7 @@ impl<N: Dim, E: Dtype, D: Device<E>, B: Bijector<N, E, D>> Bijector<N, E, D> for
         self.first().map_or(0, B::batch_size)
     }
 
-    fn forward(
-        self,
-        z: Events<N, E, D, Self::Tape>,
-    ) -> (Events<N, E, D, Self::Tape>, PerExample<E, D, Self::Tape>) {
+    fn forward(self, z: Events<N, E, D, Self::Tape>) -> Scored<N, E, D, Self::Tape> {
         let b = z.shape().0;
         let mut total: PerExample<E, D, Self::Tape> =
             z.device().zeros_like(&(b,)).put_tape(Default::default());
@@ -124,10 +115,7 @@ impl<N: Dim, E: Dtype, D: Device<E>, B: Bijector<N, E, D>> Bijector<N, E, D> for
         (y, total)
     }
 
-    fn inverse(
-        self,
-        y: Events<N, E, D, Self::Tape>,
-    ) -> Result<(Events<N, E, D, Self::Tape>, PerExample<E, D, Self::Tape>)> {
+    fn inverse(self, y: Events<N, E, D, Self::Tape>) -> Result<Scored<N, E, D, Self::Tape>> {
         let b = y.shape().0;
         let mut total: PerExample<E, D, Self::Tape> =
             y.device().zeros_like(&(b,)).put_tape(Default::default());

@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::Bijector;
 use crate::distributions::check_shape;
 use crate::error::Result;
-use crate::ops::{cst, Events, PerExample, Real};
+use crate::ops::{cst, Events, PerExample, Real, Scored};
 
 /// One planar step per row (Rezende & Mohamed 2015, "Variational Inference with
 /// Normalizing Flows", §4.1, eq. 10–12, and Appendix A.1):
@@ -55,7 +55,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Bijector<N, E, D> for Planar<
         self.u.shape().0
     }
 
-    fn forward(self, z: Events<N, E, D, T>) -> (Events<N, E, D, T>, PerExample<E, D, T>) {
+    fn forward(self, z: Events<N, E, D, T>) -> Scored<N, E, D, T> {
         let shape = *z.shape();
         let Self { u, w, b } = self;
         let we = || w.with_empty_tape();

@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::Bijector;
 use crate::distributions::{Distribution, Reparameterizable};
 use crate::error::{Error, Result};
-use crate::ops::{Events, PerExample, Real};
+use crate::ops::{Events, PerExample, Real, Scored};
 
 /// The draws [`TransformedDistribution::mean`] averages: it has no closed form, so it
 /// is a Monte Carlo estimate whose standard error is `sd(y) / 8` per coordinate.
@@ -152,9 +152,7 @@ where
 
     /// `z₀ ~ base` (pathwise), `y = f(z₀)` and `log q(y) = log q₀(z₀) − log|det|`, from
     /// the forward pass: no inverse needed.
-    fn rsample_with_log_prob(
-        self,
-    ) -> Result<(Events<N, E, D, Self::Tape>, PerExample<E, D, Self::Tape>)> {
+    fn rsample_with_log_prob(self) -> Result<Scored<N, E, D, Self::Tape>> {
         let (z0, log_q0) = self.base.rsample_with_log_prob()?;
         let (y, log_det) = self.bijector.forward(z0);
         Ok((y, log_q0 - log_det))
