@@ -15,6 +15,7 @@
 //! - [`Cvae`]: the conditional VAE, for class-conditioned generation and image completion;
 //! - [`VqVae`]: the VQ-VAE with a straight-through quantizer ([`VectorQuantizer`]), the
 //!   EMA codebook update and dead-code restarts;
+//! - [`GatedPixelCnn`]: the autoregressive prior over the VQ-VAE's grid of codes;
 //! - [`LinearGaussian`]: probabilistic PCA with its exact `log p(x)` and posterior,
 //!   the reference for checking estimators.
 
@@ -29,6 +30,7 @@ pub mod hierarchical;
 pub mod layers;
 pub mod linear_gaussian;
 pub mod mlp;
+pub mod pixelcnn;
 pub mod quantizer;
 pub mod vae;
 pub mod vq_networks;
@@ -43,6 +45,7 @@ pub use gated::{gated_networks, gated_vae, GatedDecoder, GatedEncoder, GatedLine
 pub use hierarchical::{HierarchicalVae, LayerReport, NormalNet};
 pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, mlp_vae_with_heads, MlpDecoder, MlpEncoder, MlpVae};
+pub use pixelcnn::{GatedLayer, GatedPixelCnn};
 pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};
 pub use vae::Vae;
 pub use vq_networks::{conv_vq_vae, mlp_vq_vae, ConvVqVae, MlpVqVae};
