@@ -87,6 +87,39 @@ pub fn observed<S: Shape, E: Dtype, D: Device<E>>(
     x.traced(grads)
 }
 
+/// The columns `range` of `x`: `(batch, W)` → `(batch, range.len())`, as `x · S` with a
+/// 0/1 selection matrix `S`, so its gradient **adds** into `x`'s.
+///
+/// Use it instead of dfdx 0.13's `slice` on a tensor whose gradient has other
+/// contributions: `slice`'s backward assigns its gradient into the sliced region of
+/// the input's (`view[i] = g`), wiping what other operations added there before it ran
+/// (a hierarchical VAE whose latent row fed both the decoder, through one slice, and
+/// the prior, through another, learned nothing from its reconstructions that way).
+///
+/// # Errors
+/// [`crate::Error::ShapeMismatch`] if `range` is not within `0..W`.
+pub fn columns<N: Dim, E: Dtype, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<(usize, N), E, D, T>,
+    range: std::ops::Range<usize>,
+) -> crate::Result<Tensor<(usize, usize), E, D, T>> {
+    let (b, n) = *x.shape();
+    let w = n.size();
+    if range.start > range.end || range.end > w {
+        return Err(crate::Error::shape(
+            format!("columns {}..{}", range.start, range.end),
+            &[b, w],
+            &[b, range.end],
+        ));
+    }
+    let k = range.len();
+    let mut select = vec![E::default(); w * k];
+    for (j, c) in range.enumerate() {
+        select[c * k + j] = cst::<E>(1.0);
+    }
+    let select = x.device().tensor_from_vec(select, (n, k));
+    Ok(x.matmul(select))
+}
+
 /// Repeats every row of `t` `n` times, sample-major: row `s·batch + b` of the result
 /// is row `b` of `t`. Shape `(batch, N)` → `(n·batch, N)`. Gradients flow back summed
 /// over the copies.

@@ -198,10 +198,8 @@ where
                 &[b, w],
             ));
         }
-        let z1 = z
-            .slice((.., 0..w1))
-            .try_realize::<(usize, usize)>()
-            .map_err(|_| Error::shape("HierarchicalVae::likelihood (z1)", &[b, w1], &[b, w]))?;
+        // `ops::columns`, not dfdx's `slice` (whose backward overwrites z's gradient).
+        let z1 = latent::ops::columns(z, 0..w1)?;
         Ok(Bernoulli::new(
             self.decoder.try_forward(z1).map_err(Error::device)?,
         ))

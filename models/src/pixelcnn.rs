@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use latent::distributions::{Categorical, Distribution};
 use latent::kernels::gather_rows;
 use latent::nn::Linear;
-use latent::ops::to_f64_vec;
+use latent::ops::{columns, to_f64_vec};
 use latent::{Error, Real, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -142,13 +142,14 @@ fn tap_index(batch: usize, (h, w): (usize, usize), taps: &[(isize, isize)]) -> V
 /// `tanh(a) ⊙ σ(b)` of `[a, b]`, `(n, 2C) → (n, C)`.
 fn gate<E: Real, D: Device<E>, T: Tape<E, D>>(
     pre: Tensor<(usize, usize), E, D, T>,
-) -> Tensor<(usize, usize), E, D, T> {
+) -> Result<Tensor<(usize, usize), E, D, T>> {
     let (n, c2) = *pre.shape();
     let c = c2 / 2;
-    let b = pre.with_empty_tape().slice((.., c..c2));
-    let a = pre.slice((.., 0..c));
+    // `columns`, not dfdx's `slice`, whose backward overwrites the input's gradient.
+    let b = columns(pre.with_empty_tape(), c..c2)?;
+    let a = columns(pre, 0..c)?;
     debug_assert_eq!(a.shape(), &(n, c));
-    a.tanh() * b.sigmoid()
+    Ok(a.tanh() * b.sigmoid())
 }
 
 impl<const L: usize, const H: usize, const W: usize, E: Real, D: Device<E>>
@@ -246,8 +247,8 @@ impl<const L: usize, const H: usize, const W: usize, E: Real, D: Device<E>>
                 .map_err(Error::device)?;
             let h_pre =
                 conv(h.with_empty_tape(), ht, &layer.horizontal).map_err(Error::device)? + linked;
-            let h_new = layer.out.try_forward(gate(h_pre)).map_err(Error::device)?;
-            v = gate(v_pre);
+            let h_new = layer.out.try_forward(gate(h_pre)?).map_err(Error::device)?;
+            v = gate(v_pre)?;
             h = if l == 0 {
                 // The first layer's input at a position is the code there: no residual.
                 let (hn, t) = h_new.split_tape();

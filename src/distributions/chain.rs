@@ -86,11 +86,10 @@ fn split<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     } else {
         (wb..width, 0..wb)
     };
-    let zb = z
-        .with_empty_tape()
-        .slice((.., rb))
-        .try_realize::<(usize, usize)>();
-    let za = z.slice((.., ra)).try_realize::<(usize, usize)>();
+    // Not dfdx's `slice`, whose backward overwrites the gradient of `z` (see
+    // `ops::columns`): `z` also feeds the likelihood and the other log-density.
+    let zb = crate::ops::columns(z.with_empty_tape(), rb);
+    let za = crate::ops::columns(z, ra);
     match (za, zb) {
         (Ok(za), Ok(zb)) => Ok((za, zb)),
         _ => Err(Error::shape(
