@@ -28,9 +28,12 @@
 //! Log-densities, ELBOs and KLs are in **nats per example**, summed over the event
 //! dimensions (e.g. over the 784 pixels of an image).
 //!
-//! # A dfdx trap this crate handles for you
-//! In dfdx 0.13 gradients are stored by tensor id; `retaped()` and `clone()` keep
-//! the id, so they are not a stop-gradient. Use [`ops::detach`].
+//! # Two dfdx traps this crate handles for you
+//! - In dfdx 0.13 gradients are stored by tensor id; `retaped()` and `clone()` keep
+//!   the id, so they are not a stop-gradient. Use [`ops::detach`].
+//! - dfdx 0.13's `slice` **assigns** its gradient into the input's instead of adding
+//!   it, so a sliced tensor that also feeds another operation loses that operation's
+//!   gradient. Take columns with [`ops::columns`].
 
 #![warn(missing_docs)]
 

@@ -18,6 +18,10 @@ pub struct Mpi {
     world: SimpleCommunicator,
     /// Ranks on this machine (`MPI_Comm_split_type` with `MPI_COMM_TYPE_SHARED`).
     local: usize,
+    /// This process's rank and the world's size, read once in `init` (they never
+    /// change), so `rank()` and `size()` never call into MPI outside the lock.
+    rank: usize,
+    size: usize,
     /// Held around every call into MPI; holds the send buffers of the all-reduces,
     /// reused from call to call.
     lock: Mutex<Scratch>,
@@ -83,9 +87,12 @@ impl Mpi {
             .unwrap_or_else(|| "MPI".into());
         let world = universe.world();
         let local = world.split_shared(world.rank()).size().max(1) as usize;
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
         let comm = Arc::new(Mpi {
             world,
             local,
+            rank,
+            size,
             lock: Mutex::new(Scratch::default()),
             library,
             _universe: universe,
@@ -149,11 +156,11 @@ fn prefer_ring_all_reduce() {
 
 impl Communicator for Mpi {
     fn rank(&self) -> usize {
-        self.world.rank() as usize
+        self.rank
     }
 
     fn size(&self) -> usize {
-        self.world.size() as usize
+        self.size
     }
 
     fn local_size(&self) -> usize {

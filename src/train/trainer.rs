@@ -262,7 +262,8 @@ pub struct TrainReport {
     #[serde(default)]
     pub stopped_early: bool,
     /// [`crate::distributed::parameter_checksum`] of the trained model: the same on every
-    /// rank of a run across processes (the trainer checks it after each epoch).
+    /// rank of a run across processes (the trainer checks it after each epoch there;
+    /// in one process it is taken once, after training).
     #[serde(default)]
     pub parameter_checksum: u64,
 }
@@ -591,7 +592,10 @@ where
         if improved {
             report.best = Some((epoch, eval.elbo));
         }
-        report.parameter_checksum = check_agreement(&*world, model, epoch)?;
+        if world.size() > 1 {
+            // One process has nothing to compare: its checksum is taken once, at the end.
+            report.parameter_checksum = check_agreement(&*world, model, epoch)?;
+        }
         let written = match &config.out_dir {
             Some(dir) if leader => (|| {
                 let meta = CheckpointMeta {
@@ -642,6 +646,9 @@ where
         }
     }
     report.train_images_per_s = total_images as f64 / report.train_seconds.max(1e-9);
+    if world.size() == 1 {
+        report.parameter_checksum = crate::distributed::parameter_checksum(model)?;
+    }
     Ok(report)
 }
 
