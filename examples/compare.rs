@@ -45,8 +45,8 @@ use latent::{
 };
 use latent_models::{
     code_usage, conv_vq_vae, iaf_vae, planar_vae, BetaVae, CodePrior, CodebookEma, CodebookUpdate,
-    ConvVqVae, Cvae, DeadCodeRestart, GatedPixelCnn, HierarchicalVae, IafVae, MlpVae, PlanarVae,
-    VqVaeTask,
+    ConvVqVae, Cvae, DeadCodeRestart, GatedPixelCnn, HierarchicalVae, IafVae, LayerReport, MlpVae,
+    PlanarVae, VqVaeTask,
 };
 use serde::Serialize;
 
@@ -128,6 +128,8 @@ struct Row {
     codes_used: Option<f64>,
     /// The VQ-VAE's code priors on the test codes, nats per image.
     code_priors: Option<CodePriors>,
+    /// Per-layer KL and active units of a hierarchical model.
+    layers: Option<LayerReport>,
     train_images_per_s: f64,
     seconds: f64,
 }
@@ -180,23 +182,33 @@ fn run(args: &Args) -> Result<()> {
                 let dev = Dev::seed_from_u64(args.run.seed);
                 let m: PlanarVae<Const<X>, Const<H>, Const<Z>, PLANAR_STEPS, f32, Dev> =
                     planar_vae(&dev, (Const, Const, Const))?;
-                row_for(args, &splits, name, Elbo::default(), m, &dev)?
+                row_for(args, &splits, name, Elbo::default(), m, &dev, |_, _| {
+                    Ok(None)
+                })?
             }
             "iaf" => {
                 let dev = Dev::seed_from_u64(args.run.seed);
                 let m: IafVae<Const<X>, Const<H>, Const<Z>, IAF_STEPS, f32, Dev> =
                     iaf_vae(&dev, (Const, Const, Const), IAF_WIDTH, IAF_WIDTH)?;
-                row_for(args, &splits, name, Elbo::default(), m, &dev)?
+                row_for(args, &splits, name, Elbo::default(), m, &dev, |_, _| {
+                    Ok(None)
+                })?
             }
             "hvae" => {
                 let dev = Dev::seed_from_u64(args.run.seed);
                 let m = HierarchicalVae::new(&dev, (X, H, HVAE_Z.0, HVAE_Z.1))?;
-                row_for(args, &splits, name, Elbo::default(), m, &dev)?
+                let mut row = row_for(args, &splits, name, Elbo::default(), m, &dev, |m, t| {
+                    m.layer_report(t, &dev, 500).map(Some)
+                })?;
+                row.objective.push_str(" (layers z1, z2)");
+                row
             }
             "vamp" => {
                 let dev = Dev::seed_from_u64(args.run.seed);
                 let m: VampVae<f32, Dev> = VampVae::build(&dev);
-                row_for(args, &splits, name, Elbo::default(), m, &dev)?
+                row_for(args, &splits, name, Elbo::default(), m, &dev, |_, _| {
+                    Ok(None)
+                })?
             }
             "cvae" => cvae(args, &splits)?,
             _ => vq_vae(args, &splits)?,
@@ -230,7 +242,7 @@ fn continuous<O: Objective + Clone + latent::train::ThreadSafe>(
     let dev = Dev::seed_from_u64(args.run.seed);
     let model: MlpVae<Const<X>, Const<H>, Const<Z>, f32, Dev> =
         latent_models::mlp_vae(&dev, (Const, Const, Const))?;
-    row_for(args, splits, name, objective, model, &dev)
+    row_for(args, splits, name, objective, model, &dev, |_, _| Ok(None))
 }
 
 /// Trains `model` with `objective` and measures its row.
@@ -241,6 +253,7 @@ fn row_for<O, M, Xd, Zd>(
     objective: O,
     mut model: M,
     dev: &Dev,
+    layers: impl FnOnce(&M, &Dataset) -> Result<Option<LayerReport>>,
 ) -> Result<Row>
 where
     O: Objective + Clone + latent::train::ThreadSafe,
@@ -283,6 +296,7 @@ where
     common::pictures(&dir, (28, 28), &x.as_vec(), &recon.as_vec(), &samples, 8)?;
     let width = means.len() / idx.len().max(1);
     common::scatter(&dir.join("latent.png"), &means, width, &labels(&test, &idx))?;
+    let layers = layers(&model, &test)?;
     Ok(Row {
         model: name.into(),
         objective: objective.describe(),
@@ -295,6 +309,7 @@ where
         active_units: Some(eval::active_units(&variances)),
         codebook_perplexity: None,
         codes_used: None,
+        layers,
         code_priors: None,
         train_images_per_s: report.train_images_per_s,
         seconds: start.elapsed().as_secs_f64(),
@@ -364,6 +379,7 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
         codebook_perplexity: None,
         codes_used: None,
         code_priors: None,
+        layers: None,
         train_images_per_s: report.train_images_per_s,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -460,6 +476,7 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
         codebook_perplexity: Some(usage.perplexity),
         codes_used: Some(usage.used_fraction),
         code_priors: Some(code_priors),
+        layers: None,
         train_images_per_s: report.train_images_per_s,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -540,6 +557,19 @@ fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
     md.push_str(&legend.join(", "));
     md.push_str(".\n");
     for r in rows {
+        if let Some(l) = &r.layers {
+            md.push_str(&format!(
+                "\n{}: KL by layer (Monte Carlo, nats per image) z1 {:.2}, z2 {:.2}; active units \
+                 z1 {} of {}, z2 {} of {}.\n",
+                r.model,
+                l.kl[0],
+                l.kl[1],
+                l.active_units[0],
+                l.widths[0],
+                l.active_units[1],
+                l.widths[1]
+            ));
+        }
         if let Some(p) = &r.code_priors {
             md.push_str(&format!(
                 "\nVQ-VAE code priors on the test images' 7×7 code grids (nats per image): uniform \
