@@ -29,19 +29,24 @@ pub const MEAN_DRAWS: usize = 64;
 ///   device's generator).
 ///
 /// # Examples
-/// A Normal through one planar step whose `u = 0` is the Normal itself:
+/// A planar step with `u = w · ln(e − 1) / ‖w‖²` has `û = 0` (see [`super::Planar`]):
+/// the identity, so the flow's `log q` is the base Normal's.
 /// ```
 /// use dfdx::prelude::*;
 /// use latent::flows::{Planar, TransformedDistribution};
 /// use latent::prelude::*;
 ///
 /// let dev = Cpu::default();
-/// let base: Normal<usize, f64, Cpu> = Normal::from_host(&dev, 2, &[0.5, -1.0], &[1.0, 2.0]).unwrap();
+/// let base: Normal<usize, f64, Cpu> =
+///     Normal::from_host(&dev, 2, &[0.5, -1.0], &[1.0, 2.0]).unwrap();
 /// let flat = |v: [f64; 2]| dev.tensor_from_vec(v.to_vec(), (1, 2));
-/// let step = Planar::new(flat([0.0, 0.0]), flat([1.0, 0.5]), dev.tensor_from_vec(vec![0.1], (1,))).unwrap();
+/// let c = (std::f64::consts::E - 1.0).ln() / 1.25; // ‖w‖² = 1.25
+/// let step = Planar::new(flat([c, 0.5 * c]), flat([1.0, 0.5]), dev.tensor_from_vec(vec![0.1], (1,)))
+///     .unwrap();
 /// let q = TransformedDistribution::new(base, step).unwrap();
 /// let (z, log_q) = q.rsample_with_log_prob().unwrap();
-/// let exact: Normal<usize, f64, Cpu> = Normal::from_host(&dev, 2, &[0.5, -1.0], &[1.0, 2.0]).unwrap();
+/// let exact: Normal<usize, f64, Cpu> =
+///     Normal::from_host(&dev, 2, &[0.5, -1.0], &[1.0, 2.0]).unwrap();
 /// let want = exact.log_prob(z).unwrap();
 /// assert!((log_q.as_vec()[0] - want.as_vec()[0]).abs() < 1e-12);
 /// ```
