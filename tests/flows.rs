@@ -155,7 +155,10 @@ fn flow_mean_is_the_mean_of_its_draws() {
         let (mean, se) = mean_se(&col);
         let sd = se * (col.len() as f64).sqrt();
         let m = to_f64_vec(&q(1).mean())[j];
-        assert!((m - mean).abs() < 5.0 * sd / 8.0 + 5.0 * se, "coordinate {j}: {m} vs {mean}");
+        assert!(
+            (m - mean).abs() < 5.0 * sd / 8.0 + 5.0 * se,
+            "coordinate {j}: {m} vs {mean}"
+        );
     }
 }
 
