@@ -148,7 +148,7 @@ where
     }
     let epochs = r.epochs(2000);
     let steps_per_epoch = train_set.len().div_ceil(r.batch_size.max(1));
-    let timer = Arc::new(Mutex::new((Instant::now(), f64::NEG_INFINITY, 0usize)));
+    let timer = Arc::new(Mutex::new((Instant::now(), f64::NEG_INFINITY, 0usize, 0.0)));
     let limit = a.minutes.map(|m| m * 60.0);
     let quiet = r.quiet || !common::leader();
     let config = TrainConfig {
@@ -206,17 +206,19 @@ where
 }
 
 /// After each epoch: the validation ELBO, the best so far and the time left until the
-/// last epoch or the time limit, whichever comes first, from the mean epoch time.
+/// last epoch or the time limit (which counts training steps only), whichever comes
+/// first, from the mean epoch time.
 fn eta_line(
-    timer: &Mutex<(Instant, f64, usize)>,
+    timer: &Mutex<(Instant, f64, usize, f64)>,
     m: &EpochMetrics,
     epochs: usize,
     limit: Option<f64>,
     quiet: bool,
 ) {
     let Ok(mut t) = timer.lock() else { return };
-    let (started, best, done) = &mut *t;
+    let (started, best, done, trained) = &mut *t;
     *done += 1;
+    *trained += m.train_seconds;
     *best = best.max(m.test_elbo);
     if quiet {
         return;
@@ -224,7 +226,10 @@ fn eta_line(
     let per_epoch = started.elapsed().as_secs_f64() / *done as f64;
     let mut left = per_epoch * epochs.saturating_sub(m.epoch) as f64;
     if let Some(limit) = limit {
-        left = left.min((limit - started.elapsed().as_secs_f64()).max(0.0) + per_epoch);
+        // Epochs until the training time passes the limit, at the wall time of an epoch.
+        let train_per_epoch = *trained / *done as f64;
+        let epochs_left = ((limit - *trained).max(0.0) / train_per_epoch.max(1e-9)).ceil();
+        left = left.min(epochs_left * per_epoch);
     }
     eprintln!(
         "epoch {}/{epochs}: validation ELBO {:.2} (best {:.2}), {:.1} s/epoch, at most {:.0} min left (early stopping may end it sooner)",
