@@ -7,9 +7,6 @@ use crate::error::{Error, Result};
 use crate::guide::AmortizedGuide;
 use crate::ops::{Events, PerExample, Real, Scored};
 
-/// The draws [`ConditionalChain::mean`] averages (it has no closed form).
-pub const CHAIN_MEAN_DRAWS: usize = 64;
-
 /// A batch of joint distributions over two blocks of latents, the second depending on
 /// the first: `p(z_a, z_b) = p(z_a) · p(z_b | z_a)`, with `p(z_b | z_a)` a diagonal
 /// Normal made by a network `C` from `z_a` (any [`AmortizedGuide`] whose posterior is a
@@ -25,7 +22,7 @@ pub const CHAIN_MEAN_DRAWS: usize = 64;
 /// - `rsample`: `z_a` by `P`'s reparameterization, then `z_b = μ(z_a) + σ(z_a) ⊙ ε`, so
 ///   gradients flow through both blocks and the network;
 /// - `mean` has no closed form (`E[z_b] = E[μ(z_a)]`): the average of
-///   [`CHAIN_MEAN_DRAWS`] draws.
+///   [`super::MEAN_DRAWS`] draws.
 pub struct ConditionalChain<P, C> {
     /// `p(z_a)`, a batch over `R^{Z_a}`.
     pub first: P,
@@ -138,12 +135,9 @@ where
         self.fork().rsample().retaped::<NoneTape>()
     }
 
-    /// The average of [`CHAIN_MEAN_DRAWS`] draws (no closed form).
+    /// The average of [`super::MEAN_DRAWS`] draws (no closed form).
     fn mean(self) -> Events<usize, E, D, Self::Tape> {
-        let (b, n) = (self.batch_size(), CHAIN_MEAN_DRAWS);
-        let z = self.repeat(n).rsample();
-        let w = z.shape().1;
-        z.reshape_like(&(n, b, w)).mean::<(usize, usize), Axis<0>>()
+        super::monte_carlo_mean(self)
     }
 
     fn fork(&self) -> Self {

@@ -54,7 +54,7 @@ mod relaxed;
 
 pub use bernoulli::Bernoulli;
 pub use categorical::Categorical;
-pub use chain::{ConditionalChain, CHAIN_MEAN_DRAWS};
+pub use chain::ConditionalChain;
 pub use continuous_bernoulli::ContinuousBernoulli;
 pub use laplace::Laplace;
 pub use mixture::MixtureOfDiagNormals;
@@ -162,6 +162,22 @@ pub trait Mode<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
     /// (a continuous Bernoulli at `λ = ½`) any point of the support is a mode; the
     /// documented choice of the family is returned.
     fn mode(&self) -> Events<N, E, D>;
+}
+
+/// The draws a Monte Carlo [`Distribution::mean`] averages, for families whose mean has
+/// no closed form ([`ConditionalChain`], [`crate::flows::TransformedDistribution`]): its
+/// standard error is `sd(z) / 8` per coordinate.
+pub const MEAN_DRAWS: usize = 64;
+
+/// `(1/S) Σ_s z_s` over `S = MEAN_DRAWS` reparameterized draws per distribution, shape
+/// `(batch, N)`: the mean of a family without a closed form, carrying the tape.
+pub(crate) fn monte_carlo_mean<N: Dim, E: Dtype, D: Device<E>, Q: Reparameterizable<N, E, D>>(
+    q: Q,
+) -> Events<N, E, D, Q::Tape> {
+    let (b, n) = (q.batch_size(), MEAN_DRAWS);
+    let z = q.repeat(n).rsample();
+    let dim = z.shape().1;
+    z.reshape_like(&(n, b, dim)).mean::<(usize, N), Axis<0>>()
 }
 
 /// A `(loc, log scale)` pair of parameter tensors.

@@ -40,11 +40,12 @@ mod planar;
 mod planar_guide;
 mod transformed;
 
+pub use crate::distributions::MEAN_DRAWS;
 pub use iaf::{IafStep, Made, MadeMasks, IAF_GATE_BIAS};
 pub use iaf_guide::{IafGuide, IafPosterior};
 pub use planar::Planar;
 pub use planar_guide::{PlanarGuide, PlanarPosterior};
-pub use transformed::{TransformedDistribution, MEAN_DRAWS};
+pub use transformed::TransformedDistribution;
 
 /// An invertible, differentiable map `f: R^N → R^N` applied to each row of a batch,
 /// with the log absolute determinant of its Jacobian per row.

@@ -3,13 +3,9 @@
 use dfdx::prelude::*;
 
 use super::Bijector;
-use crate::distributions::{Distribution, Reparameterizable};
+use crate::distributions::{monte_carlo_mean, Distribution, Reparameterizable};
 use crate::error::{Error, Result};
 use crate::ops::{Events, PerExample, Real, Scored};
-
-/// The draws [`TransformedDistribution::mean`] averages: it has no closed form, so it
-/// is a Monte Carlo estimate whose standard error is `sd(y) / 8` per coordinate.
-pub const MEAN_DRAWS: usize = 64;
 
 /// The distribution of `y = f(z₀)` for `z₀ ~ base` and a [`Bijector`] `f` (a flow of
 /// several steps is a `Vec` of bijectors): a batch over `R^N`, shape `(batch, N)`.
@@ -25,7 +21,7 @@ pub const MEAN_DRAWS: usize = 64;
 /// - [`Distribution::log_prob`] at an arbitrary `y` needs [`Bijector::inverse`]: it is
 ///   [`Error::Unsupported`] for a bijector without one ([`super::Planar`]).
 /// - [`Distribution::mean`] has no closed form: it is the average of
-///   [`MEAN_DRAWS`] reparameterized draws (a Monte Carlo estimate, drawn from the
+///   [`MEAN_DRAWS`](crate::distributions::MEAN_DRAWS) reparameterized draws (a Monte Carlo estimate, drawn from the
 ///   device's generator).
 ///
 /// # Examples
@@ -111,12 +107,9 @@ where
         self.fork().rsample().retaped::<NoneTape>()
     }
 
-    /// The average of [`MEAN_DRAWS`] reparameterized draws (no closed form).
+    /// The average of [`MEAN_DRAWS`](crate::distributions::MEAN_DRAWS) reparameterized draws (no closed form).
     fn mean(self) -> Events<N, E, D, Self::Tape> {
-        let (b, n) = (self.batch_size(), MEAN_DRAWS);
-        let y = self.repeat(n).rsample();
-        let dim = y.shape().1;
-        y.reshape_like(&(n, b, dim)).mean::<(usize, N), Axis<0>>()
+        monte_carlo_mean(self)
     }
 
     fn fork(&self) -> Self {
