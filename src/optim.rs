@@ -378,12 +378,14 @@ fn run<F: Unit + num_traits::Float>(
         )
     };
     match ranges.split_first() {
-        Some((first, rest)) if !rest.is_empty() => std::thread::scope(|s| {
-            for &r in rest {
-                s.spawn(move || work(r));
-            }
-            work(*first);
-        }),
+        Some((first, rest)) if !rest.is_empty() => {
+            let work = &work;
+            let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = rest
+                .iter()
+                .map(|&r| Box::new(move || work(r)) as Box<dyn FnOnce() + Send + '_>)
+                .collect();
+            crate::train::workers::run_with(jobs, || work(*first));
+        }
         Some((first, _)) => work(*first),
         None => {}
     }

@@ -9,6 +9,7 @@ pub mod schedule;
 pub mod spec;
 pub mod task;
 pub mod trainer;
+pub(crate) mod workers;
 
 pub use checkpoint::{
     load_checkpoint, load_model, read_checkpoint_meta, read_tensors, save_checkpoint,

@@ -493,21 +493,17 @@ where
         .take(parts.len() - 1)
         .map(|g| std::mem::replace(g, Gradients::leaky()))
         .collect();
-    let (first, rest) = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..parts.len())
-            .zip(tasks.iter_mut())
-            .zip(taken.drain(..))
-            .map(|((r, t), g)| {
-                let (part, seed, dev) = (parts[r], seeds[r], &devices[r - 1]);
-                s.spawn(move || replica_loss(shared, t, part, seed, dev, g))
-            })
-            .collect();
-        let first = replica_loss(shared, task, parts[0], seeds[0], device, grads);
-        let rest: Vec<_> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect();
-        (first, rest)
+    type ReplicaJob<'j, E, D> = Box<dyn FnOnce() -> Result<(f64, Gradients<E, D>)> + Send + 'j>;
+    let jobs: Vec<ReplicaJob<'_, E, D>> = (1..parts.len())
+        .zip(tasks.iter_mut())
+        .zip(taken.drain(..))
+        .map(|((r, t), g)| {
+            let (part, seed, dev) = (parts[r], seeds[r], &devices[r - 1]);
+            Box::new(move || replica_loss(shared, t, part, seed, dev, g)) as ReplicaJob<'_, E, D>
+        })
+        .collect();
+    let (first, rest) = super::workers::run_with(jobs, || {
+        replica_loss(shared, task, parts[0], seeds[0], device, grads)
     });
     let (mut value, grads) = first?;
     let used = rest.len();
