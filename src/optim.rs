@@ -491,14 +491,16 @@ impl<F: num_traits::Float> AdamConsts<F> {
     /// dfdx's Adam expression (`dfdx::tensor_ops::adam::cpu_kernel`) for one element
     /// with gradient `g`, in the same order of operations. With `DECAY`, dfdx's weight
     /// decay too: `L2(λ)` adds `λ θ` to the gradient first; `Decoupled(λ)` (AdamW) adds
-    /// `lr · λ · θ` to the step (without it the decay terms are compiled out).
+    /// `lr · λ · θ` to the step (without it the decay terms are compiled out). The new
+    /// moments are stored with subnormals flushed to zero ([`flush`]), where dfdx keeps
+    /// them: the same values until a moment falls below `f32::MIN_POSITIVE`.
     #[inline(always)]
     fn step<const DECAY: bool>(&self, p: &mut F, mut g: F, m: &mut F, v: &mut F) {
         if DECAY {
             g = g + self.l2 * *p;
         }
-        *m = *m * self.b1 + g * self.one_b1;
-        *v = *v * self.b2 + g.powi(2) * self.one_b2;
+        *m = flush(*m * self.b1 + g * self.one_b1);
+        *v = flush(*v * self.b2 + g.powi(2) * self.one_b2);
         let m_hat = *m * self.c1;
         let v_hat = *v * self.c2;
         let mut step = self.lr * m_hat / (v_hat.sqrt() + self.eps);
@@ -506,6 +508,22 @@ impl<F: num_traits::Float> AdamConsts<F> {
             step = step + self.decoupled * *p;
         }
         *p = *p - step;
+    }
+}
+
+/// `x`, or zero if it is subnormal (`|x|` below the smallest normal number), as the
+/// moments are stored: arithmetic on a subnormal operand costs a microcode assist of
+/// ~100 cycles on x86, and the first moment of a weight whose gradient has become
+/// exactly zero (a dead unit's) decays by `β₁` per step through the whole subnormal
+/// range (~150 steps) on its way to zero. Without this, the update of the reference
+/// VAE took 0.36 ms per step in the first epoch and 1.3 ms in the third. The step
+/// such a moment would give is below `lr · 10⁻³⁸ / ε` and is lost to rounding anyway.
+#[inline(always)]
+fn flush<F: num_traits::Float>(x: F) -> F {
+    if x.abs() < F::min_positive_value() {
+        F::zero()
+    } else {
+        x
     }
 }
 

@@ -170,3 +170,41 @@ fn update_sum_adds_the_gradient_sets_in_the_same_pass_and_zeroes_them() {
     assert_eq!(to_f64_vec(&g0.get(&p)), vec![0.0; 4]);
     assert_eq!(to_f64_vec(&more[0].get(&p)), vec![0.0; 4]);
 }
+
+/// A moment that decays into the subnormal range is stored as zero (see
+/// `latent::optim`'s `flush`), where dfdx's Adam keeps the subnormal; the parameters
+/// are unchanged by it beyond f32 rounding.
+#[test]
+fn subnormal_moments_are_flushed_to_zero() {
+    let dev = Cpu::default();
+    let mut ours: Tensor<Rank1<2>, f32, Cpu> = dev.tensor([0.5, -1.0]);
+    let mut theirs = ours.clone();
+    let cfg = AdamConfig::default();
+    let mut a = Adam::new(&ours, cfg, 1).unwrap();
+    let mut b = DfdxAdam::new(&theirs, cfg);
+    // One gradient of 1e-36 on the first coordinate (m = 1e-37, normal), then zeros:
+    // m = 1e-37 · 0.9^t is subnormal from t = 22 on (f32::MIN_POSITIVE ≈ 1.18e-38).
+    for step in 0..30 {
+        let g: Tensor<Rank1<2>, f32, Cpu> = dev.tensor(if step == 0 {
+            [1e-36, 0.25]
+        } else {
+            [0.0, 0.25]
+        });
+        for (p, opt) in [(&mut ours, true), (&mut theirs, false)] {
+            let l = (p.clone().traced(p.alloc_grads()) * g.clone()).sum();
+            let mut grads = l.backward();
+            if opt {
+                a.update(p, &mut grads).unwrap();
+            } else {
+                b.update(p, &grads).unwrap();
+            }
+        }
+    }
+    let m = &a.moments().unwrap()[0].0;
+    assert_eq!(m[0], 0.0, "the subnormal first moment is flushed");
+    assert!(m[1] > 0.1, "a normal moment is kept: {}", m[1]);
+    // dfdx keeps 1e-37 · 0.9^29 ≈ 4.7e-39, a subnormal.
+    let theirs_m = 1e-37f32 * 0.9f32.powi(29);
+    assert!(theirs_m > 0.0 && theirs_m < f32::MIN_POSITIVE);
+    assert_eq!(to_f64_vec(&ours), to_f64_vec(&theirs));
+}
