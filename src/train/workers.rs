@@ -75,7 +75,7 @@ fn serve(w: &Worker) {
         let mut spins = 0u32;
         while !w.has_job.load(Ordering::Acquire) {
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 let idle = start.elapsed();
                 if idle > SPIN {
                     w.sleeping.store(true, Ordering::SeqCst);
