@@ -75,6 +75,40 @@ fn fused_linear_matches_dfdx_matmul_plus_bias_in_values_and_gradients() {
     );
 }
 
+/// Wide enough that the forward product (inner 300) and `∂x` (inner 260) take the
+/// column-major path (computed transposed, then transposed back with the bias, or
+/// added into `∂x`); `x` is used a second time so that `∂x` must accumulate.
+#[test]
+fn fused_linear_matches_dfdx_on_the_column_major_path() {
+    let dev = Cpu::seed_from_u64(4);
+    let x: Tensor<(usize, Const<300>), f64, Cpu> = dev.sample_normal_like(&(5, Const::<300>));
+    let w: Tensor<Rank2<260, 300>, f64, Cpu> = dev.sample_normal();
+    let b: Tensor<Rank1<260>, f64, Cpu> = dev.sample_normal();
+
+    let xt = x.trace(Gradients::leaky());
+    let y = linear(xt.with_empty_tape(), &w, &b).unwrap();
+    let y_ours = to_f64_vec(&y);
+    let ours = (weighted_sum(y) + weighted_sum(xt)).backward();
+    let xt = x.clone().trace(Gradients::leaky());
+    let y = xt.with_empty_tape().matmul(
+        w.retaped::<OwnedTape<f64, Cpu>>()
+            .permute::<_, Axes2<1, 0>>(),
+    ) + b
+        .retaped::<OwnedTape<f64, Cpu>>()
+        .broadcast_like(&(5, Const::<260>));
+    let y_dfdx = to_f64_vec(&y);
+    let theirs = (weighted_sum(y) + weighted_sum(xt)).backward();
+
+    close(&y_ours, &y_dfdx, 1e-12, "y");
+    for (what, a, b) in [
+        ("∂x", to_f64_vec(&ours.get(&x)), to_f64_vec(&theirs.get(&x))),
+        ("∂W", to_f64_vec(&ours.get(&w)), to_f64_vec(&theirs.get(&w))),
+        ("∂b", to_f64_vec(&ours.get(&b)), to_f64_vec(&theirs.get(&b))),
+    ] {
+        close(&a, &b, 1e-12, what);
+    }
+}
+
 #[test]
 fn simd_product_matches_the_naive_product_on_the_reference_shapes() {
     // The reference VAE's first layer: (128 × 784) · (784 × 400), in f32.

@@ -101,6 +101,46 @@ where
     y.try_add(bias.retaped::<T>().try_broadcast_like(&shape)?)
 }
 
+/// The inner dimension from which a product `y = x Wᵀ` (`(out, in)` weight) is
+/// computed into a column-major buffer and transposed, instead of straight into the
+/// row-major output. `gemm` computes a row-major product as its transpose with the
+/// weight as the packed left operand, re-packed element by element on every call;
+/// with a column-major destination the weight is read in place (the broadcast
+/// operand) and only the activations are packed. Measured single-threaded on the
+/// reference VAE's shapes (64 rows, AVX-512): 784 → 400 forward 294 → 214 + 14 µs
+/// for the transpose, 400 → 784 forward 299 → 210 + 25 µs, its `∂x` 273 → 232 + 14 µs;
+/// below ~256 the transpose costs more than the product saves (20 → 400: 8 → 6 + 12).
+const COLUMN_MAJOR_MIN_INNER: usize = 256;
+
+/// Whether the product over `inner` with this weight layout goes column-major.
+fn column_major_pays(layout: Layout, inner: usize) -> bool {
+    matches!(layout, Layout::OutIn) && inner >= COLUMN_MAJOR_MIN_INNER
+}
+
+thread_local! {
+    /// The column-major products' buffer, kept per thread (f64 words, so aligned for
+    /// both dtypes).
+    static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a scratch slice of `n` elements of `F` (`f32` or `f64`; contents
+/// unspecified but initialized), this thread's, reused between calls.
+fn with_scratch<F: Unit, R>(n: usize, f: impl FnOnce(&mut [F]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        let words = (n * std::mem::size_of::<F>()).div_ceil(8);
+        if buf.len() < words {
+            buf.resize(words, 0.0);
+        }
+        debug_assert!(std::mem::align_of::<F>() <= 8);
+        // SAFETY: the buffer holds at least n · size_of::<F>() initialized bytes,
+        // aligned for f64 and so for F (f32 or f64: every bit pattern is a value),
+        // and is borrowed mutably for the call only.
+        let s = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<F>(), n) };
+        f(s)
+    })
+}
+
 /// How the weight's elements are laid out.
 #[derive(Clone, Copy)]
 enum Layout {
@@ -211,19 +251,39 @@ where
     let mut out: Vec<F> = Vec::with_capacity(batch * o);
     {
         let (xs, bs) = (contiguous(&x), contiguous(&b));
-        for _ in 0..batch {
-            out.extend_from_slice(bs);
-        }
-        // SAFETY: x is batch × k row-major, w_fwd views the k × O factor of the
-        // weight, out is batch × O and does not alias them.
-        unsafe {
-            gemm(
-                (batch, k, o),
-                Mat::rows(out.as_mut_ptr(), o),
-                true,
-                Mat::rows(xs.as_ptr(), k),
-                w_fwd,
-            );
+        if column_major_pays(layout, k) {
+            // y = x Wᵀ computed column-major, then transposed with the bias added.
+            with_scratch::<F, _>(batch * o, |yc| {
+                // SAFETY: x is batch × k row-major, w_fwd views the k × O factor of
+                // the weight, yc is batch × O column-major and does not alias them.
+                unsafe {
+                    gemm(
+                        (batch, k, o),
+                        Mat::cols(yc.as_mut_ptr(), batch),
+                        false,
+                        Mat::rows(xs.as_ptr(), k),
+                        w_fwd,
+                    );
+                }
+                for r in 0..batch {
+                    out.extend(bs.iter().enumerate().map(|(j, &bj)| yc[j * batch + r] + bj));
+                }
+            });
+        } else {
+            for _ in 0..batch {
+                out.extend_from_slice(bs);
+            }
+            // SAFETY: x is batch × k row-major, w_fwd views the k × O factor of the
+            // weight, out is batch × O and does not alias them.
+            unsafe {
+                gemm(
+                    (batch, k, o),
+                    Mat::rows(out.as_mut_ptr(), o),
+                    true,
+                    Mat::rows(xs.as_ptr(), k),
+                    w_fwd,
+                );
+            }
         }
     }
     let y = x
@@ -274,7 +334,26 @@ where
                         Layout::OutIn => Mat::rows(ws, k),
                         Layout::InOut => Mat::cols(ws, o),
                     };
-                    gemm((batch, o, k), Mat::rows(gx, k), true, Mat::rows(gy, o), w_t);
+                    if column_major_pays(layout, o) {
+                        // ∂y W computed column-major, then added transposed into ∂x.
+                        with_scratch::<F, _>(batch * k, |dc| {
+                            gemm(
+                                (batch, o, k),
+                                Mat::cols(dc.as_mut_ptr(), batch),
+                                false,
+                                Mat::rows(gy, o),
+                                w_t,
+                            );
+                            let gx = std::slice::from_raw_parts_mut(gx, batch * k);
+                            for (r, row) in gx.chunks_exact_mut(k).enumerate() {
+                                for (c, acc) in row.iter_mut().enumerate() {
+                                    *acc = *acc + dc[c * batch + r];
+                                }
+                            }
+                        });
+                    } else {
+                        gemm((batch, o, k), Mat::rows(gx, k), true, Mat::rows(gy, o), w_t);
+                    }
                 }
                 // ∂b += Σ_rows ∂y
                 let gb = std::slice::from_raw_parts_mut(gb, o);
