@@ -355,8 +355,14 @@ fn first_mut<S: Shape, E: Dtype, D: Device<E>>(t: &mut Tensor<S, E, D>) -> *mut 
     }
 }
 
-/// Runs the update of every item, the elements split into `threads` contiguous ranges
-/// of the concatenation of all items (small updates stay on this thread).
+/// Elements per piece of the update that a thread takes at a time: 32k (1.3 MB of
+/// the update's ten streams).
+const UPDATE_CHUNK: usize = 1 << 15;
+
+/// Runs the update of every item on `threads` threads (small updates stay on this
+/// thread): the concatenation of all items is cut into pieces of [`UPDATE_CHUNK`]
+/// elements that each thread takes in turn until none is left, so a thread slowed by
+/// the machine does less of it. Each element's update is the same whoever runs it.
 fn run<F: Unit + num_traits::Float>(
     items: &[Item],
     cfg: &AdamConfig,
@@ -365,30 +371,31 @@ fn run<F: Unit + num_traits::Float>(
     scale: f64,
 ) {
     let total: usize = items.iter().map(|i| i.len).sum();
-    let threads = if total < 1 << 16 { 1 } else { threads };
-    let per = total.div_ceil(threads.max(1)).max(1);
-    let ranges: Vec<(usize, usize)> = (0..threads)
-        .map(|r| (r * per, ((r + 1) * per).min(total)))
-        .filter(|(a, b)| a < b)
-        .collect();
-    let work = |range: (usize, usize)| {
+    let threads = if total < 1 << 16 { 1 } else { threads.max(1) };
+    let pieces = total.div_ceil(UPDATE_CHUNK);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
         vectorized(
             #[inline(always)]
-            || adam_range::<F>(items, cfg, t, range, scale),
+            || loop {
+                let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if c >= pieces {
+                    break;
+                }
+                let range = (c * UPDATE_CHUNK, ((c + 1) * UPDATE_CHUNK).min(total));
+                adam_range::<F>(items, cfg, t, range, scale);
+            },
         )
     };
-    match ranges.split_first() {
-        Some((first, rest)) if !rest.is_empty() => {
-            let work = &work;
-            let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = rest
-                .iter()
-                .map(|&r| Box::new(move || work(r)) as Box<dyn FnOnce() + Send + '_>)
-                .collect();
-            crate::train::workers::run_with(jobs, || work(*first));
-        }
-        Some((first, _)) => work(*first),
-        None => {}
+    if threads == 1 {
+        work();
+        return;
     }
+    let work = &work;
+    let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = (1..threads)
+        .map(|_| Box::new(move || work()) as Box<dyn FnOnce() + Send + '_>)
+        .collect();
+    crate::train::workers::run_with(jobs, work);
 }
 
 /// The update of elements `lo..hi` of the concatenation of all items.
