@@ -7,6 +7,7 @@ use dfdx::shapes::Unit;
 
 use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
 use super::gemm::{gemm, Mat};
+use super::transpose::{transpose_into, Store};
 use crate::ops::Real;
 
 /// A `(batch, N)` tensor.
@@ -265,8 +266,11 @@ where
                         w_fwd,
                     );
                 }
-                for r in 0..batch {
-                    out.extend(bs.iter().enumerate().map(|(j, &bj)| yc[j * batch + r] + bj));
+                // SAFETY: yc holds batch · O values, out has room for as many and
+                // every one is written (`Store::Bias`) before the length is set.
+                unsafe {
+                    transpose_into(yc, batch, o, Store::Bias(bs), out.as_mut_ptr());
+                    out.set_len(batch * o);
                 }
             });
         } else {
@@ -344,12 +348,7 @@ where
                                 Mat::rows(gy, o),
                                 w_t,
                             );
-                            let gx = std::slice::from_raw_parts_mut(gx, batch * k);
-                            for (r, row) in gx.chunks_exact_mut(k).enumerate() {
-                                for (c, acc) in row.iter_mut().enumerate() {
-                                    *acc = *acc + dc[c * batch + r];
-                                }
-                            }
+                            transpose_into(dc, batch, k, Store::Add, gx);
                         });
                     } else {
                         gemm((batch, o, k), Mat::rows(gx, k), true, Mat::rows(gy, o), w_t);

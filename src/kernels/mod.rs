@@ -22,6 +22,7 @@ mod linear;
 mod math;
 mod shift_add;
 pub(crate) mod simd;
+mod transpose;
 
 pub use bernoulli::bernoulli_log_prob;
 pub use gather::gather_rows;
