@@ -393,7 +393,7 @@ fn run<F: Unit + num_traits::Float>(
     }
     let work = &work;
     let jobs: Vec<Box<dyn FnOnce() + Send + '_>> = (1..threads)
-        .map(|_| Box::new(move || work()) as Box<dyn FnOnce() + Send + '_>)
+        .map(|_| Box::new(work) as Box<dyn FnOnce() + Send + '_>)
         .collect();
     crate::train::workers::run_with(jobs, work);
 }
