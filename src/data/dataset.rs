@@ -249,37 +249,42 @@ impl Dataset {
                 // comparison per pixel: P(u < ⌈v·2³²/255⌉ / 2³²) = v/255 up to 2⁻³².
                 // (Drawing an f64 from the ChaCha generator per pixel took 10% of a
                 // reference-VAE training step.)
+                // r < ⌈v·2³²/255⌉ ⟺ r < v·2³²/255 ⟺ 255·r < v·2³² for an integer r, so
+                // the comparison needs no table (255·r < 2⁴⁰ fits in a u64).
                 let mut fast = Xoshiro256PlusPlus::seed_from_u64(rng.next_u64());
-                let threshold: Vec<u64> = (0..256u64).map(|v| (v << 32).div_ceil(255)).collect();
                 let (one, zero) = (E::one(), E::zero());
                 let dim = self.dim();
                 // The draws of one image, in the order the pixels use them: pixel 2j
                 // takes the low and pixel 2j+1 the high half of draw j; an odd last
                 // pixel the high half of one more draw.
                 let mut draws = vec![0u64; dim.div_ceil(2)];
-                let mut bits = vec![0u64; dim];
                 for &i in indices {
                     let image = self.image(i);
                     for d in draws.iter_mut() {
                         *d = fast.next_u64();
                     }
-                    let mut pairs = bits.chunks_exact_mut(2);
-                    for (pair, &d) in (&mut pairs).zip(&draws) {
-                        pair[0] = d & 0xffff_ffff;
-                        pair[1] = d >> 32;
-                    }
-                    if let (Some(last), Some(&d)) =
-                        (pairs.into_remainder().first_mut(), draws.last())
-                    {
-                        *last = d >> 32;
-                    }
                     let start = out.len();
                     out.resize(start + dim, zero);
+                    let below = |r: u64, v: u8| 255 * r < (v as u64) << 32;
                     crate::kernels::simd::vectorized(
                         #[inline(always)]
                         || {
-                            for ((o, &v), &r) in out[start..].iter_mut().zip(image).zip(&bits) {
-                                *o = if r < threshold[v as usize] { one } else { zero };
+                            let mut o = out[start..].chunks_exact_mut(2);
+                            let mut v = image.chunks_exact(2);
+                            for ((o, v), &d) in (&mut o).zip(&mut v).zip(&draws) {
+                                o[0] = if below(d & 0xffff_ffff, v[0]) {
+                                    one
+                                } else {
+                                    zero
+                                };
+                                o[1] = if below(d >> 32, v[1]) { one } else { zero };
+                            }
+                            if let (Some(o), Some(&v), Some(&d)) = (
+                                o.into_remainder().first_mut(),
+                                v.remainder().first(),
+                                draws.last(),
+                            ) {
+                                *o = if below(d >> 32, v) { one } else { zero };
                             }
                         },
                     );
