@@ -70,8 +70,9 @@ pub fn detach<S: Shape, E: Dtype, D: Device<E>, T: Tape<E, D>>(
 /// backward pass, a sixth of a training step's arithmetic.
 ///
 /// `x` has no tape, so it cannot depend on parameters and no parameter's gradient can
-/// need `∂x`. Only the `Cpu` paths of [`crate::kernels::linear`] and
-/// [`crate::kernels::affine_rows`] (which skip `∂x`) and [`crate::kernels::gather_rows`]
+/// need `∂x`. Only the `Cpu` paths of [`crate::kernels::linear`],
+/// [`crate::kernels::affine_rows`] and [`crate::kernels::bernoulli_log_prob`] (which
+/// skip `∂x`) and [`crate::kernels::gather_rows`]
 /// (whose rows of observed data are observed too) read the promise; every other
 /// operation, and `x`'s own entry in the gradients, behave as after `x.traced(grads)`
 /// (that entry then stays zero where the promise was used). The mark holds a reference

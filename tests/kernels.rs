@@ -428,3 +428,36 @@ fn test_nll_across_threads_is_reproducible_and_agrees_with_one_thread() {
         "an untrained model's NLL in nats"
     );
 }
+
+/// The fused Bernoulli log-likelihood also keeps the promise of `latent::observed`: no
+/// gradient with respect to observed targets, the same gradient for the logits.
+#[test]
+fn observed_targets_get_no_gradient_from_the_bernoulli_likelihood() {
+    let dev = Cpu::seed_from_u64(6);
+    let logits: Tensor<(usize, Const<37>), f32, Cpu> = dev.sample_normal_like(&(4, Const));
+    let u: Tensor<(usize, Const<37>), f32, Cpu> = dev.sample_uniform_like(&(4, Const));
+    let x = dev.tensor_from_vec(
+        u.as_vec()
+            .iter()
+            .map(|&v| if v < 0.5 { 0.0 } else { 1.0 })
+            .collect(),
+        (4, Const::<37>),
+    );
+    let run = |observed: bool| {
+        let l = logits.clone().traced(Gradients::leaky());
+        let t = if observed {
+            latent::observed(x.clone(), Gradients::leaky())
+        } else {
+            x.clone().traced(Gradients::leaky())
+        };
+        bernoulli_log_prob(l, t).sum().backward()
+    };
+    let (traced, observed) = (run(false), run(true));
+    assert_eq!(
+        to_f64_vec(&traced.get(&logits)),
+        to_f64_vec(&observed.get(&logits))
+    );
+    // ∂/∂x of Σ x ℓ − softplus(ℓ) is ℓ: not zero unless asked for nothing.
+    assert_eq!(to_f64_vec(&traced.get(&x)), to_f64_vec(&logits));
+    assert!(to_f64_vec(&observed.get(&x)).iter().all(|v| *v == 0.0));
+}

@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 use dfdx::shapes::Unit;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, same, same_mut, slice};
+use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
 use super::math::RowMath;
 use super::simd::vectorized;
 use crate::ops::{Events, PerExample, Real};
@@ -105,10 +105,14 @@ where
     };
     if T::OWNS_TAPE {
         let y_ghost = y.ghost();
+        // No ∂x for observed data (`crate::ops::observed`); its entry is still
+        // allocated, so it reads as zero.
+        let need_dx = !is_observed(contiguous(&x));
         tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
             let g: &mut Gradients<F, Cpu> = same_mut(grads);
             let gl = grad_ptr(g, &l).map_err(same::<CpuError, D::Err>)?;
             let gx = grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?;
+            let gx = need_dx.then_some(gx);
             let gy: *const F = g
                 .get_or_alloc_mut(&y_ghost)
                 .map_err(same::<CpuError, D::Err>)?
@@ -118,26 +122,37 @@ where
             let (gl, gx, gy) = unsafe {
                 (
                     std::slice::from_raw_parts_mut(gl, batch * n_all),
-                    std::slice::from_raw_parts_mut(gx, batch * n_all),
+                    gx.map(|gx| std::slice::from_raw_parts_mut(gx, batch * n_all)),
                     std::slice::from_raw_parts(gy, batch),
                 )
             };
             let rows = gl
                 .chunks_exact_mut(n)
-                .zip(gx.chunks_exact_mut(n))
                 .zip(ls.chunks_exact(n).zip(xs.chunks_exact(n)))
                 .zip(sig.chunks_exact(n).zip(gy));
-            vectorized(
-                #[inline(always)]
-                || {
-                    for (((glr, gxr), (lr, xr)), (sr, &g)) in rows {
-                        for i in 0..glr.len() {
-                            glr[i] = glr[i] + g * (xr[i] - sr[i]);
-                            gxr[i] = gxr[i] + g * lr[i];
+            match gx {
+                Some(gx) => vectorized(
+                    #[inline(always)]
+                    || {
+                        for (((glr, (lr, xr)), (sr, &g)), gxr) in rows.zip(gx.chunks_exact_mut(n)) {
+                            for i in 0..glr.len() {
+                                glr[i] = glr[i] + g * (xr[i] - sr[i]);
+                                gxr[i] = gxr[i] + g * lr[i];
+                            }
                         }
-                    }
-                },
-            );
+                    },
+                ),
+                None => vectorized(
+                    #[inline(always)]
+                    || {
+                        for ((glr, (_, xr)), (sr, &g)) in rows {
+                            for i in 0..glr.len() {
+                                glr[i] = glr[i] + g * (xr[i] - sr[i]);
+                            }
+                        }
+                    },
+                ),
+            }
             Ok(())
         });
     }

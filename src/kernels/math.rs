@@ -46,26 +46,43 @@ impl RowMath for f32 {
         let mut acc = [0.0f32; LANES];
         let mut scratch = [0.0f32; LANES];
         let n = l.len().min(x.len());
+        let full = n / LANES * LANES;
         let mut sig = sig;
-        let mut start = 0;
-        while start < n {
-            let w = LANES.min(n - start);
-            let (lc, xc) = (&l[start..start + w], &x[start..start + w]);
-            let s_out: &mut [f32] = match sig.as_deref_mut() {
-                Some(s) => &mut s[start..start + w],
-                None => &mut scratch[..w],
+        // Whole chunks of LANES with a fixed trip count (one vector instruction per
+        // step), then the rest; element `start + i` always goes to lane `i`.
+        for start in (0..full).step_by(LANES) {
+            let lc: &[f32; LANES] = l[start..start + LANES].try_into().unwrap_or(&[0.0; LANES]);
+            let xc: &[f32; LANES] = x[start..start + LANES].try_into().unwrap_or(&[0.0; LANES]);
+            let s_out: &mut [f32; LANES] = match sig.as_deref_mut() {
+                Some(s) => match (&mut s[start..start + LANES]).try_into() {
+                    Ok(s) => s,
+                    Err(_) => &mut scratch,
+                },
+                None => &mut scratch,
             };
-            for i in 0..w {
-                let li = lc[i];
-                let e = exp_nonpositive(-li.abs());
-                acc[i] += xc[i] * li - li.max(0.0) - ln_1p_unit(e);
-                let s = 1.0 / (1.0 + e);
-                s_out[i] = if li >= 0.0 { s } else { e * s };
+            for i in 0..LANES {
+                bernoulli_lane(lc[i], xc[i], &mut acc[i], &mut s_out[i]);
             }
-            start += w;
+        }
+        for (i, j) in (full..n).enumerate() {
+            let mut s = 0.0;
+            bernoulli_lane(l[j], x[j], &mut acc[i], &mut s);
+            if let Some(sig) = sig.as_deref_mut() {
+                sig[j] = s;
+            }
         }
         acc.iter().sum()
     }
+}
+
+/// One element of [`RowMath::bernoulli_row`] in `f32`: adds `x ℓ − softplus(ℓ)` to
+/// `acc` and writes `σ(ℓ)` to `sig`.
+#[inline(always)]
+fn bernoulli_lane(li: f32, xi: f32, acc: &mut f32, sig: &mut f32) {
+    let e = exp_nonpositive(-li.abs());
+    *acc += xi * li - li.max(0.0) - ln_1p_unit(e);
+    let s = 1.0 / (1.0 + e);
+    *sig = if li >= 0.0 { s } else { e * s };
 }
 
 /// `e^x` for `x ≤ 0` in `f32`, branch-free: `x = n ln 2 + r` with `n = round(x / ln 2)`
@@ -97,8 +114,11 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
     ] {
         p = p * r + c;
     }
-    // n ∈ [−126, 0]: the biased exponent n + 127 is a normal number's.
-    let bits = ((n as i32 + 127) as u32) << 23;
+    // n ∈ [−126, 0]: the biased exponent n + 127 is a normal number's. n sits in the
+    // low mantissa bits of t = 1.5 · 2²³ + n, whose low 9 bits are therefore n + 127
+    // after adding 127: integer lane operations, where `n as i32` (a saturating
+    // conversion) compiled to one scalar conversion per lane.
+    let bits = t.to_bits().wrapping_add(127) << 23;
     p * f32::from_bits(bits)
 }
 
