@@ -356,12 +356,17 @@ where
                 }
                 // ∂b += Σ_rows ∂y
                 let gb = std::slice::from_raw_parts_mut(gb, o);
-                for r in 0..batch {
-                    let row = std::slice::from_raw_parts(gy.add(r * o), o);
-                    for (acc, &v) in gb.iter_mut().zip(row) {
-                        *acc = *acc + v;
-                    }
-                }
+                let gys = std::slice::from_raw_parts(gy, batch * o);
+                super::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for row in gys.chunks_exact(o.max(1)) {
+                            for (acc, &v) in gb.iter_mut().zip(row) {
+                                *acc = *acc + v;
+                            }
+                        }
+                    },
+                );
             }
             Ok(())
         }))
