@@ -35,11 +35,6 @@ use latent_models::{
 
 const THREADS: usize = 2;
 
-// As in the examples: dfdx allocates every intermediate and gradient buffer afresh each
-// step, and mimalloc serves them from its heaps (glibc's malloc costs 3-5% here).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()

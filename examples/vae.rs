@@ -82,11 +82,6 @@ struct Args {
 /// The MLP VAE at run-time sizes with likelihood head `L` and prior head `P`.
 type Model<L, P> = MlpVae<usize, usize, usize, f32, Dev, L, P>;
 
-// dfdx allocates every intermediate and every gradient buffer afresh each step;
-// mimalloc serves them from its heaps.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let args = Args::parse();
     common::main(|| run(args));
