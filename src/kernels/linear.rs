@@ -124,8 +124,14 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The most f64 words of scratch a thread keeps between calls (64 MiB): a larger
+/// product (an importance-sampled evaluation's thousands of rows) gets its buffer for
+/// the call only.
+const SCRATCH_KEPT: usize = 1 << 23;
+
 /// Runs `f` on a scratch slice of `n` elements of `F` (`f32` or `f64`; contents
-/// unspecified but initialized), this thread's, reused between calls.
+/// unspecified but initialized), this thread's, reused between calls up to
+/// [`SCRATCH_KEPT`].
 fn with_scratch<F: Unit, R>(n: usize, f: impl FnOnce(&mut [F]) -> R) -> R {
     SCRATCH.with(|cell| {
         let mut buf = cell.borrow_mut();
@@ -138,7 +144,11 @@ fn with_scratch<F: Unit, R>(n: usize, f: impl FnOnce(&mut [F]) -> R) -> R {
         // aligned for f64 and so for F (f32 or f64: every bit pattern is a value),
         // and is borrowed mutably for the call only.
         let s = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<F>(), n) };
-        f(s)
+        let r = f(s);
+        if buf.len() > SCRATCH_KEPT {
+            *buf = Vec::new();
+        }
+        r
     })
 }
 
