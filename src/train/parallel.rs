@@ -393,21 +393,15 @@ where
                 .map(|j| (j, f(&batches[j], dev)))
                 .collect()
         };
-        let mut all: Vec<(usize, Result<T>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = devices
-                .iter()
-                .enumerate()
-                .map(|(i, dev)| {
-                    let run = &run;
-                    s.spawn(move || run(i + 1, dev))
-                })
-                .collect();
-            let mut all = run(0, device);
-            for h in handles {
-                all.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-            }
-            all
-        });
+        type BatchJob<'j, T> = Box<dyn FnOnce() -> Vec<(usize, Result<T>)> + Send + 'j>;
+        let run = &run;
+        let jobs: Vec<BatchJob<'_, T>> = devices
+            .iter()
+            .enumerate()
+            .map(|(i, dev)| Box::new(move || run(i + 1, dev)) as BatchJob<'_, T>)
+            .collect();
+        let (mut all, rest) = super::workers::run_with(jobs, || run(0, device));
+        all.extend(rest.into_iter().flatten());
         all.sort_by_key(|(j, _)| *j);
         all.into_iter().map(|(_, r)| r).collect()
     }
