@@ -1,6 +1,7 @@
 //! Transposing a column-major product back into row-major rows: `dst = srcᵀ + bias`
 //! (a layer's output) or `dst += srcᵀ` (an input gradient), in 16 × 16 blocks
-//! transposed in AVX-512 registers where the processor has them.
+//! transposed in AVX-512 registers where the processor has them, else 8 × 8 blocks in
+//! AVX registers.
 
 use std::any::TypeId;
 
@@ -31,28 +32,40 @@ pub(crate) unsafe fn transpose_into<F: Unit + num_traits::Float>(
     debug_assert!(src.len() >= rows * cols);
     let (mut r0, mut c0) = (0, 0);
     #[cfg(target_arch = "x86_64")]
-    if TypeId::of::<F>() == TypeId::of::<f32>() && std::arch::is_x86_feature_detected!("avx512f") {
-        let (rb, cb) = (rows / 16 * 16, cols / 16 * 16);
-        let src32 = src.as_ptr().cast::<f32>();
-        let dst32 = dst.cast::<f32>();
-        let bias = match how {
-            Store::Bias(b) => Some(b.as_ptr().cast::<f32>()),
-            Store::Add => None,
+    if TypeId::of::<F>() == TypeId::of::<f32>() {
+        type Block = unsafe fn(*const f32, usize, *mut f32, usize, Option<*const f32>);
+        let (side, block): (usize, Block) = if std::arch::is_x86_feature_detected!("avx512f") {
+            (16, block16)
+        } else if std::arch::is_x86_feature_detected!("avx") {
+            (8, block8)
+        } else {
+            (0, block8)
         };
-        for r in (0..rb).step_by(16) {
-            for c in (0..cb).step_by(16) {
-                block16(
-                    src32.add(c * rows + r),
-                    rows,
-                    dst32.add(r * cols + c),
-                    cols,
-                    bias.map(|b| b.add(c)),
-                );
+        if side > 0 {
+            let (rb, cb) = (rows / side * side, cols / side * side);
+            let src32 = src.as_ptr().cast::<f32>();
+            let dst32 = dst.cast::<f32>();
+            let bias = match how {
+                Store::Bias(b) => Some(b.as_ptr().cast::<f32>()),
+                Store::Add => None,
+            };
+            for r in (0..rb).step_by(side) {
+                for c in (0..cb).step_by(side) {
+                    // SAFETY: the processor has the block's features (checked above);
+                    // the block lies inside `src` and `dst`.
+                    block(
+                        src32.add(c * rows + r),
+                        rows,
+                        dst32.add(r * cols + c),
+                        cols,
+                        bias.map(|b| b.add(c)),
+                    );
+                }
             }
+            // The rest (a ragged right edge and bottom edge) element by element.
+            scalar(src, rows, cols, how, dst, (0, rb), (cb, cols));
+            (r0, c0) = (rb, 0);
         }
-        // The rest (a ragged right edge and bottom edge) element by element.
-        scalar(src, rows, cols, how, dst, (0, rb), (cb, cols));
-        (r0, c0) = (rb, 0);
     }
     scalar(src, rows, cols, how, dst, (r0, rows), (c0, cols));
 }
@@ -134,14 +147,60 @@ unsafe fn block16(
     }
 }
 
+/// One 8 × 8 block in AVX registers (the processors without AVX-512): as [`block16`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn block8(src: *const f32, lds: usize, dst: *mut f32, ldd: usize, bias: Option<*const f32>) {
+    use std::arch::x86_64::*;
+    let mut v = [_mm256_setzero_ps(); 8];
+    for (c, v) in v.iter_mut().enumerate() {
+        *v = _mm256_loadu_ps(src.add(c * lds));
+    }
+    // Pairs of single elements, then of pairs, then the two 128-bit halves.
+    let mut t = [_mm256_setzero_ps(); 8];
+    for i in 0..4 {
+        t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+    }
+    for i in 0..2 {
+        let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+        v[4 * i] = _mm256_shuffle_ps::<0x44>(a, c);
+        v[4 * i + 1] = _mm256_shuffle_ps::<0xee>(a, c);
+        v[4 * i + 2] = _mm256_shuffle_ps::<0x44>(b, d);
+        v[4 * i + 3] = _mm256_shuffle_ps::<0xee>(b, d);
+    }
+    for q in 0..4 {
+        t[q] = _mm256_permute2f128_ps::<0x20>(v[q], v[4 + q]);
+        t[4 + q] = _mm256_permute2f128_ps::<0x31>(v[q], v[4 + q]);
+    }
+    for (r, v) in t.iter().enumerate() {
+        let at = dst.add(r * ldd);
+        let add = match bias {
+            Some(b) => _mm256_loadu_ps(b),
+            None => _mm256_loadu_ps(at),
+        };
+        _mm256_storeu_ps(at, _mm256_add_ps(*v, add));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{transpose_into, Store};
 
-    /// Every shape around the 16 × 16 blocks, both modes, against the index formula.
+    /// Every shape around the 16 × 16 and 8 × 8 blocks, both modes, against the index formula.
     #[test]
     fn transposes_every_element_once() {
-        for (rows, cols) in [(64, 400), (16, 16), (17, 33), (5, 3), (48, 784), (31, 16)] {
+        for (rows, cols) in [
+            (64, 400),
+            (16, 16),
+            (17, 33),
+            (5, 3),
+            (48, 784),
+            (31, 16),
+            (8, 8),
+            (9, 23),
+            (15, 7),
+        ] {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5).collect();
             let bias: Vec<f32> = (0..cols).map(|c| 1e5 * c as f32).collect();
             let mut out = vec![f32::NAN; rows * cols];
