@@ -34,14 +34,14 @@ pub(crate) unsafe fn transpose_into<F: Unit + num_traits::Float>(
     #[cfg(target_arch = "x86_64")]
     if TypeId::of::<F>() == TypeId::of::<f32>() {
         type Block = unsafe fn(*const f32, usize, *mut f32, usize, Option<*const f32>);
-        let (side, block): (usize, Block) = if std::arch::is_x86_feature_detected!("avx512f") {
-            (16, block16)
+        let blocks: Option<(usize, Block)> = if std::arch::is_x86_feature_detected!("avx512f") {
+            Some((16, block16))
         } else if std::arch::is_x86_feature_detected!("avx") {
-            (8, block8)
+            Some((8, block8))
         } else {
-            (0, block8)
+            None
         };
-        if side > 0 {
+        if let Some((side, block)) = blocks {
             let (rb, cb) = (rows / side * side, cols / side * side);
             let src32 = src.as_ptr().cast::<f32>();
             let dst32 = dst.cast::<f32>();
