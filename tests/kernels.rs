@@ -395,6 +395,76 @@ fn shift_add_conv_matches_the_im2col_convolution_in_values_and_gradients() {
     }
 }
 
+/// The im2col convolution as one operation agrees with its composition from
+/// `gather_rows` and `affine_rows` (each checked against dfdx above) in values and in
+/// the gradients of the input, kernel and bias: a 4×4 stride-2 convolution with
+/// padding 1 from 3 to 5 channels on two 6×6 images (the encoder's kind of layer).
+#[test]
+fn im2col_conv_matches_its_composition_in_values_and_gradients() {
+    use latent::kernels::{affine_rows, gather_rows, im2col_conv};
+    let dev = Cpu::seed_from_u64(11);
+    let (b, h, w, k, s, p) = (2usize, 6usize, 6usize, 4isize, 2isize, 1isize);
+    let n = b * h * w;
+    let x: Tensor<(usize, Const<3>), f64, Cpu> = dev.sample_normal_like(&(n, Const));
+    let kernel: Tensor<Rank4<4, 4, 3, 5>, f64, Cpu> = dev.sample_normal(); // (kh, kw, I, O)
+    let bias: Tensor<Rank1<5>, f64, Cpu> = dev.sample_normal();
+    let (ho, wo) = (
+        (h as isize + 2 * p - k) / s + 1,
+        (w as isize + 2 * p - k) / s + 1,
+    );
+    let mut taps = Vec::new();
+    for bi in 0..b {
+        for i in 0..ho {
+            for j in 0..wo {
+                for di in 0..k {
+                    for dj in 0..k {
+                        let (y, xx) = (i * s + di - p, j * s + dj - p);
+                        let inside = y >= 0 && xx >= 0 && y < h as isize && xx < w as isize;
+                        taps.push(if inside {
+                            bi * h * w + y as usize * w + xx as usize
+                        } else {
+                            n // padding
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let m = taps.len() / 16;
+    assert!(taps.contains(&n), "the taps include padding");
+    let ours = im2col_conv(x.trace(Gradients::leaky()), &kernel, &bias, &taps).unwrap();
+    assert_eq!(ours.shape().0, m);
+    let y_ours = to_f64_vec(&ours);
+    let g_ours = weighted_sum(ours).backward();
+    let theirs = {
+        let cols = gather_rows(x.trace(Gradients::leaky()), &taps).unwrap();
+        affine_rows(cols.reshape_like(&(m, 48)), &kernel, &bias).unwrap()
+    };
+    let y_theirs = to_f64_vec(&theirs);
+    let g_theirs = weighted_sum(theirs).backward();
+    close(&y_ours, &y_theirs, 1e-12, "y");
+    for (what, a, b) in [
+        (
+            "∂x",
+            to_f64_vec(&g_ours.get(&x)),
+            to_f64_vec(&g_theirs.get(&x)),
+        ),
+        (
+            "∂W",
+            to_f64_vec(&g_ours.get(&kernel)),
+            to_f64_vec(&g_theirs.get(&kernel)),
+        ),
+        (
+            "∂b",
+            to_f64_vec(&g_ours.get(&bias)),
+            to_f64_vec(&g_theirs.get(&bias)),
+        ),
+    ] {
+        assert!(a.iter().any(|v| *v != 0.0), "{what} is not all zero");
+        close(&a, &b, 1e-12, what);
+    }
+}
+
 #[test]
 fn test_nll_across_threads_is_reproducible_and_agrees_with_one_thread() {
     use latent::eval::{test_nll, EvalOptions};

@@ -12,7 +12,7 @@
 //! the rows of the last encoder map.
 
 use dfdx::prelude::*;
-use latent::kernels::{affine_rows, gather_rows, shift_add_conv};
+use latent::kernels::{gather_rows, im2col_conv, shift_add_conv};
 use latent::ops::cst;
 use latent::{Events, Real};
 
@@ -256,8 +256,7 @@ impl<
         if m == n && O < I {
             return shift_add_conv(x, &self.weight, &self.bias, &idx);
         }
-        let cols = gather_rows(x, &idx)?.try_reshape_like(&(m, K * K * I))?;
-        affine_rows(cols, &self.weight, &self.bias)
+        im2col_conv(x, &self.weight, &self.bias, &idx)
     }
 }
 

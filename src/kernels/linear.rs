@@ -132,7 +132,7 @@ const SCRATCH_KEPT: usize = 1 << 23;
 /// Runs `f` on a scratch slice of `n` elements of `F` (`f32` or `f64`; contents
 /// unspecified but initialized), this thread's, reused between calls up to
 /// [`SCRATCH_KEPT`].
-fn with_scratch<F: Unit, R>(n: usize, f: impl FnOnce(&mut [F]) -> R) -> R {
+pub(crate) fn with_scratch<F: Unit, R>(n: usize, f: impl FnOnce(&mut [F]) -> R) -> R {
     SCRATCH.with(|cell| {
         let mut buf = cell.borrow_mut();
         let words = (n * std::mem::size_of::<F>()).div_ceil(8);

@@ -1,0 +1,213 @@
+//! The im2col convolution on channels-last rows as one operation: the im2col matrix is
+//! built and kept inside it, so that neither it nor its gradient becomes a dfdx tensor
+//! (a zeroed gradient buffer of the matrix's size, megabytes per layer and step, that
+//! the products then overwrite).
+
+use dfdx::prelude::*;
+
+use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
+use super::gather::gather_rows;
+use super::gemm::{gemm, Mat};
+use super::linear::{affine_rows, with_scratch};
+use crate::ops::{Events, Real};
+
+/// A convolution given by its taps: `y[r] = b + Σ_t x[taps[r·T + t]] · W[t]`, where
+/// `x` is `(n, I)` (one row per input pixel, channels last), `weight` holds the
+/// row-major `(T, I, O)` kernel (e.g. a `(kh, kw, I, O)` HWIO kernel, `T = kh·kw`),
+/// `bias` is `(O,)`, `taps` has `T` source rows for each output row (a value `≥ n` is
+/// zero padding) and `y` is `(taps.len() / T, O)`. Gradients reach `x`, `weight` and
+/// `bias`. Any stride or padding is expressed by `taps`.
+///
+/// The values and gradients of `affine_rows(gather_rows(x, taps).reshape(m, T·I),
+/// weight, bias)` ([`affine_rows`], [`gather_rows`]): the im2col matrix `C` (`m × T·I`)
+/// is gathered, `y = C W + b` is one product, and the backward pass computes
+/// `∂W += Cᵀ ∂y`, `∂b += Σ_r ∂y[r]` and, unless `x` is observed data
+/// ([`crate::ops::observed`]), `∂C = ∂y Wᵀ` into a reused per-thread buffer, scattered
+/// back as `∂x[taps[j]] += ∂C[j]` (the col2im step). On the `Cpu` with `f32`/`f64` and
+/// contiguous operands it runs as one operation with single-threaded `gemm` products;
+/// elsewhere (CUDA) it is the composition above.
+///
+/// # Panics
+/// If `taps.len()` is not a multiple of `T` or `weight` does not hold `T · I · O`
+/// values, where `T = weight elements / (I · O)`.
+///
+/// # Errors
+/// The device's allocation errors.
+pub fn im2col_conv<I: Dim, O: Dim, S, E, D, T>(
+    x: Events<I, E, D, T>,
+    weight: &Tensor<S, E, D>,
+    bias: &Tensor<(O,), E, D>,
+    taps: &[usize],
+) -> Result<Events<O, E, D, T>, D::Err>
+where
+    S: Shape,
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+{
+    let (i, o) = (x.shape().1.size(), bias.shape().0.size());
+    let nw = weight.shape().num_elements();
+    assert!(
+        i * o > 0 && nw.is_multiple_of(i * o),
+        "im2col_conv: a weight of {nw} values is not (taps, {i}, {o})"
+    );
+    let t = nw / (i * o);
+    assert!(
+        taps.len().is_multiple_of(t),
+        "im2col_conv: {} taps are not a multiple of {t} per output row",
+        taps.len()
+    );
+    let m = taps.len() / t;
+    let (x, tape) = x.split_tape();
+    if is_cpu::<E, D, f32>() && contiguous_operands::<_, _, _, _, _, f32>(&x, weight, bias) {
+        return fast::<I, O, S, E, D, T, f32>(x, tape, weight, bias, taps, t);
+    }
+    if is_cpu::<E, D, f64>() && contiguous_operands::<_, _, _, _, _, f64>(&x, weight, bias) {
+        return fast::<I, O, S, E, D, T, f64>(x, tape, weight, bias, taps, t);
+    }
+    let cols = gather_rows(x.put_tape(tape), taps)?.try_reshape_like(&(m, t * i))?;
+    affine_rows(cols, weight, bias)
+}
+
+fn contiguous_operands<I: Dim, O: Dim, S: Shape, E: Real, D: Device<E>, F>(
+    x: &Events<I, E, D>,
+    weight: &Tensor<S, E, D>,
+    bias: &Tensor<(O,), E, D>,
+) -> bool
+where
+    F: dfdx::shapes::Unit,
+{
+    slice::<_, _, _, _, F>(x).is_some()
+        && slice::<_, _, _, _, F>(weight).is_some()
+        && slice::<_, _, _, _, F>(bias).is_some()
+}
+
+fn fast<I: Dim, O: Dim, S, E, D, T, F>(
+    x: Events<I, E, D>,
+    mut tape: T,
+    weight: &Tensor<S, E, D>,
+    bias: &Tensor<(O,), E, D>,
+    taps: &[usize],
+    t: usize,
+) -> Result<Events<O, E, D, T>, D::Err>
+where
+    S: Shape,
+    E: Real,
+    D: Device<E>,
+    T: Tape<E, D>,
+    F: dfdx::shapes::Unit + num_traits::Float,
+{
+    let x: Events<I, F, Cpu> = same(x);
+    let w: Tensor<S, F, Cpu> = same(weight.clone());
+    let b: Tensor<(O,), F, Cpu> = same(bias.clone());
+    let (n, i) = (x.shape().0, x.shape().1.size());
+    let o = b.shape().0.size();
+    let (m, ti) = (taps.len() / t, t * i);
+    // The im2col matrix C (m × T·I): row j of x at each tap, zeros for padding.
+    let xs = contiguous(&x);
+    let mut cols: Vec<F> = Vec::with_capacity(m * ti);
+    for &src in taps {
+        if src < n {
+            cols.extend_from_slice(&xs[src * i..(src + 1) * i]);
+        } else {
+            cols.extend(std::iter::repeat_n(F::zero(), i));
+        }
+    }
+    // y = b + C W.
+    let mut out: Vec<F> = Vec::with_capacity(m * o);
+    for _ in 0..m {
+        out.extend_from_slice(contiguous(&b));
+    }
+    // SAFETY: cols is m × ti, the weight ti × o and out m × o, all row-major; out is
+    // distinct from both operands.
+    unsafe {
+        gemm(
+            (m, ti, o),
+            Mat::rows(out.as_mut_ptr(), o),
+            true,
+            Mat::rows(cols.as_ptr(), ti),
+            Mat::rows(contiguous(&w).as_ptr(), o),
+        );
+    }
+    let y = x
+        .device()
+        .try_tensor_from_vec(out, (m, b.shape().0))
+        .map_err(same::<CpuError, D::Err>)?;
+    if T::OWNS_TAPE {
+        let need_dx = !is_observed(xs);
+        let y_ghost = y.ghost();
+        let taps = taps.to_vec();
+        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
+            let g: &mut Gradients<F, Cpu> = same_mut(grads);
+            let (gw, gb) = (
+                grad_ptr(g, &w).map_err(same::<CpuError, D::Err>)?,
+                grad_ptr(g, &b).map_err(same::<CpuError, D::Err>)?,
+            );
+            let gx = if need_dx {
+                Some(grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?)
+            } else {
+                None
+            };
+            let gy: *const F = g
+                .get_or_alloc_mut(&y_ghost)
+                .map_err(same::<CpuError, D::Err>)?
+                .as_ptr();
+            let ws = contiguous(&w).as_ptr();
+            // SAFETY: distinct tensors' gradient buffers of their tensors' lengths
+            // (dfdx allocates them so); cols and the forward tensors live in this
+            // closure.
+            unsafe {
+                // ∂W (ti × o) += Cᵀ (ti × m) · ∂y (m × o)
+                gemm(
+                    (ti, m, o),
+                    Mat::rows(gw, o),
+                    true,
+                    Mat::cols(cols.as_ptr(), ti),
+                    Mat::rows(gy, o),
+                );
+                let gys = std::slice::from_raw_parts(gy, m * o);
+                let gb = std::slice::from_raw_parts_mut(gb, o);
+                super::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for row in gys.chunks_exact(o) {
+                            for (acc, &v) in gb.iter_mut().zip(row) {
+                                *acc = *acc + v;
+                            }
+                        }
+                    },
+                );
+                if let Some(gx) = gx {
+                    let gx = std::slice::from_raw_parts_mut(gx, n * i);
+                    with_scratch::<F, _>(m * ti, |gc| {
+                        // ∂C (m × ti) = ∂y (m × o) · Wᵀ (o × ti), overwriting the buffer.
+                        gemm(
+                            (m, o, ti),
+                            Mat::rows(gc.as_mut_ptr(), ti),
+                            false,
+                            Mat::rows(gy, o),
+                            Mat::cols(ws, o),
+                        );
+                        // col2im: ∂x[taps[j]] += ∂C[j].
+                        super::simd::vectorized(
+                            #[inline(always)]
+                            || {
+                                for (&src, row) in taps.iter().zip(gc.chunks_exact(i)) {
+                                    if src < n {
+                                        let dst = &mut gx[src * i..(src + 1) * i];
+                                        for (a, &v) in dst.iter_mut().zip(row) {
+                                            *a = *a + v;
+                                        }
+                                    }
+                                }
+                            },
+                        );
+                    });
+                }
+            }
+            Ok(())
+        });
+    }
+    let y: Events<O, E, D> = same(y);
+    Ok(y.put_tape(tape))
+}
