@@ -75,9 +75,10 @@ fn fused_linear_matches_dfdx_matmul_plus_bias_in_values_and_gradients() {
     );
 }
 
-/// Wide enough that the forward product (inner 300) and `∂x` (inner 260) take the
-/// column-major path (computed transposed, then transposed back with the bias, or
-/// added into `∂x`); `x` is used a second time so that `∂x` must accumulate.
+/// Wide enough that the forward product (inner 300) and, on AVX-512 machines, `∂x`
+/// (inner 260) take the column-major path (computed transposed, then transposed back
+/// with the bias, or added into `∂x`; elsewhere `∂x` is the row-major product); `x` is
+/// used a second time so that `∂x` must accumulate.
 #[test]
 fn fused_linear_matches_dfdx_on_the_column_major_path() {
     let dev = Cpu::seed_from_u64(4);

@@ -118,6 +118,16 @@ fn column_major_pays(layout: Layout, inner: usize) -> bool {
     matches!(layout, Layout::OutIn) && inner >= COLUMN_MAJOR_MIN_INNER
 }
 
+/// Whether the input gradient `∂x = ∂y W` over `inner` output columns goes
+/// column-major: as [`column_major_pays`], on AVX-512 machines only. With `gemm`'s AVX2
+/// kernels the row-major product is the faster one (Zen 2, single-threaded, the
+/// decoder's 64 × 784 × 400 `∂x`: 434–452 µs row-major against 476–480 + 3.5 µs for the
+/// column-major product and its transpose), while the forward products still gain
+/// there (784 → 400: 510–521 µs row-major against 415 + 3.6).
+fn column_major_pays_for_dx(layout: Layout, inner: usize) -> bool {
+    column_major_pays(layout, inner) && super::gemm::simd_level() == super::SimdLevel::Avx512
+}
+
 thread_local! {
     /// The column-major products' buffer, kept per thread (f64 words, so aligned for
     /// both dtypes).
@@ -348,7 +358,7 @@ where
                         Layout::OutIn => Mat::rows(ws, k),
                         Layout::InOut => Mat::cols(ws, o),
                     };
-                    if column_major_pays(layout, o) {
+                    if column_major_pays_for_dx(layout, o) {
                         // ∂y W computed column-major, then added transposed into ∂x.
                         with_scratch::<F, _>(batch * k, |dc| {
                             gemm(
