@@ -5,10 +5,11 @@
 
 use dfdx::prelude::*;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
+use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut};
 use super::gather::gather_rows;
 use super::gemm::{gemm, Mat};
-use super::linear::{affine_rows, with_scratch};
+use super::linear::{add_row_sums, affine_rows, with_scratch};
+use super::shift_add::{operands_contiguous, taps_and_rows};
 use crate::ops::{Events, Real};
 
 /// A convolution given by its taps: `y[r] = b + Σ_t x[taps[r·T + t]] · W[t]`, where
@@ -46,40 +47,16 @@ where
     T: Tape<E, D>,
 {
     let (i, o) = (x.shape().1.size(), bias.shape().0.size());
-    let nw = weight.shape().num_elements();
-    assert!(
-        i * o > 0 && nw.is_multiple_of(i * o),
-        "im2col_conv: a weight of {nw} values is not (taps, {i}, {o})"
-    );
-    let t = nw / (i * o);
-    assert!(
-        taps.len().is_multiple_of(t),
-        "im2col_conv: {} taps are not a multiple of {t} per output row",
-        taps.len()
-    );
-    let m = taps.len() / t;
+    let (t, m) = taps_and_rows("im2col_conv", (i, o), weight.shape().num_elements(), taps);
     let (x, tape) = x.split_tape();
-    if is_cpu::<E, D, f32>() && contiguous_operands::<_, _, _, _, _, f32>(&x, weight, bias) {
+    if is_cpu::<E, D, f32>() && operands_contiguous::<_, _, _, _, _, f32>(&x, weight, bias) {
         return fast::<I, O, S, E, D, T, f32>(x, tape, weight, bias, taps, t);
     }
-    if is_cpu::<E, D, f64>() && contiguous_operands::<_, _, _, _, _, f64>(&x, weight, bias) {
+    if is_cpu::<E, D, f64>() && operands_contiguous::<_, _, _, _, _, f64>(&x, weight, bias) {
         return fast::<I, O, S, E, D, T, f64>(x, tape, weight, bias, taps, t);
     }
     let cols = gather_rows(x.put_tape(tape), taps)?.try_reshape_like(&(m, t * i))?;
     affine_rows(cols, weight, bias)
-}
-
-fn contiguous_operands<I: Dim, O: Dim, S: Shape, E: Real, D: Device<E>, F>(
-    x: &Events<I, E, D>,
-    weight: &Tensor<S, E, D>,
-    bias: &Tensor<(O,), E, D>,
-) -> bool
-where
-    F: dfdx::shapes::Unit,
-{
-    slice::<_, _, _, _, F>(x).is_some()
-        && slice::<_, _, _, _, F>(weight).is_some()
-        && slice::<_, _, _, _, F>(bias).is_some()
 }
 
 fn fast<I: Dim, O: Dim, S, E, D, T, F>(
@@ -165,17 +142,9 @@ where
                     Mat::cols(cols.as_ptr(), ti),
                     Mat::rows(gy, o),
                 );
-                let gys = std::slice::from_raw_parts(gy, m * o);
-                let gb = std::slice::from_raw_parts_mut(gb, o);
-                super::simd::vectorized(
-                    #[inline(always)]
-                    || {
-                        for row in gys.chunks_exact(o) {
-                            for (acc, &v) in gb.iter_mut().zip(row) {
-                                *acc = *acc + v;
-                            }
-                        }
-                    },
+                add_row_sums(
+                    std::slice::from_raw_parts_mut(gb, o),
+                    std::slice::from_raw_parts(gy, m * o),
                 );
                 if let Some(gx) = gx {
                     let gx = std::slice::from_raw_parts_mut(gx, n * i);

@@ -162,6 +162,22 @@ pub(crate) fn with_scratch<F: Unit, R>(n: usize, f: impl FnOnce(&mut [F]) -> R) 
     })
 }
 
+/// `acc += Σ_r rows[r]`: the bias gradient `∂b += Σ_rows ∂y` of the rows of `rows`
+/// (row-major, each as long as `acc`), added row after row at the machine's SIMD level.
+pub(crate) fn add_row_sums<F: Unit + num_traits::Float>(acc: &mut [F], rows: &[F]) {
+    let width = acc.len().max(1);
+    super::simd::vectorized(
+        #[inline(always)]
+        || {
+            for row in rows.chunks_exact(width) {
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a = *a + v;
+                }
+            }
+        },
+    );
+}
+
 /// How the weight's elements are laid out.
 #[derive(Clone, Copy)]
 enum Layout {
@@ -375,17 +391,9 @@ where
                     }
                 }
                 // ∂b += Σ_rows ∂y
-                let gb = std::slice::from_raw_parts_mut(gb, o);
-                let gys = std::slice::from_raw_parts(gy, batch * o);
-                super::simd::vectorized(
-                    #[inline(always)]
-                    || {
-                        for row in gys.chunks_exact(o.max(1)) {
-                            for (acc, &v) in gb.iter_mut().zip(row) {
-                                *acc = *acc + v;
-                            }
-                        }
-                    },
+                add_row_sums(
+                    std::slice::from_raw_parts_mut(gb, o),
+                    std::slice::from_raw_parts(gy, batch * o),
                 );
             }
             Ok(())

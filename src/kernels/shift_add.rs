@@ -51,18 +51,12 @@ where
     T: Tape<E, D>,
 {
     let (i, o) = (x.shape().1.size(), bias.shape().0.size());
-    let nw = weight.shape().num_elements();
-    assert!(
-        i * o > 0 && nw.is_multiple_of(i * o),
-        "shift_add_conv: a weight of {nw} values is not (taps, {i}, {o})"
+    let (t, m) = taps_and_rows(
+        "shift_add_conv",
+        (i, o),
+        weight.shape().num_elements(),
+        taps,
     );
-    let t = nw / (i * o);
-    assert!(
-        taps.len().is_multiple_of(t),
-        "shift_add_conv: {} taps are not a multiple of {t} per output row",
-        taps.len()
-    );
-    let m = taps.len() / t;
     let (x, tape) = x.split_tape();
     if is_cpu::<E, D, f32>() && operands_contiguous::<_, _, _, _, _, f32>(&x, weight, bias) {
         return fast::<I, O, S, E, D, T, f32>(x, tape, weight, bias, taps, t);
@@ -74,7 +68,34 @@ where
     affine_rows(cols, weight, bias)
 }
 
-fn operands_contiguous<I: Dim, O: Dim, S: Shape, E: Real, D: Device<E>, F>(
+/// The taps per output row `T = weight elements / (I · O)` of a convolution from `I`
+/// to `O` channels given by its taps, and its output rows `m = taps.len() / T`.
+///
+/// # Panics
+/// If the weight does not hold a whole number of `(I, O)` matrices or `taps` a whole
+/// number of output rows (`what` names the operation).
+pub(super) fn taps_and_rows(
+    what: &str,
+    (i, o): (usize, usize),
+    weight_len: usize,
+    taps: &[usize],
+) -> (usize, usize) {
+    assert!(
+        i * o > 0 && weight_len.is_multiple_of(i * o),
+        "{what}: a weight of {weight_len} values is not (taps, {i}, {o})"
+    );
+    let t = weight_len / (i * o);
+    assert!(
+        taps.len().is_multiple_of(t),
+        "{what}: {} taps are not a multiple of {t} per output row",
+        taps.len()
+    );
+    (t, taps.len() / t)
+}
+
+/// Whether the input, weight and bias of a convolution are contiguous `Cpu` tensors of
+/// dtype `F`.
+pub(super) fn operands_contiguous<I: Dim, O: Dim, S: Shape, E: Real, D: Device<E>, F>(
     x: &Events<I, E, D>,
     weight: &Tensor<S, E, D>,
     bias: &Tensor<(O,), E, D>,
