@@ -42,6 +42,21 @@ where
     padded.try_gather(idx)
 }
 
+/// The rows `index[r]` of the row-major matrix `xs` (rows of `width` values), or rows
+/// of zeros (`F::default()`) where `index[r]` is past its last row, in one new buffer.
+pub(super) fn gathered<F: Copy + Default>(xs: &[F], width: usize, index: &[usize]) -> Vec<F> {
+    let n = xs.len() / width.max(1);
+    let mut out: Vec<F> = Vec::with_capacity(index.len() * width);
+    for &i in index {
+        if i < n {
+            out.extend_from_slice(&xs[i * width..(i + 1) * width]);
+        } else {
+            out.extend(std::iter::repeat_n(F::default(), width));
+        }
+    }
+    out
+}
+
 fn fast<C: Dim, E, D, T, F>(
     x: Events<C, E, D>,
     index: &[usize],
@@ -58,14 +73,7 @@ where
     let c = width.size();
     let xs = contiguous(&x);
     let observed = is_observed(xs);
-    let mut out: Vec<F> = Vec::with_capacity(index.len() * c);
-    for &i in index {
-        if i < n {
-            out.extend_from_slice(&xs[i * c..(i + 1) * c]);
-        } else {
-            out.extend(std::iter::repeat_n(F::default(), c));
-        }
-    }
+    let out = gathered(xs, c, index);
     let y = x
         .device()
         .try_tensor_from_vec(out, (index.len(), width))

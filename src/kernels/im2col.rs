@@ -6,7 +6,7 @@
 use dfdx::prelude::*;
 
 use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut};
-use super::gather::gather_rows;
+use super::gather::{gather_rows, gathered};
 use super::gemm::{gemm, Mat};
 use super::linear::{add_row_sums, affine_rows, with_scratch};
 use super::shift_add::{operands_contiguous, taps_and_rows};
@@ -82,14 +82,7 @@ where
     let (m, ti) = (taps.len() / t, t * i);
     // The im2col matrix C (m × T·I): row j of x at each tap, zeros for padding.
     let xs = contiguous(&x);
-    let mut cols: Vec<F> = Vec::with_capacity(m * ti);
-    for &src in taps {
-        if src < n {
-            cols.extend_from_slice(&xs[src * i..(src + 1) * i]);
-        } else {
-            cols.extend(std::iter::repeat_n(F::zero(), i));
-        }
-    }
+    let cols = gathered(xs, i, taps);
     // y = b + C W.
     let mut out: Vec<F> = Vec::with_capacity(m * o);
     for _ in 0..m {
