@@ -24,6 +24,7 @@ mod math;
 mod shift_add;
 pub(crate) mod simd;
 mod transpose;
+pub(crate) mod xoshiro_lanes;
 
 pub use bernoulli::bernoulli_log_prob;
 pub use gather::gather_rows;
