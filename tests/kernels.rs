@@ -490,20 +490,23 @@ fn test_nll_across_threads_is_reproducible_and_agrees_with_one_thread() {
     );
 }
 
+/// `rows × C` fair 0/1 draws from `dev` (binary data for the Bernoulli term).
+fn coin_flips<const C: usize>(dev: &Cpu, rows: usize) -> Tensor<(usize, Const<C>), f32, Cpu> {
+    let u: Tensor<(usize, Const<C>), f32, Cpu> = dev.sample_uniform_like(&(rows, Const));
+    let bits = u
+        .as_vec()
+        .into_iter()
+        .map(|v| if v < 0.5 { 0.0 } else { 1.0 });
+    dev.tensor_from_vec(bits.collect(), (rows, Const::<C>))
+}
+
 /// The fused Bernoulli log-likelihood also keeps the promise of `latent::observed`: no
 /// gradient with respect to observed targets, the same gradient for the logits.
 #[test]
 fn observed_targets_get_no_gradient_from_the_bernoulli_likelihood() {
     let dev = Cpu::seed_from_u64(6);
     let logits: Tensor<(usize, Const<37>), f32, Cpu> = dev.sample_normal_like(&(4, Const));
-    let u: Tensor<(usize, Const<37>), f32, Cpu> = dev.sample_uniform_like(&(4, Const));
-    let x = dev.tensor_from_vec(
-        u.as_vec()
-            .iter()
-            .map(|&v| if v < 0.5 { 0.0 } else { 1.0 })
-            .collect(),
-        (4, Const::<37>),
-    );
+    let x = coin_flips::<37>(&dev, 4);
     let run = |observed: bool| {
         let l = logits.clone().traced(Gradients::leaky());
         let t = if observed {
@@ -521,4 +524,66 @@ fn observed_targets_get_no_gradient_from_the_bernoulli_likelihood() {
     // ∂/∂x of Σ x ℓ − softplus(ℓ) is ℓ: not zero unless asked for nothing.
     assert_eq!(to_f64_vec(&traced.get(&x)), to_f64_vec(&logits));
     assert!(to_f64_vec(&observed.get(&x)).iter().all(|v| *v == 0.0));
+}
+
+/// `repeat_rows` on the `Cpu` (block copies, and `gather_rows`'s scatter-add with a
+/// tape) equals dfdx's broadcast and reshape, in values with and without a tape and in
+/// the gradient (each row's gradient is the sum over its copies).
+#[test]
+fn repeat_rows_matches_dfdx_broadcast_and_reshape() {
+    use latent::ops::repeat_rows;
+    let dev = Cpu::seed_from_u64(11);
+    let t: Tensor<(usize, Const<5>), f64, Cpu> = dev.sample_normal_like(&(3, Const::<5>));
+    let n = 4;
+    let dfdx_way = |t: Tensor<(usize, Const<5>), f64, Cpu, OwnedTape<f64, Cpu>>| {
+        t.broadcast_like::<_, Axis<0>>(&(n, 3, Const::<5>))
+            .reshape_like(&(n * 3, Const::<5>))
+    };
+    let ours = repeat_rows(t.clone(), n);
+    let theirs = dfdx_way(t.leaky_trace()).retaped::<NoneTape>();
+    assert_eq!(ours.shape().0, 12);
+    assert_eq!(ours.as_vec(), theirs.as_vec());
+    // Row s·batch + b is row b.
+    assert_eq!(
+        ours.as_vec()[(2 * 3 + 1) * 5..(2 * 3 + 2) * 5],
+        t.as_vec()[5..10]
+    );
+    let g_ours = weighted_sum(repeat_rows(t.leaky_trace(), n)).backward();
+    let g_theirs = weighted_sum(dfdx_way(t.leaky_trace())).backward();
+    close(
+        &g_ours.get(&t).as_vec(),
+        &g_theirs.get(&t).as_vec(),
+        1e-12,
+        "∂t",
+    );
+    assert_eq!(repeat_rows(t.clone(), 1).as_vec(), t.as_vec());
+}
+
+/// The repeated rows of observed data are observed too: the Bernoulli term of a
+/// multi-sample objective (its targets `repeat_rows(x, k)`) leaves their gradient at zero
+/// and gives the logits the same gradient as with plain targets.
+#[test]
+fn repeated_observed_targets_get_no_gradient() {
+    use latent::ops::repeat_rows;
+    let dev = Cpu::seed_from_u64(12);
+    let x = coin_flips::<9>(&dev, 2);
+    let logits: Tensor<(usize, Const<9>), f32, Cpu> = dev.sample_normal_like(&(6, Const));
+    let run = |observed: bool| {
+        let data = if observed {
+            latent::observed(x.clone(), Gradients::leaky()).retaped::<NoneTape>()
+        } else {
+            x.clone()
+        };
+        let targets = repeat_rows(data, 3);
+        let l = logits.clone().traced(Gradients::leaky());
+        let g = bernoulli_log_prob(l, targets.clone().traced(Gradients::leaky()))
+            .sum()
+            .backward();
+        (to_f64_vec(&g.get(&logits)), to_f64_vec(&g.get(&targets)))
+    };
+    let ((l_plain, t_plain), (l_obs, t_obs)) = (run(false), run(true));
+    assert_eq!(l_plain, l_obs);
+    // ∂/∂x of Σ x ℓ − softplus(ℓ) is ℓ for plain targets, nothing for observed ones.
+    assert_eq!(t_plain, to_f64_vec(&logits));
+    assert!(t_obs.iter().all(|v| *v == 0.0));
 }

@@ -138,6 +138,14 @@ pub(crate) fn mark_observed<S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E, 
     });
 }
 
+/// Drops this thread's observed-data marks, releasing the buffers they keep alive (a
+/// training step's batch and its repeated copies). Only an optimization is lost for a
+/// buffer marked earlier: the fused operations read the marks in their forward passes,
+/// and an unmarked input only gets a gradient nothing reads.
+pub(crate) fn clear_observed() {
+    OBSERVED.with(|m| m.borrow_mut().clear());
+}
+
 /// True when `s` is exactly the buffer of a tensor marked with [`mark_observed`] on
 /// this thread (or a view sharing it), so no gradient with respect to it is wanted.
 pub(crate) fn is_observed<F>(s: &[F]) -> bool {

@@ -536,7 +536,11 @@ where
     let weight = part.len() as f64 / shared.total as f64;
     let loss = task.loss(shared.model, batch, grads, shared.progress)? * cst::<E>(weight);
     let value = to_f64_vec(&loss)[0];
-    Ok((value, loss.backward()))
+    let grads = loss.backward();
+    // The step's marks were read in its forward pass; without this a persistent
+    // worker would keep the last batches (and an IWAE step's k copies) alive.
+    crate::kernels::cpu::clear_observed();
+    Ok((value, grads))
 }
 
 /// Adds `other`'s gradients of `model`'s trainable tensors into `into` and zeroes
