@@ -15,7 +15,8 @@
 //! β-VAE objectives included), the label-conditioned CVAE of `cvae` and `compare`, the
 //! VAEs and the conv VQ-VAE of `compare`, and the VampPrior VAE of `custom_model`.
 //!
-//! Writes into the run directory:
+//! Writes into `--out` (default: the run's `generated/` directory, so the training
+//! run's own `samples.png` and `reconstructions.png` stay as they were):
 //! - `samples.png`: `--n` draws from the prior, decoded (`--seed`); for the CVAE of
 //!   class `--label`, or one row per class; for the VQ-VAE, codes drawn from the
 //!   per-position code frequencies of the training set;
@@ -56,13 +57,17 @@ use latent_models::{conv_vq_vae, mlp_vae_with_heads, CodePrior, ConvVqVae, Cvae,
 type Dev = AutoDevice;
 
 /// Open a trained run and write samples, reconstructions, latents, an interpolation
-/// and a latent traversal into it.
+/// and a latent traversal (into the run's `generated/` directory unless `--out`).
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Args {
     /// The run directory (holding `checkpoint.safetensors`).
     #[arg(long)]
     run: PathBuf,
+    /// Where to write the pictures and `latents.csv` (created if absent; default:
+    /// `RUN/generated`, beside the training run's own files, which stay untouched).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Directory with the four IDX files, or `embedded` (default: as in training).
     #[arg(long)]
     data: Option<String>,
@@ -100,6 +105,8 @@ fn main() {
 /// training) and its training split, the device.
 struct Ctx<'a> {
     args: &'a Args,
+    /// The output directory (`--out`, or the run's `generated/`).
+    dir: PathBuf,
     splits: Splits,
     test: Dataset,
     dev: Dev,
@@ -108,7 +115,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn out(&self, name: &str) -> PathBuf {
-        self.args.run.join(name)
+        self.dir.join(name)
     }
     fn shape(&self) -> (usize, usize) {
         (self.test.rows, self.test.cols)
@@ -171,8 +178,14 @@ fn run(args: &Args) -> Result<()> {
         .map(|t| (t.config.binarization, t.config.seed))
         .unwrap_or_default();
     let test = prepare_test(&splits.test, binarization, seed);
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.join(latent::train::run_dir::GENERATED_DIR));
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let ctx = Ctx {
         args,
+        dir,
         splits,
         test,
         dev: Dev::seed_from_u64(args.seed),

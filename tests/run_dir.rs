@@ -1,7 +1,7 @@
 //! Run directories: one run at a time, no silent mixing with an earlier run, no stale
 //! temporary files, files with the user's permissions.
 
-use latent::train::run_dir::{RunDir, LOCK_FILE};
+use latent::train::run_dir::{RunDir, GENERATED_DIR, LOCK_FILE};
 use latent::Error;
 
 #[test]
@@ -125,4 +125,27 @@ fn a_failed_atomic_write_leaves_the_earlier_file_whole() {
     })
     .unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"{\"new\": true}\n");
+}
+
+/// What `generate` wrote from a run (its `generated/` directory) belongs to that run:
+/// it alone marks an earlier run, and `overwrite` removes it with the run, leaving the
+/// user's own files there.
+#[test]
+fn generated_pictures_go_with_their_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join(GENERATED_DIR);
+    std::fs::create_dir_all(&generated).unwrap();
+    std::fs::write(generated.join("samples.png"), b"old").unwrap();
+    match RunDir::claim(dir.path(), false) {
+        Err(Error::RunDirOccupied { .. }) => {}
+        other => panic!("expected RunDirOccupied, got {other:?}"),
+    }
+    drop(RunDir::claim(dir.path(), true).unwrap());
+    assert!(!generated.exists(), "an emptied generated/ goes");
+    std::fs::create_dir_all(&generated).unwrap();
+    std::fs::write(generated.join("latents.csv"), b"old").unwrap();
+    std::fs::write(generated.join("notes.txt"), b"mine").unwrap();
+    drop(RunDir::claim(dir.path(), true).unwrap());
+    assert!(!generated.join("latents.csv").exists());
+    assert_eq!(std::fs::read(generated.join("notes.txt")).unwrap(), b"mine");
 }

@@ -30,15 +30,20 @@ pub const RUN_OUTPUTS: [&str; 15] = [
     "scaler.json",
 ];
 
+/// The subdirectory where the `generate` example writes what it draws from a trained
+/// run; its [`RUN_OUTPUTS`] belong to the run (refused or removed with it).
+pub const GENERATED_DIR: &str = "generated";
+
 /// An exclusive claim on a run directory for as long as the value lives.
 ///
 /// [`RunDir::claim`] creates the directory, takes its lock file ([`LOCK_FILE`], created
 /// exclusively, holding this process's id), refuses a directory that holds an earlier
-/// run unless `overwrite` is set (then the earlier run's outputs, [`RUN_OUTPUTS`], are
-/// removed first, so the old and new runs never mix), and removes stale temporary files
-/// of interrupted writes (`.checkpoint-*.tmp`, `.tmp*`). A lock whose process is gone
-/// (a run killed with `kill -9`) is taken over. Claims nest within one process: the
-/// trainer claims its `out_dir`, which an example may already hold for the whole run.
+/// run unless `overwrite` is set (then the earlier run's outputs, [`RUN_OUTPUTS`] in it
+/// and in its [`GENERATED_DIR`], are removed first, so the old and new runs never
+/// mix), and removes stale temporary files of interrupted writes (`.checkpoint-*.tmp`,
+/// `.tmp*`). A lock whose process is gone (a run killed with `kill -9`) is taken over.
+/// Claims nest within one process: the trainer claims its `out_dir`, which an example
+/// may already hold for the whole run.
 /// Dropping the owning claim removes the lock.
 #[derive(Debug)]
 pub struct RunDir {
@@ -124,9 +129,10 @@ impl RunDir {
 
     /// Refuses or clears an earlier run, and removes stale temporary files.
     fn prepare(&self, mode: Earlier) -> Result<()> {
+        let generated = self.path.join(GENERATED_DIR);
         let earlier: Vec<PathBuf> = RUN_OUTPUTS
             .iter()
-            .map(|f| self.path.join(f))
+            .flat_map(|f| [self.path.join(f), generated.join(f)])
             .filter(|p| p.exists())
             .collect();
         if !earlier.is_empty() {
@@ -140,6 +146,8 @@ impl RunDir {
                     for p in earlier {
                         std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
                     }
+                    // The directory goes too when nothing else is in it.
+                    let _ = std::fs::remove_dir(&generated);
                 }
                 Earlier::Keep => {}
             }
