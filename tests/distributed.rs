@@ -80,9 +80,16 @@ fn run(scenario: &str, out: &Path) -> TrainReport {
     }
 }
 
+/// Where rank 0 writes its report for a run into `out`: beside it, in a file, as the
+/// several-kilobyte JSON line on stdout could be cut by the other rank's output, which
+/// `mpirun` forwards in chunks (a CI run lost the report that way).
+fn report_path(out: &Path) -> std::path::PathBuf {
+    out.with_extension("report.json")
+}
+
 /// Not a test of its own: the entry point of each rank when `mpirun` starts this binary
 /// with `LATENT_MPI_SCENARIO` set (it returns at once otherwise). Prints every rank's
-/// parameter checksum and rank 0's report.
+/// parameter checksum; rank 0 writes its report to [`report_path`].
 #[test]
 fn mpi_worker() {
     let Ok(scenario) = std::env::var(SCENARIO) else {
@@ -98,13 +105,14 @@ fn mpi_worker() {
         report.parameter_checksum
     );
     if w.rank() == 0 {
-        println!("LATENT_REPORT {}", serde_json::to_string(&report).unwrap());
+        let json = serde_json::to_string(&report).unwrap();
+        std::fs::write(report_path(Path::new(&out)), json).unwrap();
     }
     drop(mpi);
 }
 
-/// What `mpirun -np 2` of `scenario` printed: its exit status, each rank's checksum and
-/// rank 0's report.
+/// What `mpirun -np 2` of `scenario` gave: its exit status, each rank's printed
+/// checksum, rank 0's report (from [`report_path`]) and the output.
 fn mpirun(scenario: &str, out: &Path) -> (bool, Vec<String>, Option<TrainReport>, String) {
     let exe = std::env::current_exe().unwrap();
     let output = Command::new("mpirun")
@@ -121,17 +129,17 @@ fn mpirun(scenario: &str, out: &Path) -> (bool, Vec<String>, Option<TrainReport>
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let text = format!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let mut sums = vec![String::new(); 2];
-    let mut report = None;
     // The harness's own lines may share a line with ours: find the markers anywhere.
     for line in stdout.lines() {
         if let Some((_, rest)) = line.split_once("LATENT_CHECKSUM ") {
             let mut parts = rest.split_whitespace();
             let rank: usize = parts.next().unwrap().parse().unwrap();
             sums[rank] = parts.next().unwrap().to_string();
-        } else if let Some((_, json)) = line.split_once("LATENT_REPORT ") {
-            report = Some(serde_json::from_str(json).unwrap());
         }
     }
+    let report = std::fs::read_to_string(report_path(out))
+        .ok()
+        .map(|json| serde_json::from_str(&json).unwrap());
     (output.status.success(), sums, report, text)
 }
 
