@@ -3,9 +3,9 @@
 
 use dfdx::prelude::*;
 use latent::distributions::{Categorical, Distribution};
-use latent::kernels::gather_rows;
+use latent::kernels::{gated_activation, gather_rows};
 use latent::nn::Linear;
-use latent::ops::{columns, to_f64_vec};
+use latent::ops::to_f64_vec;
 use latent::{Error, Real, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -139,17 +139,11 @@ fn tap_index(batch: usize, (h, w): (usize, usize), taps: &[(isize, isize)]) -> V
     idx
 }
 
-/// `tanh(a) ⊙ σ(b)` of `[a, b]`, `(n, 2C) → (n, C)`.
+/// `tanh(a) ⊙ σ(b)` of `[a, b]`, `(n, 2C) → (n, C)` (one fused operation on the CPU).
 fn gate<E: Real, D: Device<E>, T: Tape<E, D>>(
     pre: Tensor<(usize, usize), E, D, T>,
 ) -> Result<Tensor<(usize, usize), E, D, T>> {
-    let (n, c2) = *pre.shape();
-    let c = c2 / 2;
-    // `columns`, not dfdx's `slice`, whose backward overwrites the input's gradient.
-    let b = columns(pre.with_empty_tape(), c..c2)?;
-    let a = columns(pre, 0..c)?;
-    debug_assert_eq!(a.shape(), &(n, c));
-    Ok(a.tanh() * b.sigmoid())
+    gated_activation(pre)
 }
 
 impl<const L: usize, const H: usize, const W: usize, E: Real, D: Device<E>>

@@ -140,9 +140,75 @@ pub(crate) fn ln_1p_unit(e: f32) -> f32 {
     2.0 * s * p
 }
 
+/// The elementwise functions of the gated activation ([`super::gated_activation`]),
+/// per dtype: in `f64` from the standard library, in `f32` from [`exp_nonpositive`], so
+/// that a loop over them vectorizes (no library call inside it).
+pub(crate) trait GateMath: Unit + Float {
+    /// `tanh(a)`.
+    fn tanh_lane(a: Self) -> Self;
+    /// `σ(b) = 1 / (1 + e^{−b})`, from `e^{−|b|}` (no overflow for either sign).
+    fn sigmoid_lane(b: Self) -> Self;
+}
+
+impl GateMath for f64 {
+    #[inline(always)]
+    fn tanh_lane(a: f64) -> f64 {
+        a.tanh()
+    }
+    #[inline(always)]
+    fn sigmoid_lane(b: f64) -> f64 {
+        let e = (-b.abs()).exp();
+        let s = 1.0 / (1.0 + e);
+        if b >= 0.0 {
+            s
+        } else {
+            e * s
+        }
+    }
+}
+
+impl GateMath for f32 {
+    /// `tanh|a| = −m / (2 + m)` with `m = e^{−2|a|} − 1`, the sign of `a` restored. For
+    /// `2|a| ≤ ½ ln 2` (where `e^{−2|a|} − 1` would cancel) `m` is the Taylor series of
+    /// `expm1` to the 8th power (truncation below 2e-10 relative); above it `m` is
+    /// [`exp_nonpositive`]` − 1 ≤ −0.29`. Both are computed and one selected, so the
+    /// loop stays branch-free. Within 3 ulp of the exact value (2.7 at worst against
+    /// `f64::tanh` on 400,001 points from 10⁻¹³ to 20 in magnitude, tested).
+    #[inline(always)]
+    fn tanh_lane(a: f32) -> f32 {
+        let y = -2.0 * a.abs();
+        let mut p = 1.0 / 40320.0;
+        for c in [
+            1.0 / 5040.0,
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+        ] {
+            p = p * y + c;
+        }
+        let small = y * p;
+        let large = exp_nonpositive(y) - 1.0;
+        let m = if y > -0.346_573_6 { small } else { large };
+        (-m / (2.0 + m)).copysign(a)
+    }
+    #[inline(always)]
+    fn sigmoid_lane(b: f32) -> f32 {
+        let e = exp_nonpositive(-b.abs());
+        let s = 1.0 / (1.0 + e);
+        if b >= 0.0 {
+            s
+        } else {
+            e * s
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{exp_nonpositive, ln_1p_unit, RowMath};
+    use super::{exp_nonpositive, ln_1p_unit, GateMath, RowMath};
 
     #[test]
     fn ln_1p_unit_is_within_two_ulps_in_f32() {
@@ -189,5 +255,44 @@ mod tests {
         for (a, b) in s32.iter().zip(&s64) {
             assert!((*a as f64 - b).abs() <= 2e-7, "σ: {a} vs {b}");
         }
+    }
+
+    /// The largest distance in units of the last place of `want` (as an `f32`).
+    fn ulps(got: f32, want: f64) -> f64 {
+        let w = want as f32;
+        let ulp = (f32::from_bits(w.abs().to_bits() + 1) - w.abs()) as f64;
+        (got as f64 - want).abs() / ulp
+    }
+
+    #[test]
+    fn f32_tanh_is_within_three_ulps() {
+        let mut worst = (0.0, 0.0f32);
+        for i in -200_000..=200_000 {
+            // Dense near 0 (down to 1e-10), then out to ±20.
+            let u = i as f64 / 200_000.0;
+            let a = (u.signum() * (u.abs() * 23.0).exp_m1() * 2e-9) as f32;
+            let e = ulps(f32::tanh_lane(a), (a as f64).tanh());
+            if e > worst.0 {
+                worst = (e, a);
+            }
+        }
+        assert!(worst.0 <= 3.0, "{} ulp at a = {}", worst.0, worst.1);
+        assert_eq!(f32::tanh_lane(0.0), 0.0);
+        assert_eq!(f32::tanh_lane(-30.0), -1.0);
+        assert_eq!(f32::tanh_lane(1e-30), 1e-30);
+        assert!(f32::tanh_lane(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn f32_sigmoid_is_within_four_ulps() {
+        for i in -200_000..=200_000 {
+            let b = i as f32 * 80.0 / 200_000.0;
+            let want = 1.0 / (1.0 + (-(b as f64)).exp());
+            let got = f32::sigmoid_lane(b);
+            assert!(ulps(got, want) <= 4.0, "σ({b}) = {got}, want {want}");
+        }
+        assert_eq!(f32::sigmoid_lane(0.0), 0.5);
+        assert_eq!(f64::sigmoid_lane(-800.0), 0.0);
+        assert_eq!(f64::sigmoid_lane(800.0), 1.0);
     }
 }

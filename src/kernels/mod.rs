@@ -16,6 +16,7 @@
 
 mod bernoulli;
 pub(crate) mod cpu;
+mod gate;
 mod gather;
 pub(crate) mod gemm;
 mod im2col;
@@ -27,6 +28,7 @@ mod transpose;
 pub(crate) mod xoshiro_lanes;
 
 pub use bernoulli::bernoulli_log_prob;
+pub use gate::gated_activation;
 pub use gather::gather_rows;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};
 pub use im2col::im2col_conv;
