@@ -654,3 +654,94 @@ fn gated_activation_matches_dfdx_tanh_times_sigmoid() {
         Err(latent::Error::NotAMultiple { .. })
     ));
 }
+
+/// The fused categorical log-probability equals dfdx's `(ℓ.log_softmax() * x).sum(1)` in
+/// values (with and without a tape) and in the gradients of the logits and the targets,
+/// in f64 (to rounding) and f32 (to its polynomial exponential), for one-hot and soft
+/// targets, logits up to ±60 and class counts that are and are not multiples of the
+/// SIMD lanes; observed targets get no gradient.
+#[test]
+fn categorical_log_prob_matches_dfdx_log_softmax() {
+    use latent::kernels::categorical_log_prob;
+    let dev = Cpu::seed_from_u64(14);
+    for k in [1usize, 16, 37, 256] {
+        let n = 6;
+        let l: Vec<f64> = (0..n * k)
+            .map(|i| match i % 3 {
+                0 => ((i * 7919) % 1200) as f64 / 10.0 - 60.0,
+                _ => ((i * 613) % 1000) as f64 / 250.0 - 2.0,
+            })
+            .collect();
+        // Rows 0..3 one-hot, rows 3..6 soft weights summing to 2.
+        let x: Vec<f64> = (0..n * k)
+            .map(|i| {
+                let (r, j) = (i / k, i % k);
+                if r < 3 {
+                    f64::from(j == (r * 5) % k)
+                } else {
+                    2.0 / k as f64
+                }
+            })
+            .collect();
+        let logits = dev.tensor_from_vec(l.clone(), (n, k));
+        let xs = dev.tensor_from_vec(x.clone(), (n, k));
+        let by_dfdx =
+            |l: Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>,
+             x: Tensor<(usize, usize), f64, Cpu, OwnedTape<f64, Cpu>>| {
+                (l.log_softmax::<Axis<1>>() * x).sum::<(usize,), Axis<1>>()
+            };
+        let ours = categorical_log_prob(logits.clone(), xs.clone());
+        let theirs = by_dfdx(logits.leaky_trace(), xs.leaky_trace());
+        close(&ours.as_vec(), &theirs.as_vec(), 1e-13, "log p (f64)");
+        let g_ours = weighted_sum(categorical_log_prob(
+            logits.leaky_trace(),
+            xs.clone().traced(Gradients::leaky()),
+        ))
+        .backward();
+        let g_theirs = weighted_sum(by_dfdx(
+            logits.leaky_trace(),
+            xs.clone().traced(Gradients::leaky()),
+        ))
+        .backward();
+        close(
+            &g_ours.get(&logits).as_vec(),
+            &g_theirs.get(&logits).as_vec(),
+            1e-13,
+            "∂ℓ (f64)",
+        );
+        close(
+            &g_ours.get(&xs).as_vec(),
+            &g_theirs.get(&xs).as_vec(),
+            1e-13,
+            "∂x (f64)",
+        );
+
+        let l32 = dev.tensor_from_vec(l.iter().map(|&v| v as f32).collect(), (n, k));
+        let x32 = dev.tensor_from_vec(x.iter().map(|&v| v as f32).collect(), (n, k));
+        let y32 = categorical_log_prob(l32.clone(), x32.clone());
+        let ref32 = (l32.leaky_trace().log_softmax::<Axis<1>>() * x32.leaky_trace())
+            .sum::<(usize,), Axis<1>>();
+        close(&to_f64_vec(&y32), &to_f64_vec(&ref32), 2e-6, "log p (f32)");
+        let taped =
+            categorical_log_prob(l32.leaky_trace(), x32.clone().put_tape(Default::default()));
+        assert_eq!(to_f64_vec(&taped), to_f64_vec(&y32), "taped = untaped");
+        let g32 = taped.sum().backward();
+        let gref = (l32.leaky_trace().log_softmax::<Axis<1>>() * x32.clone())
+            .sum::<(usize,), Axis<1>>()
+            .sum()
+            .backward();
+        close(
+            &to_f64_vec(&g32.get(&l32)),
+            &to_f64_vec(&gref.get(&l32)),
+            1e-6,
+            "∂ℓ (f32)",
+        );
+        // Observed targets: the same ∂ℓ, no ∂x.
+        let obs = latent::observed(x32.clone(), Gradients::leaky()).retaped::<NoneTape>();
+        let g_obs = categorical_log_prob(l32.leaky_trace(), obs.clone().traced(Gradients::leaky()))
+            .sum()
+            .backward();
+        assert_eq!(to_f64_vec(&g_obs.get(&l32)), to_f64_vec(&g32.get(&l32)));
+        assert!(to_f64_vec(&g_obs.get(&obs)).iter().all(|v| *v == 0.0));
+    }
+}

@@ -153,7 +153,9 @@ impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<K, E, D>
 
     fn log_prob(self, x: Events<K, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("Categorical::log_prob", self.logits.shape(), x.shape())?;
-        Ok((self.logits.log_softmax::<Axis<1>>() * x).sum::<(usize,), Axis<1>>())
+        // One fused pass each way on the CPU (dfdx's log_softmax, product and sum
+        // elsewhere).
+        Ok(crate::kernels::categorical_log_prob(self.logits, x))
     }
 
     /// Gumbel-max sampling: `argmax_k ℓ_k + g_k`, `g ~ Gumbel(0, 1)`, as one-hot rows.

@@ -12,9 +12,32 @@ pub(crate) trait RowMath: Unit + Float {
     /// ln(1 + e^{−|ℓ|})`; when `sig` is given, writes `σ(ℓ_i)` into it, computed from
     /// the same `e^{−|ℓ|}` (`1/(1+e)` for `ℓ ≥ 0`, `e/(1+e)` otherwise).
     fn bernoulli_row(l: &[Self], x: &[Self], sig: Option<&mut [Self]>) -> Self;
+
+    /// `(Σ_k x_k ℓ_k − (Σ_k x_k) lse, lse, Σ_k x_k)` of one row, with
+    /// `lse = m + ln Σ_k e^{ℓ_k − m}` and `m = max_k ℓ_k` (so `Σ_k x_k log_softmax(ℓ)_k`
+    /// and what its gradient needs); when `pi` is given, writes `softmax(ℓ)` into it.
+    fn categorical_row(l: &[Self], x: &[Self], pi: Option<&mut [Self]>) -> (Self, Self, Self);
 }
 
 impl RowMath for f64 {
+    #[inline(always)]
+    fn categorical_row(l: &[f64], x: &[f64], pi: Option<&mut [f64]>) -> (f64, f64, f64) {
+        let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let (mut sum, mut dot, mut sx) = (0.0, 0.0, 0.0);
+        for (&li, &xi) in l.iter().zip(x) {
+            sum += (li - m).exp();
+            dot += xi * li;
+            sx += xi;
+        }
+        let lse = m + sum.ln();
+        if let Some(pi) = pi {
+            for (p, &li) in pi.iter_mut().zip(l) {
+                *p = (li - lse).exp();
+            }
+        }
+        (dot - sx * lse, lse, sx)
+    }
+
     #[inline(always)]
     fn bernoulli_row(l: &[f64], x: &[f64], sig: Option<&mut [f64]>) -> f64 {
         let mut acc = 0.0;
@@ -41,6 +64,66 @@ impl RowMath for f64 {
 const LANES: usize = 16;
 
 impl RowMath for f32 {
+    #[inline(always)]
+    fn categorical_row(l: &[f32], x: &[f32], pi: Option<&mut [f32]>) -> (f32, f32, f32) {
+        let n = l.len().min(x.len());
+        let full = n / LANES * LANES;
+        // Lane-wise maxima, then the row's (the lanes vectorize; a single running
+        // maximum would not).
+        let mut mx = [f32::NEG_INFINITY; LANES];
+        for start in (0..full).step_by(LANES) {
+            let lc: &[f32; LANES] = l[start..start + LANES].try_into().unwrap_or(&[0.0; LANES]);
+            for i in 0..LANES {
+                mx[i] = mx[i].max(lc[i]);
+            }
+        }
+        let m = l[full..n]
+            .iter()
+            .chain(&mx)
+            .copied()
+            .fold(f32::NEG_INFINITY, f32::max);
+        let (mut sum, mut dot, mut sx) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        let mut pi = pi;
+        let mut scratch = [0.0f32; LANES];
+        for start in (0..full).step_by(LANES) {
+            let lc: &[f32; LANES] = l[start..start + LANES].try_into().unwrap_or(&[0.0; LANES]);
+            let xc: &[f32; LANES] = x[start..start + LANES].try_into().unwrap_or(&[0.0; LANES]);
+            let e_out: &mut [f32; LANES] = match pi.as_deref_mut() {
+                Some(p) => match (&mut p[start..start + LANES]).try_into() {
+                    Ok(p) => p,
+                    Err(_) => &mut scratch,
+                },
+                None => &mut scratch,
+            };
+            for i in 0..LANES {
+                let e = exp_nonpositive(lc[i] - m);
+                e_out[i] = e;
+                sum[i] += e;
+                dot[i] += xc[i] * lc[i];
+                sx[i] += xc[i];
+            }
+        }
+        for (i, j) in (full..n).enumerate() {
+            let e = exp_nonpositive(l[j] - m);
+            if let Some(p) = pi.as_deref_mut() {
+                p[j] = e;
+            }
+            sum[i] += e;
+            dot[i] += x[j] * l[j];
+            sx[i] += x[j];
+        }
+        let total: f32 = sum.iter().sum();
+        let lse = m + total.ln();
+        if let Some(p) = pi {
+            let inv = 1.0 / total;
+            for p in p[..n].iter_mut() {
+                *p *= inv;
+            }
+        }
+        let sx: f32 = sx.iter().sum();
+        (dot.iter().sum::<f32>() - sx * lse, lse, sx)
+    }
+
     #[inline(always)]
     fn bernoulli_row(l: &[f32], x: &[f32], sig: Option<&mut [f32]>) -> f32 {
         let mut acc = [0.0f32; LANES];

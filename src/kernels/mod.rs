@@ -15,6 +15,7 @@
 //! operations, with the same values and gradients.
 
 mod bernoulli;
+mod categorical;
 pub(crate) mod cpu;
 mod gate;
 mod gather;
@@ -28,6 +29,7 @@ mod transpose;
 pub(crate) mod xoshiro_lanes;
 
 pub use bernoulli::bernoulli_log_prob;
+pub use categorical::categorical_log_prob;
 pub use gate::gated_activation;
 pub use gather::gather_rows;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};
