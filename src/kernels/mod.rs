@@ -1,5 +1,6 @@
 //! CPU kernels behind `latent`'s fused operations: matrix products at the machine's
-//! SIMD level and the fused Bernoulli log-likelihood.
+//! SIMD level, the fused Bernoulli and categorical log-likelihoods, and the gated
+//! activation of the PixelCNN.
 //!
 //! dfdx 0.13 sends every f32 matrix product to `gemm` 0.15 with rayon parallelism and
 //! without its AVX-512 kernels (those need nightly Rust there). The operations of this
