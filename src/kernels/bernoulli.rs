@@ -1,9 +1,8 @@
 //! The Bernoulli log-likelihood on logits, forward and backward in one pass each.
 
 use dfdx::prelude::*;
-use dfdx::shapes::Unit;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
+use super::cpu::{contiguous, contiguous_pair, grad_ptr, is_observed, same, same_mut};
 use super::math::RowMath;
 use super::simd::vectorized;
 use crate::ops::{Events, PerExample, Real};
@@ -32,26 +31,16 @@ where
     let (logits, lt) = logits.split_tape();
     let (x, xt) = x.split_tape();
     let tape = lt.merge(xt);
-    if applies::<N, E, D, f32>(&logits, &x) {
+    if contiguous_pair::<_, E, D, f32>(&logits, &x) {
         return fast::<N, E, D, T, f32>(logits, x, tape);
     }
-    if applies::<N, E, D, f64>(&logits, &x) {
+    if contiguous_pair::<_, E, D, f64>(&logits, &x) {
         return fast::<N, E, D, T, f64>(logits, x, tape);
     }
     -logits
         .put_tape(tape)
         .bce_with_logits(x)
         .sum::<(usize,), Axis<1>>()
-}
-
-fn applies<N: Dim, E: Real, D: Device<E>, F: Unit>(
-    logits: &Events<N, E, D>,
-    x: &Events<N, E, D>,
-) -> bool {
-    is_cpu::<E, D, F>()
-        && logits.shape() == x.shape()
-        && slice::<_, _, _, _, F>(logits).is_some()
-        && slice::<_, _, _, _, F>(x).is_some()
 }
 
 fn fast<N: Dim, E, D, T, F>(

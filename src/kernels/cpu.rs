@@ -51,6 +51,18 @@ where
     Some(unsafe { std::slice::from_raw_parts(base, n) })
 }
 
+/// True when `a` and `b` are `Cpu` tensors of dtype `F` with the same shape, both
+/// contiguous: the operands a fused elementwise-and-row operation reads in place.
+pub(crate) fn contiguous_pair<S: Shape, E: Dtype, D: Storage<E>, F: Unit>(
+    a: &Tensor<S, E, D>,
+    b: &Tensor<S, E, D>,
+) -> bool {
+    is_cpu::<E, D, F>()
+        && a.shape() == b.shape()
+        && slice::<_, _, _, _, F>(a).is_some()
+        && slice::<_, _, _, _, F>(b).is_some()
+}
+
 /// The gradient buffer of `t` in `grads` (allocated, zeroed, if absent), as a raw
 /// pointer to its elements, so that an operation can hold several tensors' buffers at
 /// once (dfdx's borrowing accessors for that are crate-private).
