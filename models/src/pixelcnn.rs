@@ -139,13 +139,6 @@ fn tap_index(batch: usize, (h, w): (usize, usize), taps: &[(isize, isize)]) -> V
     idx
 }
 
-/// `tanh(a) ⊙ σ(b)` of `[a, b]`, `(n, 2C) → (n, C)` (one fused operation on the CPU).
-fn gate<E: Real, D: Device<E>, T: Tape<E, D>>(
-    pre: Tensor<(usize, usize), E, D, T>,
-) -> Result<Tensor<(usize, usize), E, D, T>> {
-    gated_activation(pre)
-}
-
 impl<const L: usize, const H: usize, const W: usize, E: Real, D: Device<E>>
     GatedPixelCnn<L, H, W, E, D>
 {
@@ -241,8 +234,11 @@ impl<const L: usize, const H: usize, const W: usize, E: Real, D: Device<E>>
                 .map_err(Error::device)?;
             let h_pre =
                 conv(h.with_empty_tape(), ht, &layer.horizontal).map_err(Error::device)? + linked;
-            let h_new = layer.out.try_forward(gate(h_pre)?).map_err(Error::device)?;
-            v = gate(v_pre)?;
+            let h_new = layer
+                .out
+                .try_forward(gated_activation(h_pre)?)
+                .map_err(Error::device)?;
+            v = gated_activation(v_pre)?;
             h = if l == 0 {
                 // The first layer's input at a position is the code there: no residual.
                 let (hn, t) = h_new.split_tape();
