@@ -23,8 +23,8 @@ use dfdx::prelude::*;
 use std::any::Any;
 
 use crate::distributions::{
-    check_batch, check_shape, Bernoulli, Categorical, Distribution, Laplace, Normal,
-    Reparameterizable, StandardNormal,
+    check_batch, check_shape, Bernoulli, Beta, Categorical, Distribution, Exponential, Gamma,
+    Laplace, Normal, Poisson, Reparameterizable, StandardNormal,
 };
 use crate::error::{Error, Result};
 use crate::ops::{cst, mean_over_samples, Events, PerExample, Real};
@@ -235,8 +235,10 @@ where
 
 /// The registry of closed forms: `KL(q ‖ p)` if the concrete pair `(Q, P)` is one of
 /// the built-in pairs with a closed form — Normal‖Normal, Normal‖StandardNormal,
-/// Laplace‖Laplace, Bernoulli‖Bernoulli, Categorical‖Categorical — else `None`. The
-/// arguments are not consumed (their forks are).
+/// Laplace‖Laplace, Bernoulli‖Bernoulli, Categorical‖Categorical, Poisson‖Poisson,
+/// Gamma‖Gamma, Exponential‖Exponential, Beta‖Beta — or a pair a user registered with
+/// [`register_kl`](crate::kl_registry::register_kl), else `None`. The arguments are not
+/// consumed (their forks are).
 ///
 /// This is what [`LatentVariableModel::closed_form_kl`](crate::LatentVariableModel::closed_form_kl)
 /// does by default, so [`Elbo`](crate::Elbo) picks the closed form whenever one exists
@@ -258,6 +260,13 @@ where
         .or_else(|| {
             try_pair::<Q, P, Categorical<N, E, D, T>, Categorical<N, E, D, T>, N, E, D, T>(q, p)
         })
+        .or_else(|| try_pair::<Q, P, Poisson<N, E, D, T>, Poisson<N, E, D, T>, N, E, D, T>(q, p))
+        .or_else(|| try_pair::<Q, P, Gamma<N, E, D, T>, Gamma<N, E, D, T>, N, E, D, T>(q, p))
+        .or_else(|| {
+            try_pair::<Q, P, Exponential<N, E, D, T>, Exponential<N, E, D, T>, N, E, D, T>(q, p)
+        })
+        .or_else(|| try_pair::<Q, P, Beta<N, E, D, T>, Beta<N, E, D, T>, N, E, D, T>(q, p))
+        .or_else(|| crate::kl_registry::lookup::<N, E, D, T, Q, P>(q, p))
 }
 
 fn try_pair_per_dimension<Q, P, Qc, Pc, N, E, D, T>(

@@ -54,11 +54,14 @@ pub mod heads;
 pub mod iwae;
 pub mod kernels;
 pub mod kl;
+pub mod kl_families;
+pub mod kl_registry;
 pub mod model;
 pub mod nn;
 pub mod objective;
 pub mod ops;
 pub mod optim;
+pub mod special;
 pub mod train;
 pub mod viz;
 

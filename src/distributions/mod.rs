@@ -41,24 +41,37 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
+use crate::ops::Real;
 pub use crate::ops::{Events, PerExample, Scored};
 
 mod bernoulli;
+mod beta;
+mod binomial;
 mod categorical;
 mod chain;
 mod continuous_bernoulli;
+mod exponential;
+mod gamma;
 mod laplace;
 mod mixture;
+mod negative_binomial;
 mod normal;
+mod poisson;
 mod relaxed;
 
 pub use bernoulli::Bernoulli;
+pub use beta::Beta;
+pub use binomial::Binomial;
 pub use categorical::Categorical;
 pub use chain::ConditionalChain;
 pub use continuous_bernoulli::ContinuousBernoulli;
+pub use exponential::Exponential;
+pub use gamma::Gamma;
 pub use laplace::Laplace;
 pub use mixture::MixtureOfDiagNormals;
+pub use negative_binomial::NegativeBinomial;
 pub use normal::{Normal, StandardNormal};
+pub use poisson::Poisson;
 pub use relaxed::RelaxedOneHotCategorical;
 
 /// A batch of probability distributions over `N`-dimensional events.
@@ -253,4 +266,135 @@ pub(crate) fn check_batch(context: &str, expected: usize, found: usize) -> Resul
             &[found],
         ))
     }
+}
+
+/// A host-side generator for the samplers that draw a varying number of uniforms per
+/// event (Poisson, Gamma, binomial): seeded from four uniforms of the device's own
+/// generator, so `Cpu::seed_from_u64` makes their draws reproducible like every other
+/// family's, and one call's draws do not repeat another's.
+pub(crate) fn host_rng<E: Real, D: Device<E>>(dev: &D) -> rand_xoshiro::Xoshiro256PlusPlus {
+    use rand::SeedableRng;
+    let u = crate::ops::to_f64_vec(&E::uniform01(dev, &(4usize,)));
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for v in u {
+        // splitmix64 steps over the draws' bits
+        seed = (seed ^ v.to_bits()).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        seed = (seed ^ (seed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        seed = (seed ^ (seed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        seed ^= seed >> 31;
+    }
+    rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed)
+}
+
+/// Checks that every event of a count family is a non-negative integer (at most
+/// `upper` if given): a count model's log-mass of `2.5` or `−1` is meaningless, and
+/// would otherwise come out as a finite number.
+///
+/// # Errors
+/// [`crate::Error::InvalidSetting`] naming the family, the position `(row, column)`
+/// and the value.
+pub(crate) fn check_counts<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
+    family: &str,
+    x: &Events<N, E, D, T>,
+    upper: Option<f64>,
+) -> Result<()> {
+    let width = x.shape().1.size().max(1);
+    let x = x.retaped::<NoneTape>();
+    let values = crate::ops::host_values(&x);
+    for (i, v) in values.iter().enumerate() {
+        let v = v.to_f64().unwrap_or(f64::NAN);
+        let ok = v.is_finite() && v >= 0.0 && v == v.floor() && upper.is_none_or(|u| v <= u);
+        if !ok {
+            let bound = upper.map_or(String::new(), |u| format!(" at most {u}"));
+            return Err(crate::Error::invalid(
+                format!("{family}::log_prob (x)"),
+                format!(
+                    "counts must be non-negative integers{bound}; row {}, column {} holds {v}",
+                    i / width,
+                    i % width
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that every event satisfies `inside` (the family's support, described by
+/// `what`, e.g. "positive").
+///
+/// # Errors
+/// [`crate::Error::InvalidSetting`] naming the family, the position `(row, column)`
+/// and the value.
+pub(crate) fn check_support<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
+    family: &str,
+    x: &Events<N, E, D, T>,
+    what: &str,
+    inside: impl Fn(f64) -> bool,
+) -> Result<()> {
+    let width = x.shape().1.size().max(1);
+    let x = x.retaped::<NoneTape>();
+    let values = crate::ops::host_values(&x);
+    for (i, v) in values.iter().enumerate() {
+        let v = v.to_f64().unwrap_or(f64::NAN);
+        if !inside(v) {
+            return Err(crate::Error::invalid(
+                format!("{family}::log_prob (x)"),
+                format!(
+                    "values must be {what}; row {}, column {} holds {v}",
+                    i / width,
+                    i % width
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Host-side draws: `f(rng, i)` for every element `i` of a `(batch, N)` shape, on `dev`.
+pub(crate) fn draw_host<N: Dim, E: Real, D: Device<E>>(
+    dev: &D,
+    shape: (usize, N),
+    mut f: impl FnMut(&mut rand_xoshiro::Xoshiro256PlusPlus, usize) -> f64,
+) -> Events<N, E, D> {
+    let mut rng = host_rng::<E, D>(dev);
+    let n = shape.0 * shape.1.size();
+    let v: Vec<E> = (0..n)
+        .map(|i| crate::ops::cst::<E>(f(&mut rng, i)))
+        .collect();
+    dev.tensor_from_vec(v, shape)
+}
+
+/// `f` applied to every element on the host, without gradient (a mode's `⌊·⌋`, say,
+/// which dfdx 0.13 has no operation for).
+pub(crate) fn map_host<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
+    t: &Events<N, E, D, T>,
+    f: impl Fn(f64) -> f64,
+) -> Events<N, E, D> {
+    let t = t.retaped::<NoneTape>();
+    let v: Vec<E> = crate::ops::host_values(&t)
+        .iter()
+        .map(|v| crate::ops::cst::<E>(f(v.to_f64().unwrap_or(f64::NAN))))
+        .collect();
+    t.device().tensor_from_vec(v, *t.shape())
+}
+
+/// Validates host-side values of a positive parameter (`batch · N`, row-major) and
+/// uploads them, shape `(batch, N)`.
+pub(crate) fn host_positive<N: Dim, E: Real, D: Device<E>>(
+    dev: &D,
+    context: &str,
+    dim: N,
+    values: &[E],
+) -> Result<Events<N, E, D>> {
+    let n = dim.size();
+    if n == 0 || values.is_empty() || !values.len().is_multiple_of(n) {
+        return Err(crate::Error::not_a_multiple(context, n, values.len()));
+    }
+    if let Some(v) = values.iter().find(|v| !(v.is_finite() && **v > E::zero())) {
+        return Err(crate::Error::invalid(
+            context,
+            format!("must be positive and finite, got {v}"),
+        ));
+    }
+    Ok(dev.tensor_from_vec(values.to_vec(), (values.len() / n, dim)))
 }

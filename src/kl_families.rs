@@ -1,0 +1,102 @@
+//! Closed-form KL divergences of the count, positive and proportion families
+//! (Poisson, exponential, Gamma, Beta), as torch.distributions' `kl.py` has them.
+//! Registered with [`crate::kl::registered_kl`], so [`crate::Elbo`] uses them.
+
+use dfdx::prelude::*;
+
+use crate::distributions::{check_shape, Beta, Exponential, Gamma, Poisson};
+use crate::error::Result;
+use crate::kl::KlDivergence;
+use crate::ops::PerExample;
+use crate::ops::Real;
+use crate::special::{digamma, lgamma, log_beta};
+
+/// `KL(Poisson(λ₁) ‖ Poisson(λ₂)) = Σ_i λ₁ (ln λ₁ − ln λ₂) − λ₁ + λ₂`
+/// (torch `_kl_poisson_poisson`).
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Poisson<N, E, D, T>>
+    for Poisson<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Poisson<N, E, D, T>) -> Result<Self::Output> {
+        check_shape(
+            "KL(Poisson‖Poisson)",
+            self.log_rate.shape(),
+            p.log_rate.shape(),
+        )?;
+        let q_rate = self.log_rate.with_empty_tape().exp();
+        let q_rate2 = self.log_rate.with_empty_tape().exp();
+        let p_rate = p.log_rate.with_empty_tape().exp();
+        let kl = (self.log_rate - p.log_rate) * q_rate - q_rate2 + p_rate;
+        Ok(kl.sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// `KL(Exp(λ₁) ‖ Exp(λ₂)) = Σ_i ln λ₁ − ln λ₂ + λ₂/λ₁ − 1`
+/// (torch `_kl_exponential_exponential`).
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Exponential<N, E, D, T>>
+    for Exponential<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Exponential<N, E, D, T>) -> Result<Self::Output> {
+        check_shape(
+            "KL(Exponential‖Exponential)",
+            self.log_rate.shape(),
+            p.log_rate.shape(),
+        )?;
+        let d = self.log_rate - p.log_rate; // ln(λ₁/λ₂)
+        let ratio = d.with_empty_tape().negate().exp(); // λ₂/λ₁
+        Ok((d + ratio - E::one()).sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// `KL(Gamma(α₁, β₁) ‖ Gamma(α₂, β₂)) = Σ_i α₂ ln(β₁/β₂) + ln Γ(α₂) − ln Γ(α₁)
+/// + (α₁ − α₂) ψ(α₁) + (β₂ − β₁) α₁/β₁` (torch `_kl_gamma_gamma`; Penny 2001, eq. 3).
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Gamma<N, E, D, T>>
+    for Gamma<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Gamma<N, E, D, T>) -> Result<Self::Output> {
+        check_shape("KL(Gamma‖Gamma)", self.log_rate.shape(), p.log_rate.shape())?;
+        let e = |t: &Tensor<(usize, N), E, D, T>| t.with_empty_tape().exp();
+        let w = |t: &Tensor<(usize, N), E, D, T>| t.with_empty_tape();
+        let (qc, pc) = (&self.log_concentration, &p.log_concentration);
+        let t3 = (e(qc) - e(pc)) * digamma(e(qc));
+        // (β₂ − β₁) α₁/β₁ = α₁ (e^{ln β₂ − ln β₁} − 1)
+        let t4 = e(qc) * ((w(&p.log_rate) - w(&self.log_rate)).exp() - E::one());
+        let t1 = (self.log_rate - p.log_rate) * e(&p.log_concentration);
+        let t2 = lgamma(p.log_concentration.exp()) - lgamma(self.log_concentration.exp());
+        Ok((t1 + t2 + t3 + t4).sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// `KL(Beta(a₁, b₁) ‖ Beta(a₂, b₂)) = Σ_i ln B(a₂, b₂) − ln B(a₁, b₁) + (a₁ − a₂) ψ(a₁)
+/// + (b₁ − b₂) ψ(b₁) + (a₂ − a₁ + b₂ − b₁) ψ(a₁ + b₁)` (torch `_kl_beta_beta`).
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Beta<N, E, D, T>>
+    for Beta<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Beta<N, E, D, T>) -> Result<Self::Output> {
+        check_shape(
+            "KL(Beta‖Beta)",
+            self.log_concentration1.shape(),
+            p.log_concentration1.shape(),
+        )?;
+        let e = |t: &Tensor<(usize, N), E, D, T>| t.with_empty_tape().exp();
+        let (qa, qb) = (&self.log_concentration1, &self.log_concentration0);
+        let (pa, pb) = (&p.log_concentration1, &p.log_concentration0);
+        let t_a = (e(qa) - e(pa)) * digamma(e(qa));
+        let t_b = (e(qb) - e(pb)) * digamma(e(qb));
+        let q_sum = e(qa) + e(qb);
+        let t_s = (e(pa) + e(pb) - q_sum.with_empty_tape()) * digamma(q_sum);
+        let kl = log_beta(p.log_concentration1.exp(), p.log_concentration0.exp())
+            - log_beta(self.log_concentration1.exp(), self.log_concentration0.exp())
+            + t_a
+            + t_b
+            + t_s;
+        Ok(kl.sum::<(usize,), Axis<1>>())
+    }
+}
