@@ -1,0 +1,130 @@
+"""Reference values from torch.distributions (float64) for tests/torch_families.rs.
+
+Run from the repository root:  python3 scripts/torch_families.py
+It writes tests/data/torch_families.json: lgamma/digamma on a wide grid (trigamma from mpmath),
+and for each new family (Poisson, Binomial, NegativeBinomial, Exponential, Gamma, Beta)
+random parameters (edges included) with log_prob, mean, variance, entropy and mode,
+and the closed-form KLs torch registers for Poisson, Exponential, Gamma and Beta pairs.
+"""
+import json
+import math
+
+import torch
+import torch.distributions as td
+
+torch.manual_seed(20261205)
+D = torch.float64
+
+
+def t(v):
+    return torch.tensor(v, dtype=D)
+
+
+def f(x):
+    return [float(v) for v in x.reshape(-1)]
+
+
+out = {"torch": torch.__version__}
+
+# Special functions: small, near the zeros of lgamma (1, 2) and digamma (1.46...),
+# moderate, large, and negative non-integers.
+grid = [1e-300, 1e-100, 1e-20, 1e-8, 1e-3, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999999,
+        1.0, 1.000001, 1.01, 1.1, 1.25, 1.4616321449683623, 1.5, 1.75, 1.9, 1.999999, 2.0,
+        2.000001, 2.1, 2.5, 3.0, 3.5, 4.75, 7.0, 9.99, 10.0, 14.9, 15.0, 15.1, 20.5, 33.3,
+        100.0, 171.5, 1e3, 12345.678, 1e6, 1e10, 1e15, 1e20, 1e100, 1e300,
+        -0.5, -1.5, -2.25, -10.3, -100.7]
+grid += [float(v) for v in torch.empty(60, dtype=D).uniform_(-6.0, 6.0).exp()]
+g = t(grid)
+out["lgamma"] = {"x": grid, "y": f(torch.lgamma(g))}
+dg = [v for v in grid if v < 1e16]  # digamma's float64 range of interest
+out["digamma"] = {"x": dg, "y": f(torch.digamma(t(dg)))}
+tg = [v for v in grid if 1e-150 < abs(v) < 1e16]
+# torch.polygamma(1, x) goes through its Hurwitz zeta and is good to about 1e-9
+# relative only; the trigamma reference is mpmath's at 30 digits (torch's kept beside).
+import mpmath  # noqa: E402  (a dependency of torch's sympy)
+
+mpmath.mp.dps = 30
+out["trigamma"] = {"x": tg, "y": [float(mpmath.psi(1, v)) for v in tg],
+                   "torch": f(torch.polygamma(1, t(tg)))}
+
+
+def positive(n, lo, hi):
+    return torch.empty(n, dtype=D).uniform_(math.log(lo), math.log(hi)).exp()
+
+
+n = 40
+fam = {}
+
+rate = positive(n, 1e-3, 1e3)
+x = torch.poisson(rate).clamp(max=1e6)
+x[:3] = t([0.0, 1.0, 250.0])
+d = td.Poisson(rate)
+fam["poisson"] = {"rate": f(rate), "x": f(x), "log_prob": f(d.log_prob(x)),
+                  "mean": f(d.mean), "variance": f(d.variance), "mode": f(d.mode)}
+
+total = 16
+logits = torch.empty(n, dtype=D).uniform_(-8.0, 8.0)
+d = td.Binomial(total_count=total, logits=logits)
+x = d.sample()
+x[:2] = t([0.0, 16.0])
+fam["binomial"] = {"total_count": total, "logits": f(logits), "x": f(x),
+                   "log_prob": f(d.log_prob(x)), "mean": f(d.mean),
+                   "variance": f(d.variance), "mode": f(d.mode)}
+
+r = positive(n, 1e-2, 1e2)
+logits = torch.empty(n, dtype=D).uniform_(-5.0, 5.0)
+d = td.NegativeBinomial(total_count=r, logits=logits)
+x = d.sample()
+x[:2] = t([0.0, 1000.0])
+fam["negative_binomial"] = {"total_count": f(r), "logits": f(logits), "x": f(x),
+                            "log_prob": f(d.log_prob(x)), "mean": f(d.mean),
+                            "variance": f(d.variance), "mode": f(d.mode)}
+
+rate = positive(n, 1e-3, 1e3)
+d = td.Exponential(rate)
+x = d.sample().clamp(min=1e-300)
+fam["exponential"] = {"rate": f(rate), "x": f(x), "log_prob": f(d.log_prob(x)),
+                      "mean": f(d.mean), "variance": f(d.variance), "entropy": f(d.entropy()),
+                      "mode": f(d.mode)}
+
+a = positive(n, 1e-2, 1e3)
+a[:3] = t([0.01, 1.0, 1000.0])
+rate = positive(n, 1e-2, 1e2)
+d = td.Gamma(a, rate)
+x = d.sample().clamp(min=1e-300)
+fam["gamma"] = {"concentration": f(a), "rate": f(rate), "x": f(x),
+                "log_prob": f(d.log_prob(x)), "mean": f(d.mean), "variance": f(d.variance),
+                "entropy": f(d.entropy()), "mode": f(d.mode)}
+
+a = positive(n, 1e-2, 1e2)
+b = positive(n, 1e-2, 1e2)
+a[:2] = t([1.0, 0.05])
+b[:2] = t([1.0, 50.0])
+d = td.Beta(a, b)
+x = d.sample().clamp(1e-12, 1 - 1e-12)
+fam["beta"] = {"concentration1": f(a), "concentration0": f(b), "x": f(x),
+               "log_prob": f(d.log_prob(x)), "mean": f(d.mean), "variance": f(d.variance),
+               "entropy": f(d.entropy())}
+out["families"] = fam
+
+kl = {}
+r1, r2 = positive(n, 1e-2, 1e2), positive(n, 1e-2, 1e2)
+r2[0] = r1[0]
+kl["poisson"] = {"q_rate": f(r1), "p_rate": f(r2),
+                 "kl": f(td.kl_divergence(td.Poisson(r1), td.Poisson(r2)))}
+kl["exponential"] = {"q_rate": f(r1), "p_rate": f(r2),
+                     "kl": f(td.kl_divergence(td.Exponential(r1), td.Exponential(r2)))}
+a1, a2 = positive(n, 1e-2, 1e2), positive(n, 1e-2, 1e2)
+b1, b2 = positive(n, 1e-2, 1e2), positive(n, 1e-2, 1e2)
+a2[0], b2[0] = a1[0], b1[0]
+kl["gamma"] = {"q_concentration": f(a1), "q_rate": f(b1), "p_concentration": f(a2),
+               "p_rate": f(b2),
+               "kl": f(td.kl_divergence(td.Gamma(a1, b1), td.Gamma(a2, b2)))}
+kl["beta"] = {"q_concentration1": f(a1), "q_concentration0": f(b1),
+              "p_concentration1": f(a2), "p_concentration0": f(b2),
+              "kl": f(td.kl_divergence(td.Beta(a1, b1), td.Beta(a2, b2)))}
+out["kl"] = kl
+
+with open("tests/data/torch_families.json", "w") as fh:
+    json.dump(out, fh, indent=1)
+print("wrote tests/data/torch_families.json with torch", torch.__version__)
