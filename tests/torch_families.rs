@@ -56,9 +56,17 @@ fn poisson_matches_torch() {
     let dev = Dev::default();
     let d = || Poisson::new(logs(&dev, &column(f, "rate")));
     let x = events(&dev, &column(f, "x"));
-    check("Poisson log_prob", d().log_prob(x).unwrap().as_vec(), &column(f, "log_prob"));
+    check(
+        "Poisson log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
     check("Poisson mean", d().mean().as_vec(), &column(f, "mean"));
-    check("Poisson variance", d().variance().as_vec(), &column(f, "variance"));
+    check(
+        "Poisson variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
     check("Poisson mode", d().mode().as_vec(), &column(f, "mode"));
 }
 
@@ -70,9 +78,17 @@ fn binomial_matches_torch() {
     let n = f["total_count"].as_u64().unwrap() as u32;
     let d = || Binomial::new(n, events(&dev, &column(f, "logits"))).unwrap();
     let x = events(&dev, &column(f, "x"));
-    check("Binomial log_prob", d().log_prob(x).unwrap().as_vec(), &column(f, "log_prob"));
+    check(
+        "Binomial log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
     check("Binomial mean", d().mean().as_vec(), &column(f, "mean"));
-    check("Binomial variance", d().variance().as_vec(), &column(f, "variance"));
+    check(
+        "Binomial variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
     check("Binomial mode", d().mode().as_vec(), &column(f, "mode"));
 }
 
@@ -82,13 +98,24 @@ fn negative_binomial_matches_torch() {
     let f = &r["families"]["negative_binomial"];
     let dev = Dev::default();
     let d = || {
-        NegativeBinomial::new(logs(&dev, &column(f, "total_count")), events(&dev, &column(f, "logits")))
-            .unwrap()
+        NegativeBinomial::new(
+            logs(&dev, &column(f, "total_count")),
+            events(&dev, &column(f, "logits")),
+        )
+        .unwrap()
     };
     let x = events(&dev, &column(f, "x"));
-    check("NB log_prob", d().log_prob(x).unwrap().as_vec(), &column(f, "log_prob"));
+    check(
+        "NB log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
     check("NB mean", d().mean().as_vec(), &column(f, "mean"));
-    check("NB variance", d().variance().as_vec(), &column(f, "variance"));
+    check(
+        "NB variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
     check("NB mode", d().mode().as_vec(), &column(f, "mode"));
 }
 
@@ -99,10 +126,22 @@ fn exponential_matches_torch() {
     let dev = Dev::default();
     let d = || Exponential::new(logs(&dev, &column(f, "rate")));
     let x = events(&dev, &column(f, "x"));
-    check("Exponential log_prob", d().log_prob(x).unwrap().as_vec(), &column(f, "log_prob"));
+    check(
+        "Exponential log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
     check("Exponential mean", d().mean().as_vec(), &column(f, "mean"));
-    check("Exponential variance", d().variance().as_vec(), &column(f, "variance"));
-    check("Exponential entropy", d().entropy().as_vec(), &column(f, "entropy"));
+    check(
+        "Exponential variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
+    check(
+        "Exponential entropy",
+        d().entropy().as_vec(),
+        &column(f, "entropy"),
+    );
     check("Exponential mode", d().mode().as_vec(), &column(f, "mode"));
 }
 
@@ -112,13 +151,29 @@ fn gamma_matches_torch() {
     let f = &r["families"]["gamma"];
     let dev = Dev::default();
     let d = || {
-        Gamma::new(logs(&dev, &column(f, "concentration")), logs(&dev, &column(f, "rate"))).unwrap()
+        Gamma::new(
+            logs(&dev, &column(f, "concentration")),
+            logs(&dev, &column(f, "rate")),
+        )
+        .unwrap()
     };
     let x = events(&dev, &column(f, "x"));
-    check("Gamma log_prob", d().log_prob(x).unwrap().as_vec(), &column(f, "log_prob"));
+    check(
+        "Gamma log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
     check("Gamma mean", d().mean().as_vec(), &column(f, "mean"));
-    check("Gamma variance", d().variance().as_vec(), &column(f, "variance"));
-    check("Gamma entropy", d().entropy().as_vec(), &column(f, "entropy"));
+    check(
+        "Gamma variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
+    check(
+        "Gamma entropy",
+        d().entropy().as_vec(),
+        &column(f, "entropy"),
+    );
     check("Gamma mode", d().mode().as_vec(), &column(f, "mode"));
 }
 
@@ -128,14 +183,29 @@ fn beta_matches_torch() {
     let f = &r["families"]["beta"];
     let dev = Dev::default();
     let d = || {
-        Beta::new(logs(&dev, &column(f, "concentration1")), logs(&dev, &column(f, "concentration0")))
-            .unwrap()
+        Beta::new(
+            logs(&dev, &column(f, "concentration1")),
+            logs(&dev, &column(f, "concentration0")),
+        )
+        .unwrap()
     };
     let x = events(&dev, &column(f, "x"));
-    check("Beta log_prob", d().log_prob(x).unwrap().as_vec(), &column(f, "log_prob"));
+    check(
+        "Beta log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
     check("Beta mean", d().mean().as_vec(), &column(f, "mean"));
-    check("Beta variance", d().variance().as_vec(), &column(f, "variance"));
-    check("Beta entropy", d().entropy().as_vec(), &column(f, "entropy"));
+    check(
+        "Beta variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
+    check(
+        "Beta entropy",
+        d().entropy().as_vec(),
+        &column(f, "entropy"),
+    );
 }
 
 #[test]
@@ -145,7 +215,9 @@ fn closed_form_kls_match_torch() {
     let dev = Dev::default();
     let c = |f: &serde_json::Value, key: &str| logs(&dev, &column(f, key));
     let f = &k["poisson"];
-    let kl = Poisson::new(c(f, "q_rate")).kl_divergence(Poisson::new(c(f, "p_rate"))).unwrap();
+    let kl = Poisson::new(c(f, "q_rate"))
+        .kl_divergence(Poisson::new(c(f, "p_rate")))
+        .unwrap();
     check("KL(Poisson‖Poisson)", kl.as_vec(), &column(f, "kl"));
     let f = &k["exponential"];
     let kl = Exponential::new(c(f, "q_rate"))
@@ -155,19 +227,33 @@ fn closed_form_kls_match_torch() {
     let f = &k["gamma"];
     let q = Gamma::new(c(f, "q_concentration"), c(f, "q_rate")).unwrap();
     let p = Gamma::new(c(f, "p_concentration"), c(f, "p_rate")).unwrap();
-    check("KL(Gamma‖Gamma)", q.kl_divergence(p).unwrap().as_vec(), &column(f, "kl"));
+    check(
+        "KL(Gamma‖Gamma)",
+        q.kl_divergence(p).unwrap().as_vec(),
+        &column(f, "kl"),
+    );
     let f = &k["beta"];
     let q = Beta::new(c(f, "q_concentration1"), c(f, "q_concentration0")).unwrap();
     let p = Beta::new(c(f, "p_concentration1"), c(f, "p_concentration0")).unwrap();
-    check("KL(Beta‖Beta)", q.kl_divergence(p).unwrap().as_vec(), &column(f, "kl"));
+    check(
+        "KL(Beta‖Beta)",
+        q.kl_divergence(p).unwrap().as_vec(),
+        &column(f, "kl"),
+    );
 }
 
 #[test]
 fn count_families_refuse_events_outside_their_support() {
     let dev = Dev::default();
     let p = Poisson::new(events(&dev, &[0.0, 0.0]));
-    let err = p.log_prob(events(&dev, &[1.0, 2.5])).unwrap_err().to_string();
-    assert!(err.contains("row 1, column 0") && err.contains("2.5"), "{err}");
+    let err = p
+        .log_prob(events(&dev, &[1.0, 2.5]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("row 1, column 0") && err.contains("2.5"),
+        "{err}"
+    );
     let b = Binomial::new(4, events(&dev, &[0.0])).unwrap();
     assert!(b.log_prob(events(&dev, &[5.0])).is_err());
     let g = Gamma::new(events(&dev, &[0.0]), events(&dev, &[0.0])).unwrap();

@@ -16,6 +16,10 @@ use dfdx::prelude::*;
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
+pub use super::counts_and_positives::{
+    BetaFamily, BinomialFamily, ExponentialFamily, GammaFamily, NegativeBinomialFamily,
+    PoissonFamily,
+};
 use super::{block, require_finite, Dev, Family, KlPair, Support, Theta};
 use crate::distributions::{
     Bernoulli, Categorical, ContinuousBernoulli, Entropy, Laplace, MixtureOfDiagNormals, Mode,
@@ -502,3 +506,7 @@ builtin_pair!(NormalFamily, StandardNormalFamily, false, N);
 builtin_pair!(LaplaceFamily, LaplaceFamily, true, N);
 builtin_pair!(BernoulliFamily, BernoulliFamily, true, N);
 builtin_pair!(CategoricalFamily, CategoricalFamily, true, K);
+builtin_pair!(PoissonFamily, PoissonFamily, true, N);
+builtin_pair!(ExponentialFamily, ExponentialFamily, true, N);
+builtin_pair!(GammaFamily, GammaFamily, true, N);
+builtin_pair!(BetaFamily, BetaFamily, true, N);

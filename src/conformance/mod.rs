@@ -51,6 +51,7 @@ use crate::ops::{Events, PerExample};
 
 mod bijector;
 mod checks;
+pub mod counts_and_positives;
 pub mod families;
 pub mod flows;
 mod kl;

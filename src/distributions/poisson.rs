@@ -100,10 +100,12 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Poi
     }
 }
 
-/// One Poisson draw of rate `λ` (0 for `λ = 0`; NaN for an invalid rate).
+/// One Poisson draw of rate `λ` (0 for `λ < 1e-16`; NaN for an invalid rate).
 pub(crate) fn poisson_draw(rng: &mut rand_xoshiro::Xoshiro256PlusPlus, rate: f64) -> f64 {
     use rand_distr::Distribution as _;
-    if rate == 0.0 {
+    // Below ~1e-16, e^{−λ} rounds to 1 and rand_distr 0.4's inversion returns −1;
+    // P(X ≥ 1) ≈ λ is then below the resolution of f64 anyway.
+    if rate >= 0.0 && (-rate).exp() == 1.0 {
         return 0.0;
     }
     match rand_distr::Poisson::new(rate) {
