@@ -266,7 +266,7 @@ where
             try_pair::<Q, P, Exponential<N, E, D, T>, Exponential<N, E, D, T>, N, E, D, T>(q, p)
         })
         .or_else(|| try_pair::<Q, P, Beta<N, E, D, T>, Beta<N, E, D, T>, N, E, D, T>(q, p))
-        .or_else(|| crate::kl_registry::lookup::<N, E, D, T, Q, P>(q, p))
+        .or_else(|| crate::kl_registry::lookup::<E, D, T, Q, P>(q, p))
 }
 
 fn try_pair_per_dimension<Q, P, Qc, Pc, N, E, D, T>(

@@ -79,9 +79,8 @@ pub fn unregister_kl<Q: 'static, P: 'static>() -> bool {
 
 /// The registered closed form of `KL(q ‖ p)`, if `(Q, P)` was registered and its
 /// output is `PerExample<E, D, T>`.
-pub(crate) fn lookup<N, E, D, T, Q, P>(q: &Q, p: &P) -> Option<Result<PerExample<E, D, T>>>
+pub(crate) fn lookup<E, D, T, Q, P>(q: &Q, p: &P) -> Option<Result<PerExample<E, D, T>>>
 where
-    N: Dim,
     E: Real,
     D: Device<E> + 'static,
     T: Tape<E, D> + 'static,
