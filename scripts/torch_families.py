@@ -2,9 +2,11 @@
 
 Run from the repository root:  python3 scripts/torch_families.py
 It writes tests/data/torch_families.json: lgamma/digamma on a wide grid (trigamma from mpmath),
-and for each new family (Poisson, Binomial, NegativeBinomial, Exponential, Gamma, Beta)
+and for each new family (Poisson, Binomial, NegativeBinomial, Exponential, Gamma, Beta,
+LogNormal, StudentT, Dirichlet, and scVI's zero-inflated negative binomial)
 random parameters (edges included) with log_prob, mean, variance, entropy and mode,
-and the closed-form KLs torch registers for Poisson, Exponential, Gamma and Beta pairs.
+and the closed-form KLs torch registers for Poisson, Exponential, Gamma, Beta, LogNormal and
+Dirichlet pairs.
 """
 import json
 import math
@@ -20,8 +22,18 @@ def t(v):
     return torch.tensor(v, dtype=D)
 
 
+def finite_or_name(v):
+    """JSON has no NaN or infinities: those are written as the strings Rust parses."""
+    v = float(v)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return v
+
+
 def f(x):
-    return [float(v) for v in x.reshape(-1)]
+    return [finite_or_name(v) for v in x.reshape(-1)]
 
 
 out = {"torch": torch.__version__}
@@ -105,6 +117,69 @@ x = d.sample().clamp(1e-12, 1 - 1e-12)
 fam["beta"] = {"concentration1": f(a), "concentration0": f(b), "x": f(x),
                "log_prob": f(d.log_prob(x)), "mean": f(d.mean), "variance": f(d.variance),
                "entropy": f(d.entropy())}
+
+loc = torch.empty(n, dtype=D).uniform_(-2.0, 2.0)
+scale = positive(n, 0.05, 3.0)
+d = td.LogNormal(loc, scale)
+x = d.sample()
+fam["log_normal"] = {"loc": f(loc), "scale": f(scale), "x": f(x),
+                     "log_prob": f(d.log_prob(x)), "mean": f(d.mean),
+                     "variance": f(d.variance), "entropy": f(d.entropy()), "mode": f(d.mode)}
+
+df = positive(n, 0.3, 100.0)
+df[:3] = t([0.5, 1.5, 2.5])  # mean NaN, variance inf, finite
+loc = torch.empty(n, dtype=D).uniform_(-2.0, 2.0)
+scale = positive(n, 0.1, 5.0)
+d = td.StudentT(df, loc, scale)
+x = d.sample()
+fam["student_t"] = {"df": f(df), "loc": f(loc), "scale": f(scale), "x": f(x),
+                    "log_prob": f(d.log_prob(x)), "mean": f(d.mean),
+                    "variance": f(d.variance), "entropy": f(d.entropy()), "mode": f(d.mode)}
+
+K = 4
+conc = positive(n * K, 0.05, 50.0).reshape(n, K)
+conc[0] = t([2.0, 3.0, 4.0, 5.0])
+conc[1] = t([0.5, 0.7, 0.2, 0.9])  # mode: the corner of the largest
+conc[2] = t([0.5, 3.0, 1.5, 0.9])
+d = td.Dirichlet(conc)
+x = d.sample().clamp(min=1e-300)
+x = x / x.sum(-1, keepdim=True)
+fam["dirichlet"] = {"k": K, "concentration": f(conc), "x": f(x), "log_prob": f(d.log_prob(x)),
+                    "mean": f(d.mean), "variance": f(d.variance), "entropy": f(d.entropy()),
+                    "mode": f(d.mode)}
+
+
+def log_zinb_positive(x, mu, theta, pi, eps=1e-8, log_eps=1e-8):
+    """scVI's ZINB log-likelihood, written out from scvi-tools
+    (scvi/distributions/_negative_binomial.py, log_zinb_positive; Lopez et al. 2018).
+    pi is the logit of the dropout probability. scVI uses one eps for the zero masks
+    and inside the logarithms; here the two are separate so the logs can be exact."""
+    softplus = torch.nn.functional.softplus
+    eps, mask_eps = log_eps, eps
+    softplus_pi = softplus(-pi)
+    log_theta_eps = torch.log(theta + eps)
+    log_theta_mu_eps = torch.log(theta + mu + eps)
+    pi_theta_log = -pi + theta * (log_theta_eps - log_theta_mu_eps)
+    case_zero = softplus(pi_theta_log) - softplus_pi
+    mul_case_zero = torch.mul((x < mask_eps).type(D), case_zero)
+    case_non_zero = (-softplus_pi + pi_theta_log
+                     + x * (torch.log(mu + eps) - log_theta_mu_eps)
+                     + torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1))
+    mul_case_non_zero = torch.mul((x > mask_eps).type(D), case_non_zero)
+    return mul_case_zero + mul_case_non_zero
+
+
+mu = positive(n, 0.01, 100.0)
+theta = positive(n, 0.05, 50.0)
+pi = torch.empty(n, dtype=D).uniform_(-4.0, 4.0)
+nb = td.NegativeBinomial(total_count=theta, logits=mu.log() - theta.log()).sample()
+x = torch.where(torch.rand(n, dtype=D) < torch.sigmoid(pi), torch.zeros_like(nb), nb)
+x[:2] = t([0.0, 7.0])
+# log_eps = 0: latent's parameters are on the log scale and need no guard inside the logs.
+fam["zinb"] = {"mean_nb": f(mu), "inverse_dispersion": f(theta), "zi_logits": f(pi), "x": f(x),
+               "log_prob": f(log_zinb_positive(x, mu, theta, pi, log_eps=0.0)),
+               "mean": f(torch.sigmoid(-pi) * mu),
+               "variance": f(torch.sigmoid(-pi) * mu * (1 + mu / theta + torch.sigmoid(pi) * mu))}
 out["families"] = fam
 
 kl = {}
@@ -123,6 +198,15 @@ kl["gamma"] = {"q_concentration": f(a1), "q_rate": f(b1), "p_concentration": f(a
 kl["beta"] = {"q_concentration1": f(a1), "q_concentration0": f(b1),
               "p_concentration1": f(a2), "p_concentration0": f(b2),
               "kl": f(td.kl_divergence(td.Beta(a1, b1), td.Beta(a2, b2)))}
+l1, l2 = torch.empty(n, dtype=D).uniform_(-2, 2), torch.empty(n, dtype=D).uniform_(-2, 2)
+s1, s2 = positive(n, 0.1, 3.0), positive(n, 0.1, 3.0)
+l2[0], s2[0] = l1[0], s1[0]
+kl["log_normal"] = {"q_loc": f(l1), "q_scale": f(s1), "p_loc": f(l2), "p_scale": f(s2),
+                    "kl": f(td.kl_divergence(td.LogNormal(l1, s1), td.LogNormal(l2, s2)))}
+c1, c2 = positive(n * K, 0.05, 50.0).reshape(n, K), positive(n * K, 0.05, 50.0).reshape(n, K)
+c2[0] = c1[0]
+kl["dirichlet"] = {"k": K, "q_concentration": f(c1), "p_concentration": f(c2),
+                   "kl": f(td.kl_divergence(td.Dirichlet(c1), td.Dirichlet(c2)))}
 out["kl"] = kl
 
 with open("tests/data/torch_families.json", "w") as fh:

@@ -23,8 +23,8 @@ use dfdx::prelude::*;
 use std::any::Any;
 
 use crate::distributions::{
-    check_batch, check_shape, Bernoulli, Beta, Categorical, Distribution, Exponential, Gamma,
-    Laplace, Normal, Poisson, Reparameterizable, StandardNormal,
+    check_batch, check_shape, Bernoulli, Beta, Categorical, Dirichlet, Distribution, Exponential,
+    Gamma, Laplace, LogNormal, Normal, Poisson, Reparameterizable, StandardNormal,
 };
 use crate::error::{Error, Result};
 use crate::ops::{cst, mean_over_samples, Events, PerExample, Real};
@@ -236,7 +236,8 @@ where
 /// The registry of closed forms: `KL(q ‖ p)` if the concrete pair `(Q, P)` is one of
 /// the built-in pairs with a closed form — Normal‖Normal, Normal‖StandardNormal,
 /// Laplace‖Laplace, Bernoulli‖Bernoulli, Categorical‖Categorical, Poisson‖Poisson,
-/// Gamma‖Gamma, Exponential‖Exponential, Beta‖Beta — or a pair a user registered with
+/// Gamma‖Gamma, Exponential‖Exponential, Beta‖Beta, LogNormal‖LogNormal,
+/// Dirichlet‖Dirichlet — or a pair a user registered with
 /// [`register_kl`](crate::kl_registry::register_kl), else `None`. The arguments are not
 /// consumed (their forks are).
 ///
@@ -266,6 +267,12 @@ where
             try_pair::<Q, P, Exponential<N, E, D, T>, Exponential<N, E, D, T>, N, E, D, T>(q, p)
         })
         .or_else(|| try_pair::<Q, P, Beta<N, E, D, T>, Beta<N, E, D, T>, N, E, D, T>(q, p))
+        .or_else(|| {
+            try_pair::<Q, P, LogNormal<N, E, D, T>, LogNormal<N, E, D, T>, N, E, D, T>(q, p)
+        })
+        .or_else(|| {
+            try_pair::<Q, P, Dirichlet<N, E, D, T>, Dirichlet<N, E, D, T>, N, E, D, T>(q, p)
+        })
         .or_else(|| crate::kl_registry::lookup::<E, D, T, Q, P>(q, p))
 }
 

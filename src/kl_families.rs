@@ -1,10 +1,13 @@
 //! Closed-form KL divergences of the count, positive and proportion families
-//! (Poisson, exponential, Gamma, Beta), as torch.distributions' `kl.py` has them.
+//! (Poisson, exponential, Gamma, Beta, log-normal, Dirichlet), as torch.distributions'
+//! `kl.py` has them.
 //! Registered with [`crate::kl::registered_kl`], so [`crate::Elbo`] uses them.
 
 use dfdx::prelude::*;
 
-use crate::distributions::{check_shape, Beta, Exponential, Gamma, Poisson};
+use crate::distributions::{
+    check_shape, Beta, Dirichlet, Exponential, Gamma, LogNormal, Normal, Poisson,
+};
 use crate::error::Result;
 use crate::kl::KlDivergence;
 use crate::ops::PerExample;
@@ -98,5 +101,46 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Beta<N, E, D, T>
             + t_b
             + t_s;
         Ok(kl.sum::<(usize,), Axis<1>>())
+    }
+}
+
+/// `KL(LogNormal(μ₁, σ₁) ‖ LogNormal(μ₂, σ₂))` is the KL of the underlying Normals
+/// (KL is invariant under the bijection `exp`): `Σ_i ln σ₂ − ln σ₁ + (σ₁² + (μ₁ − μ₂)²) /
+/// (2σ₂²) − ½` (torch `_kl_transformed_transformed`).
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<LogNormal<N, E, D, T>>
+    for LogNormal<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: LogNormal<N, E, D, T>) -> Result<Self::Output> {
+        let q = Normal::new(self.loc, self.log_scale)?;
+        q.kl_divergence(Normal::new(p.loc, p.log_scale)?)
+    }
+}
+
+/// `KL(Dir(α) ‖ Dir(β)) = ln Γ(α₀) − Σ_k ln Γ(α_k) − ln Γ(β₀) + Σ_k ln Γ(β_k)
+/// + Σ_k (α_k − β_k)(ψ(α_k) − ψ(α₀))` (torch `_kl_dirichlet_dirichlet`).
+impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Dirichlet<K, E, D, T>>
+    for Dirichlet<K, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: Dirichlet<K, E, D, T>) -> Result<Self::Output> {
+        check_shape(
+            "KL(Dirichlet‖Dirichlet)",
+            self.log_concentration.shape(),
+            p.log_concentration.shape(),
+        )?;
+        let shape = *self.log_concentration.shape();
+        let e = |t: &Tensor<(usize, K), E, D, T>| t.with_empty_tape().exp();
+        let (qa, pa) = (&self.log_concentration, &p.log_concentration);
+        let q0 = e(qa).sum::<(usize,), Axis<1>>();
+        let q0b = q0.with_empty_tape();
+        let p0 = e(pa).sum::<(usize,), Axis<1>>();
+        let psi = digamma(e(qa)) - digamma(q0b).broadcast_like(&shape);
+        let cross = ((e(qa) - e(pa)) * psi).sum::<(usize,), Axis<1>>();
+        let lq = lgamma(self.log_concentration.exp()).sum::<(usize,), Axis<1>>();
+        let lp = lgamma(p.log_concentration.exp()).sum::<(usize,), Axis<1>>();
+        Ok(lgamma(q0) - lq - lgamma(p0) + lp + cross)
     }
 }

@@ -20,7 +20,10 @@ fn column(v: &serde_json::Value, key: &str) -> Vec<f64> {
         .as_array()
         .unwrap_or_else(|| panic!("no column {key}"))
         .iter()
-        .map(|x| x.as_f64().expect("a number"))
+        .map(|x| match x.as_str() {
+            Some(name) => name.parse::<f64>().expect("NaN, inf or -inf"),
+            None => x.as_f64().expect("a number"),
+        })
         .collect()
 }
 

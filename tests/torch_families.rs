@@ -5,8 +5,8 @@
 
 use dfdx::prelude::*;
 use latent::distributions::{
-    Beta, Binomial, Distribution, Entropy, Exponential, Gamma, Mode, NegativeBinomial, Poisson,
-    Variance,
+    Beta, Binomial, Dirichlet, Distribution, Entropy, Exponential, Gamma, LogNormal, Mode,
+    NegativeBinomial, Poisson, StudentT, Variance, ZeroInflatedNegativeBinomial,
 };
 use latent::kl::KlDivergence;
 
@@ -27,7 +27,10 @@ fn column(v: &serde_json::Value, key: &str) -> Vec<f64> {
         .as_array()
         .unwrap_or_else(|| panic!("no column {key}"))
         .iter()
-        .map(|x| x.as_f64().expect("a number"))
+        .map(|x| match x.as_str() {
+            Some(name) => name.parse::<f64>().expect("NaN, inf or -inf"),
+            None => x.as_f64().expect("a number"),
+        })
         .collect()
 }
 
@@ -42,6 +45,14 @@ fn logs(dev: &Dev, v: &[f64]) -> Ev {
 fn check(what: &str, ours: Vec<f64>, torch: &[f64]) {
     assert_eq!(ours.len(), torch.len(), "{what}: lengths");
     for (i, (a, b)) in ours.iter().zip(torch).enumerate() {
+        if !b.is_finite() {
+            // NaN where torch's is undefined, ±∞ where it is infinite.
+            assert!(
+                a.is_nan() && b.is_nan() || a == b,
+                "{what}[{i}]: {a} against torch's {b}"
+            );
+            continue;
+        }
         assert!(
             (a - b).abs() <= (1e-9 * b.abs()).max(1e-12),
             "{what}[{i}]: {a} against torch's {b}"
@@ -205,6 +216,155 @@ fn beta_matches_torch() {
         "Beta entropy",
         d().entropy().as_vec(),
         &column(f, "entropy"),
+    );
+}
+
+#[test]
+fn log_normal_matches_torch() {
+    let r = reference();
+    let f = &r["families"]["log_normal"];
+    let dev = Dev::default();
+    let d = || {
+        LogNormal::new(
+            events(&dev, &column(f, "loc")),
+            logs(&dev, &column(f, "scale")),
+        )
+        .unwrap()
+    };
+    let x = events(&dev, &column(f, "x"));
+    check(
+        "LogNormal log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
+    check("LogNormal mean", d().mean().as_vec(), &column(f, "mean"));
+    check(
+        "LogNormal variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
+    check(
+        "LogNormal entropy",
+        d().entropy().as_vec(),
+        &column(f, "entropy"),
+    );
+    check("LogNormal mode", d().mode().as_vec(), &column(f, "mode"));
+}
+
+#[test]
+fn student_t_matches_torch() {
+    let r = reference();
+    let f = &r["families"]["student_t"];
+    let dev = Dev::default();
+    let d = || {
+        StudentT::new(
+            logs(&dev, &column(f, "df")),
+            events(&dev, &column(f, "loc")),
+            logs(&dev, &column(f, "scale")),
+        )
+        .unwrap()
+    };
+    let x = events(&dev, &column(f, "x"));
+    check(
+        "StudentT log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
+    check("StudentT mean", d().mean().as_vec(), &column(f, "mean"));
+    check(
+        "StudentT variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
+    check(
+        "StudentT entropy",
+        d().entropy().as_vec(),
+        &column(f, "entropy"),
+    );
+    check("StudentT mode", d().mode().as_vec(), &column(f, "mode"));
+}
+
+#[test]
+fn dirichlet_matches_torch() {
+    let r = reference();
+    let f = &r["families"]["dirichlet"];
+    let dev = Dev::default();
+    let k = f["k"].as_u64().unwrap() as usize;
+    let rows = |v: Vec<f64>| dev.tensor_from_vec(v.clone(), (v.len() / k, k));
+    let ln = |v: Vec<f64>| v.iter().map(|x| x.ln()).collect::<Vec<_>>();
+    let d = || Dirichlet::new(rows(ln(column(f, "concentration")))).unwrap();
+    let x = rows(column(f, "x"));
+    check(
+        "Dirichlet log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
+    check("Dirichlet mean", d().mean().as_vec(), &column(f, "mean"));
+    check(
+        "Dirichlet variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
+    check(
+        "Dirichlet entropy",
+        d().entropy().as_vec(),
+        &column(f, "entropy"),
+    );
+    // Where every α_k < 1 torch's mode takes the argmax of a row of NaNs (0/0), index
+    // 0; latent returns the corner of the largest α_k. Other rows are compared.
+    let (ours, theirs, conc) = (
+        d().mode().as_vec(),
+        column(f, "mode"),
+        column(f, "concentration"),
+    );
+    let mut compared = 0;
+    for ((o, t), a) in ours.chunks(k).zip(theirs.chunks(k)).zip(conc.chunks(k)) {
+        if a.iter().all(|&a| a < 1.0) {
+            let best = (0..k).fold(0, |b, j| if a[j] > a[b] { j } else { b });
+            let corner: Vec<f64> = (0..k).map(|j| f64::from(u8::from(j == best))).collect();
+            assert_eq!(o, &corner[..]);
+        } else {
+            check("Dirichlet mode", o.to_vec(), t);
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} rows compared");
+    let f = &r["kl"]["dirichlet"];
+    let q = Dirichlet::new(rows(ln(column(f, "q_concentration")))).unwrap();
+    let p = Dirichlet::new(rows(ln(column(f, "p_concentration")))).unwrap();
+    check(
+        "KL(Dirichlet‖Dirichlet)",
+        q.kl_divergence(p).unwrap().as_vec(),
+        &column(f, "kl"),
+    );
+}
+
+#[test]
+fn zinb_matches_scvi() {
+    // The reference is scVI's log_zinb_positive written out in scripts/torch_families.py
+    // (without its eps inside the logarithms).
+    let r = reference();
+    let f = &r["families"]["zinb"];
+    let dev = Dev::default();
+    let d = || {
+        ZeroInflatedNegativeBinomial::new(
+            logs(&dev, &column(f, "mean_nb")),
+            logs(&dev, &column(f, "inverse_dispersion")),
+            events(&dev, &column(f, "zi_logits")),
+        )
+        .unwrap()
+    };
+    let x = events(&dev, &column(f, "x"));
+    check(
+        "ZINB log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
+    check("ZINB mean", d().mean().as_vec(), &column(f, "mean"));
+    check(
+        "ZINB variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
     );
 }
 

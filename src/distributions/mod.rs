@@ -50,14 +50,18 @@ mod binomial;
 mod categorical;
 mod chain;
 mod continuous_bernoulli;
+mod dirichlet;
 mod exponential;
 mod gamma;
 mod laplace;
+mod log_normal;
 mod mixture;
 mod negative_binomial;
 mod normal;
 mod poisson;
 mod relaxed;
+mod student_t;
+mod zinb;
 
 pub use bernoulli::Bernoulli;
 pub use beta::Beta;
@@ -65,14 +69,18 @@ pub use binomial::Binomial;
 pub use categorical::Categorical;
 pub use chain::ConditionalChain;
 pub use continuous_bernoulli::ContinuousBernoulli;
+pub use dirichlet::Dirichlet;
 pub use exponential::Exponential;
 pub use gamma::Gamma;
 pub use laplace::Laplace;
+pub use log_normal::LogNormal;
 pub use mixture::MixtureOfDiagNormals;
 pub use negative_binomial::NegativeBinomial;
 pub use normal::{Normal, StandardNormal};
 pub use poisson::Poisson;
 pub use relaxed::RelaxedOneHotCategorical;
+pub use student_t::StudentT;
+pub use zinb::ZeroInflatedNegativeBinomial;
 
 /// A batch of probability distributions over `N`-dimensional events.
 ///

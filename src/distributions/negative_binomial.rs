@@ -71,6 +71,24 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> NegativeBinomial<N, E, D, T> 
     }
 }
 
+/// The element-wise log-mass `r ln σ(−ℓ) + x ln σ(ℓ) + ln Γ(r + x) − ln Γ(x + 1) − ln Γ(r)`
+/// with `r = e^{log_r}`, shape `(batch, N)`; the events are not checked here.
+pub(crate) fn log_mass<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
+    log_r: Events<N, E, D, T>,
+    logits: Events<N, E, D, T>,
+    x: Events<N, E, D, T>,
+) -> Events<N, E, D, T> {
+    let r1 = log_r.with_empty_tape().exp();
+    let r2 = log_r.with_empty_tape().exp();
+    let r = log_r.exp();
+    let l2 = logits.with_empty_tape();
+    let x1 = x.with_empty_tape();
+    let x2 = x.with_empty_tape();
+    r * log_sigmoid(logits.negate()) + log_sigmoid(l2) * x + lgamma(r1 + x1)
+        - lgamma(x2 + E::one())
+        - lgamma(r2)
+}
+
 impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     for NegativeBinomial<N, E, D, T>
 {
@@ -90,15 +108,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("NegativeBinomial::log_prob", self.logits.shape(), x.shape())?;
         check_counts("NegativeBinomial", &x, None)?;
-        let r1 = self.log_total_count.with_empty_tape().exp();
-        let r2 = self.log_total_count.with_empty_tape().exp();
-        let r = self.log_total_count.exp();
-        let l2 = self.logits.with_empty_tape();
-        let x1 = x.with_empty_tape();
-        let x2 = x.with_empty_tape();
-        let lp = r * log_sigmoid(self.logits.negate()) + log_sigmoid(l2) * x + lgamma(r1 + x1)
-            - lgamma(x2 + E::one())
-            - lgamma(r2);
+        let lp = log_mass(self.log_total_count, self.logits, x);
         Ok(lp.sum::<(usize,), Axis<1>>())
     }
 
