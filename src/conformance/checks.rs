@@ -211,6 +211,37 @@ pub fn check_family<const N: usize, F: Family<N>>(
                         .sum();
                     close("Σ p(x)", total, 1.0, cfg.rel)
                 }
+                Support::Counts => {
+                    if N != 1 {
+                        return Err(format!("Support::Counts needs N = 1, not {N}"));
+                    }
+                    let total = sum_over_counts(|ks| {
+                        let d = family
+                            .build(repeated(&dev, &theta, ks.len()))
+                            .map_err(err)?;
+                        let x = dev.tensor_from_vec(ks.to_vec(), (ks.len(), Const::<N>));
+                        Ok(to_f64_vec(&d.log_prob(x).map_err(err)?))
+                    })?;
+                    close("Σ_k p(k)", total, 1.0, cfg.rel)
+                }
+                Support::Simplex => {
+                    let intervals = if N == 2 {
+                        cfg.quadrature_intervals
+                    } else {
+                        cfg.quadrature_intervals.min(400)
+                    };
+                    let points = simplex_grid(N, intervals)?;
+                    let d = family
+                        .build(repeated(&dev, &theta, points.len()))
+                        .map_err(err)?;
+                    let xs: Vec<f64> = points.iter().flat_map(|(x, _)| x.clone()).collect();
+                    let lp = to_f64_vec(
+                        &d.log_prob(dev.tensor_from_vec(xs, (points.len(), Const::<N>)))
+                            .map_err(err)?,
+                    );
+                    let total: f64 = lp.iter().zip(&points).map(|(l, (_, w))| w * l.exp()).sum();
+                    close("∫ p(x) dx over the simplex", total, 1.0, 1e-6)
+                }
             }
         },
     )?;
@@ -395,4 +426,59 @@ fn g_rows(g: &Gradients<f64, Dev>, t: &Theta, rows: usize) -> Vec<f64> {
     (0..width)
         .map(|j| (0..rows).map(|r| all[r * width + j]).sum())
         .collect()
+}
+
+/// `Σ_{k ≥ 0} p(k)`, from `log_p` of blocks of 256 counts, until a block past half the
+/// mass adds less than 1e-16 of it (at most 10⁶ counts).
+fn sum_over_counts(log_p: impl Fn(&[f64]) -> Result<Vec<f64>, String>) -> Result<f64, String> {
+    let mut total = 0.0;
+    for block in 0..(1_000_000 / 256) {
+        let ks: Vec<f64> = (0..256).map(|i| (block * 256 + i) as f64).collect();
+        let part: f64 = log_p(&ks)?.iter().map(|l| l.exp()).sum();
+        total += part;
+        if total > 0.5 && part < 1e-16 * total {
+            return Ok(total);
+        }
+    }
+    Err(format!(
+        "Σ_k p(k) had not converged after 10⁶ counts: {total}"
+    ))
+}
+
+/// Quadrature points and weights on the simplex of `k` = 2 or 3 coordinates, away from
+/// its boundary by 1e-12 (the families checked here vanish there): Simpson's rule in
+/// `x₁` for `k = 2`; for `k = 3`, Simpson's rule in `(u, v)` on the unit square through
+/// `x = (u, (1 − u) v, (1 − u)(1 − v))`, whose Jacobian is `1 − u`.
+fn simplex_grid(k: usize, intervals: usize) -> Result<Vec<(Vec<f64>, f64)>, String> {
+    let n = intervals.max(2) + intervals % 2;
+    let (lo, hi) = (1e-12, 1.0 - 1e-12);
+    let h = (hi - lo) / n as f64;
+    let simpson = |i: usize| {
+        (if i == 0 || i == n {
+            1.0
+        } else if i % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        }) * h
+            / 3.0
+    };
+    match k {
+        2 => Ok((0..=n)
+            .map(|i| {
+                let x = lo + i as f64 * h;
+                (vec![x, 1.0 - x], simpson(i))
+            })
+            .collect()),
+        3 => Ok((0..=n)
+            .flat_map(|i| {
+                (0..=n).map(move |j| {
+                    let (u, v) = (lo + i as f64 * h, lo + j as f64 * h);
+                    let x = vec![u, (1.0 - u) * v, (1.0 - u) * (1.0 - v)];
+                    (x, simpson(i) * simpson(j) * (1.0 - u))
+                })
+            })
+            .collect()),
+        _ => Err(format!("Support::Simplex needs N = 2 or 3, not {k}")),
+    }
 }

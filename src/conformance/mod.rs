@@ -51,7 +51,6 @@ use crate::ops::{Events, PerExample};
 
 mod bijector;
 mod checks;
-pub mod counts_and_positives;
 pub mod families;
 pub mod flows;
 mod kl;
@@ -76,6 +75,13 @@ pub enum Support {
     Interval(f64, f64),
     /// A finite support: every event (each of length `N`); `Σ p(x)` must be 1.
     Points(Vec<Vec<f64>>),
+    /// The non-negative integers (1-D): `Σ_k p(k)` must be 1, summed in blocks until a
+    /// block adds less than 1e-16 of the total (the kit chooses the truncation).
+    Counts,
+    /// The probability simplex of `N` = 2 or 3 coordinates: `∫ p(x) dx = 1` over its
+    /// first `N − 1` coordinates (the density of a Dirichlet, say), by Simpson's rule.
+    /// The density must vanish at the boundary (e.g. every concentration ≥ 2).
+    Simplex,
 }
 
 /// A distribution family as the kit sees it, over `N`-dimensional events.

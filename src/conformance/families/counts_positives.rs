@@ -19,7 +19,7 @@ use dfdx::prelude::*;
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
-use super::{block, require_finite, Dev, Family, Support, Theta};
+use crate::conformance::{block, require_finite, Dev, Family, Support, Theta};
 use crate::distributions::{
     Beta, Binomial, Entropy, Exponential, Gamma, Mode, NegativeBinomial, Poisson,
     Reparameterizable, Variance,
@@ -28,11 +28,11 @@ use crate::error::{Error, Result};
 use crate::ops::{Events, PerExample};
 use crate::special::scalar::{lgamma, log_beta};
 
-fn vector(n: usize, lo: f64, hi: f64) -> BoxedStrategy<Vec<f64>> {
+pub(super) fn vector(n: usize, lo: f64, hi: f64) -> BoxedStrategy<Vec<f64>> {
     prop::collection::vec(lo..hi, n).boxed()
 }
 
-fn width<T>(theta: &Theta<T>, width: usize, family: &str) -> Result<()> {
+pub(super) fn width<T>(theta: &Theta<T>, width: usize, family: &str) -> Result<()> {
     require_finite(theta)?;
     if theta.shape().1 == width {
         Ok(())
@@ -45,13 +45,8 @@ fn width<T>(theta: &Theta<T>, width: usize, family: &str) -> Result<()> {
     }
 }
 
-fn softplus(x: f64) -> f64 {
+pub(super) fn softplus(x: f64) -> f64 {
     x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-/// The counts `0..=upper` as 1-D events.
-fn counts(upper: u32) -> Support {
-    Support::Points((0..=upper).map(|k| vec![f64::from(k)]).collect())
 }
 
 /// [`Poisson`], θ = `[ln λ (N)]`, `λ ∈ (0.05, 20)`.
@@ -85,7 +80,7 @@ impl<const N: usize> Family<N> for PoissonFamily {
     }
     fn support(&self, _theta: &[f64]) -> Support {
         if N == 1 {
-            counts(150)
+            Support::Counts
         } else {
             Support::Unchecked
         }
@@ -139,7 +134,7 @@ impl<const N: usize> Family<N> for BinomialFamily {
     }
     fn support(&self, _theta: &[f64]) -> Support {
         if N == 1 {
-            counts(self.total_count)
+            Support::Points((0..=self.total_count).map(|k| vec![f64::from(k)]).collect())
         } else {
             Support::Unchecked
         }
@@ -197,7 +192,7 @@ impl<const N: usize> Family<N> for NegativeBinomialFamily {
     }
     fn support(&self, _theta: &[f64]) -> Support {
         if N == 1 {
-            counts(400)
+            Support::Counts
         } else {
             Support::Unchecked
         }

@@ -16,11 +16,10 @@ use dfdx::prelude::*;
 use proptest::prelude::*;
 use proptest::strategy::BoxedStrategy;
 
-pub use super::counts_and_positives::{
-    BetaFamily, BinomialFamily, ExponentialFamily, GammaFamily, NegativeBinomialFamily,
-    PoissonFamily,
-};
-use super::{block, require_finite, Dev, Family, KlPair, Support, Theta};
+use crate::conformance::{block, require_finite, Dev, Family, KlPair, Support, Theta};
+
+mod counts_positives;
+mod more;
 use crate::distributions::{
     Bernoulli, Categorical, ContinuousBernoulli, Entropy, Laplace, MixtureOfDiagNormals, Mode,
     Normal, RelaxedOneHotCategorical, Reparameterizable, StandardNormal, Variance,
@@ -28,6 +27,11 @@ use crate::distributions::{
 use crate::error::{Error, Result};
 use crate::kl::KlDivergence;
 use crate::ops::{Events, PerExample};
+pub use counts_positives::{
+    BetaFamily, BinomialFamily, ExponentialFamily, GammaFamily, NegativeBinomialFamily,
+    PoissonFamily,
+};
+pub use more::{DirichletFamily, LogNormalFamily, StudentTFamily, ZinbFamily};
 
 fn vector(n: usize, lo: f64, hi: f64) -> BoxedStrategy<Vec<f64>> {
     prop::collection::vec(lo..hi, n).boxed()
@@ -510,3 +514,5 @@ builtin_pair!(PoissonFamily, PoissonFamily, true, N);
 builtin_pair!(ExponentialFamily, ExponentialFamily, true, N);
 builtin_pair!(GammaFamily, GammaFamily, true, N);
 builtin_pair!(BetaFamily, BetaFamily, true, N);
+builtin_pair!(LogNormalFamily, LogNormalFamily, true, N);
+builtin_pair!(DirichletFamily, DirichletFamily, true, N);
