@@ -37,6 +37,9 @@
 
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub use dfdx as __dfdx;
+
 pub mod conditional;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -9,19 +9,26 @@ use latent::Real;
 use crate::flow_vae::DecoderWidth;
 use crate::{Cvae, GatedDecoder, GatedVae, LinearGaussian, MlpVae, VqVae};
 
-/// `kind = "vae"`, sizes `x`, `h`, `z`, parts `likelihood`, `prior`, `encoder = "mlp"`.
+/// `kind = "vae"`, sizes `x`, `h`, `z`, parts `likelihood`, `prior`, `encoder = "mlp"`,
+/// and `input` when the encoder reads a transform of `x`.
 impl<X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Lik: Named, Pri: Named> Describe
     for MlpVae<X, H, Z, E, D, Lik, Pri>
 {
     fn spec(&self) -> ModelSpec {
         let first: &Linear<X, H, E, D> = &self.guide.encoder.0;
-        ModelSpec::new("vae")
+        let spec = ModelSpec::new("vae")
             .size("x", first.inputs().size())
             .size("h", first.outputs().size())
             .size("z", self.guide.loc.outputs().size())
             .part("encoder", "mlp")
             .part("likelihood", self.likelihood.name())
-            .part("prior", self.prior.name())
+            .part("prior", self.prior.name());
+        // Recorded only when set, so that specs (and checkpoints) of models that read x
+        // as it is are unchanged.
+        match self.input {
+            crate::InputTransform::Identity => spec,
+            other => spec.part("input", other.name()),
+        }
     }
 }
 

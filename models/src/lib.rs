@@ -47,6 +47,6 @@ pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, mlp_vae_with_heads, MlpDecoder, MlpEncoder, MlpVae};
 pub use pixelcnn::{GatedLayer, GatedPixelCnn};
 pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};
-pub use vae::Vae;
+pub use vae::{InputTransform, Vae};
 pub use vq_networks::{conv_vq_vae, mlp_vq_vae, ConvVqVae, MlpVqVae};
 pub use vq_vae::{code_usage, CodePrior, CodebookUpdate, VqTerms, VqVae, VqVaeTask};

@@ -91,8 +91,45 @@ pub struct Vae<
     pub likelihood: Lik,
     /// Makes `p(z)`.
     pub prior: Pri,
+    /// What the encoder sees of `x` ([`InputTransform::Identity`] unless set with
+    /// [`Vae::with_input`]). The likelihood always scores the untransformed `x`.
+    pub input: InputTransform,
     /// The observation size `X` is the encoder's input and the decoder's output width.
     pub observations: PhantomData<X>,
+}
+
+/// A fixed transform of the observations before the encoder: `log1p` for counts, whose
+/// raw values span orders of magnitude (scVI encodes `ln(1 + x)` of its counts, Lopez
+/// et al. 2018, Methods). The likelihood still scores the raw `x`, so the ELBO and the
+/// NLL are those of the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputTransform {
+    /// `x` as it is.
+    #[default]
+    Identity,
+    /// `ln(1 + x)`, element-wise.
+    Log1p,
+}
+
+impl InputTransform {
+    /// The transform's name in a model description (`"identity"`, `"log1p"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            InputTransform::Identity => "identity",
+            InputTransform::Log1p => "log1p",
+        }
+    }
+
+    /// Applies the transform, shape `(batch, X)` → `(batch, X)`.
+    pub fn apply<X: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
+        &self,
+        x: Events<X, E, D, T>,
+    ) -> Events<X, E, D, T> {
+        match self {
+            InputTransform::Identity => x,
+            InputTransform::Log1p => (x + E::one()).ln(),
+        }
+    }
 }
 
 impl<Enc, Dec, X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>> Vae<Enc, Dec, X, H, Z, E, D> {
@@ -135,8 +172,15 @@ impl<Enc, Dec, X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Lik, Pri>
             decoder,
             likelihood,
             prior,
+            input: InputTransform::Identity,
             observations: PhantomData,
         })
+    }
+
+    /// The same model with the encoder reading `input(x)` (e.g.
+    /// [`InputTransform::Log1p`] for counts).
+    pub fn with_input(self, input: InputTransform) -> Self {
+        Self { input, ..self }
     }
 }
 
@@ -169,6 +213,9 @@ where
                 decoder,
                 likelihood,
                 prior,
+                // Not a tensor: a rebuilt model reads x as it is; describe() records
+                // the transform, so loading a checkpoint into the wrong model is refused.
+                input: InputTransform::Identity,
                 observations: PhantomData,
             },
         )
@@ -193,7 +240,7 @@ where
     type Likelihood = Lik::Dist;
 
     fn guide(&self, x: Events<X, E, D, T>) -> Result<Normal<Z, E, D, T>> {
-        self.guide.posterior(x)
+        self.guide.posterior(self.input.apply(x))
     }
 
     fn prior(&self, batch: usize, device: &D) -> Result<Pri::Dist> {

@@ -33,17 +33,74 @@ pub trait PriorHead<Z: Dim, E: Real, D: Device<E>, T: Tape<E, D>> {
     fn prior(&self, batch: usize, dim: Z, device: &D) -> Result<Self::Dist>;
 }
 
-macro_rules! parameterless {
+mod counts;
+mod positive;
+
+pub use counts::{BinomialHead, NegativeBinomialHead, PoissonHead, ZinbHead};
+pub use positive::{BetaHead, GammaHead, LogNormalHead};
+
+/// Declares a head without tensors (a unit struct whose `LikelihoodHead` or `PriorHead`
+/// impl only reshapes the decoder's output into a distribution) as a dfdx
+/// `TensorCollection`, so that a model holding it can be saved, loaded and trained.
+///
+/// ```
+/// use dfdx::prelude::*;
+/// use latent::distributions::Poisson;
+/// use latent::heads::LikelihoodHead;
+/// use latent::{parameterless_head, Events, Real, Result};
+///
+/// /// `p(x|z) = Poisson(rate = exp(decoder output))`.
+/// #[derive(Debug, Clone, Copy, Default)]
+/// pub struct MyPoissonHead;
+/// parameterless_head!(MyPoissonHead);
+///
+/// impl<X: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
+///     LikelihoodHead<X, E, D, T> for MyPoissonHead
+/// {
+///     type Dist = Poisson<X, E, D, T>;
+///     fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
+///         Ok(Poisson::new(out))
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! parameterless_head {
     ($name:ident) => {
-        impl<E: Real, D: Device<E>> TensorCollection<E, D> for $name {
-            type To<E2: Dtype, D2: Device<E2>> = $name;
-            fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+        impl<E: $crate::__dfdx::prelude::Dtype, D: $crate::__dfdx::prelude::Device<E>>
+            $crate::__dfdx::prelude::TensorCollection<E, D> for $name
+        {
+            type To<E2: $crate::__dfdx::prelude::Dtype, D2: $crate::__dfdx::prelude::Device<E2>> =
+                $name;
+            fn iter_tensors<V: $crate::__dfdx::prelude::ModuleVisitor<Self, E, D>>(
                 visitor: &mut V,
-            ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+            ) -> ::std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
                 visitor.visit_fields((), |_| $name)
             }
         }
     };
+}
+use parameterless_head as parameterless;
+
+/// A learned parameter per column (`P = X`) or one shared by all columns (`P = 1`),
+/// broadcast to the decoder output's shape `(batch, X)` and put on its tape type.
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
+pub(crate) fn per_column<P: Dim, X: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
+    context: &str,
+    values: &Tensor<(P,), E, D>,
+    shape: (usize, X),
+) -> Result<Events<X, E, D, T>> {
+    let (b, x) = shape;
+    let p = values.shape().0.size();
+    let v = values.retaped::<T>();
+    if p == x.size() {
+        Ok(v.reshape_like(&(x,)).broadcast_like(&(b, x)))
+    } else if p == 1 {
+        Ok(v.reshape_like(&()).broadcast_like(&(b, x)))
+    } else {
+        Err(Error::shape(format!("{context} (columns)"), &[x.size()], &[p]))
+    }
 }
 
 /// `p(x|z) = Bernoulli(logits = decoder output)`: binary pixels. On grey-level pixels
@@ -169,21 +226,7 @@ impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     /// # Errors
     /// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
     fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
-        let (b, x) = *out.shape();
-        let p = self.log_scale.shape().0.size();
-        let ls = self.log_scale.retaped::<T>();
-        let log_scale = if p == x.size() {
-            ls.reshape_like(&(x,)).broadcast_like(&(b, x))
-        } else if p == 1 {
-            ls.reshape_like(&()).broadcast_like(&(b, x))
-        } else {
-            // One scale per pixel (or 1, shared) was required.
-            return Err(Error::shape(
-                "LearnedGaussianHead (scales)",
-                &[x.size()],
-                &[p],
-            ));
-        };
+        let log_scale = per_column("LearnedGaussianHead", &self.log_scale, *out.shape())?;
         Normal::new(out, log_scale)
     }
 }
