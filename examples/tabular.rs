@@ -1,5 +1,7 @@
-//! A VAE on your own real-valued data: rows of measurements from a `.npy`, `.npz` or CSV
-//! file, a Gaussian likelihood with a learned σ per column, a validation split that
+//! A VAE on your own data: rows of measurements, counts, positive values or proportions
+//! from a `.npy`, `.npz` or CSV file, with the likelihood that fits them
+//! (`--likelihood gaussian | poisson | negative-binomial | zinb | binomial:N | gamma |
+//! log-normal | beta`, shape parameters learned per column), a validation split that
 //! picks the best epoch, and the test split evaluated once, with that model, at the end.
 //!
 //! ```text
@@ -7,7 +9,17 @@
 //!             d = l(); np.savez('cancer.npz', x=d.data, y=d.target)"
 //! cargo run --release --example tabular -- --train cancer.npz --latent-dim 2
 //! cargo run --release --example tabular -- --train data.csv --label-column class
+//! python3 -c "from sklearn.datasets import load_digits as l; import numpy as np; \
+//!             d = l(); np.savez('digits.npz', x=d.data, y=d.target)"
+//! cargo run --release --example tabular -- --train digits.npz --likelihood binomial:16
 //! ```
+//!
+//! Every value must lie in the likelihood's support (non-negative integers for the
+//! count likelihoods, `0..=N` for `binomial:N`, positive values for `gamma` and
+//! `log-normal`, `(0, 1)` for `beta`): the first one that does not is reported with its
+//! file, row and column before training. The non-Gaussian likelihoods model the values
+//! as they are (`--scaling none`, the default for them); the count likelihoods' encoder
+//! reads `ln(1 + x)` (`--encoder-input`).
 //!
 //! Data: `--train FILE` (`.npy` with `--labels FILE.npy`, `.npz` with arrays `x` and
 //! `y`, or CSV with a header row and `--label-column NAME|INDEX`); the test split is
@@ -31,24 +43,110 @@ use std::time::Instant;
 
 use clap::Parser;
 use dfdx::prelude::*;
+use latent::data::{check_support, ValueSupport};
 use latent::data::{load_table, Binarization, Dataset, Scaler, Scaling};
 use latent::eval::{self, EvalOptions};
 use latent::explore::encode;
-use latent::heads::{LearnedGaussianHead, StandardNormalPrior};
-use latent::train::{fit, load_checkpoint, Describe, LrSchedule, RunDir, TrainConfig};
+use latent::heads::{
+    BetaHead, BinomialHead, GammaHead, LearnedGaussianHead, LikelihoodHead, LogNormalHead,
+    NegativeBinomialHead, PoissonHead, StandardNormalPrior, ZinbHead,
+};
+use latent::train::{
+    fit, load_checkpoint, Describe, LrSchedule, Named, RunDir, ThreadSafe, TrainConfig,
+};
 use latent::{Elbo, Error, Result};
-use latent_models::{mlp_vae_with_heads, MlpVae};
+use latent_models::{mlp_vae_with_heads, InputTransform, MlpVae};
 
 type Dev = AutoDevice;
-type Model = MlpVae<
-    usize,
-    usize,
-    usize,
-    f32,
-    Dev,
-    LearnedGaussianHead<usize, f32, Dev>,
-    StandardNormalPrior,
->;
+type Model<Lik> = MlpVae<usize, usize, usize, f32, Dev, Lik, StandardNormalPrior>;
+
+/// `--likelihood`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LikelihoodArg {
+    /// Real values: Gaussian with a learned σ per column.
+    Gaussian,
+    /// Counts: Poisson.
+    Poisson,
+    /// Over-dispersed counts: negative binomial with a learned dispersion per column.
+    NegativeBinomial,
+    /// Counts with excess zeros: scVI's zero-inflated negative binomial.
+    Zinb,
+    /// Counts out of N trials.
+    Binomial(u32),
+    /// Positive values: Gamma with a learned concentration per column.
+    Gamma,
+    /// Positive values: log-normal with a learned σ per column.
+    LogNormal,
+    /// Proportions in (0, 1): Beta with a learned precision per column.
+    Beta,
+}
+
+impl std::str::FromStr for LikelihoodArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Ok(match s {
+            "gaussian" => Self::Gaussian,
+            "poisson" => Self::Poisson,
+            "negative-binomial" => Self::NegativeBinomial,
+            "zinb" => Self::Zinb,
+            "gamma" => Self::Gamma,
+            "log-normal" => Self::LogNormal,
+            "beta" => Self::Beta,
+            other => match other.strip_prefix("binomial:").map(str::parse::<u32>) {
+                Some(Ok(n)) if n > 0 => Self::Binomial(n),
+                _ => {
+                    return Err(format!(
+                        "unknown likelihood '{other}': gaussian, poisson, negative-binomial, \
+                         zinb, binomial:N (N ≥ 1 trials), gamma, log-normal or beta"
+                    ))
+                }
+            },
+        })
+    }
+}
+
+impl LikelihoodArg {
+    fn support(self) -> ValueSupport {
+        match self {
+            Self::Gaussian => ValueSupport::Real,
+            Self::Poisson | Self::NegativeBinomial | Self::Zinb => ValueSupport::Counts,
+            Self::Binomial(n) => ValueSupport::CountsUpTo(n),
+            Self::Gamma | Self::LogNormal => ValueSupport::Positive,
+            Self::Beta => ValueSupport::UnitInterval,
+        }
+    }
+
+    fn is_count(self) -> bool {
+        matches!(
+            self,
+            Self::Poisson | Self::NegativeBinomial | Self::Zinb | Self::Binomial(_)
+        )
+    }
+
+    fn name(self) -> String {
+        match self {
+            Self::Gaussian => "gaussian".into(),
+            Self::Poisson => "poisson".into(),
+            Self::NegativeBinomial => "negative-binomial".into(),
+            Self::Zinb => "zinb".into(),
+            Self::Binomial(n) => format!("binomial:{n}"),
+            Self::Gamma => "gamma".into(),
+            Self::LogNormal => "log-normal".into(),
+            Self::Beta => "beta".into(),
+        }
+    }
+}
+
+/// `--encoder-input`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum InputArg {
+    /// ln(1 + x) for the count likelihoods, x as it is otherwise.
+    Auto,
+    /// x as it is.
+    Identity,
+    /// ln(1 + x).
+    Log1p,
+}
 
 /// `--scaling`.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +178,7 @@ enum ScheduleArg {
     Cosine,
 }
 
-/// Train a VAE with a Gaussian likelihood on rows of real values from a file.
+/// Train a VAE on rows of values from a file, with the likelihood that fits them.
 #[derive(Parser, Debug, Clone)]
 #[command(version, about)]
 struct Args {
@@ -105,9 +203,17 @@ struct Args {
     /// Training rows held out for validation (best-epoch selection, early stopping).
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
-    /// Column scaling, fitted on the training split.
-    #[arg(long, value_enum, default_value_t = ScalingArg::Standardize)]
-    scaling: ScalingArg,
+    /// The likelihood p(x|z): gaussian, poisson, negative-binomial, zinb, binomial:N,
+    /// gamma, log-normal or beta.
+    #[arg(long, default_value = "gaussian")]
+    likelihood: LikelihoodArg,
+    /// What the encoder reads: auto (ln(1 + x) for counts), identity or log1p.
+    #[arg(long, value_enum, default_value_t = InputArg::Auto)]
+    encoder_input: InputArg,
+    /// Column scaling, fitted on the training split (default: standardize for the
+    /// gaussian likelihood, none for the others, which model the values as they are).
+    #[arg(long, value_enum)]
+    scaling: Option<ScalingArg>,
     /// Hidden units H.
     #[arg(long, default_value_t = 64)]
     hidden: usize,
@@ -167,8 +273,14 @@ fn main() {
 }
 
 /// The training, validation and test splits, unscaled.
+/// Every file is checked against the likelihood's support as it is read, so that an
+/// error names the row of the file, not of a shuffled split.
 fn splits(a: &Args) -> Result<(Dataset, Dataset, Dataset)> {
-    let load = |p: &PathBuf| load_table(p, a.labels.as_deref(), a.label_column.as_deref());
+    let load = |p: &PathBuf| {
+        let data = load_table(p, a.labels.as_deref(), a.label_column.as_deref())?;
+        check_support(&data, a.likelihood.support(), &a.likelihood.name(), p)?;
+        Ok::<_, Error>(data)
+    };
     let all = load(&a.train)?;
     let (train, test) = match &a.test {
         Some(p) => (all, load(p)?),
@@ -185,6 +297,54 @@ fn splits(a: &Args) -> Result<(Dataset, Dataset, Dataset)> {
 }
 
 fn run(a: &Args) -> Result<()> {
+    let input = match (a.encoder_input, a.likelihood.is_count()) {
+        (InputArg::Log1p, _) | (InputArg::Auto, true) => InputTransform::Log1p,
+        (InputArg::Identity, _) | (InputArg::Auto, false) => InputTransform::Identity,
+    };
+    let dev = Dev::seed_from_u64(a.seed);
+    match a.likelihood {
+        LikelihoodArg::Gaussian => {
+            let width = table_width(a)?;
+            train_with(a, LearnedGaussianHead::new(&dev, width)?, input, dev)
+        }
+        LikelihoodArg::Poisson => train_with(a, PoissonHead, input, dev),
+        LikelihoodArg::NegativeBinomial => {
+            let width = table_width(a)?;
+            train_with(a, NegativeBinomialHead::new(&dev, width)?, input, dev)
+        }
+        LikelihoodArg::Zinb => {
+            let width = table_width(a)?;
+            train_with(a, ZinbHead::new(&dev, width)?, input, dev)
+        }
+        LikelihoodArg::Binomial(n) => train_with(a, BinomialHead::new(n)?, input, dev),
+        LikelihoodArg::Gamma => {
+            let width = table_width(a)?;
+            train_with(a, GammaHead::new(&dev, width)?, input, dev)
+        }
+        LikelihoodArg::LogNormal => {
+            let width = table_width(a)?;
+            train_with(a, LogNormalHead::new(&dev, width)?, input, dev)
+        }
+        LikelihoodArg::Beta => {
+            let width = table_width(a)?;
+            train_with(a, BetaHead::new(&dev, width)?, input, dev)
+        }
+    }
+}
+
+/// The number of columns of the training file.
+fn table_width(a: &Args) -> Result<usize> {
+    Ok(load_table(&a.train, a.labels.as_deref(), a.label_column.as_deref())?.dim())
+}
+
+fn train_with<Lik>(a: &Args, likelihood: Lik, input: InputTransform, dev: Dev) -> Result<()>
+where
+    Lik: LikelihoodHead<usize, f32, Dev, OwnedTape<f32, Dev>>
+        + LikelihoodHead<usize, f32, Dev, NoneTape>
+        + TensorCollection<f32, Dev>
+        + Named
+        + ThreadSafe,
+{
     for (name, v) in [("hidden", a.hidden), ("latent-dim", a.latent_dim)] {
         if v == 0 {
             return Err(Error::invalid(name, "must be at least 1"));
@@ -198,7 +358,21 @@ fn run(a: &Args) -> Result<()> {
         (true, false) => Some(RunDir::claim(&a.out, a.overwrite)?),
     };
     let (train, val, test) = splits(a)?;
-    let scaler = Scaler::fit(&train, a.scaling.into())?;
+    let scaling = match (a.likelihood, a.scaling) {
+        (LikelihoodArg::Gaussian, s) => s.unwrap_or(ScalingArg::Standardize),
+        (_, None | Some(ScalingArg::None)) => ScalingArg::None,
+        (l, Some(s)) => {
+            return Err(Error::invalid(
+                "scaling",
+                format!(
+                    "the {} likelihood models the values as they are; use --scaling none, not {}",
+                    l.name(),
+                    format!("{s:?}").to_lowercase()
+                ),
+            ))
+        }
+    };
+    let scaler = Scaler::fit(&train, scaling.into())?;
     let (train, val, test) = (
         scaler.apply(&train)?,
         scaler.apply(&val)?,
@@ -217,14 +391,13 @@ fn run(a: &Args) -> Result<()> {
         );
     }
 
-    let dev = Dev::seed_from_u64(a.seed);
-    let likelihood = LearnedGaussianHead::new(&dev, x)?;
-    let mut model: Model = mlp_vae_with_heads(
+    let mut model: Model<Lik> = mlp_vae_with_heads(
         &dev,
         (x, a.hidden, a.latent_dim),
         likelihood,
         StandardNormalPrior,
-    )?;
+    )?
+    .with_input(input);
     let config = TrainConfig {
         epochs: a.epochs,
         batch_size: a.batch_size,
@@ -269,7 +442,8 @@ fn run(a: &Args) -> Result<()> {
         "data": a.train.display().to_string(),
         "n_train": train.len(), "n_validation": val.len(), "n_test": test.len(),
         "columns": x, "scaling": scaler.scaling, "hidden": a.hidden, "latent_dim": a.latent_dim,
-        "likelihood": "gaussian, learned σ per column", "prior": "standard-normal",
+        "likelihood": model.likelihood.name(), "encoder_input": input.name(),
+        "prior": "standard-normal",
         "epochs_trained": report.epochs.last().map(|m| m.epoch),
         "stopped_early": report.stopped_early,
         "best_epoch": best_epoch, "validation_elbo": best_val,
@@ -277,7 +451,7 @@ fn run(a: &Args) -> Result<()> {
         "test_kl": ev.elbo.kl, "test_nll": ev.nll.nll, "test_nll_stderr": ev.nll.stderr,
         "test_nll_k": ev.nll.k, "active_units": ev.active_units,
         "kl_per_dim": ev.kl_per_dim,
-        "units": "nats per row, on the scaled values",
+        "units": if scaler.scaling == Scaling::None { "nats per row" } else { "nats per row, on the scaled values" },
         "seconds": start.elapsed().as_secs_f64(),
     });
     common::print(&common::write_json(&a.out, "summary.json", &summary)?);

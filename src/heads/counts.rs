@@ -42,7 +42,10 @@ impl BinomialHead {
     /// [`Error::InvalidSetting`] if `total_count` is 0.
     pub fn new(total_count: u32) -> Result<Self> {
         if total_count == 0 {
-            return Err(Error::invalid("total_count", "a binomial needs at least 1 trial"));
+            return Err(Error::invalid(
+                "total_count",
+                "a binomial needs at least 1 trial",
+            ));
         }
         Ok(Self { total_count })
     }
@@ -114,7 +117,11 @@ impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     /// # Errors
     /// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
     fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
-        let theta = per_column("NegativeBinomialHead", &self.log_inverse_dispersion, *out.shape())?;
+        let theta = per_column(
+            "NegativeBinomialHead",
+            &self.log_inverse_dispersion,
+            *out.shape(),
+        )?;
         NegativeBinomial::from_mean_dispersion(out, theta)
     }
 }

@@ -99,7 +99,11 @@ pub(crate) fn per_column<P: Dim, X: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     } else if p == 1 {
         Ok(v.reshape_like(&()).broadcast_like(&(b, x)))
     } else {
-        Err(Error::shape(format!("{context} (columns)"), &[x.size()], &[p]))
+        Err(Error::shape(
+            format!("{context} (columns)"),
+            &[x.size()],
+            &[p],
+        ))
     }
 }
 
