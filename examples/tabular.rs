@@ -486,6 +486,10 @@ fn independent_baseline(lik: LikelihoodArg, train: &Dataset, test: &Dataset) -> 
         }
         _ => return None,
     };
-    let total: f64 = te.iter().enumerate().map(|(i, &x)| log_mass(i % w, x)).sum();
+    let total: f64 = te
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| log_mass(i % w, x))
+        .sum();
     Some(-total / test.len() as f64)
 }

@@ -128,8 +128,7 @@ fn check_simplex<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
         .to_f64()
         .unwrap_or(1e-7)
         .sqrt()
-        .min(1e-6)
-        .max(1e-12)
+        .clamp(1e-12, 1e-6)
         * k as f64;
     for (r, row) in v.chunks(k.max(1)).enumerate() {
         let s: f64 = row.iter().sum();
