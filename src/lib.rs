@@ -105,3 +105,17 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The guides in `docs/guide/`, compiled and run as doctests so that their templates
+/// cannot rot.
+#[cfg(all(doctest, feature = "conformance"))]
+mod extending_guides {
+    #[doc = include_str!("../docs/guide/family.md")]
+    struct Family;
+    #[doc = include_str!("../docs/guide/likelihood-head.md")]
+    struct LikelihoodHead;
+    #[doc = include_str!("../docs/guide/kl-pair.md")]
+    struct KlPair;
+    #[doc = include_str!("../docs/guide/model.md")]
+    struct Model;
+}
