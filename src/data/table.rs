@@ -260,8 +260,80 @@ impl Scaler {
 pub fn read_npy(path: impl AsRef<Path>) -> Result<(Vec<f64>, Vec<usize>)> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let file = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad_file(path, e.to_string()))?;
+    parse_npy(&bytes, path)
+}
+
+/// Parses the bytes of one `.npy` array, after checking that its header's shape fits
+/// the bytes that follow it: a header may claim any shape, and the reader would
+/// otherwise overflow multiplying it or reserve memory for what the file does not hold.
+fn parse_npy(bytes: &[u8], path: &Path) -> Result<(Vec<f64>, Vec<usize>)> {
+    check_npy_header(bytes, path)?;
+    let file = npyz::NpyFile::new(bytes).map_err(|e| bad_file(path, e.to_string()))?;
     npy_values(file, path)
+}
+
+/// The header of a `.npy` file (format versions 1–3): its `shape` tuple must multiply
+/// out without overflow to at most the number of data bytes after the header (every
+/// element takes at least one byte), and, for a plain numeric type, to exactly that
+/// number of bytes.
+fn check_npy_header(bytes: &[u8], path: &Path) -> Result<()> {
+    let bad = |why: &str| bad_file(path, format!("not a valid .npy header: {why}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("no NUMPY magic"));
+    }
+    let (len, start): (usize, usize) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => {
+            let l = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (usize::try_from(l).map_err(|_| bad("header length"))?, 12)
+        }
+        _ => return Err(bad("unknown format version")),
+    };
+    let end = start
+        .checked_add(len)
+        .filter(|&e| e <= bytes.len())
+        .ok_or_else(|| bad("cut short"))?;
+    let header = String::from_utf8_lossy(&bytes[start..end]);
+    let shape = header
+        .split_once("'shape'")
+        .and_then(|(_, rest)| rest.split_once('(').map(|(_, r)| r))
+        .and_then(|rest| rest.split_once(')').map(|(dims, _)| dims))
+        .ok_or_else(|| bad("no shape"))?;
+    let mut count: u64 = 1;
+    for d in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let d: u64 = d
+            .parse()
+            .map_err(|_| bad("a dimension that is not a number"))?;
+        count = count
+            .checked_mul(d)
+            .ok_or_else(|| bad("a shape whose size overflows"))?;
+    }
+    let data = (bytes.len() - end) as u64;
+    if count > data {
+        return Err(bad_file(
+            path,
+            format!("the header declares {count} values, but only {data} bytes follow it"),
+        ));
+    }
+    // A plain numeric type ('<f8', '|u1', …) gives the exact size: the data must fill
+    // the shape, no more (trailing bytes mean a damaged or mismatched file).
+    let item = header
+        .split_once("'descr'")
+        .and_then(|(_, rest)| rest.split('\'').nth(1))
+        .and_then(|d| d.trim_start_matches(['<', '>', '|', '=']).get(1..))
+        .and_then(|size| size.parse::<u64>().ok());
+    if let Some(item) = item {
+        let want = count
+            .checked_mul(item)
+            .ok_or_else(|| bad("a shape whose size overflows"))?;
+        if want != data {
+            return Err(bad_file(
+                path,
+                format!("the header declares {want} bytes of data, but {data} bytes follow it"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An array's values (row-major), its shape, and optional labels.
@@ -274,26 +346,48 @@ pub type LabelledArray = (Vec<f64>, Vec<usize>, Option<Vec<f64>>);
 /// As [`read_npy`]; [`Error::BadValue`] when there is no array `x`.
 pub fn read_npz(path: impl AsRef<Path>) -> Result<LabelledArray> {
     let path = path.as_ref();
-    let mut archive =
-        npyz::npz::NpzArchive::open(path).map_err(|e| bad_file(path, e.to_string()))?;
-    let x = archive
-        .by_name("x")
-        .map_err(|e| bad_file(path, e.to_string()))?
-        .ok_or_else(|| {
-            bad_file(
-                path,
-                "no array named `x` (numpy.savez(path, x=…, y=…))".into(),
-            )
-        })?;
-    let (values, shape) = npy_values(x, path)?;
-    let labels = match archive
-        .by_name("y")
-        .map_err(|e| bad_file(path, e.to_string()))?
-    {
-        Some(y) => Some(npy_values(y, path)?.0),
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| bad_file(path, e.to_string()))?;
+    let x = npz_entry(&mut archive, "x", path)?.ok_or_else(|| {
+        bad_file(
+            path,
+            "no array named `x` (numpy.savez(path, x=…, y=…))".into(),
+        )
+    })?;
+    let (values, shape) = parse_npy(&x, path)?;
+    let labels = match npz_entry(&mut archive, "y", path)? {
+        Some(y) => Some(parse_npy(&y, path)?.0),
         None => None,
     };
     Ok((values, shape, labels))
+}
+
+/// The bytes of the archive's array `name` (`name.npy`), if present, read up to the
+/// memory limit of [`super::default_max_bytes`] whatever size the archive declares.
+fn npz_entry<R: std::io::Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    name: &str,
+    path: &Path,
+) -> Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut entry = match archive.by_name(&format!("{name}.npy")) {
+        Ok(e) => e,
+        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
+        Err(e) => return Err(bad_file(path, e.to_string())),
+    };
+    let limit = super::default_max_bytes() as u64;
+    let mut bytes = Vec::new();
+    (&mut entry)
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| bad_file(path, format!("array `{name}`: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(bad_file(
+            path,
+            format!("array `{name}` inflates to more than {limit} bytes"),
+        ));
+    }
+    Ok(Some(bytes))
 }
 
 fn bad_file(path: &Path, reason: String) -> Error {
