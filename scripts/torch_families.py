@@ -3,10 +3,11 @@
 Run from the repository root:  python3 scripts/torch_families.py
 It writes tests/data/torch_families.json: lgamma/digamma on a wide grid (trigamma from mpmath),
 and for each new family (Poisson, Binomial, NegativeBinomial, Exponential, Gamma, Beta,
-LogNormal, StudentT, Dirichlet, and scVI's zero-inflated negative binomial)
+LogNormal, StudentT, Dirichlet, MultivariateNormal, and scVI's zero-inflated negative
+binomial)
 random parameters (edges included) with log_prob, mean, variance, entropy and mode,
-and the closed-form KLs torch registers for Poisson, Exponential, Gamma, Beta, LogNormal and
-Dirichlet pairs.
+and the closed-form KLs torch registers for Poisson, Exponential, Gamma, Beta, LogNormal,
+Dirichlet and MultivariateNormal pairs.
 """
 import json
 import math
@@ -180,6 +181,23 @@ fam["zinb"] = {"mean_nb": f(mu), "inverse_dispersion": f(theta), "zi_logits": f(
                "log_prob": f(log_zinb_positive(x, mu, theta, pi, log_eps=0.0)),
                "mean": f(torch.sigmoid(-pi) * mu),
                "variance": f(torch.sigmoid(-pi) * mu * (1 + mu / theta + torch.sigmoid(pi) * mu))}
+
+
+def random_tril(count, dim):
+    """Lower-triangular factors with positive diagonals (some badly conditioned)."""
+    low = torch.randn(count, dim, dim, dtype=D).tril(-1)
+    diag = positive(count * dim, 0.05, 5.0).reshape(count, dim)
+    return low + torch.diag_embed(diag)
+
+
+dim = 3
+loc = torch.randn(n, dim, dtype=D)
+tril = random_tril(n, dim)
+d = td.MultivariateNormal(loc, scale_tril=tril)
+x = d.sample()
+fam["multivariate_normal"] = {"dim": dim, "loc": f(loc), "scale_tril": f(tril), "x": f(x),
+                              "log_prob": f(d.log_prob(x)), "variance": f(d.variance),
+                              "entropy": f(d.entropy())}
 out["families"] = fam
 
 kl = {}
@@ -207,6 +225,14 @@ c1, c2 = positive(n * K, 0.05, 50.0).reshape(n, K), positive(n * K, 0.05, 50.0).
 c2[0] = c1[0]
 kl["dirichlet"] = {"k": K, "q_concentration": f(c1), "p_concentration": f(c2),
                    "kl": f(td.kl_divergence(td.Dirichlet(c1), td.Dirichlet(c2)))}
+loc1, loc2 = torch.randn(n, dim, dtype=D), torch.randn(n, dim, dtype=D)
+t1, t2 = random_tril(n, dim), random_tril(n, dim)
+loc2[0], t2[0] = loc1[0], t1[0]
+q, p = td.MultivariateNormal(loc1, scale_tril=t1), td.MultivariateNormal(loc2, scale_tril=t2)
+std = td.MultivariateNormal(torch.zeros(n, dim, dtype=D), scale_tril=torch.eye(dim, dtype=D).expand(n, dim, dim))
+kl["multivariate_normal"] = {"dim": dim, "q_loc": f(loc1), "q_scale_tril": f(t1), "p_loc": f(loc2),
+                             "p_scale_tril": f(t2), "kl": f(td.kl_divergence(q, p)),
+                             "kl_standard": f(td.kl_divergence(q, std))}
 out["kl"] = kl
 
 with open("tests/data/torch_families.json", "w") as fh:

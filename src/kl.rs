@@ -24,7 +24,8 @@ use std::any::Any;
 
 use crate::distributions::{
     check_batch, check_shape, Bernoulli, Beta, Categorical, Dirichlet, Distribution, Exponential,
-    Gamma, Laplace, LogNormal, Normal, Poisson, Reparameterizable, StandardNormal,
+    Gamma, Laplace, LogNormal, MultivariateNormal, Normal, Poisson, Reparameterizable,
+    StandardNormal,
 };
 use crate::error::{Error, Result};
 use crate::ops::{cst, mean_over_samples, Events, PerExample, Real};
@@ -237,7 +238,8 @@ where
 /// the built-in pairs with a closed form — Normal‖Normal, Normal‖StandardNormal,
 /// Laplace‖Laplace, Bernoulli‖Bernoulli, Categorical‖Categorical, Poisson‖Poisson,
 /// Gamma‖Gamma, Exponential‖Exponential, Beta‖Beta, LogNormal‖LogNormal,
-/// Dirichlet‖Dirichlet — or a pair a user registered with
+/// Dirichlet‖Dirichlet, MultivariateNormal‖StandardNormal, MultivariateNormal‖
+/// MultivariateNormal — or a pair a user registered with
 /// [`register_kl`](crate::kl_registry::register_kl), else `None`. The arguments are not
 /// consumed (their forks are).
 ///
@@ -272,6 +274,11 @@ where
         })
         .or_else(|| {
             try_pair::<Q, P, Dirichlet<N, E, D, T>, Dirichlet<N, E, D, T>, N, E, D, T>(q, p)
+        })
+        .or_else(|| {
+            type Mvn<N, E, D, T> = MultivariateNormal<N, E, D, T>;
+            try_pair::<Q, P, Mvn<N, E, D, T>, StandardNormal<N, E, D, T>, N, E, D, T>(q, p)
+                .or_else(|| try_pair::<Q, P, Mvn<N, E, D, T>, Mvn<N, E, D, T>, N, E, D, T>(q, p))
         })
         .or_else(|| crate::kl_registry::lookup::<E, D, T, Q, P>(q, p))
 }

@@ -6,12 +6,13 @@
 use dfdx::prelude::*;
 
 use crate::distributions::{
-    check_shape, Beta, Dirichlet, Exponential, Gamma, LogNormal, Normal, Poisson,
+    back_solve_transposed, check_shape, forward_solve, linear_term, Beta, Dirichlet, Distribution,
+    Exponential, Gamma, LogNormal, MultivariateNormal, Normal, Poisson, StandardNormal,
 };
 use crate::error::Result;
 use crate::kl::KlDivergence;
-use crate::ops::PerExample;
 use crate::ops::Real;
+use crate::ops::{cst, to_f64_vec, PerExample};
 use crate::special::{digamma, lgamma, log_beta};
 
 /// `KL(Poisson(λ₁) ‖ Poisson(λ₂)) = Σ_i λ₁ (ln λ₁ − ln λ₂) − λ₁ + λ₂`
@@ -142,5 +143,111 @@ impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<Dirichlet<K, E, 
         let lq = lgamma(self.log_concentration.exp()).sum::<(usize,), Axis<1>>();
         let lp = lgamma(p.log_concentration.exp()).sum::<(usize,), Axis<1>>();
         Ok(lgamma(q0) - lq - lgamma(p0) + lp + cross)
+    }
+}
+
+/// `KL(N(μ, LLᵀ) ‖ N(0, I)) = ½ (Σ_ij L_ij² + Σ_i μ_i² − N) − Σ_i ln L_ii`: the
+/// full-covariance guide's KL against the standard Normal prior (dfdx operations).
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<StandardNormal<N, E, D, T>>
+    for MultivariateNormal<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: StandardNormal<N, E, D, T>) -> Result<Self::Output> {
+        check_shape(
+            "KL(MultivariateNormal‖StandardNormal)",
+            self.loc.shape(),
+            &(p.batch_size(), p.dim()),
+        )?;
+        let n = self.loc.shape().1.size() as f64;
+        let log_diag = self.fork().log_diag().sum::<(usize,), Axis<1>>();
+        let trace = self.scale_tril.square().sum::<(usize,), Axes2<1, 2>>();
+        let mu2 = self.loc.square().sum::<(usize,), Axis<1>>();
+        let (kl, tape) = ((trace + mu2 - cst::<E>(n)) * cst::<E>(0.5) - log_diag).split_tape();
+        Ok(kl.put_tape(tape.merge(p.into_tape())))
+    }
+}
+
+/// `KL(N(μ₁, L₁L₁ᵀ) ‖ N(μ₂, L₂L₂ᵀ)) = ½ (‖L₂⁻¹L₁‖²_F + ‖L₂⁻¹(μ₂ − μ₁)‖² − N)
+/// + Σ_i ln L₂,ii − Σ_i ln L₁,ii` (torch `_kl_multivariatenormal_multivariatenormal`),
+/// with the triangular solves on the host and the gradients
+/// `∂/∂L₁ = tril(L₂⁻ᵀM) − diag(1/L₁,ii)`, `∂/∂L₂ = −tril(L₂⁻ᵀ(MMᵀ + mmᵀ)) + diag(1/L₂,ii)`,
+/// `∂/∂μ₁ = −L₂⁻ᵀm`, `∂/∂μ₂ = L₂⁻ᵀm` (`M = L₂⁻¹L₁`, `m = L₂⁻¹(μ₂ − μ₁)`).
+impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> KlDivergence<MultivariateNormal<N, E, D, T>>
+    for MultivariateNormal<N, E, D, T>
+{
+    type Output = PerExample<E, D, T>;
+
+    fn kl_divergence(self, p: MultivariateNormal<N, E, D, T>) -> Result<Self::Output> {
+        check_shape(
+            "KL(MultivariateNormal‖MultivariateNormal)",
+            self.loc.shape(),
+            p.loc.shape(),
+        )?;
+        let (b, dim) = *self.loc.shape();
+        let n = dim.size();
+        let (m1, l1) = (to_f64_vec(&self.loc), to_f64_vec(&self.scale_tril));
+        let (m2, l2) = (to_f64_vec(&p.loc), to_f64_vec(&p.scale_tril));
+        let mut value = Vec::with_capacity(b);
+        let (mut g_m1, mut g_l1, mut g_l2) = (Vec::new(), Vec::new(), Vec::new());
+        for e in 0..b {
+            let (a, c) = (
+                &l1[e * n * n..(e + 1) * n * n],
+                &l2[e * n * n..(e + 1) * n * n],
+            );
+            // M = L₂⁻¹ L₁, column by column (row-major storage).
+            let mut mm = vec![0.0; n * n];
+            for j in 0..n {
+                let col: Vec<f64> = (0..n).map(|i| a[i * n + j]).collect();
+                for (i, v) in forward_solve(c, &col, n).into_iter().enumerate() {
+                    mm[i * n + j] = v;
+                }
+            }
+            let d: Vec<f64> = (0..n).map(|i| m2[e * n + i] - m1[e * n + i]).collect();
+            let m = forward_solve(c, &d, n);
+            let logs = |l: &[f64]| (0..n).map(|i| l[i * n + i].ln()).sum::<f64>();
+            let frob: f64 = mm.iter().map(|v| v * v).sum();
+            let maha: f64 = m.iter().map(|v| v * v).sum();
+            value.push(0.5 * (frob + maha - n as f64) + logs(c) - logs(a));
+            // L₂⁻ᵀ applied to the columns of M, and to m.
+            let mut w = vec![0.0; n * n];
+            for j in 0..n {
+                let col: Vec<f64> = (0..n).map(|i| mm[i * n + j]).collect();
+                for (i, v) in back_solve_transposed(c, &col, n).into_iter().enumerate() {
+                    w[i * n + j] = v;
+                }
+            }
+            let wm = back_solve_transposed(c, &m, n);
+            g_m1.extend(wm.iter().map(|v| -v));
+            for i in 0..n {
+                for j in 0..n {
+                    let below = j <= i;
+                    let diag = if i == j { 1.0 } else { 0.0 };
+                    g_l1.push(if below {
+                        w[i * n + j] - diag / a[i * n + i]
+                    } else {
+                        0.0
+                    });
+                    // −L₂⁻ᵀ (M Mᵀ + m mᵀ): row i of L₂⁻ᵀM times row j of M, plus the m term.
+                    let mmt: f64 =
+                        (0..n).map(|k| w[i * n + k] * mm[j * n + k]).sum::<f64>() + wm[i] * m[j];
+                    g_l2.push(if below {
+                        -mmt + diag / c[i * n + i]
+                    } else {
+                        0.0
+                    });
+                }
+            }
+        }
+        let g_m2: Vec<f64> = g_m1.iter().map(|v| -v).collect();
+        let value = self
+            .loc
+            .device()
+            .tensor_from_vec(value.into_iter().map(cst::<E>).collect(), (b,));
+        let t = linear_term(self.loc, g_m1).sum::<(usize,), Axis<1>>()
+            + linear_term(self.scale_tril, g_l1).sum::<(usize,), Axes2<1, 2>>()
+            + linear_term(p.loc, g_m2).sum::<(usize,), Axis<1>>()
+            + linear_term(p.scale_tril, g_l2).sum::<(usize,), Axes2<1, 2>>();
+        Ok(t + value)
     }
 }

@@ -4,7 +4,8 @@
 
 use latent::conformance::families::{
     BetaFamily, BinomialFamily, BuiltinKl, DirichletFamily, ExponentialFamily, GammaFamily,
-    LogNormalFamily, NegativeBinomialFamily, PoissonFamily, StudentTFamily, ZinbFamily,
+    LogNormalFamily, MultivariateNormalFamily, NegativeBinomialFamily, PoissonFamily,
+    StandardNormalFamily, StudentTFamily, ZinbFamily,
 };
 use latent::conformance::{check_family, check_kl, check_kl_additivity, Config};
 
@@ -86,6 +87,24 @@ fn their_closed_form_kls_conform() {
         &BuiltinKl {
             q: DirichletFamily,
             p: DirichletFamily,
+        },
+        &c,
+    )
+    .unwrap();
+}
+
+#[test]
+fn multivariate_normal_and_its_kls_conform() {
+    let c = Config::default();
+    check_family::<1, _>(&MultivariateNormalFamily, &c).unwrap();
+    check_family::<2, _>(&MultivariateNormalFamily, &c).unwrap();
+    check_family::<3, _>(&MultivariateNormalFamily, &c).unwrap();
+    let mvn = MultivariateNormalFamily;
+    check_kl::<3, _>(&BuiltinKl { q: mvn, p: mvn }, &c).unwrap();
+    check_kl::<3, _>(
+        &BuiltinKl {
+            q: mvn,
+            p: StandardNormalFamily,
         },
         &c,
     )

@@ -369,6 +369,47 @@ fn zinb_matches_scvi() {
 }
 
 #[test]
+fn multivariate_normal_and_its_kls_match_torch() {
+    use latent::distributions::{MultivariateNormal, StandardNormal};
+    let r = reference();
+    let f = &r["families"]["multivariate_normal"];
+    let dev = Dev::default();
+    let n = f["dim"].as_u64().unwrap() as usize;
+    let mvn = |loc: Vec<f64>, tril: Vec<f64>| {
+        MultivariateNormal::<usize, f64, Dev>::from_host(&dev, n, &loc, &tril).unwrap()
+    };
+    let d = || mvn(column(f, "loc"), column(f, "scale_tril"));
+    let x = column(f, "x");
+    let x = dev.tensor_from_vec(x.clone(), (x.len() / n, n));
+    check(
+        "MVN log_prob",
+        d().log_prob(x).unwrap().as_vec(),
+        &column(f, "log_prob"),
+    );
+    check(
+        "MVN variance",
+        d().variance().as_vec(),
+        &column(f, "variance"),
+    );
+    check("MVN entropy", d().entropy().as_vec(), &column(f, "entropy"));
+    let k = &r["kl"]["multivariate_normal"];
+    let q = || mvn(column(k, "q_loc"), column(k, "q_scale_tril"));
+    let p = mvn(column(k, "p_loc"), column(k, "p_scale_tril"));
+    check(
+        "KL(MVN‖MVN)",
+        q().kl_divergence(p).unwrap().as_vec(),
+        &column(k, "kl"),
+    );
+    let b = q().batch_size();
+    let std = StandardNormal::<usize, f64, Dev>::new(b, n, &dev);
+    check(
+        "KL(MVN‖N(0, I))",
+        q().kl_divergence(std).unwrap().as_vec(),
+        &column(k, "kl_standard"),
+    );
+}
+
+#[test]
 fn closed_form_kls_match_torch() {
     let r = reference();
     let k = &r["kl"];

@@ -31,7 +31,9 @@ pub use counts_positives::{
     BetaFamily, BinomialFamily, ExponentialFamily, GammaFamily, NegativeBinomialFamily,
     PoissonFamily,
 };
-pub use more::{DirichletFamily, LogNormalFamily, StudentTFamily, ZinbFamily};
+pub use more::{
+    DirichletFamily, LogNormalFamily, MultivariateNormalFamily, StudentTFamily, ZinbFamily,
+};
 
 fn vector(n: usize, lo: f64, hi: f64) -> BoxedStrategy<Vec<f64>> {
     prop::collection::vec(lo..hi, n).boxed()
@@ -516,3 +518,5 @@ builtin_pair!(GammaFamily, GammaFamily, true, N);
 builtin_pair!(BetaFamily, BetaFamily, true, N);
 builtin_pair!(LogNormalFamily, LogNormalFamily, true, N);
 builtin_pair!(DirichletFamily, DirichletFamily, true, N);
+builtin_pair!(MultivariateNormalFamily, MultivariateNormalFamily, true, N);
+builtin_pair!(MultivariateNormalFamily, StandardNormalFamily, false, N);

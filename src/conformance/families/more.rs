@@ -12,11 +12,11 @@ use proptest::strategy::BoxedStrategy;
 use super::counts_positives::{softplus, vector, width};
 use crate::conformance::{block, Dev, Family, Support, Theta};
 use crate::distributions::{
-    Dirichlet, Entropy, LogNormal, Mode, Reparameterizable, StudentT, Variance,
+    Dirichlet, Entropy, LogNormal, Mode, MultivariateNormal, Reparameterizable, StudentT, Variance,
     ZeroInflatedNegativeBinomial,
 };
 use crate::error::Result;
-use crate::ops::{Events, PerExample, LN_2PI};
+use crate::ops::{columns, Events, PerExample, LN_2PI};
 use crate::special::scalar::{lgamma, log_beta};
 
 /// [`LogNormal`], θ = `[μ (N); ln σ (N)]`, `μ ∈ (−1, 1)`, `σ ∈ (0.3, 1)`. Its
@@ -281,5 +281,91 @@ impl<const N: usize> Family<N> for ZinbFamily {
     }
     fn marginal(&self, theta: &[f64], j: usize) -> Option<Vec<f64>> {
         Some(vec![theta[j], theta[N + j], theta[2 * N + j]])
+    }
+}
+
+/// [`MultivariateNormal`], θ = `[μ (N); ln L_ii (N); L_ij below the diagonal, row by row
+/// (N(N−1)/2)]`, built through [`MultivariateNormal::from_unconstrained`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MultivariateNormalFamily;
+
+impl<const N: usize> Family<N> for MultivariateNormalFamily {
+    type Dist<T: Tape<f64, Dev>> = MultivariateNormal<Const<N>, f64, Dev, T>;
+    fn name(&self) -> String {
+        format!("MultivariateNormal<{N}>")
+    }
+    fn num_params(&self) -> usize {
+        2 * N + N * (N - 1) / 2
+    }
+    fn parameters(&self) -> BoxedStrategy<Vec<f64>> {
+        let m = N * (N - 1) / 2;
+        (
+            vector(N, -2.0, 2.0),
+            vector(N, -1.0, 0.7),
+            vector(m, -1.0, 1.0),
+        )
+            .prop_map(|(a, b, c)| [a, b, c].concat())
+            .boxed()
+    }
+    fn build<T: Tape<f64, Dev>>(&self, theta: Theta<T>) -> Result<Self::Dist<T>> {
+        let width_all = <Self as Family<N>>::num_params(self);
+        width(&theta, width_all, "MultivariateNormal")?;
+        let below = columns(theta.with_empty_tape(), 2 * N..width_all)?;
+        let log_diag = block::<N, T>(theta.with_empty_tape(), 1)?;
+        MultivariateNormal::from_unconstrained(block::<N, T>(theta, 0)?, log_diag, below)
+    }
+    fn invalid_parameters(&self) -> Vec<Vec<f64>> {
+        let m = N * (N - 1) / 2;
+        vec![[vec![0.0; N], vec![f64::INFINITY; N], vec![0.0; m]].concat()]
+    }
+    fn reference_log_prob(&self, theta: &[f64], x: &[f64]) -> Option<f64> {
+        // ln N(x; μ, LLᵀ) by forward substitution on the textbook formula.
+        let mut l = vec![0.0; N * N];
+        let mut k = 2 * N;
+        for i in 0..N {
+            l[i * N + i] = theta[N + i].exp();
+            for j in 0..i {
+                l[i * N + j] = theta[k];
+                k += 1;
+            }
+        }
+        let mut y = vec![0.0; N];
+        for i in 0..N {
+            let s: f64 = (0..i).map(|j| l[i * N + j] * y[j]).sum();
+            y[i] = (x[i] - theta[i] - s) / l[i * N + i];
+        }
+        let log_det: f64 = (0..N).map(|i| theta[N + i]).sum();
+        Some(-0.5 * y.iter().map(|v| v * v).sum::<f64>() - log_det - 0.5 * N as f64 * LN_2PI)
+    }
+    fn support(&self, theta: &[f64]) -> Support {
+        if N == 1 {
+            let s = theta[1].exp();
+            Support::Interval(theta[0] - 40.0 * s, theta[0] + 40.0 * s)
+        } else {
+            Support::Unchecked
+        }
+    }
+    fn variance(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
+        Some(d.variance())
+    }
+    fn mode(&self, d: Self::Dist<NoneTape>) -> Option<Events<Const<N>, f64, Dev>> {
+        Some(Mode::mode(&d))
+    }
+    fn entropy(&self, d: Self::Dist<NoneTape>) -> Option<PerExample<f64, Dev>> {
+        Some(d.entropy())
+    }
+    fn rsample<T: Tape<f64, Dev>>(
+        &self,
+        d: Self::Dist<T>,
+    ) -> Option<Events<Const<N>, f64, Dev, T>> {
+        Some(d.rsample())
+    }
+    fn affine(&self, theta: &[f64], a: f64, b: f64) -> Option<Vec<f64>> {
+        // a x + b: μ ↦ aμ + b, L ↦ |a| L (for a < 0, −L's diagonal is made positive by
+        // flipping the sign of every column, which leaves LLᵀ unchanged).
+        let loc = theta[..N].iter().map(|m| a * m + b);
+        let diag = theta[N..2 * N].iter().map(|l| l + a.abs().ln());
+        let below = theta[2 * N..].iter().map(|v| a.abs() * v);
+        Some(loc.chain(diag).chain(below).collect())
     }
 }
