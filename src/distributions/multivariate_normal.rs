@@ -273,10 +273,10 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
             );
             gx.extend(w.iter().map(|v| -v));
             for i in 0..n {
-                for j in 0..n {
+                for (j, yj) in y.iter().enumerate() {
                     gl.push(match j.cmp(&i) {
-                        std::cmp::Ordering::Less => w[i] * y[j],
-                        std::cmp::Ordering::Equal => w[i] * y[j] - 1.0 / l[i * n + i],
+                        std::cmp::Ordering::Less => w[i] * yj,
+                        std::cmp::Ordering::Equal => w[i] * yj - 1.0 / l[i * n + i],
                         std::cmp::Ordering::Greater => 0.0,
                     });
                 }
@@ -343,9 +343,12 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
     }
 }
 
+/// A draw `μ + L ε` (taped) and its noise `ε`.
+type Drawn<N, E, D, T> = (Events<N, E, D, T>, Events<N, E, D>);
+
 impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T> {
     /// `μ + L ε` with its noise `ε`.
-    fn rsample_with_eps(self) -> (Events<N, E, D, T>, Events<N, E, D>) {
+    fn rsample_with_eps(self) -> Drawn<N, E, D, T> {
         let (b, dim) = *self.loc.shape();
         let eps = E::standard_normal(self.loc.device(), &(b, dim));
         let le = self
