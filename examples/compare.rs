@@ -1,5 +1,5 @@
 //! Trains the variants side by side on the same data, seed and epochs, and writes a
-//! table: the VAE, the β-VAE (β = 4), the VAE trained with the IWAE bound (k = 5), the
+//! table: the VAE, the VAE with a full-covariance Gaussian guide (`full-cov`), the β-VAE (β = 4), the VAE trained with the IWAE bound (k = 5), the
 //! VAE with a guide of 8 planar steps (`planar`) or 2 IAF steps (`iaf`), the
 //! hierarchical VAE with two stochastic layers of 20 and 10 dimensions (`hvae`), the VAE
 //! with a VampPrior of 100 pseudo-inputs (`vamp`), the CVAE conditioned on the class
@@ -44,9 +44,9 @@ use latent::{
     LatentVariableModel, Objective, Result,
 };
 use latent_models::{
-    code_usage, conv_vq_vae, iaf_vae, planar_vae, BetaVae, CodePrior, CodebookEma, CodebookUpdate,
-    ConvVqVae, Cvae, DeadCodeRestart, GatedPixelCnn, HierarchicalVae, IafVae, LayerReport, MlpVae,
-    PlanarVae, VqVaeTask,
+    code_usage, conv_vq_vae, iaf_vae, mlp_full_covariance_vae, planar_vae, BetaVae, CodePrior,
+    CodebookEma, CodebookUpdate, ConvVqVae, Cvae, DeadCodeRestart, GatedPixelCnn, HierarchicalVae,
+    IafVae, LayerReport, MlpFullCovarianceVae, MlpVae, PlanarVae, VqVaeTask,
 };
 use serde::Serialize;
 
@@ -56,8 +56,8 @@ const Z: usize = 20;
 /// Codebook size and code dimension of the VQ-VAE.
 const K: usize = 256;
 const DM: usize = 16;
-const MODELS: [&str; 9] = [
-    "vae", "beta-vae", "iwae", "planar", "iaf", "hvae", "vamp", "cvae", "vq-vae",
+const MODELS: [&str; 10] = [
+    "vae", "full-cov", "beta-vae", "iwae", "planar", "iaf", "hvae", "vamp", "cvae", "vq-vae",
 ];
 /// Planar steps of the `planar` row, IAF steps of the `iaf` row.
 const PLANAR_STEPS: usize = 8;
@@ -81,11 +81,11 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Args {
     #[command(flatten)]
     run: RunArgs,
-    /// Comma-separated subset of vae, beta-vae, iwae, planar, iaf, hvae, vamp, cvae,
-    /// vq-vae.
+    /// Comma-separated subset of vae, full-cov, beta-vae, iwae, planar, iaf, hvae, vamp,
+    /// cvae, vq-vae.
     #[arg(
         long,
-        default_value = "vae,beta-vae,iwae,planar,iaf,hvae,vamp,cvae,vq-vae"
+        default_value = "vae,full-cov,beta-vae,iwae,planar,iaf,hvae,vamp,cvae,vq-vae"
     )]
     models: String,
     /// Epochs of the gated PixelCNN prior fitted to the VQ-VAE's training codes.
@@ -176,6 +176,14 @@ fn run(args: &Args) -> Result<()> {
     for name in MODELS.iter().filter(|m| chosen.contains(m)) {
         let row = match *name {
             "vae" => continuous(args, &splits, name, Elbo::default())?,
+            "full-cov" => {
+                let dev = Dev::seed_from_u64(args.run.seed);
+                let m: MlpFullCovarianceVae<Const<X>, Const<H>, Const<Z>, f32, Dev> =
+                    mlp_full_covariance_vae(&dev, (Const, Const, Const))?;
+                row_for(args, &splits, name, Elbo::default(), m, &dev, |_, _| {
+                    Ok(None)
+                })?
+            }
             "beta-vae" => continuous(args, &splits, name, BetaVae::new(4.0)?)?,
             "iwae" => continuous(args, &splits, name, ImportanceWeighted::new(5)?)?,
             "planar" => {

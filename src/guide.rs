@@ -7,6 +7,9 @@ use crate::distributions::{Normal, Reparameterizable};
 use crate::error::{Error, Result};
 use crate::ops::{Events, Real};
 
+mod full_covariance;
+pub use full_covariance::FullCovarianceGuide;
+
 /// Maps an observation `x` to the variational posterior `q(z | x)` (amortized
 /// inference, Kingma & Welling 2014, §2.1; Gershman & Goodman 2014).
 ///

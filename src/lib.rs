@@ -74,7 +74,7 @@ pub use distributions::{
 };
 pub use elbo::{Elbo, ElboParts, ElboTerms, KlEstimator};
 pub use error::{Error, Result};
-pub use guide::{AmortizedGuide, DiagonalNormalGuide, LatentWidth};
+pub use guide::{AmortizedGuide, DiagonalNormalGuide, FullCovarianceGuide, LatentWidth};
 pub use iwae::{log_marginal_likelihood, log_weights, ImportanceWeighted, LogLikelihood};
 pub use kl::{
     monte_carlo_kl, registered_kl, registered_kl_per_dimension, KlDivergence, KlPerDimension,

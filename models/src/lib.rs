@@ -6,6 +6,8 @@
 //! - [`Vae`]: the variational autoencoder with any encoder and decoder networks;
 //! - [`MlpVae`] / [`mlp_vae`]: the classic MLP VAE for flattened images
 //!   (the reference model is 784-400-20);
+//! - [`FullCovarianceVae`] / [`mlp_full_covariance_vae`]: the VAE with a full-covariance
+//!   Gaussian guide `N(μ(x), L(x)L(x)ᵀ)`;
 //! - [`FlowVae`] / [`planar_vae`] / [`iaf_vae`]: the VAE with a normalizing-flow guide
 //!   (planar or inverse autoregressive steps);
 //! - [`GatedVae`] / [`gated_vae`]: the VAE of two gated layers of the published
@@ -25,6 +27,7 @@ pub mod beta_vae;
 pub mod cvae;
 mod describe;
 pub mod flow_vae;
+pub mod full_covariance_vae;
 pub mod gated;
 pub mod hierarchical;
 pub mod layers;
@@ -41,6 +44,7 @@ pub use cvae::{
     ConditionalPriorHead, Cvae, CvaeDecoder, CvaeGuide, Joint, LearnedConditionalPrior,
 };
 pub use flow_vae::{iaf_vae, planar_vae, DecoderWidth, FlowVae, IafVae, PlanarVae};
+pub use full_covariance_vae::{mlp_full_covariance_vae, FullCovarianceVae, MlpFullCovarianceVae};
 pub use gated::{gated_networks, gated_vae, GatedDecoder, GatedEncoder, GatedLinear, GatedVae};
 pub use hierarchical::{HierarchicalVae, LayerReport, NormalNet};
 pub use linear_gaussian::LinearGaussian;

@@ -689,3 +689,41 @@ fn vq_vae_replica_gradients_and_ema_equal_the_whole_batch() {
         }
     }
 }
+
+#[test]
+fn full_covariance_vae_trains_and_its_correlations_get_gradients() {
+    use latent::train::{fit, TrainConfig};
+    use latent_models::{mlp_full_covariance_vae, MlpFullCovarianceVae};
+    let dev = Cpu::seed_from_u64(21);
+    let data = latent::data::embedded().unwrap().train.take(512);
+    let mut m: MlpFullCovarianceVae<usize, usize, usize, f32, Cpu> =
+        mlp_full_covariance_vae(&dev, (784, 32, 4)).unwrap();
+    let before = m.guide.below.weight.as_vec();
+    let config = TrainConfig {
+        epochs: 3,
+        batch_size: 64,
+        threads: 1,
+        binarization: latent::data::Binarization::Dynamic,
+        ..Default::default()
+    };
+    let report = fit(
+        &mut m,
+        &latent::Elbo::default(),
+        &data,
+        &data,
+        &config,
+        &dev,
+    )
+    .unwrap();
+    // The below-diagonal head (the posterior's correlations) is trained.
+    let after = m.guide.below.weight.as_vec();
+    let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert!(
+        moved > after.len() / 2,
+        "{moved} of {} weights moved",
+        after.len()
+    );
+    // And the ELBO improves.
+    let elbos: Vec<f64> = report.epochs.iter().map(|e| e.test_elbo).collect();
+    assert!(elbos[2] > elbos[0] + 1.0, "{elbos:?}");
+}

@@ -37,20 +37,26 @@ pub struct MultivariateNormal<N: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
     pub scale_tril: Matrices<N, E, D, T>,
 }
 
-/// The 0/1 matrices that place a row of `n(n−1)/2` below-diagonal values and one of `n`
-/// diagonal values into a row-major `n × n` matrix: `(m, n²)` and `(n, n²)`.
-fn placement<E: Real>(n: usize) -> (Vec<E>, Vec<E>) {
+/// The 0/1 matrices that place a row of `n(n−1)/2` below-diagonal values, a row of `n`
+/// diagonal values, and a row of `n` values each across its whole matrix row, into a
+/// row-major `n × n` matrix: `(m, n²)`, `(n, n²)` and `(n, n²)`.
+type Placement<E> = (Vec<E>, Vec<E>, Vec<E>);
+fn placement<E: Real>(n: usize) -> Placement<E> {
     let m = n * n.saturating_sub(1) / 2;
-    let (mut off, mut diag) = (vec![E::zero(); m * n * n], vec![E::zero(); n * n * n]);
+    let mut off = vec![E::zero(); m * n * n];
+    let (mut diag, mut rows) = (vec![E::zero(); n * n * n], vec![E::zero(); n * n * n]);
     let mut k = 0;
     for i in 0..n {
+        for j in 0..n {
+            rows[i * n * n + i * n + j] = E::one();
+        }
         for j in 0..i {
             off[k * n * n + i * n + j] = E::one();
             k += 1;
         }
         diag[i * n * n + i * n + i] = E::one();
     }
-    (off, diag)
+    (off, diag, rows)
 }
 
 impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T> {
@@ -96,9 +102,13 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T
     }
 
     /// A multivariate Normal from unconstrained parameters, as an amortized guide's
-    /// network outputs them: `μ` `(batch, N)`, `ln L_ii` `(batch, N)` and the entries below
-    /// the diagonal, row by row (`L_10, L_20, L_21, …`), `(batch, N(N−1)/2)`. `L` is
-    /// assembled with two products by fixed 0/1 matrices, so gradients reach all three.
+    /// network outputs them: `μ` `(batch, N)`, `ln L_ii` `(batch, N)` and the entries
+    /// `B_ij` below the diagonal of a unit lower-triangular factor, row by row
+    /// (`B_10, B_20, B_21, …`), `(batch, N(N−1)/2)`, with
+    /// `L = diag(L_ii) (I + B)`, i.e. `L_ij = L_ii B_ij` (Pyro's `AutoMultivariateNormal`
+    /// parameterization: a correlation's noise scales with its row's standard deviation,
+    /// so `B = 0` is the diagonal Normal whatever the scales). `L` is assembled with
+    /// products by fixed 0/1 matrices, so gradients reach all three inputs.
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] for widths or batch sizes that disagree.
@@ -128,14 +138,18 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T
             ));
         }
         let dev = loc.device().clone();
-        let (off, diag) = placement::<E>(n);
-        let diag = dev.tensor_from_vec(diag, (dim, n * n));
-        let lower = log_diag.exp().matmul(diag);
+        let (off, diag, rows) = placement::<E>(n);
+        let scale = log_diag.exp();
+        let on_diag = scale
+            .with_empty_tape()
+            .matmul(dev.tensor_from_vec(diag, (dim, n * n)));
         let scale_tril = if m > 0 {
-            lower + below.matmul(dev.tensor_from_vec(off, (m, n * n)))
+            // L_ij = L_ii B_ij: B placed below the diagonal, times each row's L_ii.
+            let row_scale = scale.matmul(dev.tensor_from_vec(rows, (dim, n * n)));
+            on_diag + below.matmul(dev.tensor_from_vec(off, (m, n * n))) * row_scale
         } else {
-            let (lower, tape) = lower.split_tape();
-            lower.put_tape(tape.merge(below.split_tape().1))
+            let (d, tape) = on_diag.split_tape();
+            d.put_tape(tape.merge(below.split_tape().1).merge(scale.split_tape().1))
         };
         let scale_tril = scale_tril.reshape_like(&(b, dim, dim));
         Ok(Self { loc, scale_tril })
@@ -145,7 +159,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T
     pub fn log_diag(self) -> Events<N, E, D, T> {
         let (b, dim, _) = *self.scale_tril.shape();
         let n = dim.size();
-        let (_, diag) = placement::<E>(n);
+        let (_, diag, _) = placement::<E>(n);
         let select = self.scale_tril.device().tensor_from_vec(diag, (dim, n * n));
         // L (b, n²) · Dᵀ (n², n): the diagonal of each example's L.
         let (loc_t, flat) = (

@@ -284,8 +284,9 @@ impl<const N: usize> Family<N> for ZinbFamily {
     }
 }
 
-/// [`MultivariateNormal`], θ = `[μ (N); ln L_ii (N); L_ij below the diagonal, row by row
-/// (N(N−1)/2)]`, built through [`MultivariateNormal::from_unconstrained`].
+/// [`MultivariateNormal`], θ = `[μ (N); ln L_ii (N); B_ij below the diagonal, row by row
+/// (N(N−1)/2)]` with `L_ij = L_ii B_ij`, built through
+/// [`MultivariateNormal::from_unconstrained`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MultivariateNormalFamily;
 
@@ -325,7 +326,7 @@ impl<const N: usize> Family<N> for MultivariateNormalFamily {
         for i in 0..N {
             l[i * N + i] = theta[N + i].exp();
             for j in 0..i {
-                l[i * N + j] = theta[k];
+                l[i * N + j] = theta[N + i].exp() * theta[k];
                 k += 1;
             }
         }
@@ -361,11 +362,11 @@ impl<const N: usize> Family<N> for MultivariateNormalFamily {
         Some(d.rsample())
     }
     fn affine(&self, theta: &[f64], a: f64, b: f64) -> Option<Vec<f64>> {
-        // a x + b: μ ↦ aμ + b, L ↦ |a| L (for a < 0, −L's diagonal is made positive by
-        // flipping the sign of every column, which leaves LLᵀ unchanged).
+        // a x + b: μ ↦ aμ + b, L ↦ |a| L (a Cholesky factor of a²LLᵀ): the diagonal's
+        // logs move by ln|a|, the unit factor B is unchanged.
         let loc = theta[..N].iter().map(|m| a * m + b);
         let diag = theta[N..2 * N].iter().map(|l| l + a.abs().ln());
-        let below = theta[2 * N..].iter().map(|v| a.abs() * v);
+        let below = theta[2 * N..].iter().copied();
         Some(loc.chain(diag).chain(below).collect())
     }
 }
