@@ -6,14 +6,14 @@
 use dfdx::prelude::*;
 
 use crate::distributions::{
-    back_solve_transposed, check_shape, forward_solve, linear_term, Beta, Dirichlet, Distribution,
-    Exponential, Gamma, LogNormal, MultivariateNormal, Normal, Poisson, StandardNormal,
+    back_solve_transposed, check_shape, forward_solve, Beta, Dirichlet, Distribution, Exponential,
+    Gamma, LogNormal, MultivariateNormal, Normal, Poisson, StandardNormal,
 };
 use crate::error::Result;
 use crate::kl::KlDivergence;
 use crate::ops::Real;
 use crate::ops::{cst, to_f64_vec, PerExample};
-use crate::special::{digamma, lgamma, log_beta};
+use crate::special::{digamma, lgamma, linear_term, log_beta};
 
 /// `KL(Poisson(λ₁) ‖ Poisson(λ₂)) = Σ_i λ₁ (ln λ₁ − ln λ₂) − λ₁ + λ₂`
 /// (torch `_kl_poisson_poisson`).

@@ -113,7 +113,10 @@ fn the_exact_correlated_posterior_makes_every_importance_weight_p_of_x() {
     let log_px = ppca.exact_log_marginal(&X).unwrap();
     let (_, cov) = exact(&dev);
     let rho = cov[1] / (cov[0] * cov[3]).sqrt();
-    assert!(rho.abs() > 0.2, "the posterior must be correlated: ρ = {rho}");
+    assert!(
+        rho.abs() > 0.2,
+        "the posterior must be correlated: ρ = {rho}"
+    );
     let x = dev.tensor_from_vec(X.to_vec(), (1, Const::<3>));
 
     let model = Fixed {

@@ -5,32 +5,16 @@
 //! that must fail (a truncated array, bytes after an array's data, a non-finite value, a
 //! ragged row) are never accepted. Prints the number of inputs tried per class.
 
+#[path = "support/npy.rs"]
+mod npy_file;
+
 use std::io::Write;
 use std::path::Path;
 
 use latent::data::load_table;
 use latent::Error;
+use npy_file::npy;
 use rand::{Rng, SeedableRng};
-
-/// A `.npy` v1.0 file of little-endian `descr` values and `shape`.
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(data);
-    out
-}
 
 fn npz(x: &[u8], y: Option<&[u8]>) -> Vec<u8> {
     let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));

@@ -3,29 +3,12 @@
 //! torch's `polygamma(1, ·)` is good to ~1e-9 only) and statrs, and the gradients of the
 //! tensor operations against central differences.
 
+#[path = "support/torch_reference.rs"]
+mod torch_reference;
+
 use dfdx::prelude::*;
 use latent::special::{self, scalar};
-
-fn reference() -> serde_json::Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/torch_families.json"
-    ))
-    .expect("tests/data/torch_families.json");
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn column(v: &serde_json::Value, key: &str) -> Vec<f64> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no column {key}"))
-        .iter()
-        .map(|x| match x.as_str() {
-            Some(name) => name.parse::<f64>().expect("NaN, inf or -inf"),
-            None => x.as_f64().expect("a number"),
-        })
-        .collect()
-}
+use torch_reference::{column, reference};
 
 /// `|a − b| ≤ max(rel·|b|, abs)`.
 fn assert_close(what: &str, x: f64, a: f64, b: f64, rel: f64, abs: f64) {

@@ -2,36 +2,15 @@
 //! errors naming the place for NaN, infinity, non-numbers, ragged rows and labels out
 //! of range, standardization fitted on the training split, and seeded splits.
 
+#[path = "support/npy.rs"]
+mod npy_file;
+
 use std::io::Write;
 use std::path::Path;
 
 use latent::data::{load_table, read_npy, Scaler, Scaling};
 use latent::Error;
-
-/// A `.npy` v1.0 file of little-endian `descr` values (`<f8`, `<f4`, `<i8`) and `shape`.
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let shape = match shape {
-        [n] => format!("({n},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(data);
-    out
-}
+use npy_file::npy;
 
 fn f64s(v: &[f64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

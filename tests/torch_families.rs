@@ -3,36 +3,19 @@
 //! (random parameters with edges), committed in `tests/data/torch_families.json`.
 //! Tolerance: 1e-9 relative, 1e-12 absolute near zero.
 
+#[path = "support/torch_reference.rs"]
+mod torch_reference;
+
 use dfdx::prelude::*;
 use latent::distributions::{
     Beta, Binomial, Dirichlet, Distribution, Entropy, Exponential, Gamma, LogNormal, Mode,
     NegativeBinomial, Poisson, StudentT, Variance, ZeroInflatedNegativeBinomial,
 };
 use latent::kl::KlDivergence;
+use torch_reference::{column, reference};
 
 type Dev = Cpu;
 type Ev = Tensor<(usize, Const<1>), f64, Dev>;
-
-fn reference() -> serde_json::Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/torch_families.json"
-    ))
-    .expect("tests/data/torch_families.json");
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn column(v: &serde_json::Value, key: &str) -> Vec<f64> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no column {key}"))
-        .iter()
-        .map(|x| match x.as_str() {
-            Some(name) => name.parse::<f64>().expect("NaN, inf or -inf"),
-            None => x.as_f64().expect("a number"),
-        })
-        .collect()
-}
 
 fn events(dev: &Dev, v: &[f64]) -> Ev {
     dev.tensor_from_vec(v.to_vec(), (v.len(), Const::<1>))

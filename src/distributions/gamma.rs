@@ -4,8 +4,8 @@ use dfdx::prelude::*;
 
 use super::{check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::Result;
-use crate::ops::{cst, host_values, repeat_rows, Events, PerExample, Real};
-use crate::special::{digamma, lgamma, scalar::standard_gamma_grad};
+use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::special::{digamma, lgamma, scalar::standard_gamma_grad, with_gradient};
 
 /// A batch of independent Gamma distributions over `(0, ∞)^N`, `Gamma(α, β)` with
 /// concentration `α` and rate `β` (`torch.distributions.Gamma(concentration, rate)`),
@@ -86,44 +86,30 @@ pub(crate) fn standard_gamma<S: Shape, E: Real, D: Device<E>, T: Tape<E, D>>(
     alpha: Tensor<S, E, D, T>,
 ) -> Tensor<S, E, D, T> {
     use rand_distr::Distribution as _;
-    let dev = alpha.device().clone();
-    let shape = *alpha.shape();
-    let mut rng = super::host_rng::<E, D>(&dev);
-    let (alpha, tape) = alpha.split_tape();
-    let a = host_values(&alpha);
+    let mut rng = super::host_rng::<E, D>(alpha.device());
     let tiny = E::min_positive_value()
         .to_f64()
         .unwrap_or(f64::MIN_POSITIVE);
+    let a = to_f64_vec(&alpha);
     let g: Vec<f64> = a
         .iter()
-        .map(|&a| {
-            let a = a.to_f64().unwrap_or(f64::NAN);
-            match rand_distr::Gamma::new(a, 1.0) {
-                Ok(d) => d.sample(&mut rng).max(tiny),
-                Err(_) => f64::NAN,
-            }
+        .map(|&a| match rand_distr::Gamma::new(a, 1.0) {
+            // Rounded to the dtype first, so the slope is taken at the value returned.
+            Ok(d) => cst::<E>(d.sample(&mut rng).max(tiny))
+                .to_f64()
+                .unwrap_or(f64::NAN),
+            Err(_) => f64::NAN,
         })
         .collect();
-    let value = dev.tensor_from_vec(g.iter().map(|&v| cst::<E>(v)).collect(), shape);
-    if !T::OWNS_TAPE {
-        drop(a);
-        return value.put_tape(tape);
-    }
-    let (mut slope, mut offset) = (Vec::with_capacity(g.len()), Vec::with_capacity(g.len()));
-    for (&a, &g) in a.iter().zip(&g) {
-        let d = cst::<E>(standard_gamma_grad(a.to_f64().unwrap_or(f64::NAN), g));
-        let d = if d.is_finite() && (a * d).is_finite() {
-            d
-        } else {
-            E::zero()
-        };
-        slope.push(d);
-        offset.push(a * d);
-    }
-    drop(a);
-    let slope = dev.tensor_from_vec(slope, shape);
-    let offset = dev.tensor_from_vec(offset, shape);
-    (alpha.put_tape(tape) * slope - offset) + value
+    let slope = if T::OWNS_TAPE {
+        a.iter()
+            .zip(&g)
+            .map(|(&a, &g)| standard_gamma_grad(a, g))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    with_gradient(alpha, &g, slope)
 }
 
 impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Gamma<N, E, D, T> {

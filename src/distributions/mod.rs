@@ -76,7 +76,7 @@ pub use gamma::Gamma;
 pub use laplace::Laplace;
 pub use log_normal::LogNormal;
 pub use mixture::MixtureOfDiagNormals;
-pub(crate) use multivariate_normal::{back_solve_transposed, forward_solve, linear_term};
+pub(crate) use multivariate_normal::{back_solve_transposed, forward_solve};
 pub use multivariate_normal::{Matrices, MultivariateNormal};
 pub use negative_binomial::NegativeBinomial;
 pub use normal::{Normal, StandardNormal};
@@ -309,25 +309,13 @@ pub(crate) fn check_counts<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     x: &Events<N, E, D, T>,
     upper: Option<f64>,
 ) -> Result<()> {
-    let width = x.shape().1.size().max(1);
-    let x = x.retaped::<NoneTape>();
-    let values = crate::ops::host_values(&x);
-    for (i, v) in values.iter().enumerate() {
-        let v = v.to_f64().unwrap_or(f64::NAN);
-        let ok = v.is_finite() && v >= 0.0 && v == v.floor() && upper.is_none_or(|u| v <= u);
-        if !ok {
-            let bound = upper.map_or(String::new(), |u| format!(" at most {u}"));
-            return Err(crate::Error::invalid(
-                format!("{family}::log_prob (x)"),
-                format!(
-                    "counts must be non-negative integers{bound}; row {}, column {} holds {v}",
-                    i / width,
-                    i % width
-                ),
-            ));
-        }
-    }
-    Ok(())
+    let what = match upper {
+        Some(u) => format!("non-negative integer counts at most {u}"),
+        None => "non-negative integer counts".into(),
+    };
+    check_support(family, x, &what, |v| {
+        v.is_finite() && v >= 0.0 && v == v.floor() && upper.is_none_or(|u| v <= u)
+    })
 }
 
 /// Checks that every event satisfies `inside` (the family's support, described by

@@ -4,9 +4,8 @@ use dfdx::prelude::*;
 
 use super::{check_batch, check_shape, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::{Error, Result};
-use crate::ops::{
-    cst, host_values, repeat_rows, to_f64_vec, Events, PerExample, Real, Scored, LN_2PI,
-};
+use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real, Scored, LN_2PI};
+use crate::special::linear_term;
 
 /// A batch of `(batch, N, N)` matrices.
 pub type Matrices<N, E, D, T = NoneTape> = Tensor<(usize, N, N), E, D, T>;
@@ -198,35 +197,6 @@ impl<N: Dim, E: Real, D: Device<E>> MultivariateNormal<N, E, D> {
             dev.tensor_from_vec(scale_tril.to_vec(), (b, dim, dim)),
         )
     }
-}
-
-/// `t ⊙ g − t₀ ⊙ g` (exactly zero, carrying the gradient `g` to `t`).
-pub(crate) fn linear_term<S: Shape, E: Real, D: Device<E>, T: Tape<E, D>>(
-    t: Tensor<S, E, D, T>,
-    g: Vec<f64>,
-) -> Tensor<S, E, D, T> {
-    let dev = t.device().clone();
-    let shape = *t.shape();
-    let g: Vec<E> = g
-        .iter()
-        .map(|&v| {
-            if v.is_finite() {
-                cst::<E>(v)
-            } else {
-                E::zero()
-            }
-        })
-        .collect();
-    let offset: Vec<E> = host_values(&t.retaped::<NoneTape>())
-        .iter()
-        .zip(&g)
-        .map(|(a, b)| *a * *b)
-        .collect();
-    let (g, offset) = (
-        dev.tensor_from_vec(g, shape),
-        dev.tensor_from_vec(offset, shape),
-    );
-    t * g - offset
 }
 
 /// `y = L⁻¹ b` for a lower-triangular row-major `n × n` `l`.

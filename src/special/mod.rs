@@ -22,7 +22,7 @@
 
 use dfdx::prelude::*;
 
-use crate::ops::{cst, host_values, Real};
+use crate::ops::{cst, host_values, to_f64_vec, Real};
 
 pub mod scalar;
 
@@ -32,35 +32,58 @@ fn unary<S: Shape, E: Real, D: Device<E>, T: Tape<E, D>>(
     f: fn(f64) -> f64,
     df: fn(f64) -> f64,
 ) -> Tensor<S, E, D, T> {
+    let xs = to_f64_vec(&x);
+    let value: Vec<f64> = xs.iter().map(|&v| f(v)).collect();
+    let slope: Vec<f64> = if T::OWNS_TAPE {
+        xs.iter().map(|&v| df(v)).collect()
+    } else {
+        Vec::new()
+    };
+    with_gradient(x, &value, slope)
+}
+
+/// The values `value` (one per element of `x`) carrying the gradient `slope · ∂L/∂y` back
+/// to `x`: `(x ⊙ s − x₀ ⊙ s) + value` (see the module docs). Without a tape, `slope` is
+/// not read (pass an empty `Vec`).
+pub(crate) fn with_gradient<S: Shape, E: Real, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    value: &[f64],
+    slope: Vec<f64>,
+) -> Tensor<S, E, D, T> {
     let dev = x.device().clone();
     let shape = *x.shape();
-    let (x, tape) = x.split_tape();
-    let xs = host_values(&x);
-    let fx: Vec<E> = xs
-        .iter()
-        .map(|v| cst::<E>(f(v.to_f64().unwrap_or(f64::NAN))))
-        .collect();
-    let value = dev.tensor_from_vec(fx, shape);
+    let value = dev.tensor_from_vec(value.iter().map(|&v| cst::<E>(v)).collect(), shape);
     if !T::OWNS_TAPE {
-        drop(xs);
-        return value.put_tape(tape);
+        return value.put_tape(x.split_tape().1);
     }
-    let mut slope = Vec::with_capacity(xs.len());
-    let mut offset = Vec::with_capacity(xs.len());
-    for &v in xs.iter() {
-        let d = cst::<E>(df(v.to_f64().unwrap_or(f64::NAN)));
-        let d = if d.is_finite() && (v * d).is_finite() {
+    linear_term(x, slope) + value
+}
+
+/// `x ⊙ g − x₀ ⊙ g`, `x₀` the values of `x`: exactly zero (the same IEEE product twice),
+/// carrying the gradient `g` to `x`. A non-finite entry of `g`, or one whose product
+/// with `x₀` is not finite, gives 0 there.
+pub(crate) fn linear_term<S: Shape, E: Real, D: Device<E>, T: Tape<E, D>>(
+    x: Tensor<S, E, D, T>,
+    g: Vec<f64>,
+) -> Tensor<S, E, D, T> {
+    let dev = x.device().clone();
+    let shape = *x.shape();
+    let (mut slope, mut offset) = (Vec::with_capacity(g.len()), Vec::with_capacity(g.len()));
+    for (v, g) in host_values(&x.retaped::<NoneTape>()).iter().zip(g) {
+        let d = cst::<E>(g);
+        let d = if d.is_finite() && (*v * d).is_finite() {
             d
         } else {
             E::zero()
         };
         slope.push(d);
-        offset.push(v * d);
+        offset.push(*v * d);
     }
-    drop(xs);
-    let slope = dev.tensor_from_vec(slope, shape);
-    let offset = dev.tensor_from_vec(offset, shape);
-    (x.put_tape(tape) * slope - offset) + value
+    let (slope, offset) = (
+        dev.tensor_from_vec(slope, shape),
+        dev.tensor_from_vec(offset, shape),
+    );
+    x * slope - offset
 }
 
 /// `ln |Γ(x)|` element-wise, with gradient `ψ(x)` ([`digamma`]).

@@ -45,29 +45,28 @@ fn zeta_minus_one() -> &'static [f64; TAYLOR_TERMS] {
     })
 }
 
-/// `ln Γ(1 + z)` for `|z| ≤ ¼`: `−γz + Σ_{k≥2} (−1)^k ζ(k) z^k / k` (A&S 6.1.33).
-fn lgamma1p_taylor(z: f64) -> f64 {
-    let zm1 = zeta_minus_one();
-    // ζ(k) = 1 + (ζ(k) − 1): the ones sum to ln(1 + z) − z.
+/// `Σ_{k≥2} (ζ(k) − 1) (−z)^k / k`, the part of the Taylor series of `ln Γ` about 1 and 2
+/// beyond its linear and logarithmic terms (A&S 6.1.33), for `|z| ≤ ¼`.
+fn zeta_series(z: f64) -> f64 {
     let mut s = 0.0;
     let mut p = -z; // (−z)^k, from k = 1
-    for (k, c) in zm1.iter().enumerate().skip(2) {
+    for (k, c) in zeta_minus_one().iter().enumerate().skip(2) {
         p *= -z;
         s += c * p / k as f64;
     }
-    (1.0 - EULER_GAMMA) * z - z.ln_1p() + s
+    s
 }
 
-/// `ln Γ(2 + z)` for `|z| ≤ ¼`: `(1 − γ) z + Σ_{k≥2} (−1)^k (ζ(k) − 1) z^k / k`.
+/// `ln Γ(1 + z)` for `|z| ≤ ¼`: `−γz + Σ_{k≥2} (−1)^k ζ(k) z^k / k` (A&S 6.1.33), with
+/// `ζ(k) = 1 + (ζ(k) − 1)`: the ones sum to `z − ln(1 + z)`.
+fn lgamma1p_taylor(z: f64) -> f64 {
+    (1.0 - EULER_GAMMA) * z - z.ln_1p() + zeta_series(z)
+}
+
+/// `ln Γ(2 + z) = ln Γ(1 + z) + ln(1 + z)` for `|z| ≤ ¼`:
+/// `(1 − γ) z + Σ_{k≥2} (−1)^k (ζ(k) − 1) z^k / k`.
 fn lgamma2p_taylor(z: f64) -> f64 {
-    let zm1 = zeta_minus_one();
-    let mut s = 0.0;
-    let mut p = -z; // (−z)^k, from k = 1
-    for (k, c) in zm1.iter().enumerate().skip(2) {
-        p *= -z;
-        s += c * p / k as f64;
-    }
-    (1.0 - EULER_GAMMA) * z + s
+    (1.0 - EULER_GAMMA) * z + zeta_series(z)
 }
 
 /// Stirling's series for `x ≥ 15`: `(x − ½) ln x − x + ln √(2π) + Σ B_{2k} / (2k(2k−1)
