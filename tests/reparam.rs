@@ -79,7 +79,10 @@ fn dirichlet_rsample_gradients_match_the_gradient_of_its_mean() {
     let dev = Cpu::seed_from_u64(13);
     let alpha = [0.7f64, 2.0, 5.0];
     let a0: f64 = alpha.iter().sum();
-    let la = dev.tensor_from_vec(alpha.iter().map(|a| a.ln()).collect::<Vec<_>>().repeat(M), (M, 3));
+    let la = dev.tensor_from_vec(
+        alpha.iter().map(|a| a.ln()).collect::<Vec<_>>().repeat(M),
+        (M, 3),
+    );
     // The loss is x_0 summed over the draws: ∂E[x_0]/∂ln α_0 = α_0 (α0 − α_0)/α0².
     let x = Dirichlet::new(la.leaky_trace()).unwrap().rsample();
     let pick = dev.tensor_from_vec([1.0, 0.0, 0.0].repeat(M), (M, 3));
@@ -98,16 +101,28 @@ fn student_t_rsample_gradients_match_the_gradient_of_its_variance() {
     let (ln_nu, loc, ln_s) = (col(nu.ln()), col(0.0), col(sigma.ln()));
     // E[x²] = σ² ν/(ν − 2) at μ = 0: ∂/∂ln ν = −2σ² ν/(ν − 2)².
     let t = || OwnedTape::<f64, Cpu>::default();
-    let x = StudentT::new(ln_nu.leaky_trace(), loc.clone().put_tape(t()), ln_s.clone().put_tape(t()))
-        .unwrap()
-        .rsample();
+    let x = StudentT::new(
+        ln_nu.leaky_trace(),
+        loc.clone().put_tape(t()),
+        ln_s.clone().put_tape(t()),
+    )
+    .unwrap()
+    .rsample();
     let g = x.square().sum().backward();
     let expected = -2.0 * sigma * sigma * nu / ((nu - 2.0) * (nu - 2.0));
     assert_within("StudentT ∂E[x²]/∂ln ν", &g.get(&ln_nu).as_vec(), expected);
     // ∂E[x²]/∂ln σ = 2 E[x²].
-    let x = StudentT::new(ln_nu.clone().put_tape(t()), loc.put_tape(t()), ln_s.leaky_trace())
-        .unwrap()
-        .rsample();
+    let x = StudentT::new(
+        ln_nu.clone().put_tape(t()),
+        loc.put_tape(t()),
+        ln_s.leaky_trace(),
+    )
+    .unwrap()
+    .rsample();
     let g = x.square().sum().backward();
-    assert_within("StudentT ∂E[x²]/∂ln σ", &g.get(&ln_s).as_vec(), 2.0 * sigma * sigma * nu / (nu - 2.0));
+    assert_within(
+        "StudentT ∂E[x²]/∂ln σ",
+        &g.get(&ln_s).as_vec(),
+        2.0 * sigma * sigma * nu / (nu - 2.0),
+    );
 }
