@@ -3,7 +3,7 @@
 //! [`registered_kl`](crate::kl::registered_kl) returns for that pair, so
 //! [`Elbo`](crate::Elbo)'s analytic KL uses it with no change to the model.
 //!
-//! The conformance kit checks the same code: a [`KlPair`](crate::conformance::KlPair)
+//! The conformance kit checks the same code: a `conformance::KlPair` (feature `conformance`)
 //! whose `kl` calls `q.kl_divergence(p)` tests exactly the impl that was registered
 //! (see `tests/kl_registry.rs`, where a deliberately wrong registered formula both
 //! changes the training loss and fails the kit).

@@ -34,6 +34,13 @@
 //!   the fork shares the parameters (and their tensor ids, so gradients accumulate in the
 //!   same place) but carries an empty tape; the original keeps the tape that leads back
 //!   to the encoder, so the original must end up in the loss.
+//! - Families whose support is not all of `R^N` (counts, positive values, proportions,
+//!   the simplex) check their events in `log_prob` and return
+//!   [`Error::InvalidSetting`](crate::Error::InvalidSetting) naming the row and column
+//!   of the first event outside it, rather than a silent `−∞` or NaN. Their samplers
+//!   that need a varying number of uniforms per draw (Poisson, Gamma, binomial) run on
+//!   the host from a generator seeded by the device's; on the `Cpu` the parameters are
+//!   read in place, on CUDA they are copied (as are the events for the support check).
 //! - All tapes inside one computation have the same type `T` (`OwnedTape<E, D>` while
 //!   training, `NoneTape` when evaluating); a data tensor without a tape enters a taped
 //!   computation through `x.retaped::<T>()`.
