@@ -1,4 +1,4 @@
-//! Ready encoder/decoder pairs for the [`VqVae`](crate::VqVae) on 28×28 images: an MLP
+//! Ready encoder/decoder pairs for the [`VqVae`] on 28×28 images: an MLP
 //! with a flat grid of code vectors, and a convolutional pair with a 7×7 grid of codes
 //! (the architecture of van den Oord et al. 2017, §4.1, scaled to 28×28: two stride-2
 //! convolutions down, two sub-pixel convolutions back up).

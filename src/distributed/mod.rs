@@ -4,7 +4,7 @@
 //! crate uses, [`world`].
 //!
 //! Without anything installed the world is one process ([`Single`]) and every
-//! collective is the identity. With the `mpi` feature, [`Mpi::init`] starts MPI and
+//! collective is the identity. With the `mpi` feature, `Mpi::init` starts MPI and
 //! installs `MPI_COMM_WORLD` as the world (as `hvd.init()` does in Horovod, or
 //! `torch.distributed.init_process_group` for PyTorch's default group); from then on
 //! [`crate::train::fit_task`] splits each global batch across the ranks, sums their
@@ -124,7 +124,7 @@ impl Communicator for Single {
 
 static WORLD: RwLock<Option<Arc<dyn Communicator>>> = RwLock::new(None);
 
-/// The process group of this run: the one [`install`]ed (e.g. by [`Mpi::init`]), else
+/// The process group of this run: the one [`install`]ed (e.g. by `Mpi::init`, feature `mpi`), else
 /// [`Single`].
 pub fn world() -> Arc<dyn Communicator> {
     match WORLD.read() {

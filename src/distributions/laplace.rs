@@ -27,7 +27,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Laplace<N, E, D, T> {
     /// A Laplace from its location and log-scale.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if the batch sizes differ.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) if the batch sizes differ.
     pub fn new(loc: Events<N, E, D, T>, log_scale: Events<N, E, D, T>) -> Result<Self> {
         check_shape("Laplace::new (log_scale)", loc.shape(), log_scale.shape())?;
         Ok(Self { loc, log_scale })
@@ -57,8 +57,8 @@ impl<N: Dim, E: Real, D: Device<E>> Laplace<N, E, D, NoneTape> {
     /// A Laplace from host values (`batch · N` each, row-major), checked.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] for lengths that differ or are not multiples of `N`;
-    /// [`Error::InvalidSetting`] for a non-finite `loc` or a `scale` that is not
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) for lengths that differ or are not multiples of `N`;
+    /// [`Error::InvalidSetting`](crate::Error::InvalidSetting) for a non-finite `loc` or a `scale` that is not
     /// positive and finite.
     pub fn from_host(dev: &D, dim: N, loc: &[E], scale: &[E]) -> Result<Self> {
         let (loc, log_scale) = super::host_loc_scale::<N, E, D>(dev, "Laplace", dim, loc, scale)?;

@@ -29,7 +29,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Normal<N, E, D, T> {
     /// A Normal from its mean and log standard deviation.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if `loc` and `log_scale` have different shapes.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) if `loc` and `log_scale` have different shapes.
     pub fn new(loc: Events<N, E, D, T>, log_scale: Events<N, E, D, T>) -> Result<Self> {
         check_shape("Normal::new (log_scale)", loc.shape(), log_scale.shape())?;
         Ok(Self { loc, log_scale })
@@ -83,8 +83,8 @@ impl<N: Dim, E: Real, D: Device<E>> Normal<N, E, D, NoneTape> {
     /// `batch · N` values each), checked.
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] if a slice's length is not a multiple of `N` or the two
-    /// differ; [`Error::InvalidSetting`] if a `scale` is not positive and finite or a
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) if a slice's length is not a multiple of `N` or the two
+    /// differ; [`Error::InvalidSetting`](crate::Error::InvalidSetting) if a `scale` is not positive and finite or a
     /// `loc` is not finite.
     pub fn from_host(dev: &D, dim: N, loc: &[E], scale: &[E]) -> Result<Self> {
         let (loc, log_scale) = super::host_loc_scale::<N, E, D>(dev, "Normal", dim, loc, scale)?;

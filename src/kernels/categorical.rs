@@ -9,7 +9,7 @@ use crate::ops::{Events, PerExample, Real};
 
 /// `Σ_k x_k log_softmax(ℓ)_k` per row, for logits `ℓ` and (one-hot, or any weights)
 /// rows `x` of shape `(batch, K)`, giving `(batch,)` in nats: the categorical
-/// log-probability of [`crate::distributions::Categorical::log_prob`], PyTorch's
+/// log-probability of [`Categorical`](crate::distributions::Categorical)'s `log_prob`, PyTorch's
 /// `-cross_entropy(ℓ, x, reduction='none')` for probability targets.
 ///
 /// # Formula

@@ -5,7 +5,7 @@
 //! dfdx 0.13 sends every f32 matrix product to `gemm` 0.15 with rayon parallelism and
 //! without its AVX-512 kernels (those need nightly Rust there). The operations of this
 //! crate that do most of a model's arithmetic ([`crate::nn::Linear`],
-//! [`crate::distributions::Bernoulli::log_prob`]) instead call `gemm` 0.19
+//! [`Bernoulli`](crate::distributions::Bernoulli)'s `log_prob`) instead call `gemm` 0.19
 //! single-threaded, which picks its AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) or scalar
 //! kernels **at run time** from what the processor reports, so one binary is correct
 //! and fast on machines with and without AVX-512. Parallelism comes from the trainer's

@@ -9,7 +9,7 @@
 //! the one set of weights. The gradient of the whole batch's mean loss is
 //! `Σ_r (n_r / n) ∇ loss_r`, with `loss_r` the mean over replica `r`'s `n_r` examples:
 //! each replica scales its loss by `n_r / n` before its backward pass, and
-//! [`drain_gradients`] adds replica `r ≥ 1`'s gradients into replica 0's in order
+//! `drain_gradients` adds replica `r ≥ 1`'s gradients into replica 0's in order
 //! `r = 1, 2, …`, so the same seed and replica count give the same run, bit for bit.
 //!
 //! [`DataParallel::gradients`] is the one place a batch becomes a gradient, for
@@ -129,7 +129,7 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
     }
 
     /// The run-wide index of this process's replica 0 (0 in one process): seed the
-    /// device passed to [`Self::gradients`] with it, as [`replica_device`] does.
+    /// device passed to [`Self::gradients`] with it, as `replica_device` does.
     pub fn first_replica(&self) -> usize {
         self.first
     }

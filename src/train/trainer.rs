@@ -45,7 +45,7 @@ pub struct TrainConfig {
     /// Show a progress bar with the running loss on stderr.
     pub progress: bool,
     /// Where `metrics.jsonl` and `checkpoint.safetensors` go; nothing is written if unset.
-    /// The trainer claims it for the run ([`RunDir`](super::RunDir)): a directory in use
+    /// The trainer claims it for the run ([`super::RunDir`]): a directory in use
     /// by another process, or holding an earlier run without `overwrite`, is a typed
     /// error.
     pub out_dir: Option<PathBuf>,
@@ -289,7 +289,7 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 /// writes `out_dir/checkpoint.safetensors` atomically (when `out_dir` is set).
 ///
 /// Across processes ([`crate::distributed::world`] of several ranks, e.g. under `mpirun`
-/// with [`crate::distributed::Mpi::init`]), every rank calls it with the same data and
+/// with `Mpi::init`, feature `mpi`), every rank calls it with the same data and
 /// settings; `batch_size` is the global batch, split across all ranks' replicas (see
 /// [`fit_task`]).
 ///
