@@ -13,8 +13,8 @@ use crate::iwae::log_marginal_likelihood;
 use crate::kl::registered_kl_per_dimension;
 use crate::model::LatentVariableModel;
 use crate::ops::{to_f64_vec, Events, Real};
-use crate::train::parallel::map_batches;
-use crate::train::ThreadSafe;
+use crate::train::threads::map_batches;
+use crate::train::threads::ThreadSafe;
 
 /// The mean ELBO and its parts over a data set, in nats per image.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -275,8 +275,7 @@ where
         crate::kernels::cpu::is_cpu::<E, D, f32>() || crate::kernels::cpu::is_cpu::<E, D, f64>();
     let device = if world.size() > 1 && on_cpu {
         mine = &batches[crate::distributed::shard(batches.len(), world.rank(), world.size())];
-        rank_device =
-            crate::train::parallel::replica_device::<D>(device.random_u64(), world.rank());
+        rank_device = crate::train::threads::replica_device::<D>(device.random_u64(), world.rank());
         &rank_device
     } else {
         mine = &batches[crate::distributed::shard(batches.len(), world.rank(), world.size())];

@@ -57,8 +57,6 @@ pub mod heads;
 pub mod iwae;
 pub mod kernels;
 pub mod kl;
-pub mod kl_families;
-pub mod kl_registry;
 pub mod model;
 pub mod nn;
 pub mod objective;

@@ -11,7 +11,7 @@ use latent::conformance::{check_kl, Config, Dev, Family, KlPair, Theta};
 use latent::distributions::{Distribution, Normal};
 use latent::elbo::KlEstimator;
 use latent::kl::KlDivergence;
-use latent::kl_registry::{is_registered, register_kl};
+use latent::kl::{is_registered, register_kl};
 use latent::ops::{to_f64_vec, Events, PerExample};
 use latent::{Elbo, LatentVariableModel, Result};
 use latent_models::LinearGaussian;

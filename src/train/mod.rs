@@ -1,6 +1,7 @@
 //! Training: the loop, its settings, checkpoints and the metrics log.
 
 pub mod checkpoint;
+pub mod config;
 pub mod metrics;
 pub mod parallel;
 pub mod resume;
@@ -8,6 +9,7 @@ pub mod run_dir;
 pub mod schedule;
 pub mod spec;
 pub mod task;
+pub mod threads;
 pub mod trainer;
 pub(crate) mod workers;
 

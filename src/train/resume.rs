@@ -13,8 +13,8 @@ use super::checkpoint::{
     load_checkpoint, read_checkpoint_meta, read_tensors, save_checkpoint_with, CheckpointMeta,
     TrainingState, OPTIMIZER_PREFIX,
 };
+use super::config::TrainConfig;
 use super::metrics::EpochMetrics;
-use super::trainer::TrainConfig;
 use crate::error::{Error, Result};
 use crate::ops::{cst, Real};
 use crate::optim::Adam;

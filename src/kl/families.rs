@@ -5,12 +5,12 @@
 
 use dfdx::prelude::*;
 
+use super::divergence::KlDivergence;
 use crate::distributions::{
     back_solve_transposed, check_shape, forward_solve, Beta, Dirichlet, Distribution, Exponential,
     Gamma, LogNormal, MultivariateNormal, Normal, Poisson, StandardNormal,
 };
 use crate::error::Result;
-use crate::kl::KlDivergence;
 use crate::ops::Real;
 use crate::ops::{cst, to_f64_vec, PerExample};
 use crate::special::{digamma, lgamma, linear_term, log_beta};

@@ -28,33 +28,13 @@ use crate::distributions::{
     StandardNormal,
 };
 use crate::error::{Error, Result};
+
+mod divergence;
+mod families;
+pub mod registry;
 use crate::ops::{cst, mean_over_samples, Events, PerExample, Real};
-
-/// `KL(self ‖ p)` in closed form.
-///
-/// Both arguments are consumed (use [`Distribution::fork`] to keep one).
-pub trait KlDivergence<P> {
-    /// Per-example KL, shape `(batch,)`, in nats.
-    type Output;
-    /// `KL(self ‖ p)`.
-    ///
-    /// # Errors
-    /// [`Error::ShapeMismatch`] if the batch sizes differ.
-    fn kl_divergence(self, p: P) -> Result<Self::Output>;
-}
-
-/// `KL(q ‖ p)` of factorized distributions, one value per event dimension: shape
-/// `(batch, N)`, nats. Summing over the dimensions gives [`KlDivergence`]. Used for
-/// the KL-per-latent-dimension diagnostic.
-pub trait KlPerDimension<P> {
-    /// Per-dimension KL, shape `(batch, N)`.
-    type Output;
-    /// `KL(q_i ‖ p_i)` for each dimension `i`.
-    ///
-    /// # Errors
-    /// [`Error::ShapeMismatch`] if the batch sizes differ.
-    fn kl_per_dimension(self, p: P) -> Result<Self::Output>;
-}
+pub use divergence::{KlDivergence, KlPerDimension};
+pub use registry::{is_registered, register_kl, unregister_kl};
 
 /// `KL(N(μ₁, σ₁²) ‖ N(μ₂, σ₂²))_i = log σ₂ − log σ₁ + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½`
 /// (e.g. Bishop 2006, exercise 1.30, per dimension).
@@ -240,7 +220,7 @@ where
 /// Gamma‖Gamma, Exponential‖Exponential, Beta‖Beta, LogNormal‖LogNormal,
 /// Dirichlet‖Dirichlet, MultivariateNormal‖StandardNormal, MultivariateNormal‖
 /// MultivariateNormal — or a pair a user registered with
-/// [`register_kl`](crate::kl_registry::register_kl), else `None`. The arguments are not
+/// [`register_kl`], else `None`. The arguments are not
 /// consumed (their forks are).
 ///
 /// This is what [`LatentVariableModel::closed_form_kl`](crate::LatentVariableModel::closed_form_kl)
@@ -280,7 +260,7 @@ where
             try_pair::<Q, P, Mvn<N, E, D, T>, StandardNormal<N, E, D, T>, N, E, D, T>(q, p)
                 .or_else(|| try_pair::<Q, P, Mvn<N, E, D, T>, Mvn<N, E, D, T>, N, E, D, T>(q, p))
         })
-        .or_else(|| crate::kl_registry::lookup::<E, D, T, Q, P>(q, p))
+        .or_else(|| registry::lookup::<E, D, T, Q, P>(q, p))
 }
 
 fn try_pair_per_dimension<Q, P, Qc, Pc, N, E, D, T>(

@@ -19,9 +19,9 @@ use std::sync::{OnceLock, RwLock};
 
 use dfdx::prelude::*;
 
+use super::divergence::KlDivergence;
 use crate::distributions::Distribution;
 use crate::error::Result;
-use crate::kl::KlDivergence;
 use crate::ops::{PerExample, Real};
 
 type Entry = Box<dyn Fn(&dyn Any, &dyn Any) -> Option<Box<dyn Any>> + Send + Sync>;
@@ -38,7 +38,7 @@ fn table() -> &'static RwLock<HashMap<(TypeId, TypeId), Entry>> {
 /// ```
 /// use dfdx::prelude::*;
 /// use latent::distributions::Exponential;
-/// use latent::kl_registry::{is_registered, register_kl};
+/// use latent::kl::{is_registered, register_kl};
 ///
 /// // Exponential‖Exponential is built in; registering it again is allowed (the
 /// // built-in is looked up first) and shows the call.
