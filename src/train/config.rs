@@ -33,14 +33,14 @@ pub struct TrainConfig {
     pub overwrite: bool,
     /// KL warm-up (Bowman et al. 2016; Sønderby et al. 2016): the KL term's weight rises
     /// linearly from 0 at step 0 to 1 at this many optimizer steps, then stays 1
-    /// ([`Objective::scheduled`]). 0 (the default) turns it off. Any model and objective
+    /// ([`Objective::scheduled`](crate::Objective::scheduled)). 0 (the default) turns it off. Any model and objective
     /// with a KL term can use it.
     #[serde(default)]
     pub kl_warmup_steps: usize,
     /// Data-parallel replicas on the CPU: each batch is split across this many threads,
     /// each computing the gradient of its share with single-threaded matrix products,
     /// and the gradients are summed in a fixed order before one Adam update (see
-    /// [`fit_task`]). 0 (the default) means one per available core (across processes:
+    /// [`fit_task`](super::fit_task)). 0 (the default) means one per available core (across processes:
     /// the cores divided among the ranks on the same machine); 1 is the plain
     /// single-threaded loop. Off the `Cpu` device it is always 1. The same seed and the
     /// same count give the same run; different counts draw different `ε`. Across
@@ -58,20 +58,20 @@ pub struct TrainConfig {
     #[serde(default)]
     pub resume: bool,
     /// Keep the model of the epoch with the highest evaluated ELBO (on the split passed
-    /// to [`fit_task`] for per-epoch evaluation: pass a validation split there, and
+    /// to [`fit_task`](super::fit_task) for per-epoch evaluation: pass a validation split there, and
     /// keep the test split for one evaluation at the end) in `out_dir/best.safetensors`,
     /// written atomically with its metadata ([`super::CheckpointMeta`], the epoch in
     /// `training.epoch`) whenever the ELBO improves.
     #[serde(default)]
     pub keep_best: bool,
     /// Early stopping: end training when the evaluated ELBO has not improved for this
-    /// many epochs (`None`: train all `epochs`). [`TrainReport::stopped_early`] says
+    /// many epochs (`None`: train all `epochs`). [`TrainReport::stopped_early`](super::TrainReport::stopped_early) says
     /// whether it did.
     #[serde(default)]
     pub patience: Option<usize>,
     /// A budget of wall-clock seconds for the training steps (evaluation excluded): the
     /// run ends after the first epoch whose steps bring the total past it, as early
-    /// stopping does ([`TrainReport::stopped_early`]). `None` (the default): no limit.
+    /// stopping does ([`TrainReport::stopped_early`](super::TrainReport::stopped_early)). `None` (the default): no limit.
     /// Across processes the ranks stop together (when any rank is over the budget).
     #[serde(default)]
     pub time_limit: Option<f64>,
@@ -101,7 +101,7 @@ pub struct TrainConfig {
     /// the memory the system reports available ([`crate::data::default_max_bytes`]).
     /// Settings whose activations alone would exceed it (`batch_size · draws · X`
     /// values four times over: the decoder's output, its gradient, the repeated
-    /// observations and the log-density terms; `draws` = [`Task::draws`], e.g. the
+    /// observations and the log-density terms; `draws` = [`Task::draws`](super::Task::draws), e.g. the
     /// ELBO's `L` or the IWAE's `k`) are refused before training with
     /// [`Error::MemoryLimit`], instead of an allocation failure that aborts the process.
     #[serde(default)]

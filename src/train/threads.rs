@@ -1,5 +1,5 @@
 //! Threads for independent batches: the data-parallel replicas' thread count and
-//! devices, and [`map_batches`], which evaluation uses too. It knows nothing of tasks,
+//! devices, and `map_batches`, which evaluation uses too. It knows nothing of tasks,
 //! models or the trainer, so evaluation can use it without reaching into training.
 
 use dfdx::prelude::*;
