@@ -3,7 +3,10 @@
 use dfdx::prelude::*;
 
 use super::gamma::standard_gamma;
-use super::{check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, Variance};
+use super::{
+    check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, ValueSupport,
+    Variance,
+};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{digamma, log_beta};
@@ -98,7 +101,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Bet
     /// outside `(0, 1)` (naming its row and column).
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("Beta::log_prob", self.log_concentration1.shape(), x.shape())?;
-        check_support("Beta", &x, "in (0, 1)", |v| v > 0.0 && v < 1.0)?;
+        check_support("Beta", &x, ValueSupport::UnitInterval)?;
         let a2 = self.log_concentration1.with_empty_tape().exp();
         let b2 = self.log_concentration0.with_empty_tape().exp();
         let a = self.log_concentration1.exp();

@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::{check_counts, check_shape, draw_host, Distribution, Mode, Variance};
+use super::{check_shape, check_support, draw_host, Distribution, Mode, ValueSupport, Variance};
 use crate::error::{Error, Result};
 use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{lgamma, scalar, softplus};
@@ -69,7 +69,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Bin
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("Binomial::log_prob", self.logits.shape(), x.shape())?;
         let n = f64::from(self.total_count);
-        check_counts("Binomial", &x, Some(n))?;
+        check_support("Binomial", &x, ValueSupport::CountsUpTo(self.total_count))?;
         let x1 = x.with_empty_tape();
         let x2 = x.with_empty_tape();
         let log_choose = lgamma(x1.negate() + cst::<E>(n + 1.0)) + lgamma(x2 + E::one());

@@ -2,7 +2,10 @@
 
 use dfdx::prelude::*;
 
-use super::{check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, Variance};
+use super::{
+    check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, ValueSupport,
+    Variance,
+};
 use crate::error::Result;
 use crate::ops::{repeat_rows, Events, PerExample, Real};
 
@@ -72,9 +75,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     /// or non-finite event (naming its row and column).
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("Exponential::log_prob", self.log_rate.shape(), x.shape())?;
-        check_support("Exponential", &x, "non-negative and finite", |v| {
-            v >= 0.0 && v.is_finite()
-        })?;
+        check_support("Exponential", &x, ValueSupport::NonNegative)?;
         let rate = self.log_rate.with_empty_tape().exp();
         let lp = self.log_rate - rate * x;
         Ok(lp.sum::<(usize,), Axis<1>>())

@@ -2,7 +2,10 @@
 
 use dfdx::prelude::*;
 
-use super::{check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, Variance};
+use super::{
+    check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, ValueSupport,
+    Variance,
+};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{digamma, lgamma, scalar::standard_gamma_grad, with_gradient};
@@ -128,9 +131,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Gam
     /// that is not positive and finite (naming its row and column).
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("Gamma::log_prob", self.log_rate.shape(), x.shape())?;
-        check_support("Gamma", &x, "positive and finite", |v| {
-            v > 0.0 && v.is_finite()
-        })?;
+        check_support("Gamma", &x, ValueSupport::Positive)?;
         let a1 = self.log_concentration.with_empty_tape().exp();
         let a2 = self.log_concentration.with_empty_tape().exp();
         let a = self.log_concentration.exp();

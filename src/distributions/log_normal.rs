@@ -2,7 +2,10 @@
 
 use dfdx::prelude::*;
 
-use super::{check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, Variance};
+use super::{
+    check_shape, check_support, Distribution, Entropy, Mode, Reparameterizable, ValueSupport,
+    Variance,
+};
 use crate::error::Result;
 use crate::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
 
@@ -65,9 +68,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Log
     /// that is not positive and finite (naming its row and column).
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("LogNormal::log_prob", self.loc.shape(), x.shape())?;
-        check_support("LogNormal", &x, "positive and finite", |v| {
-            v > 0.0 && v.is_finite()
-        })?;
+        check_support("LogNormal", &x, ValueSupport::Positive)?;
         let ls = self.log_scale.with_empty_tape();
         let y = x.ln();
         let y2 = y.with_empty_tape();

@@ -69,6 +69,7 @@ mod normal;
 mod poisson;
 mod relaxed;
 mod student_t;
+mod support;
 mod zinb;
 
 pub use bernoulli::Bernoulli;
@@ -90,6 +91,7 @@ pub use normal::{Normal, StandardNormal};
 pub use poisson::Poisson;
 pub use relaxed::RelaxedOneHotCategorical;
 pub use student_t::StudentT;
+pub use support::ValueSupport;
 pub use zinb::ZeroInflatedNegativeBinomial;
 
 /// A batch of probability distributions over `N`-dimensional events.
@@ -304,29 +306,9 @@ pub(crate) fn host_rng<E: Real, D: Device<E>>(dev: &D) -> rand_xoshiro::Xoshiro2
     rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed)
 }
 
-/// Checks that every event of a count family is a non-negative integer (at most
-/// `upper` if given): a count model's log-mass of `2.5` or `−1` is meaningless, and
-/// would otherwise come out as a finite number.
-///
-/// # Errors
-/// [`crate::Error::InvalidSetting`] naming the family, the position `(row, column)`
-/// and the value.
-pub(crate) fn check_counts<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
-    family: &str,
-    x: &Events<N, E, D, T>,
-    upper: Option<f64>,
-) -> Result<()> {
-    let what = match upper {
-        Some(u) => format!("non-negative integer counts at most {u}"),
-        None => "non-negative integer counts".into(),
-    };
-    check_support(family, x, &what, |v| {
-        v.is_finite() && v >= 0.0 && v == v.floor() && upper.is_none_or(|u| v <= u)
-    })
-}
-
-/// Checks that every event satisfies `inside` (the family's support, described by
-/// `what`, e.g. "positive").
+/// Checks that every event lies in the family's `support`: a count model's log-mass of
+/// `2.5` or `−1`, or a Gamma's log-density at 0, would otherwise come out as a number,
+/// `−∞` or NaN.
 ///
 /// # Errors
 /// [`crate::Error::InvalidSetting`] naming the family, the position `(row, column)`
@@ -334,19 +316,19 @@ pub(crate) fn check_counts<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
 pub(crate) fn check_support<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     family: &str,
     x: &Events<N, E, D, T>,
-    what: &str,
-    inside: impl Fn(f64) -> bool,
+    support: ValueSupport,
 ) -> Result<()> {
     let width = x.shape().1.size().max(1);
     let x = x.retaped::<NoneTape>();
     let values = crate::ops::host_values(&x);
     for (i, v) in values.iter().enumerate() {
         let v = v.to_f64().unwrap_or(f64::NAN);
-        if !inside(v) {
+        if !support.contains(v) {
             return Err(crate::Error::invalid(
                 format!("{family}::log_prob (x)"),
                 format!(
-                    "values must be {what}; row {}, column {} holds {v}",
+                    "values must be {}; row {}, column {} holds {v}",
+                    support.describe(),
                     i / width,
                     i % width
                 ),

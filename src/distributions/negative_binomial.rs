@@ -3,7 +3,7 @@
 use dfdx::prelude::*;
 
 use super::poisson::poisson_draw;
-use super::{check_counts, check_shape, draw_host, Distribution, Mode, Variance};
+use super::{check_shape, check_support, draw_host, Distribution, Mode, ValueSupport, Variance};
 use crate::error::Result;
 use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{lgamma, log_sigmoid};
@@ -107,7 +107,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
     /// not a non-negative integer (naming its row and column).
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("NegativeBinomial::log_prob", self.logits.shape(), x.shape())?;
-        check_counts("NegativeBinomial", &x, None)?;
+        check_support("NegativeBinomial", &x, ValueSupport::Counts)?;
         let lp = log_mass(self.log_total_count, self.logits, x);
         Ok(lp.sum::<(usize,), Axis<1>>())
     }

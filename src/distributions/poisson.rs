@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use super::{check_counts, check_shape, draw_host, Distribution, Mode, Variance};
+use super::{check_shape, check_support, draw_host, Distribution, Mode, ValueSupport, Variance};
 use crate::error::Result;
 use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::lgamma;
@@ -65,7 +65,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Poi
     /// not a non-negative integer (naming its row and column).
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("Poisson::log_prob", self.log_rate.shape(), x.shape())?;
-        check_counts("Poisson", &x, None)?;
+        check_support("Poisson", &x, ValueSupport::Counts)?;
         let log_factorial = lgamma(x.with_empty_tape() + E::one());
         let rate = self.log_rate.with_empty_tape().exp();
         let lp = self.log_rate * x - rate - log_factorial;

@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 
 use super::negative_binomial::log_mass;
 use super::poisson::poisson_draw;
-use super::{check_counts, check_shape, draw_host, Distribution, Variance};
+use super::{check_shape, check_support, draw_host, Distribution, ValueSupport, Variance};
 use crate::error::Result;
 use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::softplus;
@@ -88,7 +88,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D>
             self.log_mean.shape(),
             x.shape(),
         )?;
-        check_counts("ZeroInflatedNegativeBinomial", &x, None)?;
+        check_support("ZeroInflatedNegativeBinomial", &x, ValueSupport::Counts)?;
         let dev = x.device().clone();
         let shape = *x.shape();
         let zero: Vec<E> = to_f64_vec(&x)
