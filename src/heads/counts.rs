@@ -77,38 +77,11 @@ pub struct NegativeBinomialHead<P: Dim, E: Dtype, D: Storage<E>> {
     pub log_inverse_dispersion: Tensor<(P,), E, D>,
 }
 
-impl<P: Dim, E: Real, D: Device<E>> NegativeBinomialHead<P, E, D> {
-    /// A head with `columns` learned `ln θ` (1 shared, or one per column), all 0.
-    ///
-    /// # Errors
-    /// The device's allocation errors.
-    pub fn new(device: &D, columns: P) -> Result<Self> {
-        Ok(Self {
-            log_inverse_dispersion: device.try_zeros_like(&(columns,)).map_err(Error::device)?,
-        })
-    }
-}
-
-impl<P: Dim + Default, E: Real, D: Device<E>> TensorCollection<E, D>
-    for NegativeBinomialHead<P, E, D>
-{
-    type To<E2: Dtype, D2: Device<E2>> = NegativeBinomialHead<P, E2, D2>;
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
-        visitor: &mut V,
-    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        visitor.visit_fields(
-            Self::tensor(
-                "log_inverse_dispersion",
-                |s| &s.log_inverse_dispersion,
-                |s| &mut s.log_inverse_dispersion,
-                options(Default::default(), |t| t.try_fill_with_zeros()),
-            ),
-            |log_inverse_dispersion| NegativeBinomialHead {
-                log_inverse_dispersion,
-            },
-        )
-    }
-}
+one_learned_vector!(
+    NegativeBinomialHead,
+    log_inverse_dispersion,
+    "A head with `columns` learned `ln θ` (1 shared, or one per column), all 0."
+);
 
 impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LikelihoodHead<X, E, D, T> for NegativeBinomialHead<P, E, D>

@@ -33,6 +33,48 @@ pub trait PriorHead<Z: Dim, E: Real, D: Device<E>, T: Tape<E, D>> {
     fn prior(&self, batch: usize, dim: Z, device: &D) -> Result<Self::Dist>;
 }
 
+/// `new(device, columns)` (all zeros) and the `TensorCollection` of a head whose only
+/// tensor is one learned vector `$field` of shape `(P,)`: one per column (`P = X`) or
+/// one shared (`P = 1`), trained, saved and reset to zero like a network's parameters.
+macro_rules! one_learned_vector {
+    ($head:ident, $field:ident, $doc:literal) => {
+        impl<P: Dim, E: crate::ops::Real, D: Device<E>> $head<P, E, D> {
+            #[doc = $doc]
+            ///
+            /// # Errors
+            /// The device's allocation errors.
+            pub fn new(device: &D, columns: P) -> crate::error::Result<Self> {
+                Ok(Self {
+                    $field: device
+                        .try_zeros_like(&(columns,))
+                        .map_err(crate::error::Error::device)?,
+                })
+            }
+        }
+
+        impl<P: Dim + Default, E: crate::ops::Real, D: Device<E>> TensorCollection<E, D>
+            for $head<P, E, D>
+        {
+            type To<E2: Dtype, D2: Device<E2>> = $head<P, E2, D2>;
+            fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
+                visitor: &mut V,
+            ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
+                visitor.visit_fields(
+                    Self::tensor(
+                        stringify!($field),
+                        |s| &s.$field,
+                        |s| &mut s.$field,
+                        crate::nn::options::options(Default::default(), |t| {
+                            t.try_fill_with_zeros()
+                        }),
+                    ),
+                    |$field| $head { $field },
+                )
+            }
+        }
+    };
+}
+
 mod counts;
 mod positive;
 
@@ -191,37 +233,12 @@ pub struct LearnedGaussianHead<P: Dim, E: Dtype, D: Storage<E>> {
     pub log_scale: Tensor<(P,), E, D>,
 }
 
-impl<P: Dim, E: Real, D: Device<E>> LearnedGaussianHead<P, E, D> {
-    /// A head with `scales` learned `log σ` (1 shared, or one per pixel), all 0.
-    /// With `Const` sizes, `BuildModule::build(&dev)` makes the same.
-    ///
-    /// # Errors
-    /// The device's allocation errors.
-    pub fn new(device: &D, scales: P) -> Result<Self> {
-        Ok(Self {
-            log_scale: device.try_zeros_like(&(scales,)).map_err(Error::device)?,
-        })
-    }
-}
-
-impl<P: Dim + Default, E: Real, D: Device<E>> TensorCollection<E, D>
-    for LearnedGaussianHead<P, E, D>
-{
-    type To<E2: Dtype, D2: Device<E2>> = LearnedGaussianHead<P, E2, D2>;
-    fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
-        visitor: &mut V,
-    ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-        visitor.visit_fields(
-            Self::tensor(
-                "log_scale",
-                |s| &s.log_scale,
-                |s| &mut s.log_scale,
-                options(Default::default(), |t| t.try_fill_with_zeros()),
-            ),
-            |log_scale| LearnedGaussianHead { log_scale },
-        )
-    }
-}
+one_learned_vector!(
+    LearnedGaussianHead,
+    log_scale,
+    "A head with `columns` learned `log σ` (1 shared, or one per pixel), all 0. With \
+     `Const` sizes, `BuildModule::build(&dev)` makes the same."
+);
 
 impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
     LikelihoodHead<X, E, D, T> for LearnedGaussianHead<P, E, D>

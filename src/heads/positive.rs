@@ -6,43 +6,9 @@ use dfdx::prelude::*;
 
 use super::{per_column, LikelihoodHead};
 use crate::distributions::{Beta, Gamma, LogNormal};
-use crate::error::{Error, Result};
-use crate::nn::options::options;
+use crate::error::Result;
 use crate::ops::{Events, Real};
 use crate::special::log_sigmoid;
-
-macro_rules! one_learned_vector {
-    ($head:ident, $field:ident, $doc:literal) => {
-        impl<P: Dim, E: Real, D: Device<E>> $head<P, E, D> {
-            #[doc = $doc]
-            ///
-            /// # Errors
-            /// The device's allocation errors.
-            pub fn new(device: &D, columns: P) -> Result<Self> {
-                Ok(Self {
-                    $field: device.try_zeros_like(&(columns,)).map_err(Error::device)?,
-                })
-            }
-        }
-
-        impl<P: Dim + Default, E: Real, D: Device<E>> TensorCollection<E, D> for $head<P, E, D> {
-            type To<E2: Dtype, D2: Device<E2>> = $head<P, E2, D2>;
-            fn iter_tensors<V: ModuleVisitor<Self, E, D>>(
-                visitor: &mut V,
-            ) -> std::result::Result<Option<Self::To<V::E2, V::D2>>, V::Err> {
-                visitor.visit_fields(
-                    Self::tensor(
-                        stringify!($field),
-                        |s| &s.$field,
-                        |s| &mut s.$field,
-                        options(Default::default(), |t| t.try_fill_with_zeros()),
-                    ),
-                    |$field| $head { $field },
-                )
-            }
-        }
-    };
-}
 
 /// `p(x|z) = Gamma(α, α / m)` with mean `m = exp(decoder output)` and the
 /// concentration `ln α` learned per column (`P = X`) or shared (`P = 1`), initialized
