@@ -70,9 +70,10 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Bin
         check_shape("Binomial::log_prob", self.logits.shape(), x.shape())?;
         let n = f64::from(self.total_count);
         check_support("Binomial", &x, ValueSupport::CountsUpTo(self.total_count))?;
-        let x1 = x.with_empty_tape();
-        let x2 = x.with_empty_tape();
-        let log_choose = lgamma(x1.negate() + cst::<E>(n + 1.0)) + lgamma(x2 + E::one());
+        // ln C(n, x) of counts: data, so no gradient is recorded (a discrete event has none).
+        let counts = x.retaped::<NoneTape>();
+        let log_choose =
+            lgamma(counts.clone().negate() + cst::<E>(n + 1.0)) + lgamma(counts + E::one());
         let l2 = self.logits.with_empty_tape();
         let lp = self.logits * x - softplus(l2) * cst::<E>(n) - log_choose
             + cst::<E>(scalar::lgamma(n + 1.0));

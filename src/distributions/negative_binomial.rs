@@ -83,9 +83,10 @@ pub(crate) fn log_mass<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     let r = log_r.exp();
     let l2 = logits.with_empty_tape();
     let x1 = x.with_empty_tape();
-    let x2 = x.with_empty_tape();
+    // ln x! of counts: data, so no gradient is recorded (a discrete event has none).
+    let log_factorial = lgamma(x.retaped::<NoneTape>() + E::one());
     r * log_sigmoid(logits.negate()) + log_sigmoid(l2) * x + lgamma(r1 + x1)
-        - lgamma(x2 + E::one())
+        - log_factorial
         - lgamma(r2)
 }
 

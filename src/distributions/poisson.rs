@@ -66,7 +66,8 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Distribution<N, E, D> for Poi
     fn log_prob(self, x: Events<N, E, D, T>) -> Result<PerExample<E, D, T>> {
         check_shape("Poisson::log_prob", self.log_rate.shape(), x.shape())?;
         check_support("Poisson", &x, ValueSupport::Counts)?;
-        let log_factorial = lgamma(x.with_empty_tape() + E::one());
+        // ln x! of counts: data, so no gradient is recorded (a discrete event has none).
+        let log_factorial = lgamma(x.retaped::<NoneTape>() + E::one());
         let rate = self.log_rate.with_empty_tape().exp();
         let lp = self.log_rate * x - rate - log_factorial;
         Ok(lp.sum::<(usize,), Axis<1>>())
