@@ -297,54 +297,6 @@ fn splits(a: &Args) -> Result<(Dataset, Dataset, Dataset)> {
 }
 
 fn run(a: &Args) -> Result<()> {
-    let input = match (a.encoder_input, a.likelihood.is_count()) {
-        (InputArg::Log1p, _) | (InputArg::Auto, true) => InputTransform::Log1p,
-        (InputArg::Identity, _) | (InputArg::Auto, false) => InputTransform::Identity,
-    };
-    let dev = Dev::seed_from_u64(a.seed);
-    match a.likelihood {
-        LikelihoodArg::Gaussian => {
-            let width = table_width(a)?;
-            train_with(a, LearnedGaussianHead::new(&dev, width)?, input, dev)
-        }
-        LikelihoodArg::Poisson => train_with(a, PoissonHead, input, dev),
-        LikelihoodArg::NegativeBinomial => {
-            let width = table_width(a)?;
-            train_with(a, NegativeBinomialHead::new(&dev, width)?, input, dev)
-        }
-        LikelihoodArg::Zinb => {
-            let width = table_width(a)?;
-            train_with(a, ZinbHead::new(&dev, width)?, input, dev)
-        }
-        LikelihoodArg::Binomial(n) => train_with(a, BinomialHead::new(n)?, input, dev),
-        LikelihoodArg::Gamma => {
-            let width = table_width(a)?;
-            train_with(a, GammaHead::new(&dev, width)?, input, dev)
-        }
-        LikelihoodArg::LogNormal => {
-            let width = table_width(a)?;
-            train_with(a, LogNormalHead::new(&dev, width)?, input, dev)
-        }
-        LikelihoodArg::Beta => {
-            let width = table_width(a)?;
-            train_with(a, BetaHead::new(&dev, width)?, input, dev)
-        }
-    }
-}
-
-/// The number of columns of the training file.
-fn table_width(a: &Args) -> Result<usize> {
-    Ok(load_table(&a.train, a.labels.as_deref(), a.label_column.as_deref())?.dim())
-}
-
-fn train_with<Lik>(a: &Args, likelihood: Lik, input: InputTransform, dev: Dev) -> Result<()>
-where
-    Lik: LikelihoodHead<usize, f32, Dev, OwnedTape<f32, Dev>>
-        + LikelihoodHead<usize, f32, Dev, NoneTape>
-        + TensorCollection<f32, Dev>
-        + Named
-        + ThreadSafe,
-{
     for (name, v) in [("hidden", a.hidden), ("latent-dim", a.latent_dim)] {
         if v == 0 {
             return Err(Error::invalid(name, "must be at least 1"));
@@ -357,7 +309,64 @@ where
         (true, true) => Some(RunDir::resume(&a.out)?),
         (true, false) => Some(RunDir::claim(&a.out, a.overwrite)?),
     };
-    let (train, val, test) = splits(a)?;
+    let data = splits(a)?;
+    let input = match (a.encoder_input, a.likelihood.is_count()) {
+        (InputArg::Log1p, _) | (InputArg::Auto, true) => InputTransform::Log1p,
+        (InputArg::Identity, _) | (InputArg::Auto, false) => InputTransform::Identity,
+    };
+    let dev = Dev::seed_from_u64(a.seed);
+    // The learned per-column parameters need the table's width.
+    let width = data.0.dim();
+    match a.likelihood {
+        LikelihoodArg::Gaussian => train_with(
+            LearnedGaussianHead::new(&dev, width)?,
+            (a, input, dev, data, start),
+        ),
+        LikelihoodArg::Poisson => train_with(PoissonHead, (a, input, dev, data, start)),
+        LikelihoodArg::NegativeBinomial => train_with(
+            NegativeBinomialHead::new(&dev, width)?,
+            (a, input, dev, data, start),
+        ),
+        LikelihoodArg::Zinb => {
+            train_with(ZinbHead::new(&dev, width)?, (a, input, dev, data, start))
+        }
+        LikelihoodArg::Binomial(n) => {
+            train_with(BinomialHead::new(n)?, (a, input, dev, data, start))
+        }
+        LikelihoodArg::Gamma => {
+            train_with(GammaHead::new(&dev, width)?, (a, input, dev, data, start))
+        }
+        LikelihoodArg::LogNormal => train_with(
+            LogNormalHead::new(&dev, width)?,
+            (a, input, dev, data, start),
+        ),
+        LikelihoodArg::Beta => {
+            train_with(BetaHead::new(&dev, width)?, (a, input, dev, data, start))
+        }
+    }
+}
+
+/// What every likelihood's run shares: the flags, the encoder's input, the device, the
+/// training, validation and test splits, and the start time.
+type Shared<'a> = (
+    &'a Args,
+    InputTransform,
+    Dev,
+    (Dataset, Dataset, Dataset),
+    Instant,
+);
+
+fn train_with<Lik>(
+    likelihood: Lik,
+    (a, input, dev, (train, val, test), start): Shared<'_>,
+) -> Result<()>
+where
+    Lik: LikelihoodHead<usize, f32, Dev, OwnedTape<f32, Dev>>
+        + LikelihoodHead<usize, f32, Dev, NoneTape>
+        + TensorCollection<f32, Dev>
+        + Named
+        + ThreadSafe,
+{
     let scaling = match (a.likelihood, a.scaling) {
         (LikelihoodArg::Gaussian, s) => s.unwrap_or(ScalingArg::Standardize),
         (_, None | Some(ScalingArg::None)) => ScalingArg::None,
