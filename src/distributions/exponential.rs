@@ -7,7 +7,7 @@ use super::{
     Variance,
 };
 use crate::error::Result;
-use crate::ops::{repeat_rows, Events, PerExample, Real};
+use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
 
 /// A batch of independent exponential distributions over `[0, ∞)^N`, `Exponential(λ)`
 /// (`torch.distributions.Exponential(rate)`), with the rate on the unconstrained
@@ -119,7 +119,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Reparameterizable<N, E, D>
 impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Variance<N, E, D> for Exponential<N, E, D, T> {
     /// `1/λ²`.
     fn variance(self) -> Events<N, E, D, T> {
-        (self.log_rate * E::from_f64(-2.0).unwrap_or_default()).exp()
+        (self.log_rate * cst::<E>(-2.0)).exp()
     }
 }
 

@@ -119,7 +119,7 @@ impl<P: Dim, E: Real, D: Device<E>> ZinbHead<P, E, D> {
     pub fn new(device: &D, columns: P) -> Result<Self> {
         let zeros = device.try_zeros_like(&(columns,)).map_err(Error::device)?;
         Ok(Self {
-            zi_logits: zeros.clone() - E::from_f64(2.0).unwrap_or_default(),
+            zi_logits: zeros.clone() - crate::ops::cst::<E>(2.0),
             log_inverse_dispersion: zeros,
         })
     }
