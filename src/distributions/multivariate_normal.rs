@@ -36,14 +36,21 @@ pub struct MultivariateNormal<N: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
     pub scale_tril: Matrices<N, E, D, T>,
 }
 
-/// The 0/1 matrices that place a row of `n(n−1)/2` below-diagonal values, a row of `n`
-/// diagonal values, and a row of `n` values each across its whole matrix row, into a
-/// row-major `n × n` matrix: `(m, n²)`, `(n, n²)` and `(n, n²)`.
-type Placement<E> = (Vec<E>, Vec<E>, Vec<E>);
-fn placement<E: Real>(n: usize) -> Placement<E> {
+/// The 0/1 matrix `(n, n²)` that places a row of `n` values on the diagonal of a
+/// row-major `n × n` matrix (and, transposed, reads the diagonal back).
+fn diagonal_placement<E: Real>(n: usize) -> Vec<E> {
+    let mut diag = vec![E::zero(); n * n * n];
+    for i in 0..n {
+        diag[i * n * n + i * n + i] = E::one();
+    }
+    diag
+}
+
+/// The 0/1 matrices that place a row of `n(n−1)/2` values below the diagonal, row by
+/// row, `(m, n²)`, and a row of `n` values each across its whole matrix row, `(n, n²)`.
+fn below_and_row_placement<E: Real>(n: usize) -> (Vec<E>, Vec<E>) {
     let m = n * n.saturating_sub(1) / 2;
-    let mut off = vec![E::zero(); m * n * n];
-    let (mut diag, mut rows) = (vec![E::zero(); n * n * n], vec![E::zero(); n * n * n]);
+    let (mut off, mut rows) = (vec![E::zero(); m * n * n], vec![E::zero(); n * n * n]);
     let mut k = 0;
     for i in 0..n {
         for j in 0..n {
@@ -53,9 +60,8 @@ fn placement<E: Real>(n: usize) -> Placement<E> {
             off[k * n * n + i * n + j] = E::one();
             k += 1;
         }
-        diag[i * n * n + i * n + i] = E::one();
     }
-    (off, diag, rows)
+    (off, rows)
 }
 
 impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T> {
@@ -137,13 +143,14 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T
             ));
         }
         let dev = loc.device().clone();
-        let (off, diag, rows) = placement::<E>(n);
+        let diag = diagonal_placement::<E>(n);
         let scale = log_diag.exp();
         let on_diag = scale
             .with_empty_tape()
             .matmul(dev.tensor_from_vec(diag, (dim, n * n)));
         let scale_tril = if m > 0 {
             // L_ij = L_ii B_ij: B placed below the diagonal, times each row's L_ii.
+            let (off, rows) = below_and_row_placement::<E>(n);
             let row_scale = scale.matmul(dev.tensor_from_vec(rows, (dim, n * n)));
             on_diag + below.matmul(dev.tensor_from_vec(off, (m, n * n))) * row_scale
         } else {
@@ -158,7 +165,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T
     pub fn log_diag(self) -> Events<N, E, D, T> {
         let (b, dim, _) = *self.scale_tril.shape();
         let n = dim.size();
-        let (_, diag, _) = placement::<E>(n);
+        let diag = diagonal_placement::<E>(n);
         let select = self.scale_tril.device().tensor_from_vec(diag, (dim, n * n));
         // L (b, n²) · Dᵀ (n², n): the diagonal of each example's L.
         let (loc_t, flat) = (
