@@ -29,7 +29,7 @@ impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
 {
     type Dist = Gamma<X, E, D, T>;
     /// # Errors
-    /// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) unless `P` is 1 or `X`.
     fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
         let la = per_column("GammaHead", &self.log_concentration, *out.shape())?;
         // ln β = ln α − ln m
@@ -56,7 +56,7 @@ impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
 {
     type Dist = LogNormal<X, E, D, T>;
     /// # Errors
-    /// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) unless `P` is 1 or `X`.
     fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
         let log_scale = per_column("LogNormalHead", &self.log_scale, *out.shape())?;
         LogNormal::new(out, log_scale)
@@ -82,7 +82,7 @@ impl<X: Dim, P: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static>
 {
     type Dist = Beta<X, E, D, T>;
     /// # Errors
-    /// [`Error::ShapeMismatch`] unless `P` is 1 or `X`.
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) unless `P` is 1 or `X`.
     fn distribution(&self, out: Events<X, E, D, T>) -> Result<Self::Dist> {
         let lk = per_column("BetaHead", &self.log_precision, *out.shape())?;
         let o2 = out.with_empty_tape();
