@@ -36,9 +36,9 @@ use common::RunArgs;
 use dfdx::prelude::*;
 use latent::data::{Binarization, Conditioning, Dataset, LabelCondition, Splits, CLASS_NAMES};
 use latent::eval;
+use latent::eval::viz::save_image_grid;
 use latent::ops::to_f64_vec;
 use latent::train::{fit, fit_task, prepare_test, ConditionalTask, Describe, Task, TrainConfig};
-use latent::viz::save_image_grid;
 use latent::{
     ConditionalModel, Conditioned, Distribution, Elbo, Error, Events, ImportanceWeighted,
     LatentVariableModel, Objective, Result,

@@ -24,9 +24,9 @@ use clap::Parser;
 use common::RunArgs;
 use dfdx::prelude::*;
 use latent::data::Binarization;
+use latent::eval::viz::save_image_grid;
 use latent::eval::{evaluate, test_nll};
 use latent::train::{fit, prepare_test, Describe};
-use latent::viz::save_image_grid;
 // Steps 1–5, the model (the prelude's traits, the struct, `TensorCollection`,
 // `LatentVariableModel`, the KL), are in `common/vamp.rs`, shared with the `generate`
 // example, which opens these runs again.

@@ -45,12 +45,12 @@ use clap::Parser;
 use dfdx::prelude::*;
 use latent::data::{discover, Conditioning, Dataset, LabelCondition, Splits};
 use latent::distributions::Normal;
-use latent::explore::{column_std, descending, encode, interpolate, traverse};
+use latent::eval::explore::{column_std, descending, encode, interpolate, traverse};
+use latent::eval::viz::save_image_grid;
 use latent::heads::{
     BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
 };
 use latent::train::{load_model, prepare_test, read_checkpoint_meta, Describe, ModelSpec};
-use latent::viz::save_image_grid;
 use latent::{ConditionalModel, Distribution, Error, LatentVariableModel, Result};
 use latent_models::{conv_vq_vae, mlp_vae_with_heads, CodePrior, ConvVqVae, Cvae, MlpVae};
 
@@ -297,7 +297,7 @@ where
     let dev = &ctx.dev;
     let z = z_dim.size();
     let decode = |zs: &[f64]| -> Result<Vec<f32>> {
-        Ok(latent::explore::decode(model, zs, z_dim, dev)?.as_vec())
+        Ok(latent::eval::explore::decode(model, zs, z_dim, dev)?.as_vec())
     };
     // Samples from the prior.
     let samples = model
@@ -306,7 +306,7 @@ where
     ctx.grid("samples.png", &samples.as_vec(), 8)?;
     // Reconstructions.
     let x: Tensor<(usize, M::X), f32, Dev> = ctx.test.batch(dev, &ctx.args.images, None)?;
-    let recon = latent::explore::reconstruct(model, x.clone())?;
+    let recon = latent::eval::explore::reconstruct(model, x.clone())?;
     ctx.grid(
         "reconstructions.png",
         &[x.as_vec(), recon.as_vec()].concat(),

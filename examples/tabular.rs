@@ -45,8 +45,8 @@ use clap::Parser;
 use dfdx::prelude::*;
 use latent::data::{check_support, ValueSupport};
 use latent::data::{load_table, Binarization, Dataset, Scaler, Scaling};
+use latent::eval::explore::encode;
 use latent::eval::{self, EvalOptions};
-use latent::explore::encode;
 use latent::heads::{
     BetaHead, BinomialHead, GammaHead, LearnedGaussianHead, LikelihoodHead, LogNormalHead,
     NegativeBinomialHead, PoissonHead, StandardNormalPrior, ZinbHead,

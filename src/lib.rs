@@ -4,23 +4,32 @@
 //! variational inference on [dfdx](https://docs.rs/dfdx/0.13.0) (CPU, or CUDA with the
 //! `cuda` feature).
 //!
-//! The parts:
-//! - [`distributions`]: families with `log_prob`, `sample`, `rsample`, `entropy`;
-//! - [`flows`]: normalizing flows (planar, inverse autoregressive) and the
-//!   transformed distributions and flow guides they make;
-//! - [`kl`]: closed-form KL divergences and a Monte Carlo fallback;
-//! - [`guide`]: amortized guides `q(z | x)`;
-//! - [`model`]: the [`LatentVariableModel`] interface (prior, likelihood, guide);
-//! - [`conditional`]: conditional models `p(x, z | y)` (CVAE) and the adapter that
-//!   binds `y` so every estimator works on them;
-//! - [`elbo`]: the ELBO estimator with `L` samples, β and a choice of KL estimator;
-//! - [`iwae`]: the IWAE bound and importance-sampled `log p(x)`;
-//! - [`objective`]: what the trainer maximizes;
-//! - [`eval`]: test NLL by importance sampling, KL per dimension, active units;
-//! - `conformance` (feature `conformance`, on by default): property-based checks a
-//!   user runs on their own families and KL pairs;
-//! - [`data`], [`train`], [`viz`]: Fashion-MNIST (and any IDX data), a trainer with
-//!   checkpoints and metrics, and PNG image grids.
+//! The modules, from the ground up:
+//! - [`error`]: the crate's typed [`Error`] and [`Result`];
+//! - [`kernels`] (with [`ops`], re-exported at the root): the tensor vocabulary
+//!   (`Events`, `PerExample`, `Real`, [`ops::detach`], [`ops::columns`]) and the CPU
+//!   kernels behind the fused operations;
+//! - [`special`]: `lgamma`, `digamma`, `trigamma`, `log_beta`, `softplus` as tensor
+//!   operations with gradients;
+//! - [`distributions`]: families with `log_prob`, `sample`, `rsample`, `entropy`,
+//!   `mean`, `variance`, `mode`;
+//! - [`kl`]: closed-form KL divergences, a Monte Carlo fallback and the open registry;
+//! - [`inference`]: the [`LatentVariableModel`] interface, conditional models, amortized
+//!   guides and the estimators ([`Elbo`], [`ImportanceWeighted`],
+//!   [`log_marginal_likelihood`], [`Objective`]);
+//! - [`flows`]: normalizing flows (planar, inverse autoregressive), the transformed
+//!   distributions and the flow guides they make;
+//! - [`heads`] and [`nn`]: likelihood heads for tabular data and the layers they use;
+//! - [`data`]: Fashion-MNIST, any IDX file, CSV/NPY/NPZ tables, support checks;
+//! - [`train`]: the trainer ([`train::fit`]), its checked settings, the optimizer,
+//!   checkpoints, resume and the metrics log;
+//! - [`distributed`]: data-parallel training across threads, and across processes with
+//!   MPI (feature `mpi`);
+//! - [`eval`]: test NLL by importance sampling, KL per dimension, active units,
+//!   exploring a trained model, and PNG pictures;
+//! - `conformance` (feature `conformance`, off by default; the README's test command
+//!   turns it on): property-based checks a user runs on their own families and KL
+//!   pairs.
 //!
 //! Ready models (the VAE and its variants) live in the `latent-models` crate.
 //!
@@ -40,63 +49,57 @@
 #[doc(hidden)]
 pub use dfdx as __dfdx;
 
-pub mod conditional;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod data;
 pub mod distributed;
 pub mod distributions;
-mod draws;
-pub mod elbo;
 pub mod error;
 pub mod eval;
-pub mod explore;
 pub mod flows;
-pub mod guide;
 pub mod heads;
-pub mod iwae;
+pub mod inference;
 pub mod kernels;
 pub mod kl;
-pub mod model;
 pub mod nn;
-pub mod objective;
-pub mod ops;
-pub mod optim;
 pub mod special;
 pub mod train;
-pub mod viz;
 
-pub use conditional::{ConditionalModel, Conditioned};
+pub use kernels::ops;
+
 pub use distributions::{
     Bernoulli, Distribution, Entropy, Mode, Normal, Reparameterizable, StandardNormal, Variance,
 };
-pub use elbo::{Elbo, ElboParts, ElboTerms, KlEstimator};
 pub use error::{Error, Result};
-pub use guide::{AmortizedGuide, DiagonalNormalGuide, FullCovarianceGuide, LatentWidth};
-pub use iwae::{log_marginal_likelihood, log_weights, ImportanceWeighted, LogLikelihood};
+pub use inference::conditional::{ConditionalModel, Conditioned};
+pub use inference::elbo::{Elbo, ElboParts, ElboTerms, KlEstimator};
+pub use inference::guide::{AmortizedGuide, DiagonalNormalGuide, FullCovarianceGuide, LatentWidth};
+pub use inference::iwae::{
+    log_marginal_likelihood, log_weights, ImportanceWeighted, LogLikelihood,
+};
+pub use inference::model::LatentVariableModel;
+pub use inference::objective::{AnyObjective, Objective};
 pub use kl::{
     monte_carlo_kl, registered_kl, registered_kl_per_dimension, KlDivergence, KlPerDimension,
 };
-pub use model::LatentVariableModel;
-pub use objective::{AnyObjective, Objective};
 pub use ops::{detach, observed, Events, PerExample, Real};
 
 /// The names most programs need: `use latent::prelude::*;`.
 pub mod prelude {
-    pub use crate::conditional::{ConditionalModel, Conditioned};
     pub use crate::distributions::{
         Bernoulli, Categorical, ContinuousBernoulli, Distribution, Entropy, Laplace,
         MixtureOfDiagNormals, Mode, Normal, RelaxedOneHotCategorical, Reparameterizable,
         StandardNormal, Variance,
     };
-    pub use crate::elbo::{Elbo, ElboTerms, KlEstimator};
     pub use crate::error::{Error, Result};
-    pub use crate::guide::{AmortizedGuide, DiagonalNormalGuide};
-    pub use crate::iwae::{log_marginal_likelihood, ImportanceWeighted};
+    pub use crate::inference::conditional::{ConditionalModel, Conditioned};
+    pub use crate::inference::elbo::{Elbo, ElboTerms, KlEstimator};
+    pub use crate::inference::guide::{AmortizedGuide, DiagonalNormalGuide};
+    pub use crate::inference::iwae::{log_marginal_likelihood, ImportanceWeighted};
+    pub use crate::inference::model::LatentVariableModel;
+    pub use crate::inference::objective::{AnyObjective, Objective};
+    pub use crate::kernels::ops::{detach, Events, PerExample, Real};
     pub use crate::kl::{monte_carlo_kl, KlDivergence};
-    pub use crate::model::LatentVariableModel;
-    pub use crate::objective::{AnyObjective, Objective};
-    pub use crate::ops::{detach, Events, PerExample, Real};
 }
 
 /// The README's code examples, compiled and run as doctests.

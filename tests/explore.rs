@@ -3,7 +3,7 @@
 //! likelihood.
 
 use dfdx::prelude::*;
-use latent::explore::{column_std, decode, descending, interpolate, reconstruct, traverse};
+use latent::eval::explore::{column_std, decode, descending, interpolate, reconstruct, traverse};
 use latent::{Distribution, Error, LatentVariableModel};
 use latent_models::{mlp_vae, MlpVae};
 

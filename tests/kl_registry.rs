@@ -9,7 +9,7 @@ use dfdx::prelude::*;
 use latent::conformance::families::NormalFamily;
 use latent::conformance::{check_kl, Config, Dev, Family, KlPair, Theta};
 use latent::distributions::{Distribution, Normal};
-use latent::elbo::KlEstimator;
+use latent::inference::elbo::KlEstimator;
 use latent::kl::KlDivergence;
 use latent::kl::{is_registered, register_kl};
 use latent::ops::{to_f64_vec, Events, PerExample};

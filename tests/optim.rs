@@ -4,7 +4,7 @@
 use dfdx::optim::{Adam as DfdxAdam, AdamConfig, Optimizer};
 use dfdx::prelude::*;
 use latent::ops::to_f64_vec;
-use latent::optim::Adam;
+use latent::train::optim::Adam;
 use latent_models::{mlp_vae, MlpVae};
 
 type Vae<E> = MlpVae<Const<784>, Const<64>, Const<4>, E, Cpu>;
@@ -172,7 +172,7 @@ fn update_sum_adds_the_gradient_sets_in_the_same_pass_and_zeroes_them() {
 }
 
 /// A moment that decays into the subnormal range is stored as zero (see
-/// `latent::optim`'s `flush`), where dfdx's Adam keeps the subnormal; the parameters
+/// `latent::train::optim`'s `flush`), where dfdx's Adam keeps the subnormal; the parameters
 /// are unchanged by it beyond f32 rounding.
 #[test]
 fn subnormal_moments_are_flushed_to_zero() {

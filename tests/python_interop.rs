@@ -1,6 +1,6 @@
 //! A checkpoint opened from Python: `docs/python/decode.py` (numpy only) decodes
 //! latents of the reference-sized VAE to the same Bernoulli means as
-//! `latent::explore::decode`, within 1e-5. Needs `python3` with numpy; without numpy
+//! `latent::eval::explore::decode`, within 1e-5. Needs `python3` with numpy; without numpy
 //! it is installed into a throwaway virtual environment under the target directory,
 //! and without Python (or without network for pip) the test prints why it skipped.
 
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use dfdx::prelude::*;
-use latent::explore::decode;
+use latent::eval::explore::decode;
 use latent::train::{save_checkpoint_with, CheckpointMeta, Describe};
 use latent_models::{mlp_vae, MlpVae};
 

@@ -221,7 +221,7 @@ fn a_tabular_vae_of_run_time_width_learns_the_correlations() {
     use dfdx::nn::modules::ReLU;
     use latent::heads::{LearnedGaussianHead, StandardNormalPrior};
     use latent::nn::Linear;
-    use latent::optim::Adam;
+    use latent::train::optim::Adam;
     use latent::Elbo;
     use latent_models::Vae;
     use rand::{Rng, SeedableRng};

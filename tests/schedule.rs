@@ -8,7 +8,7 @@ use dfdx::optim::{AdamConfig, WeightDecay};
 use dfdx::prelude::*;
 use latent::data::embedded;
 use latent::ops::to_f64_vec;
-use latent::optim::Adam;
+use latent::train::optim::Adam;
 use latent::train::{fit, EpochCallback, LrSchedule, TrainConfig};
 use latent::{Elbo, Error};
 use latent_models::{mlp_vae, MlpVae};

@@ -279,7 +279,7 @@ fn a_collapsing_log_sigma_stays_finite() {
     let ls = to_f64_vec(&q.log_scale);
     assert!(
         ls.iter()
-            .all(|&v| (v + latent::guide::LOG_SCALE_BOUND).abs() < 1e-3),
+            .all(|&v| (v + latent::inference::guide::LOG_SCALE_BOUND).abs() < 1e-3),
         "{ls:?}"
     );
     let grads = model.alloc_grads();

@@ -310,7 +310,7 @@ pub fn pictures(
         grid.extend_from_slice(&orig[s * dim..e * dim]);
         grid.extend_from_slice(&recon[s * dim..e * dim]);
     }
-    let save = latent::viz::save_image_grid;
+    let save = latent::eval::viz::save_image_grid;
     save(
         dir.join("reconstructions.png"),
         &grid,

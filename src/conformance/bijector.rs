@@ -7,7 +7,7 @@ use super::checks::{close, err, finite_differences, gradients_agree, run};
 use super::{theta_matrix, Config, Dev, Failure, Theta};
 use crate::error::Result;
 use crate::flows::Bijector;
-use crate::ops::to_f64_vec;
+use crate::kernels::ops::to_f64_vec;
 
 /// A bijector as the kit sees it: how to build one row of it from a parameter vector
 /// θ (the per-example parameters, e.g. what an encoder outputs; global weights live in

@@ -10,7 +10,7 @@ use proptest::test_runner::{RngAlgorithm, TestError, TestRng, TestRunner};
 use super::{theta_matrix, Config, Dev, Failure, Family, Support, Theta};
 use crate::distributions::Distribution;
 use crate::error::Error;
-use crate::ops::to_f64_vec;
+use crate::kernels::ops::to_f64_vec;
 
 /// Runs `test` on `cases` values of `strategy` with a deterministic generator (the
 /// same cases on every run), turning proptest's shrunk failure into a [`Failure`].

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::checks::{close, err, finite_differences, gradients_agree, mean_se, repeated, run};
 use super::{Config, Dev, Failure, Family, KlPair, Support};
 use crate::distributions::Distribution;
-use crate::ops::to_f64_vec;
+use crate::kernels::ops::to_f64_vec;
 
 fn kl_value<const N: usize, K: KlPair<N>>(
     pair: &K,

@@ -47,7 +47,7 @@ use proptest::strategy::BoxedStrategy;
 
 use crate::distributions::Distribution;
 use crate::error::{Error, Result};
-use crate::ops::{Events, PerExample};
+use crate::kernels::ops::{Events, PerExample};
 
 mod bijector;
 mod checks;

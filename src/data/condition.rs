@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 
 use super::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::ops::{Events, Real};
+use crate::kernels::ops::{Events, Real};
 
 /// Splits a batch of a [`Dataset`] into observations `x` of shape `(batch, X)` and
 /// conditions `y` of shape `(batch, Y)`.

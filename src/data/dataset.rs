@@ -6,8 +6,8 @@ use rand::Rng;
 
 use super::idx::IdxArray;
 use crate::error::{Error, Result};
+use crate::kernels::ops::{cst, Events, Real};
 use crate::kernels::xoshiro_lanes::Xoshiro128x8;
-use crate::ops::{cst, Events, Real};
 
 /// How grey-level pixels in `[0, 1]` are turned into the observations the model sees.
 ///

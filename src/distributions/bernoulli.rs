@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 
 use super::{check_shape, Distribution, Entropy, Mode, Variance};
 use crate::error::Result;
-use crate::ops::{repeat_rows, Events, PerExample, Real};
+use crate::kernels::ops::{repeat_rows, Events, PerExample, Real};
 
 /// A batch of independent Bernoulli distributions over `{0, 1}^N`, parameterized by
 /// logits `ℓ = log(p / (1 − p))` of shape `(batch, N)`.

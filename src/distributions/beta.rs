@@ -8,7 +8,7 @@ use super::{
     Variance,
 };
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{digamma, log_beta};
 
 /// A batch of independent Beta distributions over `(0, 1)^N`, `Beta(a, b)`

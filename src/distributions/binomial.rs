@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 
 use super::{check_shape, check_support, draw_host, Distribution, Mode, ValueSupport, Variance};
 use crate::error::{Error, Result};
-use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{lgamma, scalar, softplus};
 
 /// A batch of independent binomial distributions over `{0, …, n}^N`,

@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 
 use super::{check_shape, Distribution, Entropy, Mode, Variance};
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 
 /// A batch of categorical distributions over `K` classes, parameterized by
 /// unnormalized logits `ℓ` of shape `(batch, K)`; `π = softmax(ℓ)`.

@@ -4,8 +4,8 @@ use dfdx::prelude::*;
 
 use super::{check_shape, Distribution, Normal, Reparameterizable};
 use crate::error::{Error, Result};
-use crate::guide::AmortizedGuide;
-use crate::ops::{Events, PerExample, Real, Scored};
+use crate::inference::guide::AmortizedGuide;
+use crate::kernels::ops::{Events, PerExample, Real, Scored};
 
 /// A batch of joint distributions over two blocks of latents, the second depending on
 /// the first: `p(z_a, z_b) = p(z_a) · p(z_b | z_a)`, with `p(z_b | z_a)` a diagonal
@@ -85,8 +85,8 @@ fn split<E: Dtype, D: Device<E>, T: Tape<E, D>>(
     };
     // Not dfdx's `slice`, whose backward overwrites the gradient of `z` (see
     // `ops::columns`): `z` also feeds the likelihood and the other log-density.
-    let zb = crate::ops::columns(z.with_empty_tape(), rb);
-    let za = crate::ops::columns(z, ra);
+    let zb = crate::kernels::ops::columns(z.with_empty_tape(), rb);
+    let za = crate::kernels::ops::columns(z, ra);
     match (za, zb) {
         (Ok(za), Ok(zb)) => Ok((za, zb)),
         _ => Err(Error::shape(

@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 
 use super::{check_shape, Distribution, Mode, Reparameterizable, Variance};
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, Events, PerExample, Real};
 
 /// A boolean mask of shape `(batch, N)`.
 type Mask<N, D> = Tensor<(usize, N), bool, D>;

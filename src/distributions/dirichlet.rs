@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::gamma::standard_gamma;
 use super::{check_shape, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::{Error, Result};
-use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{digamma, lgamma};
 
 /// A batch of Dirichlet distributions over the simplex `{x ∈ (0, 1)^K : Σ_k x_k = 1}`,

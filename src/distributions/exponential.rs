@@ -7,7 +7,7 @@ use super::{
     Variance,
 };
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, Events, PerExample, Real};
 
 /// A batch of independent exponential distributions over `[0, ∞)^N`, `Exponential(λ)`
 /// (`torch.distributions.Exponential(rate)`), with the rate on the unconstrained

@@ -7,7 +7,7 @@ use super::{
     Variance,
 };
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{digamma, lgamma, scalar::standard_gamma_grad, with_gradient};
 
 /// A batch of independent Gamma distributions over `(0, ∞)^N`, `Gamma(α, β)` with

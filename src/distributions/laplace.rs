@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 
 use super::{check_shape, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, Events, PerExample, Real};
 
 /// A batch of independent Laplace distributions over `R^N`, `Laplace(μ, b)`, with the
 /// scale on the unconstrained `log_scale = log b`, both of shape `(batch, N)`.

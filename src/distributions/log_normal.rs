@@ -7,7 +7,7 @@ use super::{
     Variance,
 };
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
+use crate::kernels::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
 
 /// A batch of independent log-normal distributions over `(0, ∞)^N`:
 /// `x = e^y`, `y ~ N(μ, σ²)` (`torch.distributions.LogNormal(loc, scale)`), with the

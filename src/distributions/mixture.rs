@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::categorical::{argmax_rows, gumbel};
 use super::{check_shape, Distribution, Variance};
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real, LN_2PI};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real, LN_2PI};
 
 /// A batch of mixtures of `K` diagonal Normals over `R^N`:
 /// `p(x) = Σ_k π_k N(x; μ_k, diag σ_k²)`, `π = softmax(logits)`.

@@ -48,8 +48,8 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
-use crate::ops::Real;
-pub use crate::ops::{Events, PerExample, Scored};
+use crate::kernels::ops::Real;
+pub use crate::kernels::ops::{Events, PerExample, Scored};
 
 mod bernoulli;
 mod beta;
@@ -58,6 +58,7 @@ mod categorical;
 mod chain;
 mod continuous_bernoulli;
 mod dirichlet;
+pub(crate) mod draws;
 mod exponential;
 mod gamma;
 mod laplace;
@@ -217,7 +218,7 @@ pub(crate) fn monte_carlo_mean<N: Dim, E: Dtype, D: Device<E>, Q: Reparameteriza
 type LocScale<N, E, D> = (Events<N, E, D>, Events<N, E, D>);
 
 /// Validates host-side location/scale parameters and uploads `(loc, log scale)`.
-pub(crate) fn host_loc_scale<N: Dim, E: crate::ops::Real, D: Device<E>>(
+pub(crate) fn host_loc_scale<N: Dim, E: crate::kernels::ops::Real, D: Device<E>>(
     dev: &D,
     family: &str,
     dim: N,
@@ -294,7 +295,7 @@ pub(crate) fn check_batch(context: &str, expected: usize, found: usize) -> Resul
 /// family's, and one call's draws do not repeat another's.
 pub(crate) fn host_rng<E: Real, D: Device<E>>(dev: &D) -> rand_xoshiro::Xoshiro256PlusPlus {
     use rand::SeedableRng;
-    let u = crate::ops::to_f64_vec(&E::uniform01(dev, &(4usize,)));
+    let u = crate::kernels::ops::to_f64_vec(&E::uniform01(dev, &(4usize,)));
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     for v in u {
         // splitmix64 steps over the draws' bits
@@ -320,7 +321,7 @@ pub(crate) fn check_support<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
 ) -> Result<()> {
     let width = x.shape().1.size().max(1);
     let x = x.retaped::<NoneTape>();
-    let values = crate::ops::host_values(&x);
+    let values = crate::kernels::ops::host_values(&x);
     for (i, v) in values.iter().enumerate() {
         let v = v.to_f64().unwrap_or(f64::NAN);
         if !support.contains(v) {
@@ -347,7 +348,7 @@ pub(crate) fn draw_host<N: Dim, E: Real, D: Device<E>>(
     let mut rng = host_rng::<E, D>(dev);
     let n = shape.0 * shape.1.size();
     let v: Vec<E> = (0..n)
-        .map(|i| crate::ops::cst::<E>(f(&mut rng, i)))
+        .map(|i| crate::kernels::ops::cst::<E>(f(&mut rng, i)))
         .collect();
     dev.tensor_from_vec(v, shape)
 }
@@ -359,9 +360,9 @@ pub(crate) fn map_host<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     f: impl Fn(f64) -> f64,
 ) -> Events<N, E, D> {
     let t = t.retaped::<NoneTape>();
-    let v: Vec<E> = crate::ops::host_values(&t)
+    let v: Vec<E> = crate::kernels::ops::host_values(&t)
         .iter()
-        .map(|v| crate::ops::cst::<E>(f(v.to_f64().unwrap_or(f64::NAN))))
+        .map(|v| crate::kernels::ops::cst::<E>(f(v.to_f64().unwrap_or(f64::NAN))))
         .collect();
     t.device().tensor_from_vec(v, *t.shape())
 }

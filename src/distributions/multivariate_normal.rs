@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 
 use super::{check_batch, check_shape, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::{Error, Result};
-use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real, Scored, LN_2PI};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real, Scored, LN_2PI};
 use crate::special::linear_term;
 
 /// A batch of `(batch, N, N)` matrices.

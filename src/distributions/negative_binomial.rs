@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::poisson::poisson_draw;
 use super::{check_shape, check_support, draw_host, Distribution, Mode, ValueSupport, Variance};
 use crate::error::Result;
-use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::{lgamma, log_sigmoid};
 
 /// A batch of independent negative binomial distributions over `{0, 1, 2, …}^N`,
@@ -173,7 +173,9 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Mode<N, E, D> for NegativeBin
         let m: Vec<E> = r
             .iter()
             .zip(&l)
-            .map(|(r, l)| crate::ops::cst::<E>(((r.exp() - 1.0) * l.exp()).floor().max(0.0)))
+            .map(|(r, l)| {
+                crate::kernels::ops::cst::<E>(((r.exp() - 1.0) * l.exp()).floor().max(0.0))
+            })
             .collect();
         self.logits
             .device()

@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 
 use super::{check_shape, Distribution, Entropy, Mode, Reparameterizable, Variance};
 use crate::error::Result;
-use crate::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
+use crate::kernels::ops::{cst, repeat_rows, Events, PerExample, Real, LN_2PI};
 
 /// A batch of diagonal Normal distributions `N(μ, diag σ²)` over `R^N`.
 ///

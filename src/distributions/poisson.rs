@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 
 use super::{check_shape, check_support, draw_host, Distribution, Mode, ValueSupport, Variance};
 use crate::error::Result;
-use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::lgamma;
 
 /// A batch of independent Poisson distributions over `{0, 1, 2, …}^N`, `Poisson(λ)`

@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::categorical::{argmax_rows, gumbel, one_hot};
 use super::{check_shape, Distribution, Reparameterizable};
 use crate::error::{Error, Result};
-use crate::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 
 /// A batch of relaxed one-hot categoricals (Gumbel-softmax, Jang et al. 2017; the
 /// Concrete distribution, Maddison et al. 2017) over the simplex in `R^K`, with logits

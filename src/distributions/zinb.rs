@@ -7,7 +7,7 @@ use super::negative_binomial::log_mass;
 use super::poisson::poisson_draw;
 use super::{check_shape, check_support, draw_host, Distribution, ValueSupport, Variance};
 use crate::error::Result;
-use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 use crate::special::softplus;
 
 /// A batch of independent zero-inflated negative binomial distributions over

@@ -4,8 +4,8 @@ use dfdx::prelude::*;
 
 use super::Bijector;
 use crate::error::{Error, Result};
+use crate::kernels::ops::{check_width, cst, Events, PerExample, Real, Scored};
 use crate::nn::Linear;
-use crate::ops::{check_width, cst, Events, PerExample, Real, Scored};
 
 /// The constant added to the gate's pre-activation `s`, so that `σ(s) ≈ 0.88` at
 /// initialization and each step starts close to the identity (Kingma et al. 2016,
@@ -286,7 +286,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Bijector<N, E, D> for IafStep
     fn repeat(self, n: usize) -> Self {
         Self {
             made: self.made,
-            context: crate::ops::repeat_rows(self.context, n),
+            context: crate::kernels::ops::repeat_rows(self.context, n),
             reversed: self.reversed,
         }
     }

@@ -5,9 +5,9 @@ use dfdx::prelude::*;
 use super::{IafStep, Made, TransformedDistribution};
 use crate::distributions::Normal;
 use crate::error::{Error, Result};
-use crate::guide::{AmortizedGuide, DiagonalNormalGuide};
+use crate::inference::guide::{AmortizedGuide, DiagonalNormalGuide};
+use crate::kernels::ops::Real;
 use crate::nn::Linear;
-use crate::ops::Real;
 
 /// `q(z|x)` with an inverse autoregressive flow (Kingma et al. 2016, §4 and Algorithm 1):
 ///
@@ -141,8 +141,8 @@ where
     }
 }
 
-impl<Enc, H: Dim, Z: Dim, const K: usize, E: Real, D: Device<E>> crate::guide::LatentWidth<Z>
-    for IafGuide<Enc, H, Z, K, E, D>
+impl<Enc, H: Dim, Z: Dim, const K: usize, E: Real, D: Device<E>>
+    crate::inference::guide::LatentWidth<Z> for IafGuide<Enc, H, Z, K, E, D>
 {
     fn latent_dim(&self) -> Z {
         self.base.latent_dim()

@@ -32,7 +32,7 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
-use crate::ops::{Events, PerExample, Scored};
+use crate::kernels::ops::{Events, PerExample, Scored};
 
 mod iaf;
 mod iaf_guide;

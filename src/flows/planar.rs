@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::Bijector;
 use crate::distributions::check_shape;
 use crate::error::Result;
-use crate::ops::{cst, Events, PerExample, Real, Scored};
+use crate::kernels::ops::{cst, Events, PerExample, Real, Scored};
 
 /// One planar step per row (Rezende & Mohamed 2015, "Variational Inference with
 /// Normalizing Flows", §4.1, eq. 10–12, and Appendix A.1):
@@ -86,8 +86,8 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Bijector<N, E, D> for Planar<
     fn repeat(self, n: usize) -> Self {
         let b = self.b.shape().0;
         Self {
-            u: crate::ops::repeat_rows(self.u, n),
-            w: crate::ops::repeat_rows(self.w, n),
+            u: crate::kernels::ops::repeat_rows(self.u, n),
+            w: crate::kernels::ops::repeat_rows(self.w, n),
             b: if n == 1 {
                 self.b
             } else {

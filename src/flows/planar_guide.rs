@@ -5,9 +5,9 @@ use dfdx::prelude::*;
 use super::{Planar, TransformedDistribution};
 use crate::distributions::Normal;
 use crate::error::{Error, Result};
-use crate::guide::{AmortizedGuide, DiagonalNormalGuide};
+use crate::inference::guide::{AmortizedGuide, DiagonalNormalGuide};
+use crate::kernels::ops::{Events, Real};
 use crate::nn::Linear;
-use crate::ops::{Events, Real};
 
 /// `q(z|x)`: `z₀ ~ N(μ(x), diag σ²(x))` through `K` planar steps whose parameters the
 /// encoder outputs per example (Rezende & Mohamed 2015, §4.2 and §6.2: "the parameters
@@ -127,8 +127,8 @@ where
     }
 }
 
-impl<Enc, H: Dim, Z: Dim, const K: usize, E: Real, D: Device<E>> crate::guide::LatentWidth<Z>
-    for PlanarGuide<Enc, H, Z, K, E, D>
+impl<Enc, H: Dim, Z: Dim, const K: usize, E: Real, D: Device<E>>
+    crate::inference::guide::LatentWidth<Z> for PlanarGuide<Enc, H, Z, K, E, D>
 {
     fn latent_dim(&self) -> Z {
         self.base.latent_dim()

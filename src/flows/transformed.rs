@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::Bijector;
 use crate::distributions::{monte_carlo_mean, Distribution, Reparameterizable};
 use crate::error::{Error, Result};
-use crate::ops::{Events, PerExample, Real, Scored};
+use crate::kernels::ops::{Events, PerExample, Real, Scored};
 
 /// The distribution of `y = f(z₀)` for `z₀ ~ base` and a [`Bijector`] `f` (a flow of
 /// several steps is a `Vec` of bijectors): a batch over `R^N`, shape `(batch, N)`.

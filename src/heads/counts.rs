@@ -8,8 +8,8 @@ use dfdx::prelude::*;
 use super::{parameterless, per_column, LikelihoodHead};
 use crate::distributions::{Binomial, NegativeBinomial, Poisson, ZeroInflatedNegativeBinomial};
 use crate::error::{Error, Result};
+use crate::kernels::ops::{Events, Real};
 use crate::nn::options::options;
-use crate::ops::{Events, Real};
 
 /// `p(x|z) = Poisson(rate = exp(decoder output))`, counts.
 #[derive(Debug, Clone, Copy, Default)]
@@ -119,7 +119,7 @@ impl<P: Dim, E: Real, D: Device<E>> ZinbHead<P, E, D> {
     pub fn new(device: &D, columns: P) -> Result<Self> {
         let zeros = device.try_zeros_like(&(columns,)).map_err(Error::device)?;
         Ok(Self {
-            zi_logits: zeros.clone() - crate::ops::cst::<E>(2.0),
+            zi_logits: zeros.clone() - crate::kernels::ops::cst::<E>(2.0),
             log_inverse_dispersion: zeros,
         })
     }

@@ -8,8 +8,8 @@ use crate::distributions::{
     Bernoulli, ContinuousBernoulli, MixtureOfDiagNormals, Normal, StandardNormal,
 };
 use crate::error::{Error, Result};
+use crate::kernels::ops::{cst, Events, Real};
 use crate::nn::options::options;
-use crate::ops::{cst, Events, Real};
 
 /// Turns a decoder output of shape `(batch, X)` into the likelihood `p(x | z)`.
 pub trait LikelihoodHead<X: Dim, E: Real, D: Device<E>, T: Tape<E, D>> {
@@ -38,7 +38,7 @@ pub trait PriorHead<Z: Dim, E: Real, D: Device<E>, T: Tape<E, D>> {
 /// one shared (`P = 1`), trained, saved and reset to zero like a network's parameters.
 macro_rules! one_learned_vector {
     ($head:ident, $field:ident, $doc:literal) => {
-        impl<P: Dim, E: crate::ops::Real, D: Device<E>> $head<P, E, D> {
+        impl<P: Dim, E: crate::kernels::ops::Real, D: Device<E>> $head<P, E, D> {
             #[doc = $doc]
             ///
             /// # Errors
@@ -52,7 +52,7 @@ macro_rules! one_learned_vector {
             }
         }
 
-        impl<P: Dim + Default, E: crate::ops::Real, D: Device<E>> TensorCollection<E, D>
+        impl<P: Dim + Default, E: crate::kernels::ops::Real, D: Device<E>> TensorCollection<E, D>
             for $head<P, E, D>
         {
             type To<E2: Dtype, D2: Device<E2>> = $head<P, E2, D2>;
@@ -354,7 +354,7 @@ impl<K: Dim, Z: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> P
 {
     type Dist = MixtureOfDiagNormals<K, Z, E, D, T>;
     fn prior(&self, batch: usize, dim: Z, _device: &D) -> Result<Self::Dist> {
-        crate::ops::check_width(
+        crate::kernels::ops::check_width(
             "MixturePrior::prior (latent dimensions)",
             self.loc.shape().1,
             dim,

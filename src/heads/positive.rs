@@ -7,7 +7,7 @@ use dfdx::prelude::*;
 use super::{per_column, LikelihoodHead};
 use crate::distributions::{Beta, Gamma, LogNormal};
 use crate::error::Result;
-use crate::ops::{Events, Real};
+use crate::kernels::ops::{Events, Real};
 use crate::special::log_sigmoid;
 
 /// `p(x|z) = Gamma(α, α / m)` with mean `m = exp(decoder output)` and the

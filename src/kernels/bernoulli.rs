@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::cpu::{contiguous, contiguous_pair, grad_ptr, is_observed, same, same_mut};
 use super::math::RowMath;
 use super::simd::vectorized;
-use crate::ops::{Events, PerExample, Real};
+use crate::kernels::ops::{Events, PerExample, Real};
 
 /// `log p(x) = Σ_i x_i ℓ_i − softplus(ℓ_i)` per row, for logits `ℓ` and targets `x` of
 /// shape `(batch, N)`, giving `(batch,)`: the negative of PyTorch's
@@ -94,7 +94,7 @@ where
     };
     if T::OWNS_TAPE {
         let y_ghost = y.ghost();
-        // No ∂x for observed data (`crate::ops::observed`); its entry is still
+        // No ∂x for observed data (`crate::kernels::ops::observed`); its entry is still
         // allocated, so it reads as zero.
         let need_dx = !is_observed(contiguous(&x));
         tape.add_backward_op(move |grads: &mut Gradients<E, D>| {

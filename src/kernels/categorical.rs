@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 use super::cpu::{contiguous, contiguous_pair, grad_ptr, is_observed, same, same_mut};
 use super::math::RowMath;
 use super::simd::vectorized;
-use crate::ops::{Events, PerExample, Real};
+use crate::kernels::ops::{Events, PerExample, Real};
 
 /// `Σ_k x_k log_softmax(ℓ)_k` per row, for logits `ℓ` and (one-hot, or any weights)
 /// rows `x` of shape `(batch, K)`, giving `(batch,)` in nats: the categorical
@@ -22,7 +22,7 @@ use crate::ops::{Events, PerExample, Real};
 /// operation: the forward pass keeps `softmax(ℓ)` (from the same exponentials as the
 /// sum) and each row's `lse`, so the backward pass is a multiply-add per element; no
 /// intermediate `(batch, K)` tensors are made, and no `∂x` is computed for observed
-/// data ([`crate::ops::observed`]). The `f32` exponentials are a polynomial the
+/// data ([`crate::kernels::ops::observed`]). The `f32` exponentials are a polynomial the
 /// compiler vectorizes (within 2 ulp). Elsewhere it is dfdx's
 /// `(ℓ.log_softmax() * x).sum(1)`, with the same values and gradients.
 ///

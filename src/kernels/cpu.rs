@@ -128,7 +128,7 @@ thread_local! {
 }
 
 /// Marks the buffer of `t`, a tape-less `Cpu` tensor, as observed data on this thread
-/// (see [`crate::ops::observed`]); does nothing off the `Cpu` or for non-contiguous
+/// (see [`crate::kernels::ops::observed`]); does nothing off the `Cpu` or for non-contiguous
 /// tensors.
 pub(crate) fn mark_observed<S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E, D>) {
     let key = if let Some(s) = slice::<_, _, _, _, f32>(t) {

@@ -7,7 +7,7 @@ use super::cpu::{contiguous, grad_ptr, is_cpu, same, same_mut, slice};
 use super::math::GateMath;
 use super::simd::vectorized;
 use crate::error::{Error, Result};
-use crate::ops::{columns, Real};
+use crate::kernels::ops::{columns, Real};
 
 /// `tanh(a) ⊙ σ(b)` of rows `[a, b]`: shape `(n, 2C) → (n, C)`, the gated activation
 /// of van den Oord et al. 2016 ("Conditional Image Generation with PixelCNN Decoders",

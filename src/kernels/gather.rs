@@ -4,14 +4,14 @@
 use dfdx::prelude::*;
 
 use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, mark_observed, same, same_mut, slice};
-use crate::ops::{Events, Real};
+use crate::kernels::ops::{Events, Real};
 
 /// Row `r` of the result is row `index[r]` of `x`, or a row of zeros where
 /// `index[r] ≥ x.rows` (padding): `x` of shape `(n, C)`, result `(index.len(), C)`.
 /// The gradient is the scatter-add `∂x[index[r]] += ∂y[r]` (padding rows get none).
 ///
 /// On the `Cpu` (f32, f64, contiguous `x`) it copies rows directly and, when `x` is
-/// observed data ([`crate::ops::observed`]), marks the result as observed too and
+/// observed data ([`crate::kernels::ops::observed`]), marks the result as observed too and
 /// records no backward pass (no gradient with respect to data is wanted). Elsewhere it
 /// is dfdx's `gather` on `x` with one zero row appended.
 ///

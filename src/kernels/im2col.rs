@@ -10,7 +10,7 @@ use super::gather::{gather_rows, gathered};
 use super::gemm::{gemm, Mat};
 use super::linear::{add_row_sums, affine_rows, with_scratch};
 use super::shift_add::{operands_contiguous, taps_and_rows};
-use crate::ops::{Events, Real};
+use crate::kernels::ops::{Events, Real};
 
 /// A convolution given by its taps: `y[r] = b + Σ_t x[taps[r·T + t]] · W[t]`, where
 /// `x` is `(n, I)` (one row per input pixel, channels last), `weight` holds the
@@ -23,7 +23,7 @@ use crate::ops::{Events, Real};
 /// weight, bias)` ([`affine_rows`], [`gather_rows`]): the im2col matrix `C` (`m × T·I`)
 /// is gathered, `y = C W + b` is one product, and the backward pass computes
 /// `∂W += Cᵀ ∂y`, `∂b += Σ_r ∂y[r]` and, unless `x` is observed data
-/// ([`crate::ops::observed`]), `∂C = ∂y Wᵀ` into a reused per-thread buffer, scattered
+/// ([`crate::kernels::ops::observed`]), `∂C = ∂y Wᵀ` into a reused per-thread buffer, scattered
 /// back as `∂x[taps[j]] += ∂C[j]` (the col2im step). On the `Cpu` with `f32`/`f64` and
 /// contiguous operands it runs as one operation with single-threaded `gemm` products;
 /// elsewhere (CUDA) it is the composition above.

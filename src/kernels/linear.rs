@@ -8,7 +8,7 @@ use dfdx::shapes::Unit;
 use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
 use super::gemm::{gemm, Mat};
 use super::transpose::{transpose_into, Store};
-use crate::ops::Real;
+use crate::kernels::ops::Real;
 
 /// A `(batch, N)` tensor.
 type Rows<B, N, E, D, T> = Tensor<(B, N), E, D, T>;
@@ -23,7 +23,7 @@ type Rows<B, N, E, D, T> = Tensor<(B, N), E, D, T>;
 /// ([`super::simd_level`]); the backward pass is two more products
 /// (`∂W += ∂yᵀ x`, `∂x += ∂y W`) and a column sum (`∂b += Σ_rows ∂y`), accumulating
 /// into the gradients (so a tensor used twice sums its contributions); `∂x` is skipped
-/// when `x` is observed data ([`crate::ops::observed`]). Elsewhere it is dfdx's
+/// when `x` is observed data ([`crate::kernels::ops::observed`]). Elsewhere it is dfdx's
 /// `x.matmul(Wᵀ) + broadcast(b)`, with the same values and gradients.
 ///
 /// # Errors
@@ -368,7 +368,7 @@ where
                     ),
                 }
                 // ∂x (batch × k) += ∂y (batch × o) · (O × k factor), unless x is
-                // observed data, whose gradient nothing wants (`crate::ops::observed`).
+                // observed data, whose gradient nothing wants (`crate::kernels::ops::observed`).
                 if need_dx {
                     let w_t = match layout {
                         Layout::OutIn => Mat::rows(ws, k),

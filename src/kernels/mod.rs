@@ -24,6 +24,7 @@ pub(crate) mod gemm;
 mod im2col;
 mod linear;
 mod math;
+pub mod ops;
 mod shift_add;
 pub(crate) mod simd;
 mod transpose;

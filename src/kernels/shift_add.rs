@@ -8,7 +8,7 @@ use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slic
 use super::gather::gather_rows;
 use super::gemm::{gemm, Mat};
 use super::linear::affine_rows;
-use crate::ops::{Events, Real};
+use crate::kernels::ops::{Events, Real};
 
 /// A convolution given by its taps: `y[r] = b + Σ_t x[taps[r·T + t]] · W[t]`, where
 /// `x` is `(n, I)` (one row per input pixel, channels last), `weight` holds the
@@ -26,7 +26,7 @@ use crate::ops::{Events, Real};
 /// has `T·O` columns instead of `O`: for a layer to few channels (a decoder's last
 /// convolution to 4 or 1 channel) that is several times faster on a CPU. The backward
 /// pass scatters `∂y` into `∂Z` (`n × T·O`), then `∂W′ = xᵀ ∂Z`, `∂x += ∂Z W′ᵀ` (skipped
-/// when `x` is observed data, [`crate::ops::observed`]) and `∂b += Σ_r ∂y[r]`.
+/// when `x` is observed data, [`crate::kernels::ops::observed`]) and `∂b += Σ_r ∂y[r]`.
 ///
 /// On the `Cpu` with `f32`/`f64` and contiguous operands it runs as one operation with
 /// single-threaded `gemm` products; elsewhere (CUDA) it is the im2col form above, with

@@ -11,8 +11,8 @@ use crate::distributions::{
     Gamma, LogNormal, MultivariateNormal, Normal, Poisson, StandardNormal,
 };
 use crate::error::Result;
-use crate::ops::Real;
-use crate::ops::{cst, to_f64_vec, PerExample};
+use crate::kernels::ops::Real;
+use crate::kernels::ops::{cst, to_f64_vec, PerExample};
 use crate::special::{digamma, lgamma, linear_term, log_beta};
 
 /// `KL(Poisson(λ₁) ‖ Poisson(λ₂)) = Σ_i λ₁ (ln λ₁ − ln λ₂) − λ₁ + λ₂`

@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 mod divergence;
 mod families;
 pub mod registry;
-use crate::ops::{cst, mean_over_samples, Events, PerExample, Real};
+use crate::kernels::ops::{cst, mean_over_samples, Events, PerExample, Real};
 pub use divergence::{KlDivergence, KlPerDimension};
 pub use registry::{is_registered, register_kl, unregister_kl};
 
@@ -153,7 +153,7 @@ where
         ));
     }
     check_batch("monte_carlo_kl", q.batch_size(), p.batch_size())?;
-    let d = crate::draws::draw(q, p, samples)?;
+    let d = crate::distributions::draws::draw(q, p, samples)?;
     // The draws' own tape (z's path back to q's parameters) joins the estimate's.
     let (_, z_tape) = d.z.split_tape();
     let (kl, tape) = mean_over_samples(d.log_q - d.log_p, samples).split_tape();

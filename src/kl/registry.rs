@@ -22,7 +22,7 @@ use dfdx::prelude::*;
 use super::divergence::KlDivergence;
 use crate::distributions::Distribution;
 use crate::error::Result;
-use crate::ops::{PerExample, Real};
+use crate::kernels::ops::{PerExample, Real};
 
 type Entry = Box<dyn Fn(&dyn Any, &dyn Any) -> Option<Box<dyn Any>> + Send + Sync>;
 

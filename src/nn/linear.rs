@@ -5,7 +5,7 @@ use rand_distr::Uniform;
 
 use super::options::options;
 use crate::kernels::linear;
-use crate::ops::Real;
+use crate::kernels::ops::Real;
 
 /// A fully connected layer from `I` to `O` features: `y = x Wᵀ + b` for `x` of shape
 /// `(batch, I)`, giving `(batch, O)`.

@@ -4,7 +4,7 @@ use dfdx::prelude::*;
 
 use super::linear::init_bound;
 use super::options::options;
-use crate::ops::Real;
+use crate::kernels::ops::Real;
 
 /// A fully connected layer from `I` to `O` features without bias: `y = x Wᵀ` for `x`
 /// of shape `(batch, I)`, giving `(batch, O)`.

@@ -22,7 +22,7 @@
 
 use dfdx::prelude::*;
 
-use crate::ops::{cst, host_values, to_f64_vec, Real};
+use crate::kernels::ops::{cst, host_values, to_f64_vec, Real};
 
 pub mod scalar;
 

@@ -446,7 +446,7 @@ impl<E: Dtype + dfdx::tensor::safetensors::SafeDtype, D: Device<E>> TensorVisito
         _: TensorOptions<S, E, D>,
         (t, name): (&Tensor<S, E, D>, String),
     ) -> std::result::Result<Option<Tensor<S, E, D>>, Self::Err> {
-        let data = crate::ops::host_values(t)
+        let data = crate::kernels::ops::host_values(t)
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();

@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod metrics;
+pub mod optim;
 pub mod parallel;
 pub mod resume;
 pub mod run_dir;

@@ -36,7 +36,7 @@ use crate::data::Dataset;
 use crate::distributed::{all_reduce_sum, world, Communicator};
 use crate::error::{Error, Result};
 use crate::kernels::cpu::{cpu_grad, is_cpu};
-use crate::ops::{cst, to_f64_vec, Real};
+use crate::kernels::ops::{cst, to_f64_vec, Real};
 
 /// The replicas of a data-parallel training step (see the module docs): their devices
 /// and gradient buffers, made once per run.
@@ -268,7 +268,7 @@ impl<E: Real, D: Device<E> + ThreadSafe + 'static> DataParallel<E, D> {
     /// fast path in one process; across processes use [`Self::gradients`], which also
     /// sums over the ranks): replica 0's gradient is returned and
     /// those of replicas `1..=used` are left in [`Self::pending`], for an optimizer
-    /// that sums them in its own pass ([`crate::optim::Adam::update_sum`]), which must
+    /// that sums them in its own pass ([`crate::train::optim::Adam::update_sum`]), which must
     /// zero them. Returns `(loss, replica 0's gradients, used)`.
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     pub(crate) fn unreduced<M, K, R>(

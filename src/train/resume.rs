@@ -16,8 +16,8 @@ use super::checkpoint::{
 use super::config::TrainConfig;
 use super::metrics::EpochMetrics;
 use crate::error::{Error, Result};
-use crate::ops::{cst, Real};
-use crate::optim::Adam;
+use crate::kernels::ops::{cst, Real};
+use crate::train::optim::Adam;
 
 /// The checkpoint file of a run directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";

@@ -3,14 +3,14 @@
 
 use dfdx::prelude::*;
 
-use crate::conditional::{ConditionalModel, Conditioned};
 use crate::data::{Conditioning, Dataset};
-use crate::elbo::Elbo;
 use crate::error::Result;
 use crate::eval::{evaluate, evaluate_batches, EvalReport};
-use crate::model::LatentVariableModel;
-use crate::objective::Objective;
-use crate::ops::Real;
+use crate::inference::conditional::{ConditionalModel, Conditioned};
+use crate::inference::elbo::Elbo;
+use crate::inference::model::LatentVariableModel;
+use crate::inference::objective::Objective;
+use crate::kernels::ops::Real;
 
 /// Where training is: the optimizer step about to be taken and the weight the KL
 /// warm-up puts on the KL term.
@@ -42,7 +42,7 @@ impl<D> Batch<'_, D> {
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] if the images do not have `X` pixels.
-    pub fn images<X: Dim + Default, E: Real>(self) -> Result<crate::ops::Events<X, E, D>>
+    pub fn images<X: Dim + Default, E: Real>(self) -> Result<crate::kernels::ops::Events<X, E, D>>
     where
         D: Device<E>,
     {
@@ -187,7 +187,7 @@ where
         let x = batch.images::<X, E>()?;
         let objective = self.objective.scheduled(progress.step, progress.kl_weight);
         Ok(-objective
-            .objective(model, crate::ops::observed(x, grads))?
+            .objective(model, crate::kernels::ops::observed(x, grads))?
             .mean::<(), Axis<0>>())
     }
 
@@ -258,7 +258,7 @@ where
         let bound = Conditioned::new(model, y);
         let objective = self.objective.scheduled(progress.step, progress.kl_weight);
         Ok(-objective
-            .objective(&bound, crate::ops::observed(x, grads))?
+            .objective(&bound, crate::kernels::ops::observed(x, grads))?
             .mean::<(), Axis<0>>())
     }
 

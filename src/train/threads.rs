@@ -7,7 +7,7 @@ use dfdx::prelude::*;
 use crate::distributed::world;
 use crate::error::Result;
 use crate::kernels::cpu::{is_cpu, same};
-use crate::ops::Real;
+use crate::kernels::ops::Real;
 
 /// What data-parallel replicas need of the model, task and device: `Send + Sync`, so
 /// replicas can run on threads. With the `cuda` feature it asks nothing (dfdx's `Cuda`

@@ -20,11 +20,11 @@ use crate::distributed::{
     agree, check_agreement, check_same, fnv1a, shard, world, Communicator, FNV_OFFSET,
 };
 use crate::error::{Error, Result};
+use crate::inference::model::LatentVariableModel;
+use crate::inference::objective::Objective;
 use crate::kernels::cpu::is_cpu;
-use crate::model::LatentVariableModel;
-use crate::objective::Objective;
-use crate::ops::Real;
-use crate::optim::Adam;
+use crate::kernels::ops::Real;
+use crate::train::optim::Adam;
 
 /// What [`fit`] returns: the per-epoch metrics and the overall throughput.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

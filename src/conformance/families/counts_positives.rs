@@ -25,7 +25,7 @@ use crate::distributions::{
     Reparameterizable, Variance,
 };
 use crate::error::{Error, Result};
-use crate::ops::{Events, PerExample};
+use crate::kernels::ops::{Events, PerExample};
 use crate::special::scalar::{lgamma, log_beta};
 
 pub(super) fn vector(n: usize, lo: f64, hi: f64) -> BoxedStrategy<Vec<f64>> {

@@ -25,8 +25,8 @@ use crate::distributions::{
     Normal, RelaxedOneHotCategorical, Reparameterizable, StandardNormal, Variance,
 };
 use crate::error::{Error, Result};
+use crate::kernels::ops::{Events, PerExample};
 use crate::kl::KlDivergence;
-use crate::ops::{Events, PerExample};
 pub use counts_positives::{
     BetaFamily, BinomialFamily, ExponentialFamily, GammaFamily, NegativeBinomialFamily,
     PoissonFamily,

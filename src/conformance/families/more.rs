@@ -16,7 +16,7 @@ use crate::distributions::{
     ZeroInflatedNegativeBinomial,
 };
 use crate::error::Result;
-use crate::ops::{columns, Events, PerExample, LN_2PI};
+use crate::kernels::ops::{columns, Events, PerExample, LN_2PI};
 use crate::special::scalar::{lgamma, log_beta};
 
 /// [`LogNormal`], θ = `[μ (N); ln σ (N)]`, `μ ∈ (−1, 1)`, `σ ∈ (0.3, 1)`. Its

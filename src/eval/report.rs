@@ -4,15 +4,15 @@
 
 use dfdx::prelude::*;
 
-use crate::conditional::{ConditionalModel, Conditioned};
 use crate::data::{Conditioning, Dataset};
 use crate::distributions::Distribution;
-use crate::elbo::Elbo;
 use crate::error::{Error, Result};
-use crate::iwae::log_marginal_likelihood;
+use crate::inference::conditional::{ConditionalModel, Conditioned};
+use crate::inference::elbo::Elbo;
+use crate::inference::iwae::log_marginal_likelihood;
+use crate::inference::model::LatentVariableModel;
+use crate::kernels::ops::{to_f64_vec, Events, Real};
 use crate::kl::registered_kl_per_dimension;
-use crate::model::LatentVariableModel;
-use crate::ops::{to_f64_vec, Events, Real};
 use crate::train::threads::map_batches;
 use crate::train::threads::ThreadSafe;
 

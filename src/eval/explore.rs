@@ -10,8 +10,8 @@ use dfdx::prelude::*;
 use crate::data::Dataset;
 use crate::distributions::{Distribution, Normal};
 use crate::error::{Error, Result};
-use crate::model::LatentVariableModel;
-use crate::ops::{cst, to_f64_vec, Events, Real};
+use crate::inference::model::LatentVariableModel;
+use crate::kernels::ops::{cst, to_f64_vec, Events, Real};
 
 /// The guide's posterior `q(z | x) = N(μ, diag σ²)` of every example of `data`, in
 /// order, in batches of `batch`: `(μ, log σ)`, each `len × Z` values row-major.

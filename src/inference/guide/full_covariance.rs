@@ -5,8 +5,8 @@ use dfdx::prelude::*;
 use super::{AmortizedGuide, LatentWidth, LOG_SCALE_BOUND};
 use crate::distributions::MultivariateNormal;
 use crate::error::{Error, Result};
+use crate::kernels::ops::Real;
 use crate::nn::Linear;
-use crate::ops::Real;
 
 /// An amortized guide with a full covariance: `h = encoder(x)`, `μ = W_μ h + b_μ`,
 /// `ln L_ii = W_d h + b_d` (clamped to `[−20, 20]`, [`LOG_SCALE_BOUND`]) and the
@@ -63,7 +63,7 @@ impl<Enc, H: Dim, Z: Dim, E: Real, D: Device<E>> FullCovarianceGuide<Enc, H, Z, 
         &self,
         h: Tensor<(usize, H), E, D, T>,
     ) -> Result<MultivariateNormal<Z, E, D, T>> {
-        crate::ops::check_width(
+        crate::kernels::ops::check_width(
             "FullCovarianceGuide::posterior (encoder features)",
             self.loc.inputs(),
             h.shape().1,

@@ -5,8 +5,8 @@ use dfdx::prelude::*;
 
 use crate::distributions::Distribution;
 use crate::error::{Error, Result};
-use crate::model::LatentVariableModel;
-use crate::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::inference::model::LatentVariableModel;
+use crate::kernels::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
 
 /// The per-sample log importance weights
 /// `log w_s = log p(x | z_s) + log p(z_s) − log q(z_s | x)`, `z_s ~ q(z | x)`
@@ -37,7 +37,7 @@ where
     let x_rep = repeat_rows(x.retaped::<NoneTape>(), k).retaped::<T>();
     let q = model.guide(x)?;
     let p = model.prior(batch, &device)?;
-    let d = crate::draws::draw(q, p, k)?;
+    let d = crate::distributions::draws::draw(q, p, k)?;
     let log_lik = model.likelihood(d.z)?.log_prob(x_rep)?;
     Ok((log_lik + d.log_p - d.log_q).reshape_like(&(k, batch)))
 }

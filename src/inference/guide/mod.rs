@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 
 use crate::distributions::{Normal, Reparameterizable};
 use crate::error::{Error, Result};
-use crate::ops::{Events, Real};
+use crate::kernels::ops::{Events, Real};
 
 mod full_covariance;
 pub use full_covariance::FullCovarianceGuide;
@@ -135,7 +135,7 @@ impl<Enc, H: Dim, Z: Dim, E: Real, D: Device<E>> DiagonalNormalGuide<Enc, H, Z, 
         &self,
         h: Tensor<(usize, H), E, D, T>,
     ) -> Result<Normal<Z, E, D, T>> {
-        crate::ops::check_width(
+        crate::kernels::ops::check_width(
             "DiagonalNormalGuide::posterior (encoder features)",
             self.loc.inputs(),
             h.shape().1,

@@ -4,8 +4,8 @@ use dfdx::prelude::*;
 
 use crate::distributions::{Distribution, Reparameterizable};
 use crate::error::Result;
+use crate::kernels::ops::{Events, PerExample, Real};
 use crate::kl::registered_kl;
-use crate::ops::{Events, PerExample, Real};
 
 /// A latent-variable model `p(x, z) = p(z) p(x | z)` with an amortized guide `q(z | x)`,
 /// over observations in `R^X` (or `{0,1}^X`) and latents in `R^Z`.

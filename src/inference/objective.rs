@@ -2,11 +2,11 @@
 
 use dfdx::prelude::*;
 
-use crate::elbo::Elbo;
 use crate::error::Result;
-use crate::iwae::ImportanceWeighted;
-use crate::model::LatentVariableModel;
-use crate::ops::{Events, PerExample, Real};
+use crate::inference::elbo::Elbo;
+use crate::inference::iwae::ImportanceWeighted;
+use crate::inference::model::LatentVariableModel;
+use crate::kernels::ops::{Events, PerExample, Real};
 
 /// A training objective to **maximize**, per example, in nats: the ELBO, the IWAE
 /// bound, or one of your own. [`crate::train::fit`] minimizes `−mean(objective)`.

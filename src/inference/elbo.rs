@@ -4,8 +4,8 @@ use dfdx::prelude::*;
 
 use crate::distributions::{Distribution, Reparameterizable};
 use crate::error::{Error, Result};
-use crate::model::LatentVariableModel;
-use crate::ops::{cst, detach, mean_over_samples, repeat_rows, Events, PerExample, Real};
+use crate::inference::model::LatentVariableModel;
+use crate::kernels::ops::{cst, detach, mean_over_samples, repeat_rows, Events, PerExample, Real};
 
 /// How [`Elbo`] computes the `KL(q(z|x) ‖ p(z))` term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -260,7 +260,7 @@ impl Elbo {
                 )
             }
             None => {
-                let d = crate::draws::draw(q, p, l)?;
+                let d = crate::distributions::draws::draw(q, p, l)?;
                 (d.z, mean_over_samples(d.log_q - d.log_p, l))
             }
         };

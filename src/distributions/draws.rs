@@ -5,7 +5,7 @@ use dfdx::prelude::*;
 
 use crate::distributions::{Distribution, Reparameterizable};
 use crate::error::Result;
-use crate::ops::{Events, PerExample, Real};
+use crate::kernels::ops::{Events, PerExample, Real};
 
 /// `L` draws `z_l ~ q` per example (sample-major: row `l·batch + b` is draw `l` of
 /// example `b`) with `log q(z_l)` and `log p(z_l)`, shapes `(L·batch, N)`, `(L·batch,)`

@@ -7,9 +7,9 @@ use dfdx::prelude::*;
 
 use crate::distributions::{Distribution, Reparameterizable};
 use crate::error::{Error, Result};
+use crate::inference::model::LatentVariableModel;
+use crate::kernels::ops::{repeat_rows, Events, PerExample, Real};
 use crate::kl::registered_kl;
-use crate::model::LatentVariableModel;
-use crate::ops::{repeat_rows, Events, PerExample, Real};
 
 /// A latent-variable model of observations `x ∈ R^X` given a condition `y ∈ R^Y`
 /// (a one-hot label, the visible part of an image, …) with latents `z ∈ R^Z`:

@@ -11,8 +11,8 @@ use dfdx::shapes::Unit;
 
 use crate::error::{Error, Result};
 use crate::kernels::cpu::{cpu_grad, is_cpu, same_mut, slice};
+use crate::kernels::ops::Real;
 use crate::kernels::simd::vectorized;
-use crate::ops::Real;
 
 /// Adam on the parameters of a model `M`, minimizing: for each trainable tensor `θ`
 /// with gradient `g` at step `t = 1, 2, …` (Kingma & Ba 2015, Algorithm 1; the form of

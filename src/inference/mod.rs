@@ -1,0 +1,20 @@
+//! The inference tier: what a model is to the estimators, the guides that amortize
+//! the posterior, and the estimators themselves.
+//!
+//! - [`model`]: the [`LatentVariableModel`](model::LatentVariableModel) interface
+//!   (prior, likelihood, guide);
+//! - [`conditional`]: conditional models `p(x, z | y)` (CVAE) and the adapter that
+//!   binds `y` so every estimator works on them;
+//! - [`guide`]: amortized guides `q(z | x)`, diagonal and full-covariance Normal;
+//! - [`elbo`]: the ELBO with `L` samples, β and a choice of KL estimator;
+//! - [`iwae`]: the IWAE bound and importance-sampled `log p(x)`;
+//! - [`objective`]: what a trainer maximizes.
+//!
+//! Every estimator returns **nats per example**, summed over the event dimensions.
+
+pub mod conditional;
+pub mod elbo;
+pub mod guide;
+pub mod iwae;
+pub mod model;
+pub mod objective;
