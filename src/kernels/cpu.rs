@@ -153,7 +153,9 @@ pub(crate) fn mark_observed<S: Shape, E: Dtype, D: Storage<E>>(t: &Tensor<S, E, 
 /// Drops this thread's observed-data marks, releasing the buffers they keep alive (a
 /// training step's batch and its repeated copies). Only an optimization is lost for a
 /// buffer marked earlier: the fused operations read the marks in their forward passes,
-/// and an unmarked input only gets a gradient nothing reads.
+/// and an unmarked input only gets a gradient nothing reads. Its one caller, the
+/// persistent CPU replica, is not built with the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
 pub(crate) fn clear_observed() {
     OBSERVED.with(|m| m.borrow_mut().clear());
 }
