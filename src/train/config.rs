@@ -142,12 +142,61 @@ impl Default for TrainConfig {
     }
 }
 
+/// A [`TrainConfig`] that [`TrainConfig::check`] has accepted: the type the training
+/// loop takes, so the loop never checks a setting again (linfa's `ParamGuard` idea).
+/// It reads as the configuration through `Deref`.
+#[derive(Debug, Clone)]
+pub struct TrainPlan(TrainConfig);
+
+impl std::ops::Deref for TrainPlan {
+    type Target = TrainConfig;
+
+    fn deref(&self) -> &TrainConfig {
+        &self.0
+    }
+}
+
+impl TrainPlan {
+    /// The checked configuration, as given (what a checkpoint records).
+    pub fn config(&self) -> &TrainConfig {
+        &self.0
+    }
+
+    /// The same plan without progress output: every rank of a run across processes but
+    /// rank 0 trains quietly.
+    pub(crate) fn quiet_unless(mut self, leader: bool) -> Self {
+        self.0.progress &= leader;
+        self
+    }
+}
+
 impl TrainConfig {
+    /// Checks the settings once and returns the [`TrainPlan`] the training loop takes.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::validated`].
+    ///
+    /// # Examples
+    /// ```
+    /// use latent::train::TrainConfig;
+    ///
+    /// let plan = TrainConfig { epochs: 3, batch_size: 64, ..Default::default() }.check()?;
+    /// assert_eq!(plan.epochs, 3);
+    /// let zero = TrainConfig { batch_size: 0, ..Default::default() }.check();
+    /// assert!(matches!(zero, Err(latent::Error::InvalidSetting { .. })));
+    /// # Ok::<(), latent::Error>(())
+    /// ```
+    pub fn check(&self) -> Result<TrainPlan> {
+        self.clone().validated().map(TrainPlan)
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
-    /// [`Error::InvalidSetting`] for zero epochs or batch size, or a learning rate that
-    /// is not positive and finite.
+    /// [`Error::InvalidSetting`] for zero epochs or batch size, a learning rate that is
+    /// not positive and finite, `resume` or `keep_best` without an `out_dir`, `resume`
+    /// with `overwrite`, an invalid schedule, gradient clip, weight decay, time limit,
+    /// or a patience of zero.
     pub fn validated(self) -> Result<Self> {
         if self.epochs == 0 {
             return Err(Error::invalid("epochs", "must be at least 1"));
