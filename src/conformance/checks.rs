@@ -117,9 +117,21 @@ pub fn check_family<const N: usize, F: Family<N>>(
     cfg: &Config,
 ) -> std::result::Result<(), Failure> {
     let name = family.name();
-    let params = (family.parameters(), any::<u64>());
+    invalid_parameters_are_refused(family, &name)?;
+    log_prob_matches_reference(family, cfg, &name)?;
+    normalizes(family, cfg, &name)?;
+    moments_match(family, cfg, &name)?;
+    mode_is_most_probable(family, cfg, &name)?;
+    entropy_matches(family, cfg, &name)?;
+    log_prob_gradients_match(family, cfg, &name)?;
+    rsample_gradients_match(family, cfg, &name)
+}
 
-    // Invalid parameters: a typed error, no panic.
+/// Invalid parameters: a typed error, no panic.
+fn invalid_parameters_are_refused<const N: usize, F: Family<N>>(
+    family: &F,
+    name: &str,
+) -> std::result::Result<(), Failure> {
     for theta in family.invalid_parameters() {
         let dev = Dev::default();
         let built = catch_unwind(AssertUnwindSafe(|| {
@@ -131,27 +143,34 @@ pub fn check_family<const N: usize, F: Family<N>>(
             Ok(Some(Error::InvalidSetting { .. } | Error::ShapeMismatch { .. })) => {}
             Ok(other) => {
                 return Err(Failure {
-                    subject: name,
+                    subject: name.to_string(),
                     property: "invalid parameters give a typed error".into(),
                     reason: format!("θ = {theta:?} gave {other:?}"),
                 })
             }
             Err(_) => {
                 return Err(Failure {
-                    subject: name,
+                    subject: name.to_string(),
                     property: "invalid parameters give a typed error".into(),
                     reason: format!("θ = {theta:?} panicked"),
                 })
             }
         }
     }
+    Ok(())
+}
 
-    // log_prob against the reference, at points drawn from the distribution.
+/// log_prob against the reference, at points drawn from the distribution.
+fn log_prob_matches_reference<const N: usize, F: Family<N>>(
+    family: &F,
+    cfg: &Config,
+    name: &str,
+) -> std::result::Result<(), Failure> {
     run(
-        &name,
+        name,
         "log_prob equals the reference log-density",
         cfg,
-        params.clone(),
+        (family.parameters(), any::<u64>()),
         |(theta, seed)| {
             let dev = Dev::seed_from_u64(seed);
             let d = family.build(repeated(&dev, &theta, 8)).map_err(err)?;
@@ -170,14 +189,20 @@ pub fn check_family<const N: usize, F: Family<N>>(
             }
             Ok(())
         },
-    )?;
+    )
+}
 
-    // Normalization.
+/// Normalization.
+fn normalizes<const N: usize, F: Family<N>>(
+    family: &F,
+    cfg: &Config,
+    name: &str,
+) -> std::result::Result<(), Failure> {
     run(
-        &name,
+        name,
         "the density integrates (sums) to 1",
         cfg,
-        params.clone(),
+        (family.parameters(), any::<u64>()),
         |(theta, _)| {
             let dev = Dev::default();
             match family.support(&theta) {
@@ -244,14 +269,20 @@ pub fn check_family<const N: usize, F: Family<N>>(
                 }
             }
         },
-    )?;
+    )
+}
 
-    // Sample mean and variance.
+/// Sample mean and variance.
+fn moments_match<const N: usize, F: Family<N>>(
+    family: &F,
+    cfg: &Config,
+    name: &str,
+) -> std::result::Result<(), Failure> {
     run(
-        &name,
+        name,
         "sample mean and variance match the closed forms",
         cfg,
-        params.clone(),
+        (family.parameters(), any::<u64>()),
         |(theta, seed)| {
             let dev = Dev::seed_from_u64(seed);
             let n = cfg.samples;
@@ -288,14 +319,20 @@ pub fn check_family<const N: usize, F: Family<N>>(
             }
             Ok(())
         },
-    )?;
+    )
+}
 
-    // The mode is at least as probable as every sample.
+/// The mode is at least as probable as every sample.
+fn mode_is_most_probable<const N: usize, F: Family<N>>(
+    family: &F,
+    cfg: &Config,
+    name: &str,
+) -> std::result::Result<(), Failure> {
     run(
-        &name,
+        name,
         "no sample is more probable than the mode",
         cfg,
-        params.clone(),
+        (family.parameters(), any::<u64>()),
         |(theta, seed)| {
             let dev = Dev::seed_from_u64(seed);
             let Some(mode) = family.mode(family.build(repeated(&dev, &theta, 1)).map_err(err)?)
@@ -317,14 +354,20 @@ pub fn check_family<const N: usize, F: Family<N>>(
                 Err(format!("log p(mode) = {at_mode} < log p(sample) = {best}"))
             }
         },
-    )?;
+    )
+}
 
-    // Entropy = −E[log p] by Monte Carlo.
+/// Entropy = −E[log p] by Monte Carlo.
+fn entropy_matches<const N: usize, F: Family<N>>(
+    family: &F,
+    cfg: &Config,
+    name: &str,
+) -> std::result::Result<(), Failure> {
     run(
-        &name,
+        name,
         "entropy equals −E[log p(x)]",
         cfg,
-        params.clone(),
+        (family.parameters(), any::<u64>()),
         |(theta, seed)| {
             let dev = Dev::seed_from_u64(seed);
             let Some(h) = family.entropy(family.build(repeated(&dev, &theta, 1)).map_err(err)?)
@@ -343,14 +386,20 @@ pub fn check_family<const N: usize, F: Family<N>>(
             let (m, se) = mean_se(&lp);
             close("H vs −E[log p]", h, m, cfg.z * se + 1e-12)
         },
-    )?;
+    )
+}
 
-    // ∂ log p(x) / ∂θ against central differences, x fixed.
+/// ∂ log p(x) / ∂θ against central differences, x fixed.
+fn log_prob_gradients_match<const N: usize, F: Family<N>>(
+    family: &F,
+    cfg: &Config,
+    name: &str,
+) -> std::result::Result<(), Failure> {
     run(
-        &name,
+        name,
         "log_prob gradients match finite differences",
         cfg,
-        params.clone(),
+        (family.parameters(), any::<u64>()),
         |(theta, seed)| {
             if theta.is_empty() {
                 return Ok(());
@@ -377,14 +426,20 @@ pub fn check_family<const N: usize, F: Family<N>>(
             let fd = finite_differences(&theta, STEP, value)?;
             gradients_agree(&format!("log p({x:?})"), &auto, &fd, cfg.grad_tol)
         },
-    )?;
+    )
+}
 
-    // ∂ rsample / ∂θ against central differences, with the noise held fixed.
+/// ∂ rsample / ∂θ against central differences, with the noise held fixed.
+fn rsample_gradients_match<const N: usize, F: Family<N>>(
+    family: &F,
+    cfg: &Config,
+    name: &str,
+) -> std::result::Result<(), Failure> {
     run(
-        &name,
+        name,
         "rsample gradients match finite differences",
         cfg,
-        params,
+        (family.parameters(), any::<u64>()),
         |(theta, seed)| {
             if theta.is_empty() {
                 return Ok(());
