@@ -272,7 +272,12 @@ pub fn print(text: &str) {
 /// I/O errors, naming the path.
 pub fn write_json<S: serde::Serialize>(dir: &Path, name: &str, summary: &S) -> Result<String> {
     let path = dir.join(name);
-    let json = serde_json::to_string_pretty(summary)
+    let mut value =
+        serde_json::to_value(summary).map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("provenance".into(), provenance());
+    }
+    let json = serde_json::to_string_pretty(&value)
         .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
     if !leader() {
         return Ok(json);
@@ -283,6 +288,59 @@ pub fn write_json<S: serde::Serialize>(dir: &Path, name: &str, summary: &S) -> R
             .map_err(|e| Error::io(&path, e))
     })?;
     Ok(json)
+}
+
+/// Where a result came from, written into every JSON result: the command line, the
+/// date (UTC), the commit of the working tree it ran from (with `-dirty` when tracked
+/// files differed from it; null outside a git checkout), the CPU model and the SIMD
+/// level of the matrix products.
+pub fn provenance() -> serde_json::Value {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=7", "HEAD"]).map(|c| {
+        match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(changes) if !changes.is_empty() => format!("{c}-dirty"),
+            _ => c,
+        }
+    });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+        t.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|m| m.trim().to_string())
+    });
+    serde_json::json!({
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "date": utc_date(),
+        "commit": commit,
+        "cpu": cpu,
+        "simd": latent::kernels::simd_level().to_string(),
+        "threads": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    })
+}
+
+/// Today's date in UTC, `YYYY-MM-DD` (the days-to-civil conversion of Howard Hinnant's
+/// `chrono`-compatible date algorithms).
+fn utc_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// `reconstructions.png`: up to 4 pairs of rows of 10 (images `orig` above their
