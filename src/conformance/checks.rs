@@ -112,6 +112,16 @@ type Scalar = Tensor<(), f64, Dev, OwnedTape<f64, Dev>>;
 ///
 /// # Errors
 /// A [`Failure`] naming the property, the (shrunk) parameters and the numbers.
+///
+/// # Examples
+/// ```
+/// use latent::conformance::families::NormalFamily;
+/// use latent::conformance::{check_family, Config};
+///
+/// // The diagonal Normal in 2 dimensions passes every check, on 4 random parameter sets.
+/// let quick = Config { cases: 4, samples: 5_000, ..Config::default() };
+/// check_family::<2, _>(&NormalFamily, &quick).unwrap();
+/// ```
 pub fn check_family<const N: usize, F: Family<N>>(
     family: &F,
     cfg: &Config,

@@ -28,6 +28,18 @@ fn kl_value<const N: usize, K: KlPair<N>>(
 ///
 /// # Errors
 /// A [`Failure`] naming the property, the (shrunk) parameters and the numbers.
+///
+/// # Examples
+/// ```
+/// use latent::conformance::families::{BuiltinKl, NormalFamily, StandardNormalFamily};
+/// use latent::conformance::{check_kl, Config};
+///
+/// // KL(N(μ, σ²) ‖ N(0, I)): non-negative, zero for p = q, equal to its Monte Carlo
+/// // estimate and its gradients to finite differences, on 4 random parameter sets.
+/// let quick = Config { cases: 4, samples: 5_000, ..Config::default() };
+/// let pair = BuiltinKl { q: NormalFamily, p: StandardNormalFamily };
+/// check_kl::<2, _>(&pair, &quick).unwrap();
+/// ```
 pub fn check_kl<const N: usize, K: KlPair<N>>(
     pair: &K,
     cfg: &Config,

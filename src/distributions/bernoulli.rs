@@ -23,6 +23,19 @@ pub struct Bernoulli<N: Dim, E: Dtype, D: Device<E>, T = NoneTape> {
 
 impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Bernoulli<N, E, D, T> {
     /// A Bernoulli from its logits (any real value is valid), shape `(batch, N)`.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::{Bernoulli, Distribution};
+    ///
+    /// let dev = Cpu::default();
+    /// // logits ln 3 (p = ¾) in the first pixel, 0 (p = ½) in the second; x = (1, 0).
+    /// let b = Bernoulli::new(dev.tensor_from_vec(vec![3f64.ln(), 0.0], (1, Const::<2>)));
+    /// let lp = b.log_prob(dev.tensor_from_vec(vec![1.0, 0.0], (1, Const::<2>)))?;
+    /// assert!((lp.as_vec()[0] - (0.75f64.ln() + 0.5f64.ln())).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(logits: Events<N, E, D, T>) -> Self {
         Self { logits }
     }

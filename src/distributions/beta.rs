@@ -63,6 +63,20 @@ impl<N: Dim, E: Real, D: Device<E>> Beta<N, E, D> {
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] for lengths that differ or are not multiples of
     /// `N`; [`crate::Error::InvalidSetting`] for a value that is not positive and finite.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::Beta;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // Beta(2, 2) has density 6 x (1 − x): 1.5 at ½.
+    /// let b = Beta::from_host(&dev, Const::<1>, &[2.0f64], &[2.0])?;
+    /// let lp = b.log_prob(dev.tensor_from_vec(vec![0.5], (1, Const::<1>)))?;
+    /// assert!((lp.as_vec()[0] - 1.5f64.ln()).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn from_host(dev: &D, dim: N, concentration1: &[E], concentration0: &[E]) -> Result<Self> {
         let a = super::host_positive(dev, "Beta::from_host (concentration1)", dim, concentration1)?;
         let b = super::host_positive(dev, "Beta::from_host (concentration0)", dim, concentration0)?;

@@ -33,6 +33,20 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Binomial<N, E, D, T> {
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] if `total_count` is 0.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::Binomial;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // Binomial(4, p = ½): P(2) = C(4, 2) / 2⁴ = 0.375.
+    /// let b = Binomial::new(4, dev.tensor_from_vec(vec![0.0f64], (1, Const::<1>)))?;
+    /// let lp = b.log_prob(dev.tensor_from_vec(vec![2.0], (1, Const::<1>)))?;
+    /// assert!((lp.as_vec()[0] - 0.375f64.ln()).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(total_count: u32, logits: Events<N, E, D, T>) -> Result<Self> {
         if total_count == 0 {
             return Err(Error::invalid(

@@ -44,6 +44,20 @@ impl<K: Dim, E: Real, D: Device<E>> Categorical<K, E, D, NoneTape> {
     /// [`crate::Error::ShapeMismatch`] if the length is not a positive multiple of `K`;
     /// [`crate::Error::InvalidSetting`] if a probability is outside `[0, 1]` or a row does
     /// not sum to 1 within 1e-6.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::Categorical;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// let c = Categorical::from_probs(&dev, Const::<3>, &[0.2f64, 0.3, 0.5])?;
+    /// // Events are one-hot: this is class 2.
+    /// let lp = c.log_prob(dev.tensor_from_vec(vec![0.0, 0.0, 1.0], (1, Const::<3>)))?;
+    /// assert!((lp.as_vec()[0] - 0.5f64.ln()).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn from_probs(dev: &D, classes: K, probs: &[E]) -> Result<Self> {
         let k = classes.size();
         if k == 0 || probs.is_empty() || !probs.len().is_multiple_of(k) {

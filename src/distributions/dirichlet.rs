@@ -37,6 +37,20 @@ impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Dirichlet<K, E, D, T> {
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] if `K < 2`.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::Dirichlet;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // Dirichlet(1, 1, 1) is uniform on the simplex, with density Γ(3) = 2.
+    /// let d = Dirichlet::new(dev.tensor_from_vec(vec![0.0f64; 3], (1, Const::<3>)))?;
+    /// let lp = d.log_prob(dev.tensor_from_vec(vec![0.2, 0.3, 0.5], (1, Const::<3>)))?;
+    /// assert!((lp.as_vec()[0] - 2f64.ln()).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(log_concentration: Events<K, E, D, T>) -> Result<Self> {
         if log_concentration.shape().1.size() < 2 {
             return Err(Error::invalid(

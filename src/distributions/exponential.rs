@@ -43,6 +43,20 @@ impl<N: Dim, E: Real, D: Device<E>> Exponential<N, E, D> {
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] if the length is not a multiple of `N`;
     /// [`crate::Error::InvalidSetting`] for a rate that is not positive and finite.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::Exponential;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // Exponential(λ = 2): ln p(1) = ln λ − λ.
+    /// let e = Exponential::from_rate(&dev, Const::<1>, &[2.0f64])?;
+    /// let lp = e.log_prob(dev.tensor_from_vec(vec![1.0], (1, Const::<1>)))?;
+    /// assert!((lp.as_vec()[0] - (2f64.ln() - 2.0)).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn from_rate(dev: &D, dim: N, rate: &[E]) -> Result<Self> {
         let v = super::host_positive(dev, "Exponential::from_rate (rate)", dim, rate)?;
         Ok(Self { log_rate: v.ln() })

@@ -74,6 +74,20 @@ impl<N: Dim, E: Real, D: Device<E>> Gamma<N, E, D> {
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] for lengths that differ or are not multiples of
     /// `N`; [`crate::Error::InvalidSetting`] for a value that is not positive and finite.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::Gamma;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // Gamma(α = 2, β = 3): p(x) = β^α x^(α−1) e^(−βx) / Γ(α).
+    /// let g = Gamma::from_host(&dev, Const::<1>, &[2.0f64], &[3.0])?;
+    /// let lp = g.log_prob(dev.tensor_from_vec(vec![1.0], (1, Const::<1>)))?;
+    /// assert!((lp.as_vec()[0] - (2.0 * 3f64.ln() - 3.0)).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn from_host(dev: &D, dim: N, concentration: &[E], rate: &[E]) -> Result<Self> {
         let a = super::host_positive(dev, "Gamma::from_host (concentration)", dim, concentration)?;
         let b = super::host_positive(dev, "Gamma::from_host (rate)", dim, rate)?;

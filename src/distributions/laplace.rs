@@ -28,6 +28,23 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Laplace<N, E, D, T> {
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) if the batch sizes differ.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::Laplace;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // Laplace(0, b = 1): p(x) = e^(−|x|) / 2.
+    /// let d = Laplace::new(
+    ///     dev.tensor_from_vec(vec![0.0f64], (1, Const::<1>)),
+    ///     dev.tensor_from_vec(vec![0.0], (1, Const::<1>)),
+    /// )?;
+    /// let lp = d.log_prob(dev.tensor_from_vec(vec![-1.5], (1, Const::<1>)))?;
+    /// assert!((lp.as_vec()[0] - (-1.5 - 2f64.ln())).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(loc: Events<N, E, D, T>, log_scale: Events<N, E, D, T>) -> Result<Self> {
         check_shape("Laplace::new (log_scale)", loc.shape(), log_scale.shape())?;
         Ok(Self { loc, log_scale })

@@ -46,6 +46,20 @@ impl<N: Dim, E: Real, D: Device<E>> LogNormal<N, E, D, NoneTape> {
     ///
     /// # Errors
     /// As [`super::Normal::from_host`].
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::LogNormal;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // LogNormal(0, 1) at x = 1: the standard Normal's density at ln 1 = 0, over x = 1.
+    /// let d = LogNormal::from_host(&dev, Const::<1>, &[0.0f64], &[1.0])?;
+    /// let lp = d.log_prob(dev.tensor_from_vec(vec![1.0], (1, Const::<1>)))?;
+    /// assert!((lp.as_vec()[0] + 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn from_host(dev: &D, dim: N, loc: &[E], scale: &[E]) -> Result<Self> {
         let (loc, log_scale) = super::host_loc_scale::<N, E, D>(dev, "LogNormal", dim, loc, scale)?;
         Ok(Self { loc, log_scale })

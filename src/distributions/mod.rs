@@ -148,6 +148,21 @@ pub trait Distribution<N: Dim, E: Dtype, D: Device<E>>: Sized {
 /// A distribution with a pathwise (reparameterized) sampler: `z = g(ε, θ)` with `ε`
 /// drawn from a fixed base distribution, so that `∂z/∂θ` exists (Kingma & Welling 2014,
 /// §2.4).
+///
+/// # Examples
+/// ```
+/// use dfdx::prelude::*;
+/// use latent::{Normal, Reparameterizable};
+///
+/// let dev = Cpu::default();
+/// let mu = dev.tensor_from_vec(vec![0.5f64], (1, Const::<1>));
+/// let log_sigma = dev.tensor_from_vec(vec![0.0f64], (1, Const::<1>));
+/// // z = μ + σ ε: the gradient of z with respect to μ is 1, whatever ε was drawn.
+/// let z = Normal::new(mu.leaky_trace(), log_sigma.retaped())?.rsample();
+/// let grads = z.sum::<(), _>().backward();
+/// assert_eq!(grads.get(&mu).as_vec(), vec![1.0]);
+/// # Ok::<(), latent::Error>(())
+/// ```
 pub trait Reparameterizable<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, D> {
     /// One reparameterized draw per distribution, shape `(batch, N)`, whose tape carries
     /// gradients back to the parameters. Draw `L` samples per example with

@@ -71,6 +71,24 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> MultivariateNormal<N, E, D, T
     /// [`Error::ShapeMismatch`] for shapes that disagree; [`Error::InvalidSetting`] for
     /// an `L` with a non-zero entry above the diagonal, or a diagonal entry that is not
     /// positive and finite (naming the example and the entry).
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::MultivariateNormal;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // N(0, Σ) with Σ = L Lᵀ, L = [[2, 0], [1, 1]]: ln p(0) = −ln 2π − ln |det L|.
+    /// let mvn = MultivariateNormal::new(
+    ///     dev.tensor_from_vec(vec![0.0f64, 0.0], (1, Const::<2>)),
+    ///     dev.tensor_from_vec(vec![2.0, 0.0, 1.0, 1.0], (1, Const::<2>, Const::<2>)),
+    /// )?;
+    /// let lp = mvn.log_prob(dev.tensor_from_vec(vec![0.0, 0.0], (1, Const::<2>)))?;
+    /// let expected = -(2.0 * std::f64::consts::PI).ln() - 2f64.ln();
+    /// assert!((lp.as_vec()[0] - expected).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(loc: Events<N, E, D, T>, scale_tril: Matrices<N, E, D, T>) -> Result<Self> {
         let (b, n) = *loc.shape();
         let s = scale_tril.shape();

@@ -40,6 +40,23 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> NegativeBinomial<N, E, D, T> 
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] if the shapes differ.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::NegativeBinomial;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// // r = 1, p = σ(0) = ½ (torch's convention): P(k) = C(k + r − 1, k) (1 − p)^r p^k = ½^(k+1).
+    /// let nb = NegativeBinomial::new(
+    ///     dev.tensor_from_vec(vec![0.0f64], (1, Const::<1>)),
+    ///     dev.tensor_from_vec(vec![0.0], (1, Const::<1>)),
+    /// )?;
+    /// let lp = nb.log_prob(dev.tensor_from_vec(vec![2.0], (1, Const::<1>)))?;
+    /// assert!((lp.as_vec()[0] - 0.125f64.ln()).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(log_total_count: Events<N, E, D, T>, logits: Events<N, E, D, T>) -> Result<Self> {
         check_shape(
             "NegativeBinomial::new (logits)",

@@ -30,6 +30,23 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Normal<N, E, D, T> {
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) if `loc` and `log_scale` have different shapes.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::{Distribution, Normal};
+    ///
+    /// let dev = Cpu::default();
+    /// // One example in two dimensions: μ = 0, ln σ = 0.
+    /// let q = Normal::new(
+    ///     dev.tensor_from_vec(vec![0.0f64, 0.0], (1, Const::<2>)),
+    ///     dev.tensor_from_vec(vec![0.0, 0.0], (1, Const::<2>)),
+    /// )?;
+    /// let lp = q.log_prob(dev.tensor_from_vec(vec![0.0, 0.0], (1, Const::<2>)))?;
+    /// // −½ ln 2π per dimension, summed over the two.
+    /// assert!((lp.as_vec()[0] + (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(loc: Events<N, E, D, T>, log_scale: Events<N, E, D, T>) -> Result<Self> {
         check_shape("Normal::new (log_scale)", loc.shape(), log_scale.shape())?;
         Ok(Self { loc, log_scale })

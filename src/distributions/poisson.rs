@@ -43,6 +43,21 @@ impl<N: Dim, E: Real, D: Device<E>> Poisson<N, E, D> {
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] if the length is not a multiple of `N`;
     /// [`crate::Error::InvalidSetting`] for a rate that is not positive and finite.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::Poisson;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// let p = Poisson::from_rate(&dev, Const::<1>, &[2.0f64])?;
+    /// let lp = p.log_prob(dev.tensor_from_vec(vec![3.0], (1, Const::<1>)))?;
+    /// // ln(2³ e⁻² / 3!)
+    /// assert!((lp.as_vec()[0] - (3.0 * 2f64.ln() - 2.0 - 6f64.ln())).abs() < 1e-12);
+    /// assert!(Poisson::from_rate(&dev, Const::<1>, &[-1.0f64]).is_err());
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn from_rate(dev: &D, dim: N, rate: &[E]) -> Result<Self> {
         let v = super::host_positive(dev, "Poisson::from_rate (rate)", dim, rate)?;
         Ok(Self { log_rate: v.ln() })

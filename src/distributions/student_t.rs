@@ -39,6 +39,21 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> StudentT<N, E, D, T> {
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] if the shapes differ.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::distributions::StudentT;
+    /// use latent::Distribution;
+    ///
+    /// let dev = Cpu::default();
+    /// let zero = || dev.tensor_from_vec(vec![0.0f64], (1, Const::<1>));
+    /// // ν = 1 is the Cauchy distribution: p(0) = 1/π.
+    /// let t = StudentT::new(zero(), zero(), zero())?;
+    /// let lp = t.log_prob(zero())?;
+    /// assert!((lp.as_vec()[0] + std::f64::consts::PI.ln()).abs() < 1e-12);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(
         log_df: Events<N, E, D, T>,
         loc: Events<N, E, D, T>,

@@ -19,6 +19,21 @@ use crate::kernels::ops::{cst, to_f64_vec, Events, Real};
 /// # Errors
 /// [`Error::InvalidSetting`] for `batch = 0`; the model's errors (e.g. a data width that
 /// is not the model's `X`).
+///
+/// # Examples
+/// ```
+/// use dfdx::prelude::*;
+/// use latent::data::embedded;
+/// use latent::eval::explore::encode;
+///
+/// let dev = Cpu::default();
+/// let model = latent_models::mlp_vae::<_, _, _, f32, _>(&dev, (784, 32, 4))?;
+/// let test = embedded()?.test.take(30);
+/// let (means, log_scales) = encode(&model, &test, &dev, 16)?;
+/// // n × Z row-major: 30 images, 4 latents each.
+/// assert_eq!((means.len(), log_scales.len()), (120, 120));
+/// # Ok::<(), latent::Error>(())
+/// ```
 pub fn encode<X, E, D, M>(
     model: &M,
     data: &Dataset,

@@ -402,6 +402,25 @@ where
 ///
 /// # Errors
 /// As the functions it calls.
+///
+/// # Examples
+/// ```
+/// use dfdx::prelude::*;
+/// use latent::data::embedded;
+/// use latent::eval::{report, EvalOptions};
+///
+/// let dev = Cpu::default();
+/// let model = latent_models::mlp_vae::<_, _, _, f32, _>(&dev, (784, 32, 4))?;
+/// let test = embedded()?.test.take(50);
+/// let r = report(&model, &test, &dev, &EvalOptions { k: 20, n: Some(20), ..EvalOptions::default() })?;
+/// // The importance-sampled log p(x) is tighter than the ELBO (up to Monte Carlo noise),
+/// // and the per-dimension KLs of a diagonal Normal guide add up to the KL.
+/// assert!(-r.nll.nll > r.elbo.elbo - 1.0);
+/// let kl: f64 = r.kl_per_dim.as_ref().unwrap().iter().sum();
+/// assert!((kl - r.elbo.kl).abs() < 1e-3 * r.elbo.kl.abs().max(1.0));
+/// assert!(r.active_units <= 4);
+/// # Ok::<(), latent::Error>(())
+/// ```
 pub fn report<X: Dim + Default, Z: Dim, E, D, M>(
     model: &M,
     data: &Dataset,

@@ -119,6 +119,28 @@ impl Elbo {
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] if `samples == 0`.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::{Elbo, KlEstimator};
+    /// use latent_models::LinearGaussian;
+    ///
+    /// let dev = Cpu::default();
+    /// // Probabilistic PCA, x = W z + b + σ ε with 2 pixels and 1 latent: log p(x) is exact.
+    /// let mut model: LinearGaussian<Const<2>, Const<1>, f64, Cpu> =
+    ///     LinearGaussian::new(&dev, (Const, Const), &[1.0, 0.5], &[0.0, 0.0], 0.5)?;
+    /// let x = [0.8, -0.3];
+    /// let log_px = model.exact_log_marginal(&x)?;
+    /// let elbo = Elbo::new(1000)?.with_kl(KlEstimator::MonteCarlo);
+    /// let batch = || dev.tensor_from_vec(x.to_vec(), (1, Const::<2>));
+    /// // The guide starts as the prior: a valid, loose bound.
+    /// assert!(elbo.estimate(&model, batch())?.elbo.as_vec()[0] < log_px);
+    /// // With the exact posterior as the guide, every sample's log p(x, z) − log q(z | x) is log p(x).
+    /// model.set_guide_to_posterior()?;
+    /// assert!((elbo.estimate(&model, batch())?.elbo.as_vec()[0] - log_px).abs() < 1e-9);
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(samples: usize) -> Result<Self> {
         Self {
             samples,

@@ -60,6 +60,27 @@ impl ImportanceWeighted {
     ///
     /// # Errors
     /// [`Error::InvalidSetting`] if `k == 0`.
+    ///
+    /// # Examples
+    /// ```
+    /// use dfdx::prelude::*;
+    /// use latent::{Elbo, ImportanceWeighted, KlEstimator};
+    /// use latent_models::LinearGaussian;
+    ///
+    /// let dev = Cpu::default();
+    /// let model: LinearGaussian<Const<2>, Const<1>, f64, Cpu> =
+    ///     LinearGaussian::new(&dev, (Const, Const), &[1.0, 0.5], &[0.0, 0.0], 0.5)?;
+    /// let x = [0.8, -0.3];
+    /// let batch = || dev.tensor_from_vec(x.to_vec(), (1, Const::<2>));
+    /// let log_px = model.exact_log_marginal(&x)?;
+    /// let elbo = Elbo::new(2000)?.with_kl(KlEstimator::MonteCarlo).estimate(&model, batch())?;
+    /// let iwae = ImportanceWeighted::new(2000)?.estimate(&model, batch())?;
+    /// // E[ELBO] ≤ E[IWAE_k] ≤ log p(x) (Burda et al. 2015, Theorem 1); one estimate of
+    /// // each lies within Monte Carlo noise of that.
+    /// let (e, w) = (elbo.elbo.as_vec()[0], iwae.as_vec()[0]);
+    /// assert!(e < w && w < log_px + 0.05, "{e} < {w} < {log_px}");
+    /// # Ok::<(), latent::Error>(())
+    /// ```
     pub fn new(k: usize) -> Result<Self> {
         if k == 0 {
             return Err(Error::invalid("k", "the IWAE bound needs k ≥ 1"));
@@ -147,6 +168,22 @@ impl Accumulator {
 /// # Errors
 /// [`Error::InvalidSetting`] if `k` or `chunk` is 0; [`Error::NonFinite`] if a log
 /// weight is NaN or `+∞`; the model's errors.
+///
+/// # Examples
+/// ```
+/// use dfdx::prelude::*;
+/// use latent::log_marginal_likelihood;
+/// use latent_models::LinearGaussian;
+///
+/// let dev = Cpu::default();
+/// let model: LinearGaussian<Const<2>, Const<1>, f64, Cpu> =
+///     LinearGaussian::new(&dev, (Const, Const), &[1.0, 0.5], &[0.0, 0.0], 0.5)?;
+/// let x = [0.8, -0.3];
+/// let ll = log_marginal_likelihood(&model, &dev.tensor_from_vec(x.to_vec(), (1, Const::<2>)), 5000, 1000)?;
+/// let exact = model.exact_log_marginal(&x)?;
+/// assert!((ll.log_px[0] - exact).abs() < 5.0 * ll.stderr[0] + 1e-3);
+/// # Ok::<(), latent::Error>(())
+/// ```
 pub fn log_marginal_likelihood<X: Dim, Z: Dim, E, D, M>(
     model: &M,
     x: &Events<X, E, D>,
