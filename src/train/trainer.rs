@@ -66,7 +66,7 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 /// [`fit_task`]).
 ///
 /// # Errors
-/// [`Error::InvalidSetting`] for invalid settings; [`Error::NonFinite`] naming epoch and
+/// [`Error::InvalidSetting`](crate::Error::InvalidSetting) for invalid settings; [`Error::NonFinite`](crate::Error::NonFinite) naming epoch and
 /// step as soon as a training loss is NaN or infinite — no update is applied with it,
 /// and the checkpoint of the last completed epoch stays intact; I/O and checkpoint
 /// errors; the estimator's errors.
@@ -129,8 +129,8 @@ where
 /// `R` threads each is the run of one process with `N · R` threads.
 ///
 /// # Errors
-/// As [`fit`]; across processes also [`Error::ReplicasDiverged`] when the ranks'
-/// parameters differ after an epoch, and [`Error::PeerFailed`] on every rank but the one
+/// As [`fit`]; across processes also [`Error::ReplicasDiverged`](crate::Error::ReplicasDiverged) when the ranks'
+/// parameters differ after an epoch, and [`Error::PeerFailed`](crate::Error::PeerFailed) on every rank but the one
 /// that failed at a step taken together.
 pub fn fit_task<E, D, M, K>(
     model: &mut M,
