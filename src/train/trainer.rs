@@ -123,7 +123,7 @@ where
 /// others, so all start alike. Every rank draws the same shuffled global batches from
 /// `seed`, computes the gradient of its share with its threads, and the ranks sum the
 /// gradients with one all-reduce before the same Adam update everywhere
-/// ([`DataParallel::gradients`]). Each rank evaluates its shard of the test set and the
+/// ([`DataParallel::gradients`](super::DataParallel::gradients)). Each rank evaluates its shard of the test set and the
 /// sums are reduced. Rank 0 alone writes files and shows progress. After each epoch the
 /// ranks compare [`crate::distributed::parameter_checksum`]s. A run of `N` ranks with
 /// `R` threads each is the run of one process with `N · R` threads.
