@@ -28,9 +28,9 @@ fn numbers(text: &str, with_separators: bool) -> Vec<(String, f64, usize, bool)>
         while i < t.len() {
             let c = t[i];
             let digit_after = |k: usize| t.get(k).is_some_and(|c| c.is_ascii_digit());
-            if c.is_ascii_digit() {
-                s.push(c);
-            } else if c == '.' && digit_after(i + 1) && !s.contains('.') && !s.contains('e') {
+            let decimal_point =
+                c == '.' && digit_after(i + 1) && !s.contains('.') && !s.contains('e');
+            if c.is_ascii_digit() || decimal_point {
                 s.push(c);
             } else if with_separators
                 && c == ','
