@@ -420,8 +420,8 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     let test = prepare_test(&splits.test, Binarization::Dynamic, args.run.seed);
     let full = task.evaluate(&model, &test, &dev)?;
     // The encoder is generic over its input width: name it once.
-    let code_usage = code_usage::<Const<X>, _, _, _, _, _, _, _>;
-    let (usage, _) = code_usage(&model, &test, &dev)?;
+    let width: Const<X> = Const;
+    let (usage, _) = code_usage(&model, &test, width, &dev)?;
 
     let idx = first(&test, args);
     let x: Events<Const<X>, f32, Dev> = test.batch(&dev, &idx, None)?;
@@ -435,7 +435,7 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
         Binarization::Dynamic,
         args.run.seed,
     );
-    let (_, train_codes) = code_usage(&model, &fit_on, &dev)?;
+    let (_, train_codes) = code_usage(&model, &fit_on, width, &dev)?;
     let prior = CodePrior::fit(&train_codes, 49, K)?;
     let drawn = prior.sample(64, &dev)?;
     let samples: Vec<f32> = model.decode(&drawn)?.mean().as_vec();
@@ -444,18 +444,19 @@ fn vq_vae(args: &Args, splits: &Splits) -> Result<Row> {
     // The autoregressive prior (van den Oord et al. 2017, §4.1): a gated PixelCNN fitted
     // to the codes of the whole (binarized) training set, scored on the test codes.
     let all_train = prepare_test(&splits.train, Binarization::Dynamic, args.run.seed ^ 1);
-    let (_, all_codes) = code_usage(&model, &all_train, &dev)?;
+    let (_, all_codes) = code_usage(&model, &all_train, width, &dev)?;
     let mut pixelcnn: CodePixelCnn = GatedPixelCnn::new(&dev, K, PIXELCNN_CHANNELS)?;
     let history = pixelcnn.fit(&all_codes, args.pixelcnn_epochs, 128, 1e-3, args.run.seed)?;
-    let (_, test_codes) = code_usage(&model, &test, &dev)?;
+    let (_, test_codes) = code_usage(&model, &test, width, &dev)?;
     let n_test = test_codes.len() / 49;
-    let pixelcnn_nll = -pixelcnn.log_prob(&test_codes)?.iter().sum::<f64>() / n_test as f64;
-    let independent_nll = -test_codes
+    let pixelcnn_log_p: f64 = pixelcnn.log_prob(&test_codes)?.iter().sum();
+    let independent_log_p: f64 = test_codes
         .iter()
         .enumerate()
         .map(|(j, &c)| prior.log_probs[(j % 49) * K + c])
-        .sum::<f64>()
-        / n_test as f64;
+        .sum();
+    let pixelcnn_nll = -pixelcnn_log_p / n_test as f64;
+    let independent_nll = -independent_log_p / n_test as f64;
     let code_priors = CodePriors {
         uniform_nll: 49.0 * (K as f64).ln(),
         independent_nll,

@@ -51,7 +51,7 @@ use latent::heads::{
     BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
 };
 use latent::train::{load_model, prepare_test, read_checkpoint_meta, Describe, ModelSpec};
-use latent::{ConditionalModel, Distribution, Error, LatentVariableModel, Result};
+use latent::{ConditionalModel, Distribution, Error, Events, LatentVariableModel, Result};
 use latent_models::{conv_vq_vae, mlp_vae_with_heads, CodePrior, ConvVqVae, Cvae, MlpVae};
 
 type Dev = AutoDevice;
@@ -335,8 +335,8 @@ where
             order
                 .iter()
                 .map(|&j| format!("{j}: {:.2}", kl[j]))
-                .collect::<Vec<_>>()
-                .join(", ")
+                .reduce(|a, b| format!("{a}, {b}"))
+                .unwrap_or_default()
         ),
         None => eprintln!("traversal rows by spread of the posterior means: {order:?}"),
     }
@@ -364,7 +364,8 @@ fn cvae(ctx: &Ctx<'_>, (x, h, z): (usize, usize, usize)) -> Result<()> {
         for (r, &c) in labels.iter().enumerate() {
             y[r * 10 + c as usize % 10] = 1.0;
         }
-        dev.tensor_from_vec(y, (labels.len(), Const::<10>))
+        let y: Events<Const<10>, f32, Dev> = dev.tensor_from_vec(y, (labels.len(), Const));
+        y
     };
     let decode = |zs: &[f64], labels: &[u8]| -> Result<Vec<f32>> {
         let v: Vec<f32> = zs.iter().map(|&v| v as f32).collect();
@@ -456,14 +457,12 @@ fn vq_vae(ctx: &Ctx<'_>, k: usize) -> Result<()> {
     load_model(&mut model, &ctx.checkpoint)?;
     let grid = 49;
     let decode_codes = |codes: &[usize]| -> Result<Vec<f32>> {
-        Ok(model.decode::<Const<784>>(codes)?.mean().as_vec())
+        let pixels: Events<Const<784>, f32, Dev> = model.decode(codes)?.mean();
+        Ok(pixels.as_vec())
     };
     // Samples: codes from the per-position frequencies of the training set.
-    let (_, train_codes) = latent_models::code_usage::<Const<784>, _, _, _, _, _, _, _>(
-        &model,
-        &ctx.splits.train,
-        dev,
-    )?;
+    let width: Const<784> = Const;
+    let (_, train_codes) = latent_models::code_usage(&model, &ctx.splits.train, width, dev)?;
     let prior = CodePrior::fit(&train_codes, grid, k)?;
     let codes = prior.sample(ctx.args.n, &Cpu::seed_from_u64(ctx.args.seed))?;
     ctx.grid("samples.png", &decode_codes(&codes)?, 8)?;
@@ -476,8 +475,7 @@ fn vq_vae(ctx: &Ctx<'_>, k: usize) -> Result<()> {
         ctx.args.images.len(),
     )?;
     // The code indices of the test set.
-    let (_, test_codes) =
-        latent_models::code_usage::<Const<784>, _, _, _, _, _, _, _>(&model, &ctx.test, dev)?;
+    let (_, test_codes) = latent_models::code_usage(&model, &ctx.test, width, dev)?;
     let path = ctx.out("latents.csv");
     let mut csv = String::from("index,label");
     for g in 0..grid {
@@ -500,7 +498,7 @@ fn vq_vae(ctx: &Ctx<'_>, k: usize) -> Result<()> {
     };
     let quantize_decode = |points: &[f64]| -> Result<Vec<f32>> {
         let v: Vec<f32> = points.iter().map(|&p| p as f32).collect();
-        let t = dev.tensor_from_vec(v, (points.len() / DM, Const::<DM>));
+        let t: Events<Const<DM>, f32, Dev> = dev.tensor_from_vec(v, (points.len() / DM, Const));
         decode_codes(&model.quantizer.nearest(&t)?)
     };
     let (a, b) = (ctx.args.between[0], ctx.args.between[1]);
@@ -513,7 +511,8 @@ fn vq_vae(ctx: &Ctx<'_>, k: usize) -> Result<()> {
     )?;
     // Traversal: code dimension d of every position moved together by ±3 spreads.
     let center = z_e(&[ctx.args.center])?;
-    let spread = column_std(&z_e(&(0..ctx.test.len().min(500)).collect::<Vec<_>>())?, DM);
+    let first: Vec<usize> = (0..ctx.test.len().min(500)).collect();
+    let spread = column_std(&z_e(&first)?, DM);
     let mut points = Vec::with_capacity(DM * steps * center.len());
     for d in descending(&spread) {
         for t in interpolate(&[-3.0], &[3.0], steps)? {

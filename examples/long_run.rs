@@ -198,7 +198,7 @@ where
         "train_images_per_s": report.train_images_per_s,
         "test_elbo": elbo.elbo, "test_reconstruction": elbo.reconstruction, "test_kl": elbo.kl,
         "test_nll": nll.nll, "test_nll_stderr": nll.stderr, "test_nll_k": nll.k, "test_nll_n": nll.n,
-        "published_nll": PUBLISHED.iter().map(|(m, v)| serde_json::json!({"model": m, "nll": v})).collect::<Vec<_>>(),
+        "published_nll": serde_json::Value::Array(PUBLISHED.iter().map(|(m, v)| serde_json::json!({"model": m, "nll": v})).collect()),
         "seconds": start.elapsed().as_secs_f64(),
     });
     common::print(&common::write_json(&out, "summary.json", &summary)?);

@@ -92,7 +92,7 @@ impl std::str::FromStr for LikelihoodArg {
             "gamma" => Self::Gamma,
             "log-normal" => Self::LogNormal,
             "beta" => Self::Beta,
-            other => match other.strip_prefix("binomial:").map(str::parse::<u32>) {
+            other => match other.strip_prefix("binomial:").map(str::parse) {
                 Some(Ok(n)) if n > 0 => Self::Binomial(n),
                 _ => {
                     return Err(format!(
@@ -276,10 +276,10 @@ fn main() {
 /// Every file is checked against the likelihood's support as it is read, so that an
 /// error names the row of the file, not of a shuffled split.
 fn splits(a: &Args) -> Result<(Dataset, Dataset, Dataset)> {
-    let load = |p: &PathBuf| {
+    let load = |p: &PathBuf| -> Result<Dataset> {
         let data = load_table(p, a.labels.as_deref(), a.label_column.as_deref())?;
         check_support(&data, a.likelihood.support(), &a.likelihood.name(), p)?;
-        Ok::<_, Error>(data)
+        Ok(data)
     };
     let all = load(&a.train)?;
     let (train, test) = match &a.test {

@@ -316,7 +316,7 @@ pub fn provenance() -> serde_json::Value {
             .map(|m| m.trim().to_string())
     });
     serde_json::json!({
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "command": std::env::args().reduce(|a, b| format!("{a} {b}")),
         "date": utc_date(),
         "commit": commit,
         "cpu": cpu,

@@ -84,7 +84,7 @@ where
     // p(z) = (1/U) Σ_k q(z | u_k). The pseudo-inputs enter with a fresh tape of the
     // computation's type, so gradients reach them (and the encoder, a second time).
     fn prior(&self, batch: usize, _device: &D) -> Result<Self::Prior> {
-        let u = self.pseudo_inputs.retaped::<T>().sigmoid();
+        let u = self.pseudo_inputs.retaped().sigmoid();
         let u = u.reshape_like(&(U, Const));
         let q_u = self.guide.posterior(u)?;
         let rows = q_u.loc.shape().0;

@@ -105,7 +105,7 @@ impl<X: Dim, E: Real, D: Device<E> + 'static, T: Tape<E, D> + 'static> Likelihoo
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     let epochs = std::env::args().skip_while(|a| a != "--epochs").nth(1).unwrap_or("2".into());
     // 4. Check it: typed errors, log-density, normalization, moments, gradients.
-    check_family::<1, _>(&LogisticFamily, &Config::default())?;
+    check_family(&LogisticFamily, &Config::default())?;
     // 5. Train it in a VAE as the likelihood of grey levels in [0, 1].
     let dev = Cpu::seed_from_u64(0);
     let data = latent::data::embedded()?;

@@ -490,13 +490,16 @@ impl CodePrior {
     }
 }
 
-/// The codebook usage of a model on `data` (see [`CodeUsage`]).
+/// The codebook usage of a model on `data` (see [`CodeUsage`]), with the code index of
+/// every position of every example. `width` is the encoder's input width `X` (for
+/// example `Const::<784>` for the conv encoder, which is generic over it).
 ///
 /// # Errors
 /// Shape mismatches between the data and the model; the networks' errors.
 pub fn code_usage<X, Enc, Dec, K, DM, E, D, Lik>(
     model: &VqVae<Enc, Dec, K, DM, E, D, Lik>,
     data: &Dataset,
+    width: X,
     device: &D,
 ) -> Result<(CodeUsage, Vec<usize>)>
 where
@@ -509,7 +512,8 @@ where
 {
     let mut all = Vec::new();
     for chunk in latent::eval::batches(data.len(), 1000)? {
-        let x = data.batch::<X, E, D>(device, &chunk, None)?;
+        let x: Events<X, E, D> = data.batch(device, &chunk, None)?;
+        latent::ops::check_width("code_usage (the data's width)", width, x.shape().1)?;
         all.extend(model.encode(x)?);
     }
     Ok((

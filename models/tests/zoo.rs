@@ -596,8 +596,7 @@ fn mlp_vq_vae_learns_with_the_codebook_loss() {
         after.reconstruction
     );
     assert_ne!(book, model.quantizer.codebook.as_vec());
-    let (usage, _) =
-        code_usage::<Const<784>, _, _, _, _, f64, Dev, _>(&model, &test_bin, &dev).unwrap();
+    let (usage, _) = code_usage(&model, &test_bin, Const::<784>, &dev).unwrap();
     assert!(usage.perplexity > 2.0, "perplexity {}", usage.perplexity);
 }
 
