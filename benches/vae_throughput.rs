@@ -9,12 +9,13 @@
 //! ```
 //!
 //! Runs `pairs` times: `latent` (`TrainConfig::threads = 2`), then PyTorch
-//! (`shared/anchors/run_torch_vae.sh` beside the checkout, or `$LATENT_TORCH_ANCHOR`,
-//! which also times its NLL evaluation), then the same for the VQ-VAE
-//! (`torch_vqvae.py` beside the anchor, 1 epoch by default). Prints each run's
+//! (`benches/pytorch/reference_vae.py` through `benches/pytorch/run.sh`, or the runner
+//! `$LATENT_TORCH_RUNNER` names; it also times its NLL evaluation), then the same for
+//! the VQ-VAE (`benches/pytorch/conv_vqvae.py`, 1 epoch by default). Prints each run's
 //! images/s, each pair's ratio, and the median and minimum ratio per comparison, with
-//! the CPU model and the SIMD level the matrix products dispatched to. The anchor
-//! installs torch into a throwaway virtual environment on first use.
+//! the CPU model and the SIMD level the matrix products dispatched to. `run.sh` uses a
+//! Python that imports torch, or installs `benches/pytorch/requirements.txt` into a
+//! virtual environment of its own on first use.
 //! Data: full Fashion-MNIST when found (as the examples find it), else the embedded
 //! subset (then PyTorch is skipped). Nothing is asserted (speed is measured, not
 //! tested): this VM's speed drifts by ±30%, hence the interleaving.
@@ -197,16 +198,16 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         latent::kernels::simd_level()
     );
-    let anchor = std::env::var_os("LATENT_TORCH_ANCHOR")
+    let runner = std::env::var_os("LATENT_TORCH_RUNNER")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/anchors/run_torch_vae.sh")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch/run.sh")
         });
-    let with_torch = splits.source != "embedded" && anchor.exists();
+    let with_torch = splits.source != "embedded" && runner.exists();
     if !with_torch {
         println!(
             "pytorch: skipped (needs full Fashion-MNIST and {})",
-            anchor.display()
+            runner.display()
         );
     }
     let (mut train, mut nll, mut vq) = (Vec::new(), Vec::new(), Vec::new());
@@ -220,7 +221,8 @@ fn main() {
         print!("pair {pair}: latent {ips:>8.0} images/s (test ELBO {elbo:.2}), NLL {eval:>5.1} images/s");
         if with_torch {
             let mut cmd = Command::new("bash");
-            cmd.arg(&anchor)
+            cmd.arg(&runner)
+                .arg("vae")
                 .arg(&splits.source)
                 .arg(epochs.to_string())
                 .arg(THREADS.to_string())
@@ -240,18 +242,16 @@ fn main() {
         println!();
     }
     let vq_epochs = env_usize("LATENT_BENCH_VQ_EPOCHS", 1);
-    let vq_script = anchor.with_file_name("torch_vqvae.py");
-    let python =
-        std::env::var("TORCH_VENV").unwrap_or_else(|_| "/tmp/torch-venv".into()) + "/bin/python";
     println!("conv VQ-VAE, {vq_epochs} epochs per run");
     for pair in 1..=pairs {
         let Some(ips) = ours_vq(&splits, vq_epochs) else {
             return;
         };
         print!("pair {pair}: latent {ips:>8.0} images/s");
-        if with_torch && vq_script.exists() {
-            let mut cmd = Command::new(&python);
-            cmd.arg(&vq_script)
+        if with_torch {
+            let mut cmd = Command::new("bash");
+            cmd.arg(&runner)
+                .arg("vqvae")
                 .arg(&splits.source)
                 .arg(vq_epochs.to_string())
                 .arg(THREADS.to_string());
