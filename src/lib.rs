@@ -45,6 +45,7 @@
 //!   gradient. Take columns with [`ops::columns`].
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 #[doc(hidden)]
 pub use dfdx as __dfdx;

@@ -10,15 +10,18 @@
 pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f")
+        let has_v3 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("bmi2");
+        if has_v3
+            && std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512dq")
         {
             // SAFETY: the processor has the features the function is compiled for.
             return unsafe { v4(f) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
+        if has_v3 {
             // SAFETY: as above.
             return unsafe { v3(f) };
         }
@@ -26,12 +29,22 @@ pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// `f` compiled for x86-64-v4.
+///
+/// # Safety
+/// The processor must have every feature enabled here (AVX-512 F, VL and DQ, AVX2, FMA,
+/// BMI2): [`vectorized`] checks them at run time before calling it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2,fma,bmi2")]
 unsafe fn v4<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// `f` compiled for x86-64-v3.
+///
+/// # Safety
+/// The processor must have AVX2, FMA and BMI2: [`vectorized`] checks them at run time
+/// before calling it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,bmi2")]
 unsafe fn v3<R>(f: impl FnOnce() -> R) -> R {

@@ -72,6 +72,9 @@ pub(crate) unsafe fn transpose_into<F: Unit + num_traits::Float>(
 
 /// [`transpose_into`] for rows `r_lo..r_hi` and columns `c_lo..c_hi`, one element at a
 /// time.
+///
+/// # Safety
+/// As [`transpose_into`], for the rows and columns given.
 unsafe fn scalar<F: Unit + num_traits::Float>(
     src: &[F],
     rows: usize,
@@ -96,6 +99,11 @@ unsafe fn scalar<F: Unit + num_traits::Float>(
 /// One 16 × 16 block: reads 16 columns of 16 consecutive rows (`src + c · lds`),
 /// writes 16 rows of 16 consecutive columns (`dst + r · ldd`), adding the bias (16
 /// values) or the destination's own values.
+///
+/// # Safety
+/// The processor must have AVX-512F; `src + c · lds + 0..16` must be readable and
+/// `dst + r · ldd + 0..16` writable (and initialized without a bias) for `r, c < 16`,
+/// without overlap, and a bias must hold 16 values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn block16(
@@ -148,6 +156,9 @@ unsafe fn block16(
 }
 
 /// One 8 × 8 block in AVX registers (the processors without AVX-512): as [`block16`].
+///
+/// # Safety
+/// As [`block16`] with 8 for 16, on a processor with AVX.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx")]
 unsafe fn block8(src: *const f32, lds: usize, dst: *mut f32, ldd: usize, bias: Option<*const f32>) {
@@ -204,8 +215,10 @@ mod tests {
             let src: Vec<f32> = (0..rows * cols).map(|i| i as f32 * 0.5).collect();
             let bias: Vec<f32> = (0..cols).map(|c| 1e5 * c as f32).collect();
             let mut out = vec![f32::NAN; rows * cols];
+            // SAFETY: `src` and `out` hold rows · cols values, `bias` cols; no overlap.
             unsafe { transpose_into(&src, rows, cols, Store::Bias(&bias), out.as_mut_ptr()) };
             let mut acc = vec![1.0f32; rows * cols];
+            // SAFETY: as above, `acc` initialized.
             unsafe { transpose_into(&src, rows, cols, Store::Add, acc.as_mut_ptr()) };
             for r in 0..rows {
                 for c in 0..cols {
@@ -220,6 +233,7 @@ mod tests {
             }
             let src64: Vec<f64> = src.iter().map(|&v| v as f64).collect();
             let mut out64 = vec![0.0f64; rows * cols];
+            // SAFETY: as above, in f64.
             unsafe { transpose_into(&src64, rows, cols, Store::Add, out64.as_mut_ptr()) };
             assert!(out64.iter().zip(&acc).all(|(a, b)| *a + 1.0 == *b as f64));
         }
