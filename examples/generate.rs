@@ -34,6 +34,7 @@
 //! The test images are found as in training (`--data`, `$LATENT_DATA`, Debian's
 //! Fashion-MNIST, the embedded subset) and binarized as the run was.
 
+mod common;
 #[path = "common/vamp.rs"]
 mod vamp;
 
@@ -42,17 +43,17 @@ use vamp::VampVae;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
+use common::mlp_heads::{self, Model, WithHeads};
 use dfdx::prelude::*;
 use latent::data::{discover, Conditioning, Dataset, LabelCondition, Splits};
 use latent::distributions::Normal;
 use latent::eval::explore::{column_std, descending, encode, interpolate, traverse};
 use latent::eval::viz::save_image_grid;
-use latent::heads::{
-    BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
+use latent::train::{
+    load_model, prepare_test, read_checkpoint_meta, Describe, ModelSpec, ThreadSafe,
 };
-use latent::train::{load_model, prepare_test, read_checkpoint_meta, Describe, ModelSpec};
 use latent::{ConditionalModel, Distribution, Error, Events, LatentVariableModel, Result};
-use latent_models::{conv_vq_vae, mlp_vae_with_heads, CodePrior, ConvVqVae, Cvae, MlpVae};
+use latent_models::{conv_vq_vae, mlp_vae_with_heads, CodePrior, ConvVqVae, Cvae};
 
 type Dev = AutoDevice;
 
@@ -201,28 +202,9 @@ fn run(args: &Args) -> Result<()> {
     match spec.kind.as_str() {
         "vae" => {
             let dims = (size("x")?, size("h")?, size("z")?);
-            let gauss = |d: &Dev| LearnedGaussianHead::new(d, 1);
-            let mixture = |d: &Dev| -> Result<MixturePrior<usize, usize, f32, Dev>> {
-                let k = mixture_k(part("prior"))?;
-                MixturePrior::new(d, k, dims.2)
-            };
-            match (part("likelihood"), part("prior")) {
-                ("bernoulli", "standard-normal") => {
-                    vae(&ctx, dims, |_| Ok((BernoulliHead, StandardNormalPrior)))
-                }
-                ("continuous-bernoulli", "standard-normal") => vae(&ctx, dims, |_| {
-                    Ok((ContinuousBernoulliHead, StandardNormalPrior))
-                }),
-                ("learned-gaussian", "standard-normal") => {
-                    vae(&ctx, dims, |d| Ok((gauss(d)?, StandardNormalPrior)))
-                }
-                ("bernoulli", _) => vae(&ctx, dims, |d| Ok((BernoulliHead, mixture(d)?))),
-                ("continuous-bernoulli", _) => {
-                    vae(&ctx, dims, |d| Ok((ContinuousBernoulliHead, mixture(d)?)))
-                }
-                ("learned-gaussian", _) => vae(&ctx, dims, |d| Ok((gauss(d)?, mixture(d)?))),
-                (l, p) => Err(unknown(&spec, &format!("likelihood {l} with prior {p}"))),
-            }
+            let (likelihood, prior) =
+                mlp_heads::from_spec(&spec).map_err(|e| unknown(&spec, &e.to_string()))?;
+            mlp_heads::with_heads(likelihood, prior, dims.2, OpenVae { ctx: &ctx, dims })
         }
         "cvae" if part("condition") == "label" => cvae(&ctx, (size("x")?, size("h")?, size("z")?)),
         "vq-vae" if size("dm")? == 16 => vq_vae(&ctx, size("k")?),
@@ -242,38 +224,33 @@ fn unknown(spec: &ModelSpec, what: &str) -> Error {
     )
 }
 
-/// `K` of `mixture(k=K)`.
-fn mixture_k(prior: &str) -> Result<usize> {
-    prior
-        .strip_prefix("mixture(k=")
-        .and_then(|s| s.strip_suffix(')'))
-        .and_then(|k| k.parse().ok())
-        .ok_or_else(|| Error::invalid("prior", format!("unknown prior `{prior}`")))
+/// Opening an MLP VAE run, once its heads are known.
+struct OpenVae<'a, 'b> {
+    ctx: &'a Ctx<'b>,
+    dims: (usize, usize, usize),
 }
 
-/// The MLP VAE with likelihood head `L` and prior head `P`.
-type Vae<L, P> = MlpVae<usize, usize, usize, f32, Dev, L, P>;
-
-fn vae<L, P>(
-    ctx: &Ctx<'_>,
-    dims: (usize, usize, usize),
-    heads: impl FnOnce(&Dev) -> Result<(L, P)>,
-) -> Result<()>
-where
-    Vae<L, P>: TensorCollection<f32, Dev>
-        + LatentVariableModel<
-            f32,
-            Dev,
-            NoneTape,
-            X = usize,
-            Z = usize,
-            Posterior = Normal<usize, f32, Dev, NoneTape>,
-        > + Describe,
-{
-    let (likelihood, prior) = heads(&ctx.dev)?;
-    let mut model: Vae<L, P> = mlp_vae_with_heads(&ctx.dev, dims, likelihood, prior)?;
-    load_model(&mut model, &ctx.checkpoint)?;
-    explore(ctx, &model, dims.2)
+impl WithHeads for OpenVae<'_, '_> {
+    fn run<L, P>(self, heads: impl FnOnce(&Dev) -> Result<(L, P)>) -> Result<()>
+    where
+        Model<L, P>: TensorCollection<f32, Dev>
+            + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
+            + LatentVariableModel<
+                f32,
+                Dev,
+                NoneTape,
+                X = usize,
+                Z = usize,
+                Posterior = Normal<usize, f32, Dev, NoneTape>,
+            > + Describe
+            + ThreadSafe,
+    {
+        let (likelihood, prior) = heads(&self.ctx.dev)?;
+        let mut model: Model<L, P> =
+            mlp_vae_with_heads(&self.ctx.dev, self.dims, likelihood, prior)?;
+        load_model(&mut model, &self.ctx.checkpoint)?;
+        explore(self.ctx, &model, self.dims.2)
+    }
 }
 
 /// The VAE with a VampPrior of the `custom_model` example.

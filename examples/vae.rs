@@ -32,17 +32,17 @@ use std::path::Path;
 use std::time::Instant;
 
 use clap::Parser;
+use common::mlp_heads::{with_heads, Model, WithHeads};
 use common::{value_name, BinarizeArg, LikelihoodArg, ObjectiveArg, PriorArg, RunArgs};
 use dfdx::prelude::*;
 use latent::data::{Dataset, Splits};
 use latent::eval;
-use latent::heads::{
-    BernoulliHead, ContinuousBernoulliHead, LearnedGaussianHead, MixturePrior, StandardNormalPrior,
-};
 use latent::train::{fit, prepare_test, Describe, ThreadSafe};
 use latent::LatentVariableModel;
-use latent::{AnyObjective, Distribution, Elbo, Error, ImportanceWeighted, Objective, Result};
-use latent_models::{mlp_vae_with_heads, MlpVae};
+use latent::{
+    AnyObjective, Distribution, Elbo, Error, ImportanceWeighted, Normal, Objective, Result,
+};
+use latent_models::mlp_vae_with_heads;
 
 type Dev = AutoDevice;
 
@@ -85,9 +85,6 @@ struct Args {
     kl_warmup_steps: usize,
 }
 
-/// The MLP VAE at run-time sizes with likelihood head `L` and prior head `P`.
-type Model<L, P> = MlpVae<usize, usize, usize, f32, Dev, L, P>;
-
 fn main() {
     let args = Args::parse();
     common::main(|| run(args));
@@ -99,27 +96,40 @@ fn run(a: Args) -> Result<()> {
             return Err(Error::invalid(name, "must be at least 1"));
         }
     }
-    let s = a.run.splits()?;
-    let z = a.latent_dim;
-    let gauss = |d: &Dev| LearnedGaussianHead::new(d, 1);
-    use {LikelihoodArg as L, PriorArg as P};
-    match (a.likelihood, a.prior) {
-        (L::Bernoulli, P::StandardNormal) => {
-            train(&a, &s, |_| Ok((BernoulliHead, StandardNormalPrior)))
-        }
-        (L::ContinuousBernoulli, P::StandardNormal) => train(&a, &s, |_| {
-            Ok((ContinuousBernoulliHead, StandardNormalPrior))
-        }),
-        (L::Gaussian, P::StandardNormal) => train(&a, &s, |d| Ok((gauss(d)?, StandardNormalPrior))),
-        (L::Bernoulli, P::Mixture(k)) => {
-            train(&a, &s, |d| Ok((BernoulliHead, MixturePrior::new(d, k, z)?)))
-        }
-        (L::ContinuousBernoulli, P::Mixture(k)) => train(&a, &s, |d| {
-            Ok((ContinuousBernoulliHead, MixturePrior::new(d, k, z)?))
-        }),
-        (L::Gaussian, P::Mixture(k)) => {
-            train(&a, &s, |d| Ok((gauss(d)?, MixturePrior::new(d, k, z)?)))
-        }
+    let splits = a.run.splits()?;
+    with_heads(
+        a.likelihood,
+        a.prior,
+        a.latent_dim,
+        Train {
+            a: &a,
+            splits: &splits,
+        },
+    )
+}
+
+/// Training, once the heads are chosen.
+struct Train<'a> {
+    a: &'a Args,
+    splits: &'a Splits,
+}
+
+impl WithHeads for Train<'_> {
+    fn run<L, P>(self, heads: impl FnOnce(&Dev) -> Result<(L, P)>) -> Result<()>
+    where
+        Model<L, P>: TensorCollection<f32, Dev>
+            + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
+            + LatentVariableModel<
+                f32,
+                Dev,
+                NoneTape,
+                X = usize,
+                Z = usize,
+                Posterior = Normal<usize, f32, Dev, NoneTape>,
+            > + Describe
+            + ThreadSafe,
+    {
+        train(self.a, self.splits, heads)
     }
 }
 

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod mlp_heads;
+
 use latent::data::{discover, Binarization, Splits};
 use latent::eval::EvalOptions;
 use latent::train::{RunDir, TrainConfig};
