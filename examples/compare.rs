@@ -38,7 +38,10 @@ use latent::data::{Binarization, Conditioning, Dataset, LabelCondition, Splits, 
 use latent::eval;
 use latent::eval::viz::save_image_grid;
 use latent::ops::to_f64_vec;
-use latent::train::{fit, fit_task, prepare_test, ConditionalTask, Describe, Task, TrainConfig};
+use latent::train::{
+    fit, fit_task, prepare_test, ConditionalTask, Describe, EpochMetrics, MetricsLog, Task,
+    TrainConfig,
+};
 use latent::{
     ConditionalModel, Conditioned, Distribution, Elbo, Error, Events, ImportanceWeighted,
     LatentVariableModel, Objective, Result,
@@ -303,7 +306,14 @@ where
     let samples = model.likelihood(z)?.mean().as_vec();
     common::pictures(&dir, (28, 28), &x.as_vec(), &recon.as_vec(), &samples, 8)?;
     let width = means.len() / idx.len().max(1);
-    common::scatter(&dir.join("latent.png"), &means, width, &labels(&test, &idx))?;
+    common::scatter(
+        &dir.join("latent.png"),
+        &format!("{name}: test posterior means by class"),
+        &means,
+        width,
+        &labels(&test, &idx),
+        &CLASS_NAMES,
+    )?;
     let layers = layers(&model, &test)?;
     Ok(Row {
         model: name.into(),
@@ -373,7 +383,14 @@ fn cvae(args: &Args, splits: &Splits) -> Result<Row> {
     // repeat_rows is sample-major (row s·10 + j = z_j), which is what a class-major grid wants.
     let samples = model.likelihood(z, y)?.mean().as_vec();
     common::pictures(&dir, (28, 28), &x.as_vec(), &recon.as_vec(), &samples, 10)?;
-    common::scatter(&dir.join("latent.png"), &means, Z, &labels(&test, &idx))?;
+    common::scatter(
+        &dir.join("latent.png"),
+        "cvae: test posterior means by class",
+        &means,
+        Z,
+        &labels(&test, &idx),
+        &CLASS_NAMES,
+    )?;
     Ok(Row {
         model: "cvae".into(),
         objective: task.describe(),
@@ -590,6 +607,25 @@ fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
             ));
         }
     }
+    // Every model's curves on one chart: the runs' own metrics logs, by directory name.
+    let mut runs = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&out)
+        .map_err(|e| Error::io(&out, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("metrics.jsonl").is_file())
+        .collect();
+    dirs.sort();
+    for dir in &dirs {
+        let name = dir
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        runs.push((name, MetricsLog::read(dir.join("metrics.jsonl"))?));
+    }
+    let named: Vec<(&str, &[EpochMetrics])> = runs
+        .iter()
+        .map(|(n, m)| (n.as_str(), m.as_slice()))
+        .collect();
+    latent::eval::charts::compare_curves(out.join("curves.png"), &named)?;
     let path = out.join("results.md");
     latent::train::run_dir::write_atomically(&path, |w| {
         std::io::Write::write_all(w, md.as_bytes()).map_err(|e| Error::io(&path, e))

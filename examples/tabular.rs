@@ -445,7 +445,14 @@ where
     let ev = eval::report(&model, &test, &dev, &options)?;
     let (mu, _) = encode(&model, &test, &dev, 500)?;
     if a.latent_dim >= 2 {
-        common::scatter(&a.out.join("latent.png"), &mu, a.latent_dim, &test.labels)?;
+        common::scatter(
+            &a.out.join("latent.png"),
+            "test rows' posterior means, by label",
+            &mu,
+            a.latent_dim,
+            &test.labels,
+            &[],
+        )?;
     }
     let baseline = independent_baseline(a.likelihood, &train, &test);
     let summary = serde_json::json!({

@@ -139,12 +139,19 @@ fn checkpoints_round_trip_and_survive_a_diverging_run() {
         out_dir: Some(dir.path().to_path_buf()),
         ..Default::default()
     };
-    fit(&mut model, &elbo, &train, &test, &config, &dev).unwrap();
+    let report = fit(&mut model, &elbo, &train, &test, &config, &dev).unwrap();
     let ckpt = dir.path().join("checkpoint.safetensors");
     let good = std::fs::read(&ckpt).unwrap();
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 1);
     assert!(metrics.contains("\"test_elbo\""));
+    // The log reads back as the report's epochs, and its chart is beside it: a PNG of
+    // the size the charts draw.
+    let logged = latent::train::MetricsLog::read(dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(logged, report.epochs);
+    let png = std::fs::read(dir.path().join("curves.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1000);
 
     // Load into a fresh model: same test ELBO under the same ε.
     let mut fresh: Small = mlp_vae(&Dev::seed_from_u64(99), (Const, Const, Const)).unwrap();

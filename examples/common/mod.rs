@@ -381,27 +381,22 @@ pub fn pictures(
     save(dir.join("samples.png"), samples, height, width, cols)
 }
 
-/// Ten colours, one per class (Tableau 10).
-pub const COLOURS: [(u8, u8, u8); 10] = [
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (127, 127, 127),
-    (188, 189, 34),
-    (23, 190, 207),
-];
+/// The colour names of [`latent::eval::charts::COLOURS`], class by class.
 pub const COLOUR_NAMES: [&str; 10] = [
     "blue", "orange", "green", "red", "purple", "brown", "pink", "grey", "olive", "cyan",
 ];
 
 /// The `z`-dimensional `points` projected on their first two principal axes (PCA by
-/// nalgebra's symmetric eigendecomposition), drawn with plotters, one colour per class.
-pub fn scatter(path: &Path, points: &[f64], z: usize, classes: &[u8]) -> Result<()> {
-    use plotters::prelude::*;
+/// nalgebra's symmetric eigendecomposition), drawn as a labelled scatter plot, one colour
+/// per class, named by `names` in the legend.
+pub fn scatter(
+    path: &Path,
+    title: &str,
+    points: &[f64],
+    z: usize,
+    classes: &[u8],
+    names: &[&str],
+) -> Result<()> {
     if !leader() {
         return Ok(());
     }
@@ -414,49 +409,17 @@ pub fn scatter(path: &Path, points: &[f64], z: usize, classes: &[u8]) -> Result<
     let eig = nalgebra::SymmetricEigen::new(cov);
     let mut order: Vec<usize> = (0..z).collect();
     order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
-    let proj = &centred * eig.eigenvectors.select_columns(&order[..2]);
-    let (w, h) = (640u32, 640u32);
-    let mut buf = vec![255u8; (w * h * 3) as usize];
-    let range = |c: usize| {
-        let v = proj.column(c);
-        let (lo, hi) = (v.min(), v.max());
-        let pad = 0.05 * (hi - lo).max(1e-9);
-        (lo - pad)..(hi + pad)
-    };
-    let plot_err = |e: String| Error::Image {
-        path: path.to_path_buf(),
-        reason: e,
-    };
-    {
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
-        let mut chart = ChartBuilder::on(&root)
-            .margin(10)
-            .build_cartesian_2d(range(0), range(1))
-            .map_err(|e| plot_err(e.to_string()))?;
-        for (i, &c) in classes.iter().enumerate().take(proj.nrows()) {
-            let (r, g, b) = COLOURS[c as usize % 10];
-            chart
-                .draw_series(std::iter::once(Circle::new(
-                    (proj[(i, 0)], proj[(i, 1)]),
-                    3,
-                    RGBColor(r, g, b).filled(),
-                )))
-                .map_err(|e| plot_err(e.to_string()))?;
-        }
-        root.present().map_err(|e| plot_err(e.to_string()))?;
-    }
-    let mut bytes = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut bytes, w, h);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(|e| plot_err(e.to_string()))?;
-        writer
-            .write_image_data(&buf)
-            .map_err(|e| plot_err(e.to_string()))?;
-        writer.finish().map_err(|e| plot_err(e.to_string()))?;
-    }
-    latent::train::run_dir::write_atomically(path, |w| {
-        std::io::Write::write_all(w, &bytes).map_err(|e| Error::io(path, e))
-    })
+    let axes = if z >= 2 { &order[..2] } else { &order[..1] };
+    let proj = &centred * eig.eigenvectors.select_columns(axes);
+    let xy: Vec<(f64, f64)> = (0..n)
+        .map(|i| (proj[(i, 0)], if z >= 2 { proj[(i, 1)] } else { 0.0 }))
+        .collect();
+    latent::eval::charts::scatter(
+        path,
+        title,
+        ("first principal axis", "second principal axis"),
+        &xy,
+        &classes[..n.min(classes.len())],
+        names,
+    )
 }

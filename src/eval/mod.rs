@@ -4,8 +4,12 @@
 //! - [`report`](mod@report) (its items re-exported here): test NLL by importance sampling, the
 //!   ELBO and its parts, KL per latent dimension and active units;
 //! - [`explore`]: encode, decode, reconstruct, interpolate and traverse;
-//! - [`viz`]: PNG grids of grey-level images.
+//! - [`viz`]: PNG grids of grey-level images;
+//! - `charts` (feature `charts`, on by default): training curves, the comparison chart
+//!   and latent scatter plots.
 
+#[cfg(feature = "charts")]
+pub mod charts;
 pub mod explore;
 pub mod report;
 pub mod viz;

@@ -58,6 +58,28 @@ impl MetricsLog {
         Ok(Self { path, file })
     }
 
+    /// The epochs of the log at `path`, in order.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read; [`Error::InvalidSetting`] naming the
+    /// line for a line that is not an [`EpochMetrics`].
+    pub fn read(path: impl AsRef<Path>) -> Result<Vec<EpochMetrics>> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l).map_err(|e| {
+                    Error::invalid(
+                        "metrics log",
+                        format!("{} line {}: {e}", path.display(), i + 1),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Appends `record` as one line of JSON.
     ///
     /// # Errors

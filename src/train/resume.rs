@@ -27,6 +27,9 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const BEST_FILE: &str = "best.safetensors";
 /// The per-epoch metrics log of a run directory.
 pub const METRICS_FILE: &str = "metrics.jsonl";
+/// The chart of the metrics log (feature `charts`): training loss, test −ELBO and KL
+/// per epoch, redrawn after every epoch.
+pub const CURVES_FILE: &str = "curves.png";
 
 /// The seed of epoch `epoch`'s random streams (shuffling, dynamic binarization and each
 /// replica's `ε`) in a run seeded with `seed`: SplitMix64 of the pair, so every epoch's

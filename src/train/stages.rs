@@ -412,7 +412,25 @@ where
                 if improved && plan.keep_best {
                     save_checkpoint_with(self.model, &[], &meta, dir.join(resume::BEST_FILE))?;
                 }
-                resume::save(dir, self.model, &self.opt, &meta)
+                resume::save(dir, self.model, &self.opt, &meta)?;
+                #[cfg(feature = "charts")]
+                {
+                    let title = plan
+                        .model
+                        .as_ref()
+                        .map_or_else(|| "training".into(), |m| m.kind.clone());
+                    let epochs = [
+                        self.report.epochs.as_slice(),
+                        std::slice::from_ref(&metrics),
+                    ]
+                    .concat();
+                    crate::eval::charts::training_curves(
+                        dir.join(resume::CURVES_FILE),
+                        &title,
+                        &epochs,
+                    )?;
+                }
+                Ok(())
             })(),
             _ => Ok(()),
         };
