@@ -2,7 +2,8 @@
 
 use dfdx::prelude::*;
 
-use super::cpu::{contiguous, contiguous_pair, grad_ptr, is_observed, same, same_mut};
+use super::cpu::{contiguous, contiguous_pair, same};
+use super::fused::{finish, Input};
 use super::math::RowMath;
 use super::simd::vectorized;
 use crate::kernels::ops::{Events, PerExample, Real};
@@ -46,7 +47,7 @@ where
 fn fast<N: Dim, E, D, T, F>(
     logits: Events<N, E, D>,
     x: Events<N, E, D>,
-    mut tape: T,
+    tape: T,
 ) -> PerExample<E, D, T>
 where
     E: Real,
@@ -86,65 +87,42 @@ where
     if width.size() == 0 {
         out.resize(batch, F::zero());
     }
-    let n_all = width.size();
     let dev = l.device().clone();
-    let y = match dev.try_tensor_from_vec(out, (batch,)) {
+    // No ∂x for observed data (`crate::kernels::ops::observed`).
+    let inputs = [Input::of(&l), Input::unless_observed(&x)];
+    let done = finish(&dev, out, (batch,), inputs, tape, move |gy, [gl, gx]| {
+        let Some(gl) = gl else { return };
+        let (ls, xs) = (contiguous(&l), contiguous(&x));
+        let rows = gl
+            .chunks_exact_mut(n)
+            .zip(ls.chunks_exact(n).zip(xs.chunks_exact(n)))
+            .zip(sig.chunks_exact(n).zip(gy));
+        match gx {
+            Some(gx) => vectorized(
+                #[inline(always)]
+                || {
+                    for (((glr, (lr, xr)), (sr, &g)), gxr) in rows.zip(gx.chunks_exact_mut(n)) {
+                        for i in 0..glr.len() {
+                            glr[i] = glr[i] + g * (xr[i] - sr[i]);
+                            gxr[i] = gxr[i] + g * lr[i];
+                        }
+                    }
+                },
+            ),
+            None => vectorized(
+                #[inline(always)]
+                || {
+                    for ((glr, (_, xr)), (sr, &g)) in rows {
+                        for i in 0..glr.len() {
+                            glr[i] = glr[i] + g * (xr[i] - sr[i]);
+                        }
+                    }
+                },
+            ),
+        }
+    });
+    match done {
         Ok(y) => y,
         Err(_) => unreachable!("the vector has `batch` elements"),
-    };
-    if T::OWNS_TAPE {
-        let y_ghost = y.ghost();
-        // No ∂x for observed data (`crate::kernels::ops::observed`); its entry is still
-        // allocated, so it reads as zero.
-        let need_dx = !is_observed(contiguous(&x));
-        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
-            let g: &mut Gradients<F, Cpu> = same_mut(grads);
-            let gl = grad_ptr(g, &l).map_err(same::<CpuError, D::Err>)?;
-            let gx = grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?;
-            let gx = need_dx.then_some(gx);
-            let gy: *const F = g
-                .get_or_alloc_mut(&y_ghost)
-                .map_err(same::<CpuError, D::Err>)?
-                .as_ptr();
-            let (ls, xs) = (contiguous(&l), contiguous(&x));
-            // SAFETY: the gradient buffers have their tensors' lengths and distinct ids.
-            let (gl, gx, gy) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(gl, batch * n_all),
-                    gx.map(|gx| std::slice::from_raw_parts_mut(gx, batch * n_all)),
-                    std::slice::from_raw_parts(gy, batch),
-                )
-            };
-            let rows = gl
-                .chunks_exact_mut(n)
-                .zip(ls.chunks_exact(n).zip(xs.chunks_exact(n)))
-                .zip(sig.chunks_exact(n).zip(gy));
-            match gx {
-                Some(gx) => vectorized(
-                    #[inline(always)]
-                    || {
-                        for (((glr, (lr, xr)), (sr, &g)), gxr) in rows.zip(gx.chunks_exact_mut(n)) {
-                            for i in 0..glr.len() {
-                                glr[i] = glr[i] + g * (xr[i] - sr[i]);
-                                gxr[i] = gxr[i] + g * lr[i];
-                            }
-                        }
-                    },
-                ),
-                None => vectorized(
-                    #[inline(always)]
-                    || {
-                        for ((glr, (_, xr)), (sr, &g)) in rows {
-                            for i in 0..glr.len() {
-                                glr[i] = glr[i] + g * (xr[i] - sr[i]);
-                            }
-                        }
-                    },
-                ),
-            }
-            Ok(())
-        });
     }
-    let y: PerExample<E, D> = same(y);
-    y.put_tape(tape)
 }

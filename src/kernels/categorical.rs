@@ -2,7 +2,8 @@
 
 use dfdx::prelude::*;
 
-use super::cpu::{contiguous, contiguous_pair, grad_ptr, is_observed, same, same_mut};
+use super::cpu::{contiguous, contiguous_pair, same};
+use super::fused::{finish, Input};
 use super::math::RowMath;
 use super::simd::vectorized;
 use crate::kernels::ops::{Events, PerExample, Real};
@@ -53,7 +54,7 @@ where
 fn fast<K: Dim, E, D, T, F>(
     logits: Events<K, E, D>,
     x: Events<K, E, D>,
-    mut tape: T,
+    tape: T,
 ) -> PerExample<E, D, T>
 where
     E: Real,
@@ -91,67 +92,47 @@ where
     }
     let out: Vec<F> = rows.iter().map(|r| r.0).collect();
     let dev = l.device().clone();
-    let y = match dev.try_tensor_from_vec(out, (batch,)) {
+    // No ∂x for observed data (`crate::kernels::ops::observed`).
+    let inputs = [Input::of(&l), Input::unless_observed(&x)];
+    let done = finish(&dev, out, (batch,), inputs, tape, move |gy, [gl, gx]| {
+        let Some(gl) = gl else { return };
+        if k == 0 {
+            return;
+        }
+        let (ls, xs) = (contiguous(&l), contiguous(&x));
+        let it = gl
+            .chunks_exact_mut(k)
+            .zip(xs.chunks_exact(k).zip(pi.chunks_exact(k)))
+            .zip(rows.iter().zip(gy));
+        match gx {
+            Some(gx) => vectorized(
+                #[inline(always)]
+                || {
+                    let it = it.zip(ls.chunks_exact(k).zip(gx.chunks_exact_mut(k)));
+                    for (((glr, (xr, pr)), (&(_, lse, sx), &g)), (lr, gxr)) in it {
+                        let gs = g * sx;
+                        for j in 0..glr.len() {
+                            glr[j] = glr[j] + (g * xr[j] - gs * pr[j]);
+                            gxr[j] = gxr[j] + g * (lr[j] - lse);
+                        }
+                    }
+                },
+            ),
+            None => vectorized(
+                #[inline(always)]
+                || {
+                    for ((glr, (xr, pr)), (&(_, _, sx), &g)) in it {
+                        let gs = g * sx;
+                        for j in 0..glr.len() {
+                            glr[j] = glr[j] + (g * xr[j] - gs * pr[j]);
+                        }
+                    }
+                },
+            ),
+        }
+    });
+    match done {
         Ok(y) => y,
         Err(_) => unreachable!("the vector has `batch` elements"),
-    };
-    if T::OWNS_TAPE {
-        let y_ghost = y.ghost();
-        let need_dx = !is_observed(contiguous(&x));
-        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
-            let g: &mut Gradients<F, Cpu> = same_mut(grads);
-            let gl = grad_ptr(g, &l).map_err(same::<CpuError, D::Err>)?;
-            let gx = grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?;
-            let gx = need_dx.then_some(gx);
-            let gy: *const F = g
-                .get_or_alloc_mut(&y_ghost)
-                .map_err(same::<CpuError, D::Err>)?
-                .as_ptr();
-            if k == 0 {
-                return Ok(());
-            }
-            let (ls, xs) = (contiguous(&l), contiguous(&x));
-            // SAFETY: the gradient buffers have their tensors' lengths and distinct ids.
-            let (gl, gx, gy) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(gl, batch * k),
-                    gx.map(|gx| std::slice::from_raw_parts_mut(gx, batch * k)),
-                    std::slice::from_raw_parts(gy, batch),
-                )
-            };
-            let it = gl
-                .chunks_exact_mut(k)
-                .zip(xs.chunks_exact(k).zip(pi.chunks_exact(k)))
-                .zip(rows.iter().zip(gy));
-            match gx {
-                Some(gx) => vectorized(
-                    #[inline(always)]
-                    || {
-                        let it = it.zip(ls.chunks_exact(k).zip(gx.chunks_exact_mut(k)));
-                        for (((glr, (xr, pr)), (&(_, lse, sx), &g)), (lr, gxr)) in it {
-                            let gs = g * sx;
-                            for j in 0..glr.len() {
-                                glr[j] = glr[j] + (g * xr[j] - gs * pr[j]);
-                                gxr[j] = gxr[j] + g * (lr[j] - lse);
-                            }
-                        }
-                    },
-                ),
-                None => vectorized(
-                    #[inline(always)]
-                    || {
-                        for ((glr, (xr, pr)), (&(_, _, sx), &g)) in it {
-                            let gs = g * sx;
-                            for j in 0..glr.len() {
-                                glr[j] = glr[j] + (g * xr[j] - gs * pr[j]);
-                            }
-                        }
-                    },
-                ),
-            }
-            Ok(())
-        });
     }
-    let y: PerExample<E, D> = same(y);
-    y.put_tape(tape)
 }

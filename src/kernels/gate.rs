@@ -3,7 +3,8 @@
 
 use dfdx::prelude::*;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, same, same_mut, slice};
+use super::cpu::{contiguous, is_cpu, same, slice};
+use super::fused::{finish, Input};
 use super::math::GateMath;
 use super::simd::vectorized;
 use crate::error::{Error, Result};
@@ -67,7 +68,7 @@ where
 
 fn fast<E, D, T, F>(
     pre: Tensor<(usize, usize), E, D>,
-    mut tape: T,
+    tape: T,
 ) -> Result<Tensor<(usize, usize), E, D, T>>
 where
     E: Real,
@@ -109,28 +110,17 @@ where
         );
     }
     let dev = pre.device().clone();
-    let y = dev
-        .try_tensor_from_vec(out, (n, c))
-        .map_err(Error::device)?;
-    if T::OWNS_TAPE {
-        let y_ghost = y.ghost();
-        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
-            let g: &mut Gradients<F, Cpu> = same_mut(grads);
-            let gp = grad_ptr(g, &pre).map_err(same::<CpuError, D::Err>)?;
-            let gy: *const F = g
-                .get_or_alloc_mut(&y_ghost)
-                .map_err(same::<CpuError, D::Err>)?
-                .as_ptr();
+    let done = finish(
+        &dev,
+        out,
+        (n, c),
+        [Input::of(&pre)],
+        tape,
+        move |gy, [gp]| {
+            let Some(gp) = gp else { return };
             if c == 0 {
-                return Ok(());
+                return;
             }
-            // SAFETY: the gradient buffers have their tensors' lengths and distinct ids.
-            let (gp, gy) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(gp, n * c2),
-                    std::slice::from_raw_parts(gy, n * c),
-                )
-            };
             vectorized(
                 #[inline(always)]
                 || {
@@ -148,9 +138,7 @@ where
                     }
                 },
             );
-            Ok(())
-        });
-    }
-    let y: Tensor<(usize, usize), E, D> = same(y);
-    Ok(y.put_tape(tape))
+        },
+    );
+    done.map_err(Error::device)
 }

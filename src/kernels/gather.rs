@@ -3,7 +3,8 @@
 
 use dfdx::prelude::*;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, mark_observed, same, same_mut, slice};
+use super::cpu::{contiguous, is_cpu, is_observed, mark_observed, same, slice};
+use super::fused::{finish, Input};
 use crate::kernels::ops::{Events, Real};
 
 /// Row `r` of the result is row `index[r]` of `x`, or a row of zeros where
@@ -60,7 +61,7 @@ pub(super) fn gathered<F: Copy + Default>(xs: &[F], width: usize, index: &[usize
 fn fast<C: Dim, E, D, T, F>(
     x: Events<C, E, D>,
     index: &[usize],
-    mut tape: T,
+    tape: T,
 ) -> Result<Events<C, E, D, T>, D::Err>
 where
     E: Real,
@@ -74,29 +75,25 @@ where
     let xs = contiguous(&x);
     let observed = is_observed(xs);
     let out = gathered(xs, c, index);
-    let y = x
-        .device()
-        .try_tensor_from_vec(out, (index.len(), width))
-        .map_err(same::<CpuError, D::Err>)?;
+    let dev = x.device().clone();
     if observed {
+        // Observed data has no gradient: its rows are observed data too, off the tape.
+        let y = dev
+            .try_tensor_from_vec(out, (index.len(), width))
+            .map_err(same::<CpuError, D::Err>)?;
         mark_observed(&y);
-    } else if T::OWNS_TAPE {
-        let y_ghost = y.ghost();
-        let index = index.to_vec();
-        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
-            let g: &mut Gradients<F, Cpu> = same_mut(grads);
-            let gx = grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?;
-            let gy: *const F = g
-                .get_or_alloc_mut(&y_ghost)
-                .map_err(same::<CpuError, D::Err>)?
-                .as_ptr();
-            // SAFETY: distinct tensors' gradient buffers of their tensors' lengths.
-            let (gx, gy) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(gx, n * c),
-                    std::slice::from_raw_parts(gy, index.len() * c),
-                )
-            };
+        let y: Events<C, E, D> = same(y);
+        return Ok(y.put_tape(tape));
+    }
+    let index = index.to_vec();
+    let done = finish(
+        &dev,
+        out,
+        (index.len(), width),
+        [Input::of(&x)],
+        tape,
+        move |gy, [gx]| {
+            let Some(gx) = gx else { return };
             for (r, &i) in index.iter().enumerate() {
                 if i < n {
                     for (a, &b) in gx[i * c..(i + 1) * c]
@@ -107,9 +104,7 @@ where
                     }
                 }
             }
-            Ok(())
-        });
-    }
-    let y: Events<C, E, D> = same(y);
-    Ok(y.put_tape(tape))
+        },
+    );
+    done.map_err(same::<CpuError, D::Err>)
 }

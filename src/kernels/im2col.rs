@@ -5,7 +5,8 @@
 
 use dfdx::prelude::*;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut};
+use super::cpu::{contiguous, is_cpu, same};
+use super::fused::{finish, Input};
 use super::gather::{gather_rows, gathered};
 use super::gemm::{gemm, Mat};
 use super::linear::{add_row_sums, affine_rows, with_scratch};
@@ -61,7 +62,7 @@ where
 
 fn fast<I: Dim, O: Dim, S, E, D, T, F>(
     x: Events<I, E, D>,
-    mut tape: T,
+    tape: T,
     weight: &Tensor<S, E, D>,
     bias: &Tensor<(O,), E, D>,
     taps: &[usize],
@@ -99,77 +100,61 @@ where
             Mat::rows(contiguous(&w).as_ptr(), o),
         );
     }
-    let y = x
-        .device()
-        .try_tensor_from_vec(out, (m, b.shape().0))
-        .map_err(same::<CpuError, D::Err>)?;
-    if T::OWNS_TAPE {
-        let need_dx = !is_observed(xs);
-        let y_ghost = y.ghost();
-        let taps = taps.to_vec();
-        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
-            let g: &mut Gradients<F, Cpu> = same_mut(grads);
-            let (gw, gb) = (
-                grad_ptr(g, &w).map_err(same::<CpuError, D::Err>)?,
-                grad_ptr(g, &b).map_err(same::<CpuError, D::Err>)?,
+    let dev = x.device().clone();
+    let taps = taps.to_vec();
+    let inputs = [
+        Input::of(&w),
+        Input::of(&b),
+        Input::untouched_if_observed(&x),
+    ];
+    let shape = (m, b.shape().0);
+    let done = finish(&dev, out, shape, inputs, tape, move |gy, [gw, gb, gx]| {
+        let (Some(gw), Some(gb)) = (gw, gb) else {
+            return;
+        };
+        let ws = contiguous(&w).as_ptr();
+        // SAFETY: the gradient buffers have their tensors' lengths (dW ti × o, dy m × o);
+        // cols and the forward tensors live in this closure.
+        unsafe {
+            // ∂W (ti × o) += Cᵀ (ti × m) · ∂y (m × o)
+            gemm(
+                (ti, m, o),
+                Mat::rows(gw.as_mut_ptr(), o),
+                true,
+                Mat::cols(cols.as_ptr(), ti),
+                Mat::rows(gy.as_ptr(), o),
             );
-            let gx = if need_dx {
-                Some(grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?)
-            } else {
-                None
-            };
-            let gy: *const F = g
-                .get_or_alloc_mut(&y_ghost)
-                .map_err(same::<CpuError, D::Err>)?
-                .as_ptr();
-            let ws = contiguous(&w).as_ptr();
-            // SAFETY: distinct tensors' gradient buffers of their tensors' lengths
-            // (dfdx allocates them so); cols and the forward tensors live in this
-            // closure.
-            unsafe {
-                // ∂W (ti × o) += Cᵀ (ti × m) · ∂y (m × o)
-                gemm(
-                    (ti, m, o),
-                    Mat::rows(gw, o),
-                    true,
-                    Mat::cols(cols.as_ptr(), ti),
-                    Mat::rows(gy, o),
-                );
-                add_row_sums(
-                    std::slice::from_raw_parts_mut(gb, o),
-                    std::slice::from_raw_parts(gy, m * o),
-                );
-                if let Some(gx) = gx {
-                    let gx = std::slice::from_raw_parts_mut(gx, n * i);
-                    with_scratch::<F, _>(m * ti, |gc| {
-                        // ∂C (m × ti) = ∂y (m × o) · Wᵀ (o × ti), overwriting the buffer.
-                        gemm(
-                            (m, o, ti),
-                            Mat::rows(gc.as_mut_ptr(), ti),
-                            false,
-                            Mat::rows(gy, o),
-                            Mat::cols(ws, o),
-                        );
-                        // col2im: ∂x[taps[j]] += ∂C[j].
-                        super::simd::vectorized(
-                            #[inline(always)]
-                            || {
-                                for (&src, row) in taps.iter().zip(gc.chunks_exact(i)) {
-                                    if src < n {
-                                        let dst = &mut gx[src * i..(src + 1) * i];
-                                        for (a, &v) in dst.iter_mut().zip(row) {
-                                            *a = *a + v;
-                                        }
-                                    }
-                                }
-                            },
-                        );
-                    });
+        }
+        add_row_sums(gb, gy);
+        if let Some(gx) = gx {
+            with_scratch::<F, _>(m * ti, |gc| {
+                // ∂C (m × ti) = ∂y (m × o) · Wᵀ (o × ti), overwriting the buffer.
+                // SAFETY: gc is m × ti, gy m × o, the weight ti × o; gc distinct from both.
+                unsafe {
+                    gemm(
+                        (m, o, ti),
+                        Mat::rows(gc.as_mut_ptr(), ti),
+                        false,
+                        Mat::rows(gy.as_ptr(), o),
+                        Mat::cols(ws, o),
+                    );
                 }
-            }
-            Ok(())
-        });
-    }
-    let y: Events<O, E, D> = same(y);
-    Ok(y.put_tape(tape))
+                // col2im: ∂x[taps[j]] += ∂C[j].
+                super::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for (&src, row) in taps.iter().zip(gc.chunks_exact(i)) {
+                            if src < n {
+                                let dst = &mut gx[src * i..(src + 1) * i];
+                                for (a, &v) in dst.iter_mut().zip(row) {
+                                    *a = *a + v;
+                                }
+                            }
+                        }
+                    },
+                );
+            });
+        }
+    });
+    done.map_err(same::<CpuError, D::Err>)
 }

@@ -5,7 +5,8 @@
 use dfdx::prelude::*;
 use dfdx::shapes::Unit;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
+use super::cpu::{contiguous, is_cpu, same, slice};
+use super::fused::{finish, Input};
 use super::gemm::{gemm, Mat};
 use super::transpose::{transpose_into, Store};
 use crate::kernels::ops::Real;
@@ -50,9 +51,10 @@ where
     );
     let (x, tape) = x.split_tape();
     let shape = (x.shape().0, bias.shape().0);
-    if let Some(y) = fused(&x, weight, bias, Layout::OutIn, shape, T::OWNS_TAPE)? {
-        return Ok(finish(y, tape));
-    }
+    let tape = match fused(&x, weight, bias, Layout::OutIn, shape, tape)? {
+        Ok(y) => return Ok(y),
+        Err(tape) => tape,
+    };
     let y = x
         .put_tape(tape)
         .try_matmul(weight.retaped::<T>().try_permute::<_, Axes2<1, 0>>()?)?;
@@ -94,9 +96,10 @@ where
     );
     let (x, tape) = x.split_tape();
     let shape = (x.shape().0, o);
-    if let Some(y) = fused(&x, weight, bias, Layout::InOut, shape, T::OWNS_TAPE)? {
-        return Ok(finish(y, tape));
-    }
+    let tape = match fused(&x, weight, bias, Layout::InOut, shape, tape)? {
+        Ok(y) => return Ok(y),
+        Err(tape) => tape,
+    };
     let w = weight.retaped::<T>().try_reshape_like(&(k, o))?;
     let y = x.put_tape(tape).try_matmul(w)?;
     y.try_add(bias.retaped::<T>().try_broadcast_like(&shape)?)
@@ -187,46 +190,31 @@ enum Layout {
     InOut,
 }
 
-/// The output of the fused path and the backward operation to record, if the tape
-/// records one.
-type Fused<E, D, S> = (Tensor<S, E, D>, Option<BackwardOp<E, D>>);
-type BackwardOp<E, D> = Box<dyn FnOnce(&mut Gradients<E, D>) -> Result<(), <D as HasErr>::Err>>;
-
-/// `y` with `tape`, after recording `op` on it.
-fn finish<S: Shape, E: Dtype, D: Storage<E>, T: Tape<E, D>>(
-    (y, op): Fused<E, D, S>,
-    mut tape: T,
-) -> Tensor<S, E, D, T> {
-    if let Some(op) = op {
-        tape.add_backward_op(op);
-    }
-    y.put_tape(tape)
-}
-
-/// The fused `Cpu` path for `f32` and `f64` when every operand is contiguous; `None`
-/// otherwise.
+/// The fused `Cpu` path for `f32` and `f64` when every operand is contiguous: the
+/// result on `tape`; otherwise the tape back, for dfdx's operations.
 #[allow(clippy::type_complexity)]
-fn fused<Sx, Sw, O: Dim, E, D>(
+fn fused<Sx, Sw, O: Dim, E, D, T>(
     x: &Tensor<Sx, E, D>,
     weight: &Tensor<Sw, E, D>,
     bias: &Tensor<(O,), E, D>,
     layout: Layout,
     shape: (Sx::First, O),
-    record: bool,
-) -> Result<Option<Fused<E, D, (Sx::First, O)>>, D::Err>
+    tape: T,
+) -> Result<Result<Tensor<(Sx::First, O), E, D, T>, T>, D::Err>
 where
     Sx: Shape + RowsShape,
     Sw: Shape,
     E: Real,
     D: Device<E>,
+    T: Tape<E, D>,
 {
     if applies::<_, _, O, E, D, f32>(x, weight, bias) {
-        return fast::<_, _, O, E, D, f32>(x, weight, bias, layout, shape, record).map(Some);
+        return fast::<_, _, O, E, D, T, f32>(x, weight, bias, layout, shape, tape).map(Ok);
     }
     if applies::<_, _, O, E, D, f64>(x, weight, bias) {
-        return fast::<_, _, O, E, D, f64>(x, weight, bias, layout, shape, record).map(Some);
+        return fast::<_, _, O, E, D, T, f64>(x, weight, bias, layout, shape, tape).map(Ok);
     }
-    Ok(None)
+    Ok(Err(tape))
 }
 
 /// The output shape `(rows of x, O)`.
@@ -261,19 +249,21 @@ fn applies<Sx: Shape, Sw: Shape, O: Dim, E: Real, D: Device<E>, F: Unit>(
 }
 
 /// The `Cpu`/`F` path, for operands that [`applies`] accepted.
-fn fast<Sx, Sw, O: Dim, E, D, F>(
+#[allow(clippy::type_complexity)]
+fn fast<Sx, Sw, O: Dim, E, D, T, F>(
     x: &Tensor<Sx, E, D>,
     weight: &Tensor<Sw, E, D>,
     bias: &Tensor<(O,), E, D>,
     layout: Layout,
     shape: (Sx::First, O),
-    record: bool,
-) -> Result<Fused<E, D, OutShape<Sx, O>>, D::Err>
+    tape: T,
+) -> Result<Tensor<OutShape<Sx, O>, E, D, T>, D::Err>
 where
     Sx: Shape + RowsShape,
     Sw: Shape,
     E: Real,
     D: Device<E>,
+    T: Tape<E, D>,
     F: Unit + num_traits::Float,
 {
     let x: Tensor<Sx, F, Cpu> = same(x.clone());
@@ -326,80 +316,68 @@ where
             }
         }
     }
-    let y = x
-        .device()
-        .try_tensor_from_vec(out, shape)
-        .map_err(same::<CpuError, D::Err>)?;
-    let op: Option<BackwardOp<E, D>> = if record {
-        let need_dx = !is_observed(contiguous(&x));
-        let y_ghost = y.ghost();
-        Some(Box::new(move |grads: &mut Gradients<E, D>| {
-            let g: &mut Gradients<F, Cpu> = same_mut(grads);
-            let (gw, gb, gx) = (
-                grad_ptr(g, &w).map_err(same::<CpuError, D::Err>)?,
-                grad_ptr(g, &b).map_err(same::<CpuError, D::Err>)?,
-                grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?,
-            );
-            let gy: *const F = g
-                .get_or_alloc_mut(&y_ghost)
-                .map_err(same::<CpuError, D::Err>)?
-                .as_ptr();
-            let (xs, ws) = (contiguous(&x).as_ptr(), contiguous(&w).as_ptr());
-            // SAFETY: each gradient buffer has its tensor's length (dfdx allocates them
-            // so) and belongs to a distinct tensor id, so none aliases another; the
-            // forward tensors are kept alive by this closure.
-            unsafe {
-                match layout {
-                    // ∂W (O × k) += ∂yᵀ (O × batch) · x (batch × k)
-                    Layout::OutIn => gemm(
-                        (o, batch, k),
-                        Mat::rows(gw, k),
-                        true,
-                        Mat::cols(gy, o),
-                        Mat::rows(xs, k),
-                    ),
-                    // ∂W (k × o) += xᵀ (k × batch) · ∂y (batch × o)
-                    Layout::InOut => gemm(
-                        (k, batch, o),
-                        Mat::rows(gw, o),
-                        true,
-                        Mat::cols(xs, k),
-                        Mat::rows(gy, o),
-                    ),
-                }
-                // ∂x (batch × k) += ∂y (batch × o) · (O × k factor), unless x is
-                // observed data, whose gradient nothing wants (`crate::kernels::ops::observed`).
-                if need_dx {
-                    let w_t = match layout {
-                        Layout::OutIn => Mat::rows(ws, k),
-                        Layout::InOut => Mat::cols(ws, o),
-                    };
-                    if column_major_pays_for_dx(layout, o) {
-                        // ∂y W computed column-major, then added transposed into ∂x.
-                        with_scratch::<F, _>(batch * k, |dc| {
-                            gemm(
-                                (batch, o, k),
-                                Mat::cols(dc.as_mut_ptr(), batch),
-                                false,
-                                Mat::rows(gy, o),
-                                w_t,
-                            );
-                            transpose_into(dc, batch, k, Store::Add, gx);
-                        });
-                    } else {
-                        gemm((batch, o, k), Mat::rows(gx, k), true, Mat::rows(gy, o), w_t);
-                    }
-                }
-                // ∂b += Σ_rows ∂y
-                add_row_sums(
-                    std::slice::from_raw_parts_mut(gb, o),
-                    std::slice::from_raw_parts(gy, batch * o),
-                );
+    let dev = x.device().clone();
+    // No ∂x for observed data, whose gradient nothing wants (`crate::kernels::ops::observed`).
+    let inputs = [Input::of(&w), Input::of(&b), Input::unless_observed(&x)];
+    let done = finish(&dev, out, shape, inputs, tape, move |gy, [gw, gb, gx]| {
+        let (Some(gw), Some(gb)) = (gw, gb) else {
+            return;
+        };
+        let (xs, ws) = (contiguous(&x).as_ptr(), contiguous(&w).as_ptr());
+        let (gw, gy_ptr) = (gw.as_mut_ptr(), gy.as_ptr());
+        // SAFETY: each gradient buffer has its tensor's length and belongs to a distinct
+        // tensor; the forward tensors are kept alive by this closure.
+        unsafe {
+            match layout {
+                // ∂W (O × k) += ∂yᵀ (O × batch) · x (batch × k)
+                Layout::OutIn => gemm(
+                    (o, batch, k),
+                    Mat::rows(gw, k),
+                    true,
+                    Mat::cols(gy_ptr, o),
+                    Mat::rows(xs, k),
+                ),
+                // ∂W (k × o) += xᵀ (k × batch) · ∂y (batch × o)
+                Layout::InOut => gemm(
+                    (k, batch, o),
+                    Mat::rows(gw, o),
+                    true,
+                    Mat::cols(xs, k),
+                    Mat::rows(gy_ptr, o),
+                ),
             }
-            Ok(())
-        }))
-    } else {
-        None
-    };
-    Ok((same(y), op))
+            // ∂x (batch × k) += ∂y (batch × o) · (O × k factor).
+            if let Some(gx) = gx {
+                let gx = gx.as_mut_ptr();
+                let w_t = match layout {
+                    Layout::OutIn => Mat::rows(ws, k),
+                    Layout::InOut => Mat::cols(ws, o),
+                };
+                if column_major_pays_for_dx(layout, o) {
+                    // ∂y W computed column-major, then added transposed into ∂x.
+                    with_scratch::<F, _>(batch * k, |dc| {
+                        gemm(
+                            (batch, o, k),
+                            Mat::cols(dc.as_mut_ptr(), batch),
+                            false,
+                            Mat::rows(gy_ptr, o),
+                            w_t,
+                        );
+                        transpose_into(dc, batch, k, Store::Add, gx);
+                    });
+                } else {
+                    gemm(
+                        (batch, o, k),
+                        Mat::rows(gx, k),
+                        true,
+                        Mat::rows(gy_ptr, o),
+                        w_t,
+                    );
+                }
+            }
+        }
+        // ∂b += Σ_rows ∂y
+        add_row_sums(gb, gy);
+    });
+    done.map_err(same::<CpuError, D::Err>)
 }

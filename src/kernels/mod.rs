@@ -18,6 +18,7 @@
 mod bernoulli;
 mod categorical;
 pub(crate) mod cpu;
+mod fused;
 mod gate;
 mod gather;
 pub(crate) mod gemm;

@@ -4,7 +4,8 @@
 
 use dfdx::prelude::*;
 
-use super::cpu::{contiguous, grad_ptr, is_cpu, is_observed, same, same_mut, slice};
+use super::cpu::{contiguous, is_cpu, same, slice};
+use super::fused::{finish, Input};
 use super::gather::gather_rows;
 use super::gemm::{gemm, Mat};
 use super::linear::affine_rows;
@@ -121,7 +122,7 @@ fn taps_last<F: Copy>(w: &[F], (t, i, o): (usize, usize, usize)) -> Vec<F> {
 
 fn fast<I: Dim, O: Dim, S, E, D, T, F>(
     x: Events<I, E, D>,
-    mut tape: T,
+    tape: T,
     weight: &Tensor<S, E, D>,
     bias: &Tensor<(O,), E, D>,
     taps: &[usize],
@@ -168,94 +169,71 @@ where
         }
     }
     drop(z);
-    let y = x
-        .device()
-        .try_tensor_from_vec(out, (m, b.shape().0))
-        .map_err(same::<CpuError, D::Err>)?;
-    if T::OWNS_TAPE {
-        let need_dx = !is_observed(contiguous(&x));
-        let y_ghost = y.ghost();
-        let taps = taps.to_vec();
-        tape.add_backward_op(move |grads: &mut Gradients<E, D>| {
-            let g: &mut Gradients<F, Cpu> = same_mut(grads);
-            let (gw, gb) = (
-                grad_ptr(g, &w).map_err(same::<CpuError, D::Err>)?,
-                grad_ptr(g, &b).map_err(same::<CpuError, D::Err>)?,
-            );
-            let gx = if need_dx {
-                Some(grad_ptr(g, &x).map_err(same::<CpuError, D::Err>)?)
-            } else {
-                None
-            };
-            let gy: *const F = g
-                .get_or_alloc_mut(&y_ghost)
-                .map_err(same::<CpuError, D::Err>)?
-                .as_ptr();
-            // SAFETY: distinct tensors' gradient buffers of their tensors' lengths
-            // (dfdx allocates them so); the forward tensors live in this closure.
-            let (gy, gw, gb) = unsafe {
-                (
-                    std::slice::from_raw_parts(gy, m * o),
-                    std::slice::from_raw_parts_mut(gw, t * i * o),
-                    std::slice::from_raw_parts_mut(gb, o),
-                )
-            };
-            // ∂Z[taps[r·T + t], block t] += ∂y[r]; ∂b += Σ_r ∂y[r].
-            let mut gz = vec![F::zero(); n * to];
-            for r in 0..m {
-                let gyr = &gy[r * o..(r + 1) * o];
-                for (a, &v) in gb.iter_mut().zip(gyr) {
-                    *a = *a + v;
-                }
-                for (tt, &src) in taps[r * t..(r + 1) * t].iter().enumerate() {
-                    if src < n {
-                        let dst = &mut gz[src * to + tt * o..src * to + (tt + 1) * o];
-                        for (a, &v) in dst.iter_mut().zip(gyr) {
-                            *a = *a + v;
-                        }
-                    }
-                }
+    let dev = x.device().clone();
+    let taps = taps.to_vec();
+    let inputs = [
+        Input::of(&w),
+        Input::of(&b),
+        Input::untouched_if_observed(&x),
+    ];
+    let shape = (m, b.shape().0);
+    let done = finish(&dev, out, shape, inputs, tape, move |gy, [gw, gb, gx]| {
+        let (Some(gw), Some(gb)) = (gw, gb) else {
+            return;
+        };
+        // ∂Z[taps[r·T + t], block t] += ∂y[r]; ∂b += Σ_r ∂y[r].
+        let mut gz = vec![F::zero(); n * to];
+        for r in 0..m {
+            let gyr = &gy[r * o..(r + 1) * o];
+            for (a, &v) in gb.iter_mut().zip(gyr) {
+                *a = *a + v;
             }
-            let xs = contiguous(&x);
-            // ∂W′ (i × to) = xᵀ (i × n) · ∂Z (n × to), then added to ∂W in (T, I, O).
-            let mut gw_last = vec![F::zero(); i * to];
-            // SAFETY: the operands are the row-major buffers of their shapes, gw_last
-            // distinct from both.
-            unsafe {
-                gemm(
-                    (i, n, to),
-                    Mat::rows(gw_last.as_mut_ptr(), to),
-                    false,
-                    Mat::cols(xs.as_ptr(), i),
-                    Mat::rows(gz.as_ptr(), to),
-                );
-            }
-            for ii in 0..i {
-                for tt in 0..t {
-                    let src = &gw_last[ii * to + tt * o..ii * to + (tt + 1) * o];
-                    let dst = &mut gw[(tt * i + ii) * o..(tt * i + ii + 1) * o];
-                    for (a, &v) in dst.iter_mut().zip(src) {
+            for (tt, &src) in taps[r * t..(r + 1) * t].iter().enumerate() {
+                if src < n {
+                    let dst = &mut gz[src * to + tt * o..src * to + (tt + 1) * o];
+                    for (a, &v) in dst.iter_mut().zip(gyr) {
                         *a = *a + v;
                     }
                 }
             }
-            // ∂x (n × i) += ∂Z (n × to) · W′ᵀ (to × i).
-            if let Some(gx) = gx {
-                let wl = taps_last(contiguous(&w), (t, i, o));
-                // SAFETY: gx is x's gradient buffer (n × i), distinct from gz and wl.
-                unsafe {
-                    gemm(
-                        (n, to, i),
-                        Mat::rows(gx, i),
-                        true,
-                        Mat::rows(gz.as_ptr(), to),
-                        Mat::cols(wl.as_ptr(), to),
-                    );
+        }
+        let xs = contiguous(&x);
+        // ∂W′ (i × to) = xᵀ (i × n) · ∂Z (n × to), then added to ∂W in (T, I, O).
+        let mut gw_last = vec![F::zero(); i * to];
+        // SAFETY: the operands are the row-major buffers of their shapes, gw_last
+        // distinct from both.
+        unsafe {
+            gemm(
+                (i, n, to),
+                Mat::rows(gw_last.as_mut_ptr(), to),
+                false,
+                Mat::cols(xs.as_ptr(), i),
+                Mat::rows(gz.as_ptr(), to),
+            );
+        }
+        for ii in 0..i {
+            for tt in 0..t {
+                let src = &gw_last[ii * to + tt * o..ii * to + (tt + 1) * o];
+                let dst = &mut gw[(tt * i + ii) * o..(tt * i + ii + 1) * o];
+                for (a, &v) in dst.iter_mut().zip(src) {
+                    *a = *a + v;
                 }
             }
-            Ok(())
-        });
-    }
-    let y: Events<O, E, D> = same(y);
-    Ok(y.put_tape(tape))
+        }
+        // ∂x (n × i) += ∂Z (n × to) · W′ᵀ (to × i).
+        if let Some(gx) = gx {
+            let wl = taps_last(contiguous(&w), (t, i, o));
+            // SAFETY: gx is x's gradient buffer (n × i), distinct from gz and wl.
+            unsafe {
+                gemm(
+                    (n, to, i),
+                    Mat::rows(gx.as_mut_ptr(), i),
+                    true,
+                    Mat::rows(gz.as_ptr(), to),
+                    Mat::cols(wl.as_ptr(), to),
+                );
+            }
+        }
+    });
+    done.map_err(same::<CpuError, D::Err>)
 }
