@@ -5,6 +5,7 @@ pub mod config;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;
+mod report;
 pub mod resume;
 pub mod run_dir;
 pub mod schedule;

@@ -16,10 +16,10 @@ use super::config::{TrainConfig, TrainPlan};
 use super::metrics::{EpochMetrics, MetricsLog};
 use super::optim::Adam;
 use super::parallel::{DataParallel, ThreadSafe};
+use super::report::TrainReport;
 use super::resume;
 use super::run_dir::RunDir;
 use super::task::{Progress, Task};
-use super::trainer::{prepare_test, TrainReport};
 use crate::data::{shuffled_batches, Binarization, Dataset};
 use crate::distributed::{
     agree, check_agreement, check_same, fnv1a, shard, Communicator, FNV_OFFSET,
@@ -28,6 +28,17 @@ use crate::error::{Error, Result};
 use crate::eval::EvalReport;
 use crate::kernels::cpu::is_cpu;
 use crate::kernels::ops::Real;
+
+/// The test split as the model sees it: binarized once with a fixed seed for
+/// `Static` and `Dynamic`, unchanged for `None`.
+pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Dataset {
+    match binarization {
+        Binarization::None => test.clone(),
+        Binarization::Static | Binarization::Dynamic => {
+            test.binarized(&mut StdRng::seed_from_u64(seed ^ 0x7e57))
+        }
+    }
+}
 
 /// The data as training sees it, and the claim on the run directory (held for the
 /// whole run).

@@ -2,54 +2,19 @@
 //! shuffling, binarization, a progress bar, per-epoch metrics and checkpoints.
 
 use dfdx::prelude::*;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 
 pub use super::config::TrainConfig;
-use super::metrics::EpochMetrics;
 use super::parallel::ThreadSafe;
+pub use super::report::TrainReport;
+pub use super::stages::prepare_test;
 use super::stages::{Prepared, Training};
 use super::task::{ObjectiveTask, Task};
-use crate::data::{Binarization, Dataset};
+use crate::data::Dataset;
 use crate::distributed::world;
 use crate::error::Result;
 use crate::inference::model::LatentVariableModel;
 use crate::inference::objective::Objective;
 use crate::kernels::ops::Real;
-
-/// What [`fit`] returns: the per-epoch metrics and the overall throughput.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainReport {
-    /// One entry per epoch.
-    pub epochs: Vec<EpochMetrics>,
-    /// Images per second over all training steps (evaluation excluded).
-    pub train_images_per_s: f64,
-    /// Seconds spent in training steps.
-    pub train_seconds: f64,
-    /// The epoch with the highest evaluated ELBO, and that ELBO.
-    #[serde(default)]
-    pub best: Option<(usize, f64)>,
-    /// Whether [`TrainConfig::patience`] or [`TrainConfig::time_limit`] ended training
-    /// before `epochs`.
-    #[serde(default)]
-    pub stopped_early: bool,
-    /// [`crate::distributed::parameter_checksum`] of the trained model: the same on every
-    /// rank of a run across processes (the trainer checks it after each epoch there;
-    /// in one process it is taken once, after training).
-    #[serde(default)]
-    pub parameter_checksum: u64,
-}
-
-/// The test split as the model sees it: binarized once with a fixed seed for
-/// `Static` and `Dynamic`, unchanged for `None`.
-pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Dataset {
-    match binarization {
-        Binarization::None => test.clone(),
-        Binarization::Static | Binarization::Dynamic => {
-            test.binarized(&mut StdRng::seed_from_u64(seed ^ 0x7e57))
-        }
-    }
-}
 
 /// Trains `model` with Adam on `−mean(objective)` over `train` (any [`Objective`]: an
 /// [`Elbo`](crate::Elbo), an [`crate::ImportanceWeighted`] bound, …), evaluating the ELBO
@@ -57,7 +22,7 @@ pub fn prepare_test(test: &Dataset, binarization: Binarization, seed: u64) -> Da
 /// (prepared with [`prepare_test`]) after every epoch. This is [`fit_task`] with an
 /// [`ObjectiveTask`].
 ///
-/// After each epoch it appends an [`EpochMetrics`] line to `out_dir/metrics.jsonl` and
+/// After each epoch it appends an [`EpochMetrics`](super::EpochMetrics) line to `out_dir/metrics.jsonl` and
 /// writes `out_dir/checkpoint.safetensors` atomically (when `out_dir` is set).
 ///
 /// Across processes ([`crate::distributed::world`] of several ranks, e.g. under `mpirun`
