@@ -8,7 +8,12 @@ use latent::ops::to_f64_vec;
 use proptest::prelude::*;
 use statrs::distribution::{Continuous, Discrete};
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 fn normal(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Normal<Const<3>, f64, Dev> {
     let b = loc.len() / 3;

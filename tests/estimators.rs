@@ -7,7 +7,12 @@ use latent::{log_marginal_likelihood, log_weights, Elbo, ImportanceWeighted, KlE
 use latent_models::LinearGaussian;
 use statrs::distribution::Continuous;
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 type Ppca = LinearGaussian<Const<4>, Const<2>, f64, Dev>;
 
 // W has orthogonal columns, so the exact posterior is a diagonal Normal.

@@ -12,7 +12,12 @@ use latent::{monte_carlo_kl, registered_kl, KlDivergence};
 use proptest::prelude::*;
 use statrs::distribution::{Continuous, Discrete};
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 fn laplace(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Laplace<Const<1>, f64, Dev> {
     let n = loc.len();

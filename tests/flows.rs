@@ -15,7 +15,12 @@ use latent::ops::{to_f64_vec, Events, PerExample};
 use latent::{log_marginal_likelihood, Elbo, Error, LatentVariableModel, Result};
 use latent_models::LinearGaussian;
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 fn mean_se(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;

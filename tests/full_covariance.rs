@@ -11,7 +11,12 @@ use latent::ops::{to_f64_vec, Events};
 use latent::{log_weights, LatentVariableModel, Result};
 use latent_models::LinearGaussian;
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 type Ppca = LinearGaussian<Const<3>, Const<2>, f64, Dev>;
 // Non-orthogonal columns: WᵀW + σ²I is not diagonal, so the posterior is correlated.
 const W: [f64; 6] = [1.0, 0.8, 0.5, 2.0, -0.7, 1.2];

@@ -6,7 +6,12 @@ use latent::distributions::{Normal, Reparameterizable};
 use latent::ops::{detach, to_f64_vec};
 use latent::KlDivergence;
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 /// `z = rsample()` for fixed parameters, with the device reseeded so that `ε` repeats.
 fn rsample_with(seed: u64, loc: &[f64], log_scale: &[f64]) -> Vec<f64> {

@@ -14,7 +14,12 @@ use latent::{Elbo, Error, KlEstimator};
 use latent_models::{mlp_vae_with_heads, MlpVae};
 use statrs::distribution::Continuous;
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 #[test]
 fn gaussian_heads_give_the_stated_densities() {

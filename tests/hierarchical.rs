@@ -8,7 +8,12 @@ use latent::{AmortizedGuide, Elbo, LatentVariableModel};
 use latent_models::{HierarchicalVae, NormalNet};
 use statrs::distribution::Continuous;
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 fn net(dev: &Dev) -> NormalNet<f64, Dev> {
     let m: HierarchicalVae<f64, Dev> = HierarchicalVae::new(dev, (3, 5, 1, 1)).unwrap();

@@ -6,7 +6,12 @@ use latent::ops::to_f64_vec;
 use latent::{monte_carlo_kl, KlDivergence};
 use proptest::prelude::*;
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 fn normal<const N: usize>(dev: &Dev, loc: &[f64], log_scale: &[f64]) -> Normal<Const<N>, f64, Dev> {
     let b = loc.len() / N;

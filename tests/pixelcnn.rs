@@ -1,10 +1,14 @@
 //! The gated PixelCNN prior over code grids: exactly normalized, autoregressive (no
 //! leak, no blind spot), and it learns dependence an independent prior cannot.
 
-use dfdx::prelude::*;
 use latent_models::GatedPixelCnn;
 
-type Dev = Cpu;
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
+type Dev = dfdx::tensor::Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 /// Σ over all 3⁴ grids of a 2×2 grid with 3 codes of p(c) is 1.
 #[test]

@@ -14,7 +14,12 @@ use latent::distributions::{
 use latent::kl::KlDivergence;
 use torch_reference::{column, reference};
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 type Ev = Tensor<(usize, Const<1>), f64, Dev>;
 
 fn events(dev: &Dev, v: &[f64]) -> Ev {

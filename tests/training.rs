@@ -9,7 +9,12 @@ use latent::train::{fit, load_checkpoint, prepare_test, save_checkpoint, TrainCo
 use latent::{Elbo, Error, KlEstimator};
 use latent_models::{mlp_vae, MlpVae};
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 type Small = MlpVae<Const<784>, Const<256>, Const<10>, f32, Dev>;
 
 /// The closed-form KL the ELBO uses equals the Monte Carlo KL on the same model and

@@ -10,9 +10,10 @@ once with a fixed seed) and the negative log-likelihood by importance sampling
 (k = 1000 draws from the guide, Burda et al. 2015, eq. 12) on the first 1000 of them.
 All figures in nats per image.
 
-Usage: python reference_vae.py DATA_DIR [epochs=1] [threads=2] [binarize=1]
-Prints one line of key=value pairs, among them train_images_per_s (training steps
-only) and eval_nll_images_per_s (the importance-sampled NLL).
+Usage: python reference_vae.py DATA_DIR [epochs=1] [threads=2] [binarize=1] [device=cpu]
+(device: cpu, cuda or cuda:N). Prints one line of key=value pairs, among them
+train_images_per_s (training steps only, synchronized with the device) and
+eval_nll_images_per_s (the importance-sampled NLL).
 """
 import gzip
 import math
@@ -61,7 +62,7 @@ class ReferenceVae(nn.Module):
     def log_marginal(self, x, k):
         """log p(x) by importance sampling with k draws from the guide, per image."""
         loc, log_scale = self.guide(x)
-        eps = torch.randn(k, *loc.shape)
+        eps = torch.randn(k, *loc.shape, device=loc.device)
         z = loc + eps * log_scale.exp()
         log_lik = -F.binary_cross_entropy_with_logits(
             self.decoder(z), x.expand(k, *x.shape), reduction="none").sum(-1)
@@ -75,15 +76,17 @@ def main():
     epochs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     binarize = (sys.argv[4] if len(sys.argv) > 4 else "1") == "1"
+    device = torch.device(sys.argv[5] if len(sys.argv) > 5 else "cpu")
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    train = read_images(f"{data}/train-images-idx3-ubyte.gz")
-    test = read_images(f"{data}/t10k-images-idx3-ubyte.gz")
-    model = ReferenceVae()
+    train = read_images(f"{data}/train-images-idx3-ubyte.gz").to(device)
+    test = read_images(f"{data}/t10k-images-idx3-ubyte.gz").to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    model = ReferenceVae().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     seen, busy = 0, 0.0
     for _ in range(epochs):
-        order = torch.randperm(len(train))
+        order = torch.randperm(len(train), device=device)
         for start in range(0, len(train), 128):
             t0 = time.perf_counter()
             x = train[order[start:start + 128]]
@@ -93,15 +96,20 @@ def main():
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            sync()
             busy += time.perf_counter() - t0
             seen += len(x)
     with torch.no_grad():
-        xt = torch.bernoulli(test, generator=torch.Generator().manual_seed(1)) if binarize else test
+        generator = torch.Generator(device=device).manual_seed(1)
+        xt = torch.bernoulli(test, generator=generator) if binarize else test
         test_elbo = torch.cat([model.elbo(xt[i:i + 1000]) for i in range(0, len(xt), 1000)]).mean().item()
         t0 = time.perf_counter()
         log_px = torch.cat([model.log_marginal(xt[i:i + 100], 1000) for i in range(0, 1000, 100)])
+        sync()
         nll_seconds = time.perf_counter() - t0
-    print(f"torch={torch.__version__} threads={threads} epochs={epochs} binarize={int(binarize)} "
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"torch={torch.__version__} device={device} gpu={name.replace(' ', '_')} "
+          f"threads={threads} epochs={epochs} binarize={int(binarize)} "
           f"train_images_per_s={seen / busy:.0f} train_seconds={busy:.1f} test_elbo={test_elbo:.2f} "
           f"test_nll={-log_px.mean().item():.2f} eval_nll_images_per_s={1000 / nll_seconds:.1f}")
 

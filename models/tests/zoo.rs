@@ -14,7 +14,12 @@ use latent_models::{
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+/// The device the suite runs on: the CPU, or the GPU with `--features cuda`
+/// (`scripts/cuda-check.sh`).
+#[cfg(not(feature = "cuda"))]
 type Dev = Cpu;
+#[cfg(feature = "cuda")]
+type Dev = dfdx::tensor::Cuda;
 
 fn images(dev: &Dev, n: usize, seed: u64) -> Tensor<(usize, Const<784>), f64, Dev> {
     let d2 = Dev::seed_from_u64(seed);

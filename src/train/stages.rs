@@ -48,18 +48,48 @@ pub(crate) struct Prepared {
     claim: Option<RunDir>,
 }
 
+/// Refuses, before anything is read or written, the settings that only the `Cpu`
+/// device supports, when training elsewhere (`on_cpu` false): gradient clipping (its
+/// global norm is taken by the `Cpu` optimizer's own kernel) and resuming (Adam's
+/// moments are saved and restored by that optimizer only; dfdx's, used on CUDA, does
+/// not expose them).
+///
+/// # Errors
+/// [`Error::InvalidSetting`] naming the setting and the device.
+pub(crate) fn check_device_support(config: &TrainConfig, on_cpu: bool) -> Result<()> {
+    if on_cpu {
+        return Ok(());
+    }
+    if config.grad_clip.is_some() {
+        return Err(Error::invalid(
+            "grad_clip",
+            "gradient clipping runs on the Cpu device only; train without it on this device",
+        ));
+    }
+    if config.resume {
+        return Err(Error::invalid(
+            "resume",
+            "resuming restores Adam's moments, which only the Cpu optimizer keeps; \
+             resume this run on the Cpu device",
+        ));
+    }
+    Ok(())
+}
+
 impl Prepared {
     /// Checks that every rank was given the same settings and data, that the data and
     /// the memory a step needs are acceptable, binarizes (static) the training split and
     /// prepares the test split, and claims (or reopens, to resume) the run directory.
     pub(crate) fn new<E>(
         plan: &TrainPlan,
+        on_cpu: bool,
         world: &dyn Communicator,
         draws: usize,
         train: &Dataset,
         test: &Dataset,
     ) -> Result<Self> {
         let leader = world.rank() == 0;
+        check_device_support(plan.config(), on_cpu)?;
         if world.size() > 1 {
             // The ranks must walk the same data with the same settings: their sums would
             // agree whatever they were given, so check the inputs themselves.
@@ -645,4 +675,32 @@ fn progress_bar(config: &TrainConfig, epoch: usize, steps: usize) -> indicatif::
     bar.set_style(style);
     bar.set_prefix(format!("{epoch}/{}", config.epochs));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Off the `Cpu`, clipping and resuming are refused with the setting's name;
+    /// on the `Cpu`, and without them anywhere, nothing is refused.
+    #[test]
+    fn settings_only_the_cpu_supports_are_refused_elsewhere() {
+        let clip = TrainConfig {
+            grad_clip: Some(1.0),
+            ..Default::default()
+        };
+        let resume = TrainConfig {
+            resume: true,
+            out_dir: Some("runs/x".into()),
+            ..Default::default()
+        };
+        for (config, name) in [(&clip, "grad_clip"), (&resume, "resume")] {
+            assert!(check_device_support(config, true).is_ok());
+            match check_device_support(config, false) {
+                Err(Error::InvalidSetting { name: n, .. }) => assert_eq!(n, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(check_device_support(&TrainConfig::default(), false).is_ok());
+    }
 }
