@@ -43,15 +43,13 @@ use vamp::VampVae;
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use common::mlp_heads::{self, Model, WithHeads};
+use common::mlp_heads::{self, MlpVaeBounds, Model, WithHeads};
 use dfdx::prelude::*;
 use latent::data::{discover, Conditioning, Dataset, LabelCondition, Splits};
 use latent::distributions::Normal;
 use latent::eval::explore::{column_std, descending, encode, interpolate, traverse};
 use latent::eval::viz::save_image_grid;
-use latent::train::{
-    load_model, prepare_test, read_checkpoint_meta, Describe, ModelSpec, ThreadSafe,
-};
+use latent::train::{load_model, prepare_test, read_checkpoint_meta, Describe, ModelSpec};
 use latent::{ConditionalModel, Distribution, Error, Events, LatentVariableModel, Result};
 use latent_models::{conv_vq_vae, mlp_vae_with_heads, CodePrior, ConvVqVae, Cvae};
 
@@ -233,17 +231,7 @@ struct OpenVae<'a, 'b> {
 impl WithHeads for OpenVae<'_, '_> {
     fn run<L, P>(self, heads: impl FnOnce(&Dev) -> Result<(L, P)>) -> Result<()>
     where
-        Model<L, P>: TensorCollection<f32, Dev>
-            + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
-            + LatentVariableModel<
-                f32,
-                Dev,
-                NoneTape,
-                X = usize,
-                Z = usize,
-                Posterior = Normal<usize, f32, Dev, NoneTape>,
-            > + Describe
-            + ThreadSafe,
+        Model<L, P>: MlpVaeBounds,
     {
         let (likelihood, prior) = heads(&self.ctx.dev)?;
         let mut model: Model<L, P> =

@@ -32,16 +32,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use clap::Parser;
-use common::mlp_heads::{with_heads, Model, WithHeads};
+use common::mlp_heads::{with_heads, MlpVaeBounds, Model, WithHeads};
 use common::{value_name, BinarizeArg, LikelihoodArg, ObjectiveArg, PriorArg, RunArgs};
 use dfdx::prelude::*;
 use latent::data::{Dataset, Splits};
 use latent::eval;
 use latent::train::{fit, prepare_test, Describe, ThreadSafe};
 use latent::LatentVariableModel;
-use latent::{
-    AnyObjective, Distribution, Elbo, Error, ImportanceWeighted, Normal, Objective, Result,
-};
+use latent::{AnyObjective, Distribution, Elbo, Error, ImportanceWeighted, Objective, Result};
 use latent_models::mlp_vae_with_heads;
 
 type Dev = AutoDevice;
@@ -117,17 +115,7 @@ struct Train<'a> {
 impl WithHeads for Train<'_> {
     fn run<L, P>(self, heads: impl FnOnce(&Dev) -> Result<(L, P)>) -> Result<()>
     where
-        Model<L, P>: TensorCollection<f32, Dev>
-            + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
-            + LatentVariableModel<
-                f32,
-                Dev,
-                NoneTape,
-                X = usize,
-                Z = usize,
-                Posterior = Normal<usize, f32, Dev, NoneTape>,
-            > + Describe
-            + ThreadSafe,
+        Model<L, P>: MlpVaeBounds,
     {
         train(self.a, self.splits, heads)
     }

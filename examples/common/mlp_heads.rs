@@ -16,8 +16,39 @@ type Dev = AutoDevice;
 /// The MLP VAE at run-time sizes with likelihood head `L` and prior head `P`.
 pub type Model<L, P> = MlpVae<usize, usize, usize, f32, Dev, L, P>;
 
-/// What an example does with the MLP VAE once its heads are known. The bounds are every
-/// head pair's: training and evaluation on both tapes, checkpoints, a description.
+/// What every head pair's MLP VAE is: trainable and evaluable on both tapes, with a
+/// diagonal Normal guide, checkpointable, described, and shareable across threads.
+pub trait MlpVaeBounds:
+    TensorCollection<f32, Dev>
+    + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
+    + LatentVariableModel<
+        f32,
+        Dev,
+        NoneTape,
+        X = usize,
+        Z = usize,
+        Posterior = Normal<usize, f32, Dev, NoneTape>,
+    > + Describe
+    + ThreadSafe
+{
+}
+
+impl<M> MlpVaeBounds for M where
+    M: TensorCollection<f32, Dev>
+        + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
+        + LatentVariableModel<
+            f32,
+            Dev,
+            NoneTape,
+            X = usize,
+            Z = usize,
+            Posterior = Normal<usize, f32, Dev, NoneTape>,
+        > + Describe
+        + ThreadSafe
+{
+}
+
+/// What an example does with the MLP VAE once its heads are known.
 pub trait WithHeads {
     /// Runs with the heads `heads` builds on the device.
     ///
@@ -25,17 +56,7 @@ pub trait WithHeads {
     /// The example's own.
     fn run<L, P>(self, heads: impl FnOnce(&Dev) -> Result<(L, P)>) -> Result<()>
     where
-        Model<L, P>: TensorCollection<f32, Dev>
-            + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
-            + LatentVariableModel<
-                f32,
-                Dev,
-                NoneTape,
-                X = usize,
-                Z = usize,
-                Posterior = Normal<usize, f32, Dev, NoneTape>,
-            > + Describe
-            + ThreadSafe;
+        Model<L, P>: MlpVaeBounds;
 }
 
 /// Calls `with` with the heads of `likelihood` and `prior` for `z` latent dimensions:
