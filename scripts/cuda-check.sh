@@ -64,7 +64,7 @@ done
 need "include/cuda.h" "${root:+$root/include/cuda.h}" "set CUDA_ROOT to a toolkit holding include/cuda.h"
 find_lib() { # the first lib$1.so* under the toolkit or the loader's path
   local hit
-  hit=$(ldconfig -p 2>/dev/null | awk -v l="lib$1.so" '$1 ~ "^"l {print $NF; exit}')
+  hit=$({ ldconfig -p 2>/dev/null || true; } | awk -v l="lib$1.so" '$1 ~ "^"l {print $NF; exit}')
   if [ -z "$hit" ] && [ -n "$root" ]; then
     hit=$(find "$root/lib64" "$root/lib" "$root/targets" -name "lib$1.so*" 2>/dev/null | head -1 || true)
   fi
