@@ -46,6 +46,9 @@ pub(crate) struct Prepared {
     train: Dataset,
     test: Dataset,
     claim: Option<RunDir>,
+    /// Whether the device is dfdx's `Cpu` (with `f32` or `f64`), where the crate's own
+    /// kernels, replicas and optimizer run.
+    on_cpu: bool,
 }
 
 /// Refuses, before anything is read or written, the settings that only the `Cpu`
@@ -80,15 +83,15 @@ impl Prepared {
     /// Checks that every rank was given the same settings and data, that the data and
     /// the memory a step needs are acceptable, binarizes (static) the training split and
     /// prepares the test split, and claims (or reopens, to resume) the run directory.
-    pub(crate) fn new<E>(
+    pub(crate) fn new<E: Dtype, D: Storage<E>>(
         plan: &TrainPlan,
-        on_cpu: bool,
         world: &dyn Communicator,
         draws: usize,
         train: &Dataset,
         test: &Dataset,
     ) -> Result<Self> {
         let leader = world.rank() == 0;
+        let on_cpu = is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>();
         check_device_support(plan.config(), on_cpu)?;
         if world.size() > 1 {
             // The ranks must walk the same data with the same settings: their sums would
@@ -121,7 +124,12 @@ impl Prepared {
                 _ => Ok(None),
             },
         )?;
-        Ok(Self { train, test, claim })
+        Ok(Self {
+            train,
+            test,
+            claim,
+            on_cpu,
+        })
     }
 }
 
@@ -249,7 +257,7 @@ where
             first_epoch,
             global_step,
             total_images: 0,
-            on_cpu: is_cpu::<E, D, f32>() || is_cpu::<E, D, f64>(),
+            on_cpu: data.on_cpu,
         })
     }
 

@@ -113,9 +113,7 @@ where
 {
     let world = world();
     let plan = config.check()?.quiet_unless(world.rank() == 0);
-    let on_cpu =
-        crate::kernels::cpu::is_cpu::<E, D, f32>() || crate::kernels::cpu::is_cpu::<E, D, f64>();
-    let data = Prepared::new::<E>(&plan, on_cpu, &*world, task.draws(), train, test)?;
+    let data = Prepared::new::<E, D>(&plan, &*world, task.draws(), train, test)?;
     let mut training = Training::start(plan, world, model, task, device, data)?;
     for epoch in training.first_epoch()..=training.plan().epochs {
         let trained = training.train_epoch(epoch)?;
