@@ -69,9 +69,11 @@ pub mod train;
 pub use kernels::ops;
 
 pub use distributions::{
-    Bernoulli, Distribution, Entropy, Mode, Normal, Reparameterizable, StandardNormal, Variance,
+    Bernoulli, Distribution, Entropy, GuideDistribution, GuideDraw, Mode, Normal,
+    Reparameterizable, StandardNormal, Variance,
 };
 pub use error::{Error, Result};
+pub use inference::concrete::Concrete;
 pub use inference::conditional::{ConditionalModel, Conditioned};
 pub use inference::elbo::{Elbo, ElboParts, ElboTerms, KlEstimator};
 pub use inference::guide::{AmortizedGuide, DiagonalNormalGuide, FullCovarianceGuide, LatentWidth};
@@ -79,7 +81,9 @@ pub use inference::iwae::{
     log_marginal_likelihood, log_weights, ImportanceWeighted, LogLikelihood,
 };
 pub use inference::model::LatentVariableModel;
-pub use inference::objective::{AnyObjective, Objective};
+pub use inference::nvil::Nvil;
+pub use inference::objective::{AnyObjective, Objective, SignalMoments};
+pub use inference::vimco::Vimco;
 pub use kl::{
     monte_carlo_kl, registered_kl, registered_kl_per_dimension, KlDivergence, KlPerDimension,
 };
@@ -88,8 +92,8 @@ pub use ops::{detach, observed, Events, PerExample, Real};
 /// The names most programs need: `use latent::prelude::*;`.
 pub mod prelude {
     pub use crate::distributions::{
-        Bernoulli, Categorical, ContinuousBernoulli, Distribution, Entropy, Laplace,
-        MixtureOfDiagNormals, Mode, Normal, RelaxedOneHotCategorical, Reparameterizable,
+        Bernoulli, Categorical, ContinuousBernoulli, Distribution, Entropy, GuideDistribution,
+        Laplace, MixtureOfDiagNormals, Mode, Normal, RelaxedOneHotCategorical, Reparameterizable,
         StandardNormal, Variance,
     };
     pub use crate::error::{Error, Result};

@@ -193,3 +193,30 @@ where
         Ok((layout(self.first_block_first, za, zb), lpa + lpb))
     }
 }
+
+impl<E, D, P, C> super::GuideDistribution<usize, E, D> for ConditionalChain<P, C>
+where
+    E: Real,
+    D: Device<E>,
+    P: Reparameterizable<usize, E, D>,
+    C: AmortizedGuide<
+            Events<usize, E, D, P::Tape>,
+            usize,
+            E,
+            D,
+            Posterior = Normal<usize, E, D, P::Tape>,
+        > + Clone,
+{
+    fn draw(
+        self,
+    ) -> Result<(
+        Events<usize, E, D, Self::Tape>,
+        Option<PerExample<E, D, Self::Tape>>,
+    )> {
+        super::pathwise_draw(self)
+    }
+
+    fn draw_with_log_prob(self) -> Result<super::GuideDraw<usize, E, D, Self::Tape>> {
+        super::pathwise_draw_with_log_prob(self)
+    }
+}

@@ -3,7 +3,7 @@
 
 use dfdx::prelude::*;
 
-use crate::distributions::{Distribution, Reparameterizable};
+use crate::distributions::{Distribution, GuideDistribution};
 use crate::error::Result;
 use crate::kernels::ops::{Events, PerExample, Real};
 
@@ -13,14 +13,19 @@ use crate::kernels::ops::{Events, PerExample, Real};
 pub(crate) struct Draws<N: Dim, E: Dtype, D: Storage<E>, T> {
     /// The draws, carrying `q`'s tape (the reparameterization path to its parameters).
     pub z: Events<N, E, D, T>,
-    /// `log q(z_l)`, with the tape of `q`'s parameters (the score term).
+    /// `log q(z_l)`, with the tape of `q`'s parameters.
     pub log_q: PerExample<E, D, T>,
+    /// `log q(z_l)` of the coordinates drawn without a pathwise gradient, on its own
+    /// tape to `q`'s parameters (the score-function term); `None` for a
+    /// reparameterized guide.
+    pub score: Option<PerExample<E, D, T>>,
     /// `log p(z_l)`, with the tape of `p`'s parameters.
     pub log_p: PerExample<E, D, T>,
 }
 
 /// Repeats `q` and `p` `l` times, draws `z` with `log q(z)` from
-/// [`Reparameterizable::rsample_with_log_prob`] and scores `z` under `p` (Kingma &
+/// [`GuideDistribution::draw_with_log_prob`] (`rsample_with_log_prob` for a
+/// reparameterized family) and scores `z` under `p` (Kingma &
 /// Welling 2014, eq. 6-7; Burda et al. 2015, eq. 8 use the same draws). The
 /// log-densities take `z` without its tape, so that the gradient through `z` flows
 /// once, along whatever consumes [`Draws::z`].
@@ -33,10 +38,15 @@ where
     E: Real,
     D: Device<E>,
     T: Tape<E, D>,
-    Q: Reparameterizable<N, E, D, Tape = T>,
+    Q: GuideDistribution<N, E, D, Tape = T>,
     P: Distribution<N, E, D, Tape = T>,
 {
-    let (z, log_q) = q.repeat(l).rsample_with_log_prob()?;
-    let log_p = p.repeat(l).log_prob(z.with_empty_tape())?;
-    Ok(Draws { z, log_q, log_p })
+    let d = q.repeat(l).draw_with_log_prob()?;
+    let log_p = p.repeat(l).log_prob(d.z.with_empty_tape())?;
+    Ok(Draws {
+        z: d.z,
+        log_q: d.log_q,
+        log_p,
+        score: d.score,
+    })
 }

@@ -61,6 +61,7 @@ mod dirichlet;
 pub(crate) mod draws;
 mod exponential;
 mod gamma;
+mod guide_draw;
 mod laplace;
 mod log_normal;
 mod mixture;
@@ -76,12 +77,14 @@ mod zinb;
 pub use bernoulli::Bernoulli;
 pub use beta::Beta;
 pub use binomial::Binomial;
+pub(crate) use categorical::one_hot;
 pub use categorical::Categorical;
 pub use chain::ConditionalChain;
 pub use continuous_bernoulli::ContinuousBernoulli;
 pub use dirichlet::Dirichlet;
 pub use exponential::Exponential;
 pub use gamma::Gamma;
+pub use guide_draw::{pathwise_draw, pathwise_draw_with_log_prob, GuideDistribution, GuideDraw};
 pub use laplace::Laplace;
 pub use log_normal::LogNormal;
 pub use mixture::MixtureOfDiagNormals;
@@ -402,3 +405,16 @@ pub(crate) fn host_positive<N: Dim, E: Real, D: Device<E>>(
     }
     Ok(dev.tensor_from_vec(values.to_vec(), (values.len() / n, dim)))
 }
+
+crate::pathwise_guide!(Normal);
+crate::pathwise_guide!(StandardNormal);
+crate::pathwise_guide!(Laplace);
+crate::pathwise_guide!(ContinuousBernoulli);
+crate::pathwise_guide!(RelaxedOneHotCategorical);
+crate::pathwise_guide!(Exponential);
+crate::pathwise_guide!(Gamma);
+crate::pathwise_guide!(LogNormal);
+crate::pathwise_guide!(Beta);
+crate::pathwise_guide!(Dirichlet);
+crate::pathwise_guide!(StudentT);
+crate::pathwise_guide!(MultivariateNormal);

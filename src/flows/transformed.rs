@@ -156,3 +156,25 @@ where
         Ok((y, log_q0 - log_det))
     }
 }
+
+impl<N, E, D, B, F> crate::GuideDistribution<N, E, D> for TransformedDistribution<B, F>
+where
+    N: Dim,
+    E: Real,
+    D: Device<E>,
+    B: Reparameterizable<N, E, D>,
+    F: Bijector<N, E, D, Tape = B::Tape>,
+{
+    fn draw(
+        self,
+    ) -> Result<(
+        Events<N, E, D, Self::Tape>,
+        Option<PerExample<E, D, Self::Tape>>,
+    )> {
+        crate::distributions::pathwise_draw(self)
+    }
+
+    fn draw_with_log_prob(self) -> Result<crate::GuideDraw<N, E, D, Self::Tape>> {
+        crate::distributions::pathwise_draw_with_log_prob(self)
+    }
+}

@@ -5,7 +5,7 @@
 
 use dfdx::prelude::*;
 
-use crate::distributions::{Distribution, Reparameterizable};
+use crate::distributions::{Distribution, GuideDistribution};
 use crate::error::{Error, Result};
 use crate::inference::model::LatentVariableModel;
 use crate::kernels::ops::{repeat_rows, Events, PerExample, Real};
@@ -31,8 +31,9 @@ pub trait ConditionalModel<E: Real, D: Device<E>, T: Tape<E, D>> {
     type Y: Dim;
     /// The latent size: `z` has shape `(batch, Z)`.
     type Z: Dim;
-    /// The family of `q(z | x, y)`.
-    type Posterior: Reparameterizable<Self::Z, E, D, Tape = T> + 'static;
+    /// The family of `q(z | x, y)`: reparameterized or discrete, as
+    /// [`LatentVariableModel::Posterior`].
+    type Posterior: GuideDistribution<Self::Z, E, D, Tape = T> + 'static;
     /// The family of `p(z | y)`.
     type Prior: Distribution<Self::Z, E, D, Tape = T> + 'static;
     /// The family of `p(x | z, y)`.

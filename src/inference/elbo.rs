@@ -2,9 +2,10 @@
 
 use dfdx::prelude::*;
 
-use crate::distributions::{Distribution, Reparameterizable};
+use crate::distributions::{Distribution, GuideDistribution};
 use crate::error::{Error, Result};
 use crate::inference::model::LatentVariableModel;
+use crate::inference::score::score_term;
 use crate::kernels::ops::{cst, detach, mean_over_samples, repeat_rows, Events, PerExample, Real};
 
 /// How [`Elbo`] computes the `KL(q(z|x) ‖ p(z))` term.
@@ -31,6 +32,16 @@ pub enum KlEstimator {
 ///
 /// `reconstruction(x) = (1/L) Σ_l log p(x | z_l)`, and the training objective is
 /// `reconstruction − β · KL`.
+///
+/// A discrete guide (a [`Bernoulli`](crate::Bernoulli) or
+/// [`Categorical`](crate::distributions::Categorical) posterior) has no pathwise draw:
+/// its parameters get the score-function (REINFORCE) gradient
+/// `(1/L) Σ_l f(z_l) ∇_φ log q(z_l | x)` of each sampled term `f` (Williams 1992;
+/// Pyro's `Trace_ELBO` for a non-reparameterized site), without a baseline. With a
+/// closed-form KL only the reconstruction is sampled, so only it enters the score
+/// (Rao-Blackwellization). The value is unchanged: the score terms are added as
+/// `f · (s − stop_gradient(s))`. Lower-variance estimators of the same gradient:
+/// [`crate::Nvil`], [`crate::Vimco`].
 ///
 /// The settings are checked once, when the estimator is made ([`Elbo::new`],
 /// [`Elbo::with_beta`], deserialization), so an `Elbo` is always valid and estimating
@@ -250,44 +261,105 @@ impl Elbo {
         T: Tape<E, D> + 'static,
         M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
-        let s = self;
-        let l = s.samples;
-        let batch = x.shape().0;
-        let device = x.device().clone();
-        // The target of the likelihood: the same data, without the input's tape.
-        let x_rep = repeat_rows(x.retaped::<NoneTape>(), l).retaped::<T>();
-
-        let q = model.guide(x)?;
-        let p = model.prior(batch, &device)?;
-        let closed = match s.kl {
-            KlEstimator::MonteCarlo => None,
-            KlEstimator::Auto | KlEstimator::Analytic => model.closed_form_kl(&q, &p),
-        };
-        if closed.is_none() && s.kl == KlEstimator::Analytic {
-            return Err(Error::invalid(
-                "kl",
-                "this model has no closed-form KL for its guide and prior; use Auto or MonteCarlo",
-            ));
-        }
-
-        let (z, kl) = match closed {
-            Some(kl) => {
-                // The KL was computed on forks: merge the prior's own tape back in, or
-                // a learned prior (e.g. a CVAE's p(z|y) network) gets no gradient. The
-                // guide's tape travels with the sample.
-                let (kl, tape) = kl?.split_tape();
-                (
-                    q.repeat(l).rsample(),
-                    kl.put_tape(tape.merge(p.into_tape())),
-                )
+        let l = self.samples;
+        let terms = sampled_terms(model, x, l, self.kl)?;
+        // REINFORCE without a baseline for a discrete guide: each term carries its own
+        // score term, so that any combination of the two (rec − β·KL, a capacity
+        // objective) weights the score by the same combination of per-sample signals.
+        let (rec, score) = match terms.score {
+            Some(score) => {
+                let fork = score.with_empty_tape();
+                let signal = detach(&terms.rec);
+                (terms.rec + score_term(score, signal), Some(fork))
             }
-            None => {
-                let d = crate::distributions::draws::draw(q, p, l)?;
-                (d.z, mean_over_samples(d.log_q - d.log_p, l))
-            }
+            None => (terms.rec, None),
         };
-        let reconstruction = mean_over_samples(model.likelihood(z)?.log_prob(x_rep)?, l);
-
+        let kl = match (terms.kl, score) {
+            (KlTerm::Closed(kl), _) => kl,
+            (KlTerm::PerSample(kl), Some(score)) => {
+                let signal = detach(&kl);
+                mean_over_samples(kl + score_term(score, signal), l)
+            }
+            (KlTerm::PerSample(kl), None) => mean_over_samples(kl, l),
+        };
+        let reconstruction = mean_over_samples(rec, l);
         Ok(ElboParts { reconstruction, kl })
     }
+}
+
+/// The KL term of [`sampled_terms`]: closed form per example, or per sample.
+pub(crate) enum KlTerm<E: Dtype, D: Storage<E>, T> {
+    /// `KL(q ‖ p)`, shape `(batch,)`.
+    Closed(PerExample<E, D, T>),
+    /// `log q(z_l) − log p(z_l)`, shape `(L·batch,)`, sample-major.
+    PerSample(PerExample<E, D, T>),
+}
+
+/// The per-sample pieces of the ELBO before any estimator combines them, nats.
+pub(crate) struct SampledTerms<E: Dtype, D: Storage<E>, T> {
+    /// `log p(x | z_l)`, shape `(L·batch,)`, sample-major, carrying the pathwise tape.
+    pub rec: PerExample<E, D, T>,
+    /// The KL term.
+    pub kl: KlTerm<E, D, T>,
+    /// `log q(z_l)` of the discretely drawn coordinates, shape `(L·batch,)`, on its own
+    /// tape (see [`crate::GuideDraw::score`]); `None` for a reparameterized guide.
+    pub score: Option<PerExample<E, D, T>>,
+}
+
+/// Draws `l` latents per example from the guide and scores them: the pieces every
+/// sampled ELBO estimator ([`Elbo`], [`crate::Nvil`]) combines.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for `KlEstimator::Analytic` with a model that has no
+/// closed-form KL; the model's errors.
+pub(crate) fn sampled_terms<X: Dim, Z: Dim, E, D, T, M>(
+    model: &M,
+    x: Events<X, E, D, T>,
+    l: usize,
+    kl: KlEstimator,
+) -> Result<SampledTerms<E, D, T>>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    T: Tape<E, D> + 'static,
+    M: LatentVariableModel<E, D, T, X = X, Z = Z>,
+{
+    let batch = x.shape().0;
+    let device = x.device().clone();
+    // The target of the likelihood: the same data, without the input's tape.
+    let x_rep = repeat_rows(x.retaped::<NoneTape>(), l).retaped::<T>();
+
+    let q = model.guide(x)?;
+    let p = model.prior(batch, &device)?;
+    let closed = match kl {
+        KlEstimator::MonteCarlo => None,
+        KlEstimator::Auto | KlEstimator::Analytic => model.closed_form_kl(&q, &p),
+    };
+    if closed.is_none() && kl == KlEstimator::Analytic {
+        return Err(Error::invalid(
+            "kl",
+            "this model has no closed-form KL for its guide and prior; use Auto or MonteCarlo",
+        ));
+    }
+
+    let (z, kl, score) = match closed {
+        Some(kl) => {
+            // The KL was computed on forks: merge the prior's own tape back in, or
+            // a learned prior (e.g. a CVAE's p(z|y) network) gets no gradient. The
+            // guide's tape travels with the sample.
+            let (kl, tape) = kl?.split_tape();
+            let (z, score) = q.repeat(l).draw()?;
+            (
+                z,
+                KlTerm::Closed(kl.put_tape(tape.merge(p.into_tape()))),
+                score,
+            )
+        }
+        None => {
+            let d = crate::distributions::draws::draw(q, p, l)?;
+            (d.z, KlTerm::PerSample(d.log_q - d.log_p), d.score)
+        }
+    };
+    let rec = model.likelihood(z)?.log_prob(x_rep)?;
+    Ok(SampledTerms { rec, kl, score })
 }

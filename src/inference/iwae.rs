@@ -6,12 +6,16 @@ use dfdx::prelude::*;
 use crate::distributions::Distribution;
 use crate::error::{Error, Result};
 use crate::inference::model::LatentVariableModel;
-use crate::kernels::ops::{repeat_rows, to_f64_vec, Events, PerExample, Real};
+use crate::inference::score::score_term;
+use crate::kernels::ops::{detach, repeat_rows, to_f64_vec, Events, PerExample, Real};
 
 /// The per-sample log importance weights
 /// `log w_s = log p(x | z_s) + log p(z_s) − log q(z_s | x)`, `z_s ~ q(z | x)`
 /// (reparameterized), for `k` samples per example, drawn as one batch of `k · batch`
 /// latents. Shape `(k, batch)`, nats. The closed-form KL never enters here.
+///
+/// For a discrete guide the weights carry the pathwise gradient only (no score term):
+/// train such a model through [`ImportanceWeighted`] or [`crate::Vimco`], which add it.
 ///
 /// # Errors
 /// [`Error::InvalidSetting`] if `k == 0`; the model's errors.
@@ -20,6 +24,28 @@ pub fn log_weights<X: Dim, Z: Dim, E, D, T, M>(
     x: Events<X, E, D, T>,
     k: usize,
 ) -> Result<Tensor<(usize, usize), E, D, T>>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    T: Tape<E, D> + 'static,
+    M: LatentVariableModel<E, D, T, X = X, Z = Z>,
+{
+    let (lw, score) = scored_log_weights(model, x, k)?;
+    // The score's tape ends here; its operations are the guide's own and lead nowhere else.
+    drop(score);
+    Ok(lw)
+}
+
+/// [`log_weights`] with the score `log q(z_s | x)` of a discrete guide's draws, shape
+/// `(k, batch)` on its own tape (`None` for a reparameterized guide).
+pub(crate) fn scored_log_weights<X: Dim, Z: Dim, E, D, T, M>(
+    model: &M,
+    x: Events<X, E, D, T>,
+    k: usize,
+) -> Result<(
+    Tensor<(usize, usize), E, D, T>,
+    Option<Tensor<(usize, usize), E, D, T>>,
+)>
 where
     E: Real,
     D: Device<E> + 'static,
@@ -39,7 +65,8 @@ where
     let p = model.prior(batch, &device)?;
     let d = crate::distributions::draws::draw(q, p, k)?;
     let log_lik = model.likelihood(d.z)?.log_prob(x_rep)?;
-    Ok((log_lik + d.log_p - d.log_q).reshape_like(&(k, batch)))
+    let lw = (log_lik + d.log_p - d.log_q).reshape_like(&(k, batch));
+    Ok((lw, d.score.map(|s| s.reshape_like(&(k, batch)))))
 }
 
 /// The importance-weighted bound of Burda et al. 2015 (eq. 8):
@@ -48,7 +75,9 @@ where
 ///
 /// with `ELBO = IWAE_1 ≤ IWAE_k ≤ IWAE_{k+1} ≤ log p(x)` (their Theorem 1). The
 /// log-sum-exp subtracts the maximum. Trainable: its gradient is the reparameterized
-/// gradient of the bound.
+/// gradient of the bound; for a discrete guide, the score-function gradient
+/// `Σ_s IWAE_k · ∇_φ log q(z_s | x)` is added without a baseline (the estimator that
+/// [`crate::Vimco`] improves with its leave-one-out baselines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportanceWeighted {
     /// The number of importance samples per example, `k ≥ 1`.
@@ -103,8 +132,20 @@ impl ImportanceWeighted {
         T: Tape<E, D> + 'static,
         M: LatentVariableModel<E, D, T, X = X, Z = Z>,
     {
-        let lw = log_weights(model, x, self.k)?;
-        Ok(lw.logsumexp::<(usize,), Axis<0>>() - E::from_usize(self.k).unwrap_or_default().ln())
+        let (lw, score) = scored_log_weights(model, x, self.k)?;
+        let bound =
+            lw.logsumexp::<(usize,), Axis<0>>() - E::from_usize(self.k).unwrap_or_default().ln();
+        Ok(match score {
+            None => bound,
+            Some(score) => {
+                let (k, b) = *score.shape();
+                let signal = detach(&bound)
+                    .broadcast_like::<_, Axis<0>>(&(k, b))
+                    .reshape_like(&(k * b,));
+                let term = score_term(score.reshape_like(&(k * b,)), signal);
+                bound + term.reshape_like(&(k, b)).sum::<(usize,), Axis<0>>()
+            }
+        })
     }
 }
 
@@ -124,20 +165,20 @@ pub struct LogLikelihood {
 /// Streaming log-sum-exp with the running sums needed for the standard error:
 /// `S₁ = Σ e^{l − m}`, `S₂ = Σ e^{2(l − m)}` for the running maximum `m`.
 #[derive(Clone, Copy)]
-struct Accumulator {
+pub(crate) struct Accumulator {
     max: f64,
     s1: f64,
     s2: f64,
 }
 
 impl Accumulator {
-    const EMPTY: Self = Self {
+    pub(crate) const EMPTY: Self = Self {
         max: f64::NEG_INFINITY,
         s1: 0.0,
         s2: 0.0,
     };
 
-    fn push(&mut self, l: f64) {
+    pub(crate) fn push(&mut self, l: f64) {
         if l > self.max {
             let r = (self.max - l).exp();
             self.s1 *= r;
@@ -149,7 +190,7 @@ impl Accumulator {
         self.s2 += e * e;
     }
 
-    fn finish(&self, k: usize) -> (f64, f64) {
+    pub(crate) fn finish(&self, k: usize) -> (f64, f64) {
         let kf = k as f64;
         let mean = self.s1 / kf;
         let var = (self.s2 / kf - mean * mean).max(0.0) * kf / (kf - 1.0).max(1.0);

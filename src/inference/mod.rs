@@ -8,13 +8,21 @@
 //! - [`guide`]: amortized guides `q(z | x)`, diagonal and full-covariance Normal;
 //! - [`elbo`]: the ELBO with `L` samples, β and a choice of KL estimator;
 //! - [`iwae`]: the IWAE bound and importance-sampled `log p(x)`;
+//! - [`nvil`], [`vimco`], [`concrete`]: training discrete guides (score-function
+//!   gradients with learned and leave-one-out baselines; the Concrete relaxation);
+//! - [`enumerate`]: a discrete latent summed out exactly;
 //! - [`objective`]: what a trainer maximizes.
 //!
 //! Every estimator returns **nats per example**, summed over the event dimensions.
 
+pub mod concrete;
 pub mod conditional;
 pub mod elbo;
+pub mod enumerate;
 pub mod guide;
 pub mod iwae;
 pub mod model;
+pub mod nvil;
 pub mod objective;
+pub(crate) mod score;
+pub mod vimco;

@@ -2,7 +2,7 @@
 
 use dfdx::prelude::*;
 
-use crate::distributions::{Distribution, Reparameterizable};
+use crate::distributions::{Distribution, GuideDistribution};
 use crate::error::Result;
 use crate::kernels::ops::{Events, PerExample, Real};
 use crate::kl::registered_kl;
@@ -23,8 +23,11 @@ pub trait LatentVariableModel<E: Real, D: Device<E>, T: Tape<E, D>> {
     type X: Dim;
     /// The latent size: `z` has shape `(batch, Z)`.
     type Z: Dim;
-    /// The family of the guide `q(z | x)`.
-    type Posterior: Reparameterizable<Self::Z, E, D, Tape = T> + 'static;
+    /// The family of the guide `q(z | x)`: reparameterized (a Normal, a flow) or
+    /// discrete (a [`Bernoulli`](crate::Bernoulli), a
+    /// [`Categorical`](crate::distributions::Categorical)), which the estimators train
+    /// through its score (see [`GuideDistribution`]).
+    type Posterior: GuideDistribution<Self::Z, E, D, Tape = T> + 'static;
     /// The family of the prior `p(z)`.
     type Prior: Distribution<Self::Z, E, D, Tape = T> + 'static;
     /// The family of the likelihood `p(x | z)`.
@@ -65,5 +68,19 @@ pub trait LatentVariableModel<E: Real, D: Device<E>, T: Tape<E, D>> {
         T: 'static,
     {
         registered_kl::<Self::Z, E, D, T, _, _>(q, p)
+    }
+
+    /// A learned, input-dependent baseline `C_ψ(x)` for the score-function gradient of
+    /// a discrete guide, shape `(batch,)`, nats: NVIL's baseline network (Mnih & Gregor
+    /// 2014, §3.3), which Pyro attaches to the guide as `nn_baseline`. Its parameters
+    /// are the model's, so the trainer updates and checkpoints them with the rest;
+    /// [`crate::Nvil`] fits it to the learning signal. `None` (the default): the model
+    /// has none.
+    ///
+    /// # Errors
+    /// The baseline network's errors.
+    fn baseline(&self, x: Events<Self::X, E, D, T>) -> Option<Result<PerExample<E, D, T>>> {
+        let _ = x;
+        None
     }
 }

@@ -3,9 +3,12 @@
 use dfdx::prelude::*;
 
 use crate::error::Result;
+use crate::inference::concrete::Concrete;
 use crate::inference::elbo::Elbo;
 use crate::inference::iwae::ImportanceWeighted;
 use crate::inference::model::LatentVariableModel;
+use crate::inference::nvil::{Moments, Nvil};
+use crate::inference::vimco::Vimco;
 use crate::kernels::ops::{Events, PerExample, Real};
 
 /// A training objective to **maximize**, per example, in nats: the ELBO, the IWAE
@@ -50,6 +53,93 @@ pub trait Objective {
     {
         let _ = (step, kl_weight);
         self.clone()
+    }
+
+    /// The objective with what it observed on the batch for its running state
+    /// ([`Objective::update`]): NVIL's moments of its learning signal. The trainer calls
+    /// this rather than [`Objective::objective`]; the default observes nothing.
+    ///
+    /// # Errors
+    /// As [`Objective::objective`].
+    fn objective_observed<X: Dim, Z: Dim, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<(PerExample<E, D, T>, SignalMoments)>
+    where
+        E: Real,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
+    {
+        Ok((self.objective(model, x)?, SignalMoments::default()))
+    }
+
+    /// Folds what [`Objective::objective_observed`] saw on a whole batch (summed over
+    /// the data-parallel replicas and ranks) into the objective's running state, after
+    /// the optimizer step. The default keeps no state.
+    fn update(&mut self, batch: &SignalMoments) {
+        let _ = batch;
+    }
+
+    /// The running state beyond its settings (NVIL's moments), as JSON: the trainer
+    /// saves it in each checkpoint and hands it to [`Objective::restore`] on resume.
+    /// The default (no state) is `null`.
+    ///
+    /// # Errors
+    /// If the state cannot be encoded.
+    fn state(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::Value::Null)
+    }
+
+    /// Takes back what [`Objective::state`] returned. The default ignores it.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidSetting`] for a state this objective cannot take.
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
+}
+
+/// The count, sum and sum of squares of a learning signal over a batch: what
+/// [`Objective::objective_observed`] reports for running moments. They add across
+/// data-parallel replicas and ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct SignalMoments {
+    /// The number of values.
+    pub count: f64,
+    /// `Σ l`.
+    pub sum: f64,
+    /// `Σ l²`.
+    pub sum_sq: f64,
+}
+
+impl SignalMoments {
+    /// The moments of `values`.
+    pub fn of(values: &[f64]) -> Self {
+        Self {
+            count: values.len() as f64,
+            sum: values.iter().sum(),
+            sum_sq: values.iter().map(|v| v * v).sum(),
+        }
+    }
+
+    /// The mean and (population) variance, `(0, 0)` for no values.
+    pub fn mean_variance(&self) -> (f64, f64) {
+        if self.count <= 0.0 {
+            return (0.0, 0.0);
+        }
+        let mean = self.sum / self.count;
+        (mean, (self.sum_sq / self.count - mean * mean).max(0.0))
+    }
+}
+
+impl std::ops::AddAssign for SignalMoments {
+    fn add_assign(&mut self, o: Self) {
+        self.count += o.count;
+        self.sum += o.sum;
+        self.sum_sq += o.sum_sq;
     }
 }
 
@@ -107,6 +197,119 @@ impl Objective for ImportanceWeighted {
     }
 }
 
+impl Objective for Nvil {
+    fn objective<X: Dim, Z: Dim, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<PerExample<E, D, T>>
+    where
+        E: Real,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
+    {
+        Ok(self.estimate(model, x)?.0)
+    }
+
+    fn objective_observed<X: Dim, Z: Dim, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<(PerExample<E, D, T>, SignalMoments)>
+    where
+        E: Real,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
+    {
+        self.estimate(model, x)
+    }
+
+    fn describe(&self) -> String {
+        format!("nvil(L={}, β={})", self.samples(), self.beta())
+    }
+
+    fn draws(&self) -> usize {
+        self.samples()
+    }
+
+    fn scheduled(&self, _step: usize, kl_weight: f64) -> Self {
+        self.with_beta_unchecked(self.beta() * kl_weight)
+    }
+
+    fn update(&mut self, batch: &SignalMoments) {
+        Nvil::update(self, batch);
+    }
+
+    fn state(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self.moments())
+            .map_err(|e| crate::Error::invalid("nvil state", e.to_string()))
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        let m: Moments = serde_json::from_value(state.clone())
+            .map_err(|e| crate::Error::invalid("nvil state", e.to_string()))?;
+        if !(m.mean.is_finite() && m.variance.is_finite() && m.variance >= 0.0) {
+            return Err(crate::Error::invalid(
+                "nvil state",
+                format!("moments must be finite with a non-negative variance, got {m:?}"),
+            ));
+        }
+        *self = self.with_moments(m);
+        Ok(())
+    }
+}
+
+impl Objective for Vimco {
+    fn objective<X: Dim, Z: Dim, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<PerExample<E, D, T>>
+    where
+        E: Real,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
+    {
+        self.estimate(model, x)
+    }
+
+    fn describe(&self) -> String {
+        format!("vimco(k={})", self.k())
+    }
+
+    fn draws(&self) -> usize {
+        self.k()
+    }
+}
+
+impl Objective for Concrete {
+    fn objective<X: Dim, Z: Dim, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<PerExample<E, D, T>>
+    where
+        E: Real,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
+    {
+        self.estimate(model, x)
+    }
+
+    fn describe(&self) -> String {
+        format!("concrete(τ={:.3})", self.temperature())
+    }
+
+    /// The temperature of step `step` and `β · kl_weight`.
+    fn scheduled(&self, step: usize, kl_weight: f64) -> Self {
+        self.at(step, kl_weight)
+    }
+}
+
 /// A choice between the built-in objectives, e.g. from a command-line flag.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -115,6 +318,12 @@ pub enum AnyObjective {
     Elbo(Elbo),
     /// The IWAE bound.
     Iwae(ImportanceWeighted),
+    /// NVIL (a discrete guide's score with learned and running baselines).
+    Nvil(Nvil),
+    /// VIMCO (the multi-sample bound with leave-one-out baselines).
+    Vimco(Vimco),
+    /// The Concrete relaxation of a discrete guide.
+    Concrete(Concrete),
 }
 
 impl Objective for AnyObjective {
@@ -132,6 +341,26 @@ impl Objective for AnyObjective {
         match self {
             Self::Elbo(o) => o.objective(model, x),
             Self::Iwae(o) => o.objective(model, x),
+            Self::Nvil(o) => o.objective(model, x),
+            Self::Vimco(o) => o.objective(model, x),
+            Self::Concrete(o) => o.objective(model, x),
+        }
+    }
+
+    fn objective_observed<X: Dim, Z: Dim, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<(PerExample<E, D, T>, SignalMoments)>
+    where
+        E: Real,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
+        M: LatentVariableModel<E, D, T, X = X, Z = Z>,
+    {
+        match self {
+            Self::Nvil(o) => o.objective_observed(model, x),
+            _ => Ok((self.objective(model, x)?, SignalMoments::default())),
         }
     }
 
@@ -139,6 +368,9 @@ impl Objective for AnyObjective {
         match self {
             Self::Elbo(o) => o.describe(),
             Self::Iwae(o) => o.describe(),
+            Self::Nvil(o) => o.describe(),
+            Self::Vimco(o) => o.describe(),
+            Self::Concrete(o) => o.describe(),
         }
     }
 
@@ -146,6 +378,9 @@ impl Objective for AnyObjective {
         match self {
             Self::Elbo(o) => o.draws(),
             Self::Iwae(o) => o.draws(),
+            Self::Nvil(o) => o.draws(),
+            Self::Vimco(o) => o.draws(),
+            Self::Concrete(o) => o.draws(),
         }
     }
 
@@ -153,6 +388,29 @@ impl Objective for AnyObjective {
         match self {
             Self::Elbo(o) => Self::Elbo(o.scheduled(step, kl_weight)),
             Self::Iwae(o) => Self::Iwae(o.scheduled(step, kl_weight)),
+            Self::Nvil(o) => Self::Nvil(o.scheduled(step, kl_weight)),
+            Self::Vimco(o) => Self::Vimco(o.scheduled(step, kl_weight)),
+            Self::Concrete(o) => Self::Concrete(o.scheduled(step, kl_weight)),
+        }
+    }
+
+    fn update(&mut self, batch: &SignalMoments) {
+        if let Self::Nvil(o) = self {
+            Objective::update(o, batch);
+        }
+    }
+
+    fn state(&self) -> Result<serde_json::Value> {
+        match self {
+            Self::Nvil(o) => o.state(),
+            _ => Ok(serde_json::Value::Null),
+        }
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        match self {
+            Self::Nvil(o) => o.restore(state),
+            _ => Ok(()),
         }
     }
 }

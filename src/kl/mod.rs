@@ -153,10 +153,11 @@ where
         ));
     }
     check_batch("monte_carlo_kl", q.batch_size(), p.batch_size())?;
-    let d = crate::distributions::draws::draw(q, p, samples)?;
+    let (z, log_q) = q.repeat(samples).rsample_with_log_prob()?;
+    let log_p = p.repeat(samples).log_prob(z.with_empty_tape())?;
     // The draws' own tape (z's path back to q's parameters) joins the estimate's.
-    let (_, z_tape) = d.z.split_tape();
-    let (kl, tape) = mean_over_samples(d.log_q - d.log_p, samples).split_tape();
+    let (_, z_tape) = z.split_tape();
+    let (kl, tape) = mean_over_samples(log_q - log_p, samples).split_tape();
     Ok(kl.put_tape(tape.merge(z_tape)))
 }
 

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod enumerated;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;
@@ -21,6 +22,7 @@ pub use checkpoint::{
     save_checkpoint_with, CheckpointMeta, NamedTensor, TrainingState,
 };
 pub use config::{TrainConfig, TrainPlan};
+pub use enumerated::EnumeratedTask;
 pub use metrics::{EpochMetrics, MetricsLog};
 pub use parallel::{DataParallel, ThreadSafe};
 pub use run_dir::RunDir;

@@ -9,7 +9,7 @@ use crate::eval::{evaluate, evaluate_batches, EvalReport};
 use crate::inference::conditional::{ConditionalModel, Conditioned};
 use crate::inference::elbo::Elbo;
 use crate::inference::model::LatentVariableModel;
-use crate::inference::objective::Objective;
+use crate::inference::objective::{Objective, SignalMoments};
 use crate::kernels::ops::Real;
 
 /// Where training is: the optimizer step about to be taken and the weight the KL
@@ -156,16 +156,49 @@ pub trait Task<E: Dtype, D: Device<E>, M> {
 /// Maximizes an [`Objective`] of a [`LatentVariableModel`] over `(batch, X)` images,
 /// with the trainer's KL warm-up applied through [`Objective::scheduled`], and reports
 /// the single-sample ELBO (`Elbo::default()`) on the test set.
+///
+/// An objective with running state (NVIL's moments) observes each batch through
+/// [`Objective::objective_observed`]; the task sums the observations over the replicas
+/// and ranks and hands them to [`Objective::update`] after the step, and saves and
+/// restores [`Objective::state`] with every checkpoint.
 #[derive(Debug, Clone)]
 pub struct ObjectiveTask<O> {
     /// The objective to maximize.
     pub objective: O,
+    observed: SignalMoments,
 }
 
 impl<O> ObjectiveTask<O> {
     /// A task maximizing `objective`.
     pub fn new(objective: O) -> Self {
-        Self { objective }
+        Self {
+            objective,
+            observed: SignalMoments::default(),
+        }
+    }
+}
+
+/// Sums the replicas' and ranks' observations, for [`Task::exchange`].
+fn exchange_moments(
+    observed: &mut SignalMoments,
+    world: &dyn crate::distributed::Communicator,
+) -> Result<()> {
+    let mut v = [observed.count, observed.sum, observed.sum_sq];
+    world.all_reduce_sum_f64(&mut v)?;
+    *observed = SignalMoments {
+        count: v[0],
+        sum: v[1],
+        sum_sq: v[2],
+    };
+    Ok(())
+}
+
+/// [`Objective::restore`], skipping the `null` of a checkpoint written without state.
+fn restore_objective<O: Objective>(objective: &mut O, state: &serde_json::Value) -> Result<()> {
+    if state.is_null() {
+        Ok(())
+    } else {
+        objective.restore(state)
     }
 }
 
@@ -186,9 +219,24 @@ where
     ) -> Result<Tensor<(), E, D, OwnedTape<E, D>>> {
         let x = batch.images::<X, E>()?;
         let objective = self.objective.scheduled(progress.step, progress.kl_weight);
-        Ok(-objective
-            .objective(model, crate::kernels::ops::observed(x, grads))?
-            .mean::<(), Axis<0>>())
+        let (value, observed) =
+            objective.objective_observed(model, crate::kernels::ops::observed(x, grads))?;
+        self.observed += observed;
+        Ok(-value.mean::<(), Axis<0>>())
+    }
+
+    fn after_update(&mut self, _model: &mut M, _progress: Progress) -> Result<()> {
+        self.objective.update(&self.observed);
+        self.observed = SignalMoments::default();
+        Ok(())
+    }
+
+    fn absorb(&mut self, replica: Self) {
+        self.observed += replica.observed;
+    }
+
+    fn exchange(&mut self, world: &dyn crate::distributed::Communicator) -> Result<()> {
+        exchange_moments(&mut self.observed, world)
     }
 
     fn evaluate(&mut self, model: &M, test: &Dataset, device: &D) -> Result<EvalReport> {
@@ -202,6 +250,14 @@ where
     fn draws(&self) -> usize {
         self.objective.draws()
     }
+
+    fn state(&self) -> Result<serde_json::Value> {
+        self.objective.state()
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        restore_objective(&mut self.objective, state)
+    }
 }
 
 /// Maximizes an [`Objective`] of a [`ConditionalModel`], with `x` and `y` split from
@@ -214,6 +270,7 @@ pub struct ConditionalTask<O, C> {
     pub objective: O,
     /// How a batch splits into `x` and `y`.
     pub conditioning: C,
+    observed: SignalMoments,
 }
 
 impl<O: Objective, C> ConditionalTask<O, C> {
@@ -229,6 +286,7 @@ impl<O, C> ConditionalTask<O, C> {
         Self {
             objective,
             conditioning,
+            observed: SignalMoments::default(),
         }
     }
 }
@@ -257,9 +315,32 @@ where
         )?;
         let bound = Conditioned::new(model, y);
         let objective = self.objective.scheduled(progress.step, progress.kl_weight);
-        Ok(-objective
-            .objective(&bound, crate::kernels::ops::observed(x, grads))?
-            .mean::<(), Axis<0>>())
+        let (value, observed) =
+            objective.objective_observed(&bound, crate::kernels::ops::observed(x, grads))?;
+        self.observed += observed;
+        Ok(-value.mean::<(), Axis<0>>())
+    }
+
+    fn after_update(&mut self, _model: &mut M, _progress: Progress) -> Result<()> {
+        self.objective.update(&self.observed);
+        self.observed = SignalMoments::default();
+        Ok(())
+    }
+
+    fn absorb(&mut self, replica: Self) {
+        self.observed += replica.observed;
+    }
+
+    fn exchange(&mut self, world: &dyn crate::distributed::Communicator) -> Result<()> {
+        exchange_moments(&mut self.observed, world)
+    }
+
+    fn state(&self) -> Result<serde_json::Value> {
+        self.objective.state()
+    }
+
+    fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
+        restore_objective(&mut self.objective, state)
     }
 
     fn evaluate(&mut self, model: &M, test: &Dataset, device: &D) -> Result<EvalReport> {

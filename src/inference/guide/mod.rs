@@ -17,7 +17,7 @@ pub use full_covariance::FullCovarianceGuide;
 /// the posterior is a batch of `Z`-dimensional distributions, one per example.
 pub trait AmortizedGuide<X, Z: Dim, E: Dtype, D: Device<E>> {
     /// The family of `q(z | x)`.
-    type Posterior: Reparameterizable<Z, E, D>;
+    type Posterior: Reparameterizable<Z, E, D> + crate::GuideDistribution<Z, E, D>;
 
     /// `q(z | x)` for a batch of observations.
     ///

@@ -1,0 +1,234 @@
+//! One discrete latent summed out exactly: the ELBO and the importance-sampled
+//! `log p(x)` of a model with an enumerated site (Pyro's `TraceEnum_ELBO` with
+//! `config_enumerate` on one site).
+
+use dfdx::prelude::*;
+
+use crate::distributions::{one_hot, Categorical};
+use crate::error::{Error, Result};
+use crate::inference::conditional::{ConditionalModel, Conditioned};
+use crate::inference::elbo::{Elbo, ElboTerms};
+use crate::inference::iwae::{log_weights, Accumulator, LogLikelihood};
+use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
+
+/// A latent-variable model with a discrete latent `y ∈ {1, …, K}` that is summed out
+/// rather than sampled, over a continuous model given `y`:
+///
+/// `p(x, y, z) = p(y) p(z | y) p(x | z, y)`, guide `q(y | x) q(z | x, y)`.
+///
+/// The part given `y` is a [`ConditionalModel`] whose condition is `y` one-hot
+/// (`Y = K`); this trait adds the discrete site's guide and prior. The Gaussian-mixture
+/// VAE (`latent_models::GmVae`) is one; Kingma et al. 2014's M2 without labels is
+/// another.
+pub trait EnumeratedModel<E: Real, D: Device<E>, T: Tape<E, D>>: ConditionalModel<E, D, T> {
+    /// `q(y | x)`, logits of shape `(batch, K)`.
+    ///
+    /// # Errors
+    /// The network's errors.
+    fn site_guide(&self, x: Events<Self::X, E, D, T>) -> Result<Categorical<Self::Y, E, D, T>>;
+
+    /// `p(y)`, logits of shape `(batch, K)`.
+    ///
+    /// # Errors
+    /// A learned prior's errors.
+    fn site_prior(&self, batch: usize, device: &D) -> Result<Categorical<Self::Y, E, D, T>>;
+}
+
+/// The ELBO with the discrete site enumerated (Kingma et al. 2014, eq. 7 without the
+/// label; Pyro's `TraceEnum_ELBO`):
+///
+/// `ELBO(x) = Σ_k q(k | x) [ELBO(x | k) + log p(k) − log q(k | x)]`,
+///
+/// with `ELBO(x | k) = E_{q(z|x,k)}[log p(x | z, k)] − KL(q(z | x, k) ‖ p(z | k))`
+/// estimated by the inner [`Elbo`] for all `K` values at once (a batch of `K · batch`
+/// rows). No draw of `y` is made, so `q(y | x)` gets the exact gradient: no score
+/// function, no relaxation. β weights both KL terms.
+///
+/// # Examples
+/// ```
+/// use dfdx::prelude::*;
+/// use latent::inference::enumerate::EnumeratedElbo;
+/// use latent::Elbo;
+///
+/// let e = EnumeratedElbo::new(Elbo::new(1)?);
+/// assert_eq!(e.inner().samples(), 1);
+/// # Ok::<(), latent::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct EnumeratedElbo {
+    inner: Elbo,
+}
+
+impl EnumeratedElbo {
+    /// Enumerates the site around `inner`, the ELBO of the model given `y`.
+    pub fn new(inner: Elbo) -> Self {
+        Self { inner }
+    }
+
+    /// The ELBO given `y`.
+    pub fn inner(&self) -> Elbo {
+        self.inner
+    }
+
+    /// The same with β replaced (the KL warm-up's `β · w`).
+    pub fn with_inner(self, inner: Elbo) -> Self {
+        Self { inner }
+    }
+
+    /// The enumerated ELBO of `model` on `x` of shape `(batch, X)`: its objective (with
+    /// β) carrying the tape, and the ELBO, reconstruction and KL (both sites) without,
+    /// each `(batch,)`, nats.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] if `q(y | x)` or `p(y)` has another batch or width than
+    /// `Y`; the model's errors.
+    pub fn estimate<X: Dim, Y: Dim, Z: Dim, E, D, T, M>(
+        &self,
+        model: &M,
+        x: Events<X, E, D, T>,
+    ) -> Result<ElboTerms<E, D, T>>
+    where
+        E: Real,
+        D: Device<E> + 'static,
+        T: Tape<E, D> + 'static,
+        M: EnumeratedModel<E, D, T, X = X, Y = Y, Z = Z>,
+    {
+        let batch = x.shape().0;
+        let device = x.device().clone();
+        let x_data = x.retaped::<NoneTape>();
+        let log_qy = model.site_guide(x)?.log_probs();
+        let width = log_qy.shape().1;
+        let k = width.size();
+        let log_py = model.site_prior(batch, &device)?.log_probs();
+        crate::distributions::check_shape(
+            "EnumeratedModel::site_prior",
+            log_qy.shape(),
+            log_py.shape(),
+        )?;
+        let ys = every_value(&device, width, batch);
+        let given = Conditioned::new(model, ys);
+        let terms = self
+            .inner
+            .estimate(&given, repeat_rows(x_data, k).retaped::<T>())?;
+        let beta = cst::<E>(self.inner.beta());
+
+        // (K·batch,) sample-major → (batch, K): example b's value k at [b, k].
+        let by_example = |t: PerExample<E, D, T>| -> Tensor<(usize, Y), E, D, T> {
+            t.reshape_like(&(k, batch))
+                .permute::<(usize, usize), Axes2<1, 0>>()
+                .reshape_like(&(batch, width))
+        };
+        let q_host: Vec<f64> = to_f64_vec(&log_qy).iter().map(|v| v.exp()).collect();
+        let qy = log_qy.with_empty_tape().exp();
+        let site_kl = (qy.with_empty_tape() * (log_qy - log_py)).sum::<(usize,), Axis<1>>();
+        let site_kl_value = to_f64_vec(&site_kl);
+        let conditional = (qy * by_example(terms.objective)).sum::<(usize,), Axis<1>>();
+        let objective = conditional - site_kl * beta;
+
+        // The reported values: the same sums over k, on the host, without tapes.
+        let weigh = |v: &PerExample<E, D>, sign: f64| -> PerExample<E, D> {
+            let v = to_f64_vec(v);
+            let out: Vec<E> = (0..batch)
+                .map(|b| {
+                    let mixed: f64 = (0..k).map(|j| q_host[b * k + j] * v[j * batch + b]).sum();
+                    cst::<E>(mixed + sign * site_kl_value[b])
+                })
+                .collect();
+            device.tensor_from_vec(out, (batch,))
+        };
+        Ok(ElboTerms {
+            objective,
+            elbo: weigh(&terms.elbo, -1.0),
+            reconstruction: weigh(&terms.reconstruction, 0.0),
+            kl: weigh(&terms.kl, 1.0),
+        })
+    }
+}
+
+/// Every value of the site for every example: `K · batch` one-hot rows, row
+/// `k · batch + b` holding value `k` (the sample-major layout of the estimators).
+fn every_value<Y: Dim, E: Real, D: Device<E>>(
+    device: &D,
+    width: Y,
+    batch: usize,
+) -> Events<Y, E, D> {
+    let classes: Vec<usize> = (0..width.size())
+        .flat_map(|k| std::iter::repeat_n(k, batch))
+        .collect();
+    one_hot(device, width, &classes)
+}
+
+/// `log p(x)` for each example of `x` (shape `(batch, X)`), with the discrete site
+/// summed exactly and `z` importance-sampled from `q(z | x, y)` with `samples` draws
+/// for every value of `y` (in chunks of at most `chunk` draws):
+///
+/// `p̂(x) = (1/S) Σ_s Σ_k p(k) p(x, z_{s,k} | k) / q(z_{s,k} | x, k)`, `z_{s,k} ~ q(z | x, k)`.
+///
+/// Each `s` is one unbiased estimate `W_s = Σ_k p(k) w_{s,k}` of `p(x)`, so the
+/// delta-method standard error is that of [`crate::log_marginal_likelihood`] over the
+/// `W_s`.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] if `samples` or `chunk` is 0; [`Error::NonFinite`] for a
+/// NaN or `+∞` weight; the model's errors.
+pub fn enumerated_log_marginal_likelihood<X: Dim, Y: Dim, Z: Dim, E, D, M>(
+    model: &M,
+    x: &Events<X, E, D>,
+    samples: usize,
+    chunk: usize,
+) -> Result<LogLikelihood>
+where
+    E: Real,
+    D: Device<E> + 'static,
+    M: EnumeratedModel<E, D, NoneTape, X = X, Y = Y, Z = Z>,
+{
+    if samples == 0 || chunk == 0 {
+        return Err(Error::invalid(
+            "k",
+            format!("samples ({samples}) and chunk ({chunk}) must be at least 1"),
+        ));
+    }
+    let batch = x.shape().0;
+    let device = x.device().clone();
+    let log_py = to_f64_vec(&model.site_prior(batch, &device)?.log_probs());
+    let k = log_py.len() / batch.max(1);
+    let width = model.site_guide(x.clone())?.logits.shape().1;
+    let given = Conditioned::new(model, every_value(&device, width, batch));
+    let x_rep = repeat_rows(x.clone(), k);
+    let mut acc = vec![Accumulator::EMPTY; batch];
+    let mut done = 0;
+    while done < samples {
+        let c = chunk.min(samples - done);
+        // (c, K·batch): draw s of value j for example b at [s, j·batch + b].
+        let lw = to_f64_vec(&log_weights(&given, x_rep.clone(), c)?);
+        for s in 0..c {
+            for (b, a) in acc.iter_mut().enumerate() {
+                let terms: Vec<f64> = (0..k)
+                    .map(|j| log_py[b * k + j] + lw[s * k * batch + j * batch + b])
+                    .collect();
+                if let Some(&bad) = terms.iter().find(|l| l.is_nan() || **l == f64::INFINITY) {
+                    return Err(Error::NonFinite {
+                        what: "log importance weight".into(),
+                        epoch: 0,
+                        step: 0,
+                        value: bad,
+                    });
+                }
+                let m = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let w = if m == f64::NEG_INFINITY {
+                    m
+                } else {
+                    m + terms.iter().map(|l| (l - m).exp()).sum::<f64>().ln()
+                };
+                a.push(w);
+            }
+        }
+        done += c;
+    }
+    let (log_px, stderr) = acc.iter().map(|a| a.finish(samples)).unzip();
+    Ok(LogLikelihood {
+        log_px,
+        stderr,
+        k: samples,
+    })
+}
