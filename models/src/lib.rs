@@ -12,6 +12,9 @@
 //!   (planar or inverse autoregressive steps);
 //! - [`GatedVae`] / [`gated_vae`]: the VAE of two gated layers of the published
 //!   likelihood tables (300-300-40);
+//! - [`GmVae`]: the Gaussian-mixture VAE, its cluster latent summed out exactly;
+//! - [`SbnVae`]: 200 binary latents (a sigmoid belief network), trained with NVIL,
+//!   VIMCO, the plain score function or the Concrete relaxation;
 //! - [`HierarchicalVae`]: two stochastic layers with a top-down generative path;
 //! - [`BetaVae`]: the β-VAE objective, with the controlled-capacity schedule;
 //! - [`Cvae`]: the conditional VAE, for class-conditioned generation and image completion;
@@ -29,12 +32,14 @@ mod describe;
 pub mod flow_vae;
 pub mod full_covariance_vae;
 pub mod gated;
+pub mod gmvae;
 pub mod hierarchical;
 pub mod layers;
 pub mod linear_gaussian;
 pub mod mlp;
 pub mod pixelcnn;
 pub mod quantizer;
+pub mod sbn;
 pub mod vae;
 pub mod vq_networks;
 pub mod vq_vae;
@@ -46,11 +51,13 @@ pub use cvae::{
 pub use flow_vae::{iaf_vae, planar_vae, DecoderWidth, FlowVae, IafVae, PlanarVae};
 pub use full_covariance_vae::{mlp_full_covariance_vae, FullCovarianceVae, MlpFullCovarianceVae};
 pub use gated::{gated_networks, gated_vae, GatedDecoder, GatedEncoder, GatedLinear, GatedVae};
+pub use gmvae::{ClusterNet, ClusterPrior, GmVae};
 pub use hierarchical::{HierarchicalVae, LayerReport, NormalNet};
 pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, mlp_vae_with_heads, MlpDecoder, MlpEncoder, MlpVae};
 pub use pixelcnn::{GatedLayer, GatedPixelCnn};
 pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};
+pub use sbn::{BaselineNet, SbnVae};
 pub use vae::{InputTransform, Vae};
 pub use vq_networks::{conv_vq_vae, mlp_vq_vae, ConvVqVae, MlpVqVae};
 pub use vq_vae::{code_usage, CodePrior, CodebookUpdate, VqTerms, VqVae, VqVaeTask};
