@@ -420,3 +420,33 @@ fn the_best_epoch_is_kept_and_training_stops_without_improvement() {
         ));
     }
 }
+
+#[test]
+fn a_resumed_nvil_run_restores_its_baseline_network_and_running_moments() {
+    use latent::Nvil;
+    use latent_models::SbnVae;
+    let run = |dir: &Path, epochs: usize, resume: bool| {
+        let (train, test) = data();
+        let dev = Dev::seed_from_u64(4);
+        let mut m: SbnVae<Const<784>, usize, f32, Dev> = SbnVae::new(&dev, Const, 20, 16).unwrap();
+        let cfg = config(dir, epochs, resume, &m);
+        let mut task = ObjectiveTask::new(Nvil::default());
+        fit_task(&mut m, &mut task, &train, &test, &cfg, &dev).unwrap();
+        task.objective.moments()
+    };
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let moments = run(a.path(), 4, false);
+    assert!(moments.initialized && moments.variance > 0.0, "{moments:?}");
+    run(b.path(), 2, false);
+    assert_eq!(run(b.path(), 4, true), moments);
+    // The baseline network is among the checkpoint's tensors, with its Adam moments.
+    let names: Vec<String> = tensors(a.path()).into_iter().map(|t| t.0).collect();
+    assert!(names.iter().any(|n| n.contains("baseline")), "{names:?}");
+    assert_bit_identical(a.path(), b.path());
+    // The moments are in the checkpoint's task state.
+    let meta = read_checkpoint_meta(a.path().join("checkpoint.safetensors"))
+        .unwrap()
+        .unwrap();
+    let state = meta.training.unwrap().task;
+    assert_eq!(state["mean"].as_f64().unwrap(), moments.mean);
+}

@@ -7,7 +7,7 @@ use latent::train::{Describe, ModelSpec, Named};
 use latent::Real;
 
 use crate::flow_vae::DecoderWidth;
-use crate::{Cvae, GatedDecoder, GatedVae, LinearGaussian, MlpVae, VqVae};
+use crate::{Cvae, GatedDecoder, GatedVae, GmVae, LinearGaussian, MlpVae, SbnVae, VqVae};
 
 /// `kind = "vae"`, sizes `x`, `h`, `z`, parts `likelihood`, `prior`, `encoder = "mlp"`,
 /// and `input` when the encoder reads a transform of `x`.
@@ -85,6 +85,28 @@ impl<X: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>, Lik: Named, Pri: Named> Desc
             .part("encoder", "gated")
             .part("likelihood", self.likelihood.name())
             .part("prior", self.prior.name())
+    }
+}
+
+/// `kind = "sbn-vae"`, sizes `x`, `z` (binary latents) and `baseline_h` (the baseline
+/// network's hidden units).
+impl<X: Dim, Z: Dim, E: Real, D: Device<E>> Describe for SbnVae<X, Z, E, D> {
+    fn spec(&self) -> ModelSpec {
+        ModelSpec::new("sbn-vae")
+            .size("x", self.encoder.inputs().size())
+            .size("z", self.encoder.outputs().size())
+            .size("baseline_h", self.baseline.0.outputs())
+    }
+}
+
+/// `kind = "gmvae"`, sizes `x`, `k` (clusters), `h`, `z`.
+impl<X: Dim, K: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>> Describe for GmVae<X, K, H, Z, E, D> {
+    fn spec(&self) -> ModelSpec {
+        ModelSpec::new("gmvae")
+            .size("x", self.cluster.0.inputs().size())
+            .size("k", self.clusters().size())
+            .size("h", self.cluster.0.outputs().size())
+            .size("z", self.guide.loc.outputs().size())
     }
 }
 
