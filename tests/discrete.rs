@@ -436,16 +436,15 @@ impl<T: Tape<f64, Dev> + 'static> LatentVariableModel<f64, Dev, T> for ToyMixtur
     fn guide(&self, x: Events<Const<1>, f64, Dev, T>) -> Result<Self::Posterior> {
         let b = x.shape().0;
         let (_, tape) = x.split_tape();
-        // Materialized by the addition: dfdx 0.13's reductions (log_softmax's
-        // logsumexp) lose all but one row's gradient when their input is a stride-0
-        // broadcast.
-        let rows = self.phi.device().zeros_like(&(b, Const::<3>));
+        // `contiguous()`: dfdx 0.13's log-sum-exp (so log_softmax) keeps one row's
+        // gradient when its input is a stride-0 broadcast (as `MixtureOfDiagNormals`
+        // notes).
         Ok(Categorical::new(
             self.phi
                 .clone()
                 .put_tape(tape)
                 .broadcast_like::<_, Axis<0>>(&(b, Const::<3>))
-                + rows,
+                .contiguous(),
         ))
     }
 
@@ -569,16 +568,15 @@ impl<T: Tape<f64, Dev> + 'static> EnumeratedModel<f64, Dev, T> for ToyEnumerated
     ) -> Result<Categorical<Const<3>, f64, Dev, T>> {
         let b = x.shape().0;
         let (_, tape) = x.split_tape();
-        // Materialized by the addition: dfdx 0.13's reductions (log_softmax's
-        // logsumexp) lose all but one row's gradient when their input is a stride-0
-        // broadcast.
-        let rows = self.phi.device().zeros_like(&(b, Const::<3>));
+        // `contiguous()`: dfdx 0.13's log-sum-exp (so log_softmax) keeps one row's
+        // gradient when its input is a stride-0 broadcast (as `MixtureOfDiagNormals`
+        // notes).
         Ok(Categorical::new(
             self.phi
                 .clone()
                 .put_tape(tape)
                 .broadcast_like::<_, Axis<0>>(&(b, Const::<3>))
-                + rows,
+                .contiguous(),
         ))
     }
 

@@ -143,7 +143,10 @@ where
         Ok(Bernoulli::new(
             self.prior_logits
                 .retaped::<T>()
-                .broadcast_like::<_, Axis<0>>(&(batch, z)),
+                .broadcast_like::<_, Axis<0>>(&(batch, z))
+                // Materialized: dfdx 0.13's reductions mishandle a stride-0 broadcast's
+                // gradient (see `MixtureOfDiagNormals::shared`).
+                .contiguous(),
         ))
     }
 
