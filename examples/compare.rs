@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 mod common;
+#[path = "common/discrete.rs"]
+mod discrete;
 #[path = "common/vamp.rs"]
 mod vamp;
 use vamp::VampVae;
@@ -85,7 +87,9 @@ struct Args {
     #[command(flatten)]
     run: RunArgs,
     /// Comma-separated subset of vae, full-cov, beta-vae, iwae, planar, iaf, hvae, vamp,
-    /// cvae, vq-vae.
+    /// cvae, vq-vae, and of the discrete-latent rows gmvae (with k-means on the raw
+    /// pixels beside it; needs python3 with scikit-learn), sbn-reinforce, sbn-nvil,
+    /// sbn-vimco, sbn-concrete.
     #[arg(
         long,
         default_value = "vae,full-cov,beta-vae,iwae,planar,iaf,hvae,vamp,cvae,vq-vae"
@@ -159,10 +163,15 @@ fn main() {
 
 fn run(args: &Args) -> Result<()> {
     let chosen: Vec<&str> = args.models.split(',').map(str::trim).collect();
-    if let Some(bad) = chosen.iter().find(|m| !MODELS.contains(m)) {
+    let known = |m: &&str| MODELS.contains(m) || discrete::DISCRETE_MODELS.contains(m);
+    if let Some(bad) = chosen.iter().find(|m| !known(m)) {
         return Err(Error::invalid(
             "models",
-            format!("`{bad}` is not one of {}", MODELS.join(", ")),
+            format!(
+                "`{bad}` is not one of {}, {}",
+                MODELS.join(", "),
+                discrete::DISCRETE_MODELS.join(", ")
+            ),
         ));
     }
     let splits = args.run.splits()?;
@@ -176,6 +185,18 @@ fn run(args: &Args) -> Result<()> {
     let out = args.out();
     let _claim = args.run.claim(&out)?;
     let mut rows = Vec::new();
+    let mut discrete_rows = Vec::new();
+    for name in discrete::DISCRETE_MODELS
+        .iter()
+        .filter(|m| chosen.contains(m))
+    {
+        let new = discrete::row(&args.run, &splits, &out, name)?;
+        if common::leader() {
+            eprintln!("{name}: {new:?}");
+        }
+        discrete_rows.extend(new);
+        write_results(args, &splits, &rows, &discrete_rows)?;
+    }
     for name in MODELS.iter().filter(|m| chosen.contains(m)) {
         let row = match *name {
             "vae" => continuous(args, &splits, name, Elbo::default())?,
@@ -228,7 +249,7 @@ fn run(args: &Args) -> Result<()> {
             eprintln!("{name}: {row:?}");
         }
         rows.push(row);
-        write_results(args, &splits, &rows)?;
+        write_results(args, &splits, &rows, &discrete_rows)?;
     }
     common::print(&std::fs::read_to_string(out.join("results.md")).unwrap_or_default());
     Ok(())
@@ -522,12 +543,20 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
     v.map_or("–".into(), |v| format!("{v:.digits$}"))
 }
 
-fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
+fn write_results(
+    args: &Args,
+    splits: &Splits,
+    rows: &[Row],
+    discrete_rows: &[discrete::DiscreteRow],
+) -> Result<()> {
     let (r, out) = (&args.run, args.out());
     if !common::leader() {
         return Ok(());
     }
     common::write_json(&out, "results.json", &rows)?;
+    if !discrete_rows.is_empty() {
+        discrete::write(&out, discrete_rows)?;
+    }
     let mut md =
         format!(
         "# Model comparison\n\nData: {} ({} training / {} test images, dynamically binarized), \
@@ -626,6 +655,12 @@ fn write_results(args: &Args, splits: &Splits, rows: &[Row]) -> Result<()> {
         .map(|(n, m)| (n.as_str(), m.as_slice()))
         .collect();
     latent::eval::charts::compare_curves(out.join("curves.png"), &named)?;
+    if rows.is_empty() {
+        md = "# Model comparison\n".into();
+    }
+    if !discrete_rows.is_empty() {
+        md.push_str(&discrete::markdown(discrete_rows, r));
+    }
     let path = out.join("results.md");
     latent::train::run_dir::write_atomically(&path, |w| {
         std::io::Write::write_all(w, md.as_bytes()).map_err(|e| Error::io(&path, e))

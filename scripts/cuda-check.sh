@@ -106,7 +106,7 @@ export LIBRARY_PATH="$links${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export LD_LIBRARY_PATH="$links${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 start=$(date +%s)
 on_gpu_tests=(distributions estimators families flows full_covariance gradients heads
-  hierarchical kl pixelcnn runtime_sizes torch_families training)
+  hierarchical kl pixelcnn runtime_sizes torch_families training discrete)
 say "== build with --features cuda (CUDA_ROOT=$CUDA_ROOT)"
 cargo build --release --features cuda --example vae
 

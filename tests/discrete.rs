@@ -189,8 +189,7 @@ fn toy_gradients<O: Objective>(
                 .objective(&model, x.traced(Gradients::leaky()))
                 .unwrap();
             let grads = (value.sum::<(), _>() / batch as f64).backward();
-            let g = grads.get(&model.phi).array();
-            g
+            grads.get(&model.phi).array()
         })
         .collect()
 }

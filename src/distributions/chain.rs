@@ -207,12 +207,7 @@ where
             Posterior = Normal<usize, E, D, P::Tape>,
         > + Clone,
 {
-    fn draw(
-        self,
-    ) -> Result<(
-        Events<usize, E, D, Self::Tape>,
-        Option<PerExample<E, D, Self::Tape>>,
-    )> {
+    fn draw(self) -> Result<crate::distributions::Drawn<usize, E, D, Self::Tape>> {
         super::pathwise_draw(self)
     }
 

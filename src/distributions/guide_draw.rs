@@ -7,6 +7,10 @@ use super::{Bernoulli, Categorical, Distribution, Reparameterizable};
 use crate::error::Result;
 use crate::kernels::ops::{cst, Events, PerExample, Real};
 
+/// A draw `z` and its score (`None` for a pathwise draw): what
+/// [`GuideDistribution::draw`] returns, shapes `(batch, N)` and `(batch,)`.
+pub type Drawn<N, E, D, T> = (Events<N, E, D, T>, Option<PerExample<E, D, T>>);
+
 /// One draw per distribution of a guide `q(z | x)` with what the estimators need from
 /// it, shapes `(batch, N)` and `(batch,)`, nats.
 pub struct GuideDraw<N: Dim, E: Dtype, D: Storage<E>, T> {
@@ -39,12 +43,7 @@ pub trait GuideDistribution<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, 
     ///
     /// # Errors
     /// The family's `log_prob` errors.
-    fn draw(
-        self,
-    ) -> Result<(
-        Events<N, E, D, Self::Tape>,
-        Option<PerExample<E, D, Self::Tape>>,
-    )>;
+    fn draw(self) -> Result<Drawn<N, E, D, Self::Tape>>;
 
     /// One draw per distribution with `log q(z)` and its score.
     ///
@@ -68,7 +67,7 @@ pub trait GuideDistribution<N: Dim, E: Dtype, D: Device<E>>: Distribution<N, E, 
 /// None; the `Result` matches the trait.
 pub fn pathwise_draw<N: Dim, E: Dtype, D: Device<E>, Q: Reparameterizable<N, E, D>>(
     q: Q,
-) -> Result<(Events<N, E, D, Q::Tape>, Option<PerExample<E, D, Q::Tape>>)> {
+) -> Result<Drawn<N, E, D, Q::Tape>> {
     Ok((q.rsample(), None))
 }
 
@@ -140,12 +139,7 @@ macro_rules! pathwise_guide {
                 T: $crate::__dfdx::prelude::Tape<E, D>,
             > $crate::GuideDistribution<N, E, D> for $family<N, E, D, T>
         {
-            fn draw(
-                self,
-            ) -> $crate::Result<(
-                $crate::Events<N, E, D, T>,
-                ::std::option::Option<$crate::PerExample<E, D, T>>,
-            )> {
+            fn draw(self) -> $crate::Result<$crate::distributions::Drawn<N, E, D, T>> {
                 $crate::distributions::pathwise_draw(self)
             }
 
@@ -174,7 +168,7 @@ fn scored<N: Dim, E: Dtype, D: Device<E>, Q: Distribution<N, E, D>>(
 /// A discrete draw and its score on the original's tape.
 fn score_only<N: Dim, E: Dtype, D: Device<E>, Q: Distribution<N, E, D>>(
     q: Q,
-) -> Result<(Events<N, E, D, Q::Tape>, Option<PerExample<E, D, Q::Tape>>)> {
+) -> Result<Drawn<N, E, D, Q::Tape>> {
     let z = q.sample();
     let score = q.log_prob(z.clone().retaped())?;
     Ok((z.retaped(), Some(score)))
@@ -183,7 +177,7 @@ fn score_only<N: Dim, E: Dtype, D: Device<E>, Q: Distribution<N, E, D>>(
 impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> GuideDistribution<N, E, D>
     for Bernoulli<N, E, D, T>
 {
-    fn draw(self) -> Result<(Events<N, E, D, T>, Option<PerExample<E, D, T>>)> {
+    fn draw(self) -> Result<Drawn<N, E, D, T>> {
         score_only(self)
     }
 
@@ -209,7 +203,7 @@ impl<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>> GuideDistribution<N, E, D>
 impl<K: Dim, E: Real, D: Device<E>, T: Tape<E, D>> GuideDistribution<K, E, D>
     for Categorical<K, E, D, T>
 {
-    fn draw(self) -> Result<(Events<K, E, D, T>, Option<PerExample<E, D, T>>)> {
+    fn draw(self) -> Result<Drawn<K, E, D, T>> {
         score_only(self)
     }
 

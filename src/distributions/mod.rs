@@ -84,7 +84,9 @@ pub use continuous_bernoulli::ContinuousBernoulli;
 pub use dirichlet::Dirichlet;
 pub use exponential::Exponential;
 pub use gamma::Gamma;
-pub use guide_draw::{pathwise_draw, pathwise_draw_with_log_prob, GuideDistribution, GuideDraw};
+pub use guide_draw::{
+    pathwise_draw, pathwise_draw_with_log_prob, Drawn, GuideDistribution, GuideDraw,
+};
 pub use laplace::Laplace;
 pub use log_normal::LogNormal;
 pub use mixture::MixtureOfDiagNormals;

@@ -9,6 +9,7 @@ use crate::distributions::Distribution;
 use crate::error::{Error, Result};
 use crate::inference::conditional::{ConditionalModel, Conditioned};
 use crate::inference::elbo::Elbo;
+use crate::inference::enumerate::{enumerated_log_marginal_likelihood, EnumeratedModel};
 use crate::inference::iwae::log_marginal_likelihood;
 use crate::inference::model::LatentVariableModel;
 use crate::kernels::ops::{to_f64_vec, Events, Real};
@@ -248,6 +249,32 @@ where
         let (x, y) = conditioning.tensors::<E, D>(data, idx, None, dev)?;
         let bound = Conditioned::new(model, y);
         log_marginal_likelihood(&bound, &x, options.k, options.chunk)
+    })
+}
+
+/// The importance-sampled NLL `−log p(x)` of an [`EnumeratedModel`] over the first `n`
+/// images of `data` (all if `None`): its discrete site summed exactly, `z` sampled `k`
+/// times per value of the site
+/// ([`enumerated_log_marginal_likelihood`](crate::inference::enumerate::enumerated_log_marginal_likelihood)).
+/// Each batch draws `K · batch · chunk` latents: lower `options.chunk` (or `batch`) by
+/// `K` to keep the memory of [`test_nll`].
+///
+/// # Errors
+/// As [`test_nll`].
+pub fn test_nll_enumerated<X: Dim + Default, Y: Dim, Z: Dim, E, D, M>(
+    model: &M,
+    data: &Dataset,
+    device: &D,
+    options: &EvalOptions,
+) -> Result<NllReport>
+where
+    E: Real,
+    D: Device<E> + ThreadSafe + 'static,
+    M: EnumeratedModel<E, D, NoneTape, X = X, Y = Y, Z = Z> + ThreadSafe,
+{
+    nll_over_batches(data.len(), options, device, |idx, dev| {
+        let x = data.batch::<X, E, D>(dev, idx, None)?;
+        enumerated_log_marginal_likelihood(model, &x, options.k, options.chunk)
     })
 }
 

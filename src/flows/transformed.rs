@@ -165,12 +165,7 @@ where
     B: Reparameterizable<N, E, D>,
     F: Bijector<N, E, D, Tape = B::Tape>,
 {
-    fn draw(
-        self,
-    ) -> Result<(
-        Events<N, E, D, Self::Tape>,
-        Option<PerExample<E, D, Self::Tape>>,
-    )> {
+    fn draw(self) -> Result<crate::distributions::Drawn<N, E, D, Self::Tape>> {
         crate::distributions::pathwise_draw(self)
     }
 

@@ -81,6 +81,21 @@ impl Concrete {
         })
     }
 
+    /// `τ_0`.
+    pub fn initial_temperature(&self) -> f64 {
+        self.initial_temperature
+    }
+
+    /// `τ_min`.
+    pub fn min_temperature(&self) -> f64 {
+        self.min_temperature
+    }
+
+    /// `r`, per optimizer step.
+    pub fn anneal_rate(&self) -> f64 {
+        self.anneal_rate
+    }
+
     /// `τ_t` at optimizer step `step`.
     pub fn temperature_at(&self, step: usize) -> f64 {
         (self.initial_temperature * (-self.anneal_rate * step as f64).exp())

@@ -36,16 +36,19 @@ where
     Ok(lw)
 }
 
+/// Log weights of shape `(k, batch)` and the draws' score (see [`scored_log_weights`]).
+pub(crate) type ScoredWeights<E, D, T> = (
+    Tensor<(usize, usize), E, D, T>,
+    Option<Tensor<(usize, usize), E, D, T>>,
+);
+
 /// [`log_weights`] with the score `log q(z_s | x)` of a discrete guide's draws, shape
 /// `(k, batch)` on its own tape (`None` for a reparameterized guide).
 pub(crate) fn scored_log_weights<X: Dim, Z: Dim, E, D, T, M>(
     model: &M,
     x: Events<X, E, D, T>,
     k: usize,
-) -> Result<(
-    Tensor<(usize, usize), E, D, T>,
-    Option<Tensor<(usize, usize), E, D, T>>,
-)>
+) -> Result<ScoredWeights<E, D, T>>
 where
     E: Real,
     D: Device<E> + 'static,

@@ -301,7 +301,13 @@ impl Objective for Concrete {
     }
 
     fn describe(&self) -> String {
-        format!("concrete(τ={:.3})", self.temperature())
+        format!(
+            "concrete(τ={:.3}, τ_0={}, τ_min={}, r={})",
+            self.temperature(),
+            self.initial_temperature(),
+            self.min_temperature(),
+            self.anneal_rate()
+        )
     }
 
     /// The temperature of step `step` and `β · kl_weight`.
