@@ -112,6 +112,11 @@ pub mod prelude {
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
+/// The discrete-latent guide's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/discrete.md")]
+pub struct DiscreteDoctests;
+
 /// The guides in `docs/guide/`, compiled and run as doctests so that their templates
 /// cannot rot.
 #[cfg(all(doctest, feature = "conformance"))]

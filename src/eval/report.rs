@@ -255,7 +255,7 @@ where
 /// The importance-sampled NLL `−log p(x)` of an [`EnumeratedModel`] over the first `n`
 /// images of `data` (all if `None`): its discrete site summed exactly, `z` sampled `k`
 /// times per value of the site
-/// ([`enumerated_log_marginal_likelihood`](crate::inference::enumerate::enumerated_log_marginal_likelihood)).
+/// ([`enumerated_log_marginal_likelihood`]).
 /// Each batch draws `K · batch · chunk` latents: lower `options.chunk` (or `batch`) by
 /// `K` to keep the memory of [`test_nll`].
 ///
