@@ -20,7 +20,9 @@ use crate::mlp::MlpDecoder;
 pub type ClusterNet<X, H, K, E, D> = (Linear<X, H, E, D>, ReLU, Linear<H, K, E, D>);
 
 /// `p(z | y) = N(μ_y, diag σ_y²)` with `(μ_y, log σ_y)` learned per cluster: an affine
-/// map of the one-hot `y` (no hidden layer).
+/// map of the one-hot `y` (no hidden layer). [`GmVae::new`] initializes it as a table
+/// of embeddings (PyTorch's `nn.Embedding`): `μ_y ~ N(0, I)`, `σ_y = 1`, so the `K`
+/// components start apart rather than on top of each other.
 pub type ClusterPrior<K, Z, E, D> = DiagonalNormalGuide<(), K, Z, E, D>;
 
 /// The Gaussian-mixture VAE for `x ∈ {0,1}^X` with `K` clusters and `Z` Gaussian latents:
@@ -48,7 +50,8 @@ pub struct GmVae<X: Dim, K: Dim, H: Dim, Z: Dim, E: Dtype, D: Storage<E>> {
 }
 
 impl<X: Dim, K: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>> GmVae<X, K, H, Z, E, D> {
-    /// A GMVAE with sizes `(X, K, H, Z)`, layers initialized as PyTorch's `nn.Linear`.
+    /// A GMVAE with sizes `(X, K, H, Z)`, layers initialized as PyTorch's `nn.Linear`,
+    /// the cluster prior as embeddings ([`ClusterPrior`]).
     ///
     /// # Examples
     /// ```
@@ -82,10 +85,15 @@ impl<X: Dim, K: Dim, H: Dim, Z: Dim, E: Real, D: Device<E>> GmVae<X, K, H, Z, E,
                 ),
             ));
         }
+        let mut prior: ClusterPrior<K, Z, E, D> = DiagonalNormalGuide::new((), k, z, device)?;
+        prior.loc.weight = E::standard_normal(device, &(z, k));
+        prior.loc.bias = device.try_zeros_like(&(z,)).map_err(Error::device)?;
+        prior.log_scale.weight = device.try_zeros_like(&(z, k)).map_err(Error::device)?;
+        prior.log_scale.bias = device.try_zeros_like(&(z,)).map_err(Error::device)?;
         Ok(Self {
             cluster: (Linear::new(device, x, h)?, ReLU, Linear::new(device, h, k)?),
             guide: DiagonalNormalGuide::new(Joint::new(device, x, k, h)?, h, z, device)?,
-            prior: DiagonalNormalGuide::new((), k, z, device)?,
+            prior,
             decoder: (Linear::new(device, z, h)?, ReLU, Linear::new(device, h, x)?),
         })
     }

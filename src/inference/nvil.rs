@@ -8,7 +8,7 @@ use crate::inference::elbo::{sampled_terms, KlEstimator, KlTerm, SampledTerms};
 use crate::inference::model::LatentVariableModel;
 use crate::inference::objective::SignalMoments;
 use crate::inference::score::{score_term, weights_like};
-use crate::kernels::ops::{cst, mean_over_samples, to_f64_vec, Events, PerExample, Real};
+use crate::kernels::ops::{cst, detach, mean_over_samples, to_f64_vec, Events, PerExample, Real};
 
 /// Neural variational inference and learning (Mnih & Gregor 2014): the ELBO, whose
 /// discrete guide learns through the score with a variance-reduced learning signal.
@@ -22,6 +22,11 @@ use crate::kernels::ops::{cst, mean_over_samples, to_f64_vec, Events, PerExample
 ///    `l' = (l − C_ψ(x) − c) / max(1, √v)` (§3.3);
 /// 3. the guide's gradient `l' ∇_φ log q(z_l | x)`, the baseline's `l' ∇_ψ C_ψ(x)` (which
 ///    fits `C_ψ(x)` to `l − c` in squared error), the model's the pathwise gradient.
+///
+/// With a closed-form KL (the default where the pair has one) only the reconstruction
+/// is sampled, and the KL's exact gradient is divided by the same `max(1, √v)` as the
+/// score terms, so that the guide's whole gradient keeps its direction (in the paper
+/// all of it passes through `l'`). A learned prior's gradient is divided likewise.
 ///
 /// The running moments follow `c ← αc + (1 − α) c_b`, `v ← αv + (1 − α) v_b` with the
 /// batch's mean `c_b` and variance `v_b` of `l − C_ψ(x)`, `α = 0.8` (their §5): the
@@ -276,9 +281,18 @@ impl Nvil {
             }
             None => rec,
         };
+        // The KL term's gradient is divided by the same scale as the score terms, so
+        // that the guide's whole gradient is (1/scale) times an unbiased estimate: a
+        // scaled score beside an unscaled analytic KL gradient would point elsewhere
+        // (the guide collapsed onto the prior when it did).
+        let inv = 1.0 / scale;
+        let kl_weighted = |kl: PerExample<E, D, T>| {
+            let value = detach(&kl);
+            kl * cst::<E>(beta * inv) + value * cst::<E>(beta * (1.0 - inv))
+        };
         let mut objective = match kl {
-            KlTerm::Closed(kl) => mean_over_samples(rec, l) - kl * cst::<E>(beta),
-            KlTerm::PerSample(kl) => mean_over_samples(rec - kl * cst::<E>(beta), l),
+            KlTerm::Closed(kl) => mean_over_samples(rec, l) - kl_weighted(kl),
+            KlTerm::PerSample(kl) => mean_over_samples(rec - kl_weighted(kl), l),
         };
         if let Some(c) = baseline {
             // ψ's gradient l' ∇ψ C_ψ(x), l' averaged over the example's samples.
