@@ -25,9 +25,9 @@ pub const DISCRETE_MODELS: [&str; 5] = [
     "sbn-vimco",
     "sbn-concrete",
 ];
-/// Clusters, hidden units and Gaussian latents of the GMVAE. Five latents: with ten or
-/// twenty, the clusters matched the classes less well than k-means on the pixels
-/// (accuracy 0.554 and 0.550 in single 25- and 20-epoch runs, against 0.612 with five).
+/// Clusters, hidden units and Gaussian latents of the GMVAE. Five latents: the best
+/// cluster accuracy of the sizes tried (`docs/compare/discrete/gmvae-variants/`: 0.612
+/// with seed 1 and 0.558 with seed 0, against 0.554 with ten and 0.550 with twenty).
 const GMVAE_SIZES: (usize, usize, usize) = (10, 400, 5);
 /// Binary latents of the SBN VAE, and its baseline network's tanh units (Mnih & Gregor
 /// 2014, §6).

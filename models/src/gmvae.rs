@@ -23,7 +23,8 @@ pub type ClusterNet<X, H, K, E, D> = (Linear<X, H, E, D>, ReLU, Linear<H, K, E, 
 /// map of the one-hot `y` (no hidden layer), initialized as PyTorch's `nn.Linear`, so
 /// the `K` components start near each other (`|μ_y| ≲ 1/√K` per coordinate). Spread
 /// apart from the start (`μ_y ~ N(0, I)`, as `nn.Embedding`), they collapsed onto one
-/// cluster in two runs of three on Fashion-MNIST.
+/// cluster in three runs of four on Fashion-MNIST
+/// (`docs/compare/discrete/gmvae-variants/`).
 pub type ClusterPrior<K, Z, E, D> = DiagonalNormalGuide<(), K, Z, E, D>;
 
 /// The Gaussian-mixture VAE for `x ∈ {0,1}^X` with `K` clusters and `Z` Gaussian latents:
