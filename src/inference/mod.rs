@@ -11,7 +11,8 @@
 //! - [`nvil`], [`vimco`], [`concrete`]: training discrete guides (score-function
 //!   gradients with learned and leave-one-out baselines; the Concrete relaxation);
 //! - [`enumerate`]: a discrete latent summed out exactly;
-//! - [`objective`]: what a trainer maximizes.
+//! - [`objective`]: what a trainer maximizes, and [`signal`]: the moments of a
+//!   learning signal that objectives with running state observe.
 //!
 //! Every estimator returns **nats per example**, summed over the event dimensions.
 
@@ -25,4 +26,5 @@ pub mod model;
 pub mod nvil;
 pub mod objective;
 pub(crate) mod score;
+pub mod signal;
 pub mod vimco;

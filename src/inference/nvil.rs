@@ -6,8 +6,8 @@ use dfdx::prelude::*;
 use crate::error::{Error, Result};
 use crate::inference::elbo::{sampled_terms, KlEstimator, KlTerm, SampledTerms};
 use crate::inference::model::LatentVariableModel;
-use crate::inference::objective::SignalMoments;
 use crate::inference::score::{score_term, weights_like};
+use crate::inference::signal::SignalMoments;
 use crate::kernels::ops::{cst, detach, mean_over_samples, to_f64_vec, Events, PerExample, Real};
 
 /// Neural variational inference and learning (Mnih & Gregor 2014): the ELBO, whose
@@ -58,6 +58,24 @@ pub struct Moments {
     pub variance: f64,
     /// Whether a batch has been seen (before that, a batch's own moments are used).
     pub initialized: bool,
+}
+
+impl Moments {
+    /// The moments, if the mean and variance are finite and the variance is not
+    /// negative (what a restored checkpoint must hold).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] otherwise.
+    pub fn checked(self) -> Result<Self> {
+        if self.mean.is_finite() && self.variance.is_finite() && self.variance >= 0.0 {
+            Ok(self)
+        } else {
+            Err(Error::invalid(
+                "nvil state",
+                format!("moments must be finite with a non-negative variance, got {self:?}"),
+            ))
+        }
+    }
 }
 
 #[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]

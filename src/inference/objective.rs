@@ -8,6 +8,7 @@ use crate::inference::elbo::Elbo;
 use crate::inference::iwae::ImportanceWeighted;
 use crate::inference::model::LatentVariableModel;
 use crate::inference::nvil::{Moments, Nvil};
+pub use crate::inference::signal::SignalMoments;
 use crate::inference::vimco::Vimco;
 use crate::kernels::ops::{Events, PerExample, Real};
 
@@ -99,47 +100,6 @@ pub trait Objective {
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
         let _ = state;
         Ok(())
-    }
-}
-
-/// The count, sum and sum of squares of a learning signal over a batch: what
-/// [`Objective::objective_observed`] reports for running moments. They add across
-/// data-parallel replicas and ranks.
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
-pub struct SignalMoments {
-    /// The number of values.
-    pub count: f64,
-    /// `Σ l`.
-    pub sum: f64,
-    /// `Σ l²`.
-    pub sum_sq: f64,
-}
-
-impl SignalMoments {
-    /// The moments of `values`.
-    pub fn of(values: &[f64]) -> Self {
-        Self {
-            count: values.len() as f64,
-            sum: values.iter().sum(),
-            sum_sq: values.iter().map(|v| v * v).sum(),
-        }
-    }
-
-    /// The mean and (population) variance, `(0, 0)` for no values.
-    pub fn mean_variance(&self) -> (f64, f64) {
-        if self.count <= 0.0 {
-            return (0.0, 0.0);
-        }
-        let mean = self.sum / self.count;
-        (mean, (self.sum_sq / self.count - mean * mean).max(0.0))
-    }
-}
-
-impl std::ops::AddAssign for SignalMoments {
-    fn add_assign(&mut self, o: Self) {
-        self.count += o.count;
-        self.sum += o.sum;
-        self.sum_sq += o.sum_sq;
     }
 }
 
@@ -250,13 +210,7 @@ impl Objective for Nvil {
     fn restore(&mut self, state: &serde_json::Value) -> Result<()> {
         let m: Moments = serde_json::from_value(state.clone())
             .map_err(|e| crate::Error::invalid("nvil state", e.to_string()))?;
-        if !(m.mean.is_finite() && m.variance.is_finite() && m.variance >= 0.0) {
-            return Err(crate::Error::invalid(
-                "nvil state",
-                format!("moments must be finite with a non-negative variance, got {m:?}"),
-            ));
-        }
-        *self = self.with_moments(m);
+        *self = self.with_moments(m.checked()?);
         Ok(())
     }
 }
