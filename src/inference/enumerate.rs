@@ -8,7 +8,7 @@ use crate::distributions::{one_hot, Categorical};
 use crate::error::{Error, Result};
 use crate::inference::conditional::{ConditionalModel, Conditioned};
 use crate::inference::elbo::{Elbo, ElboTerms};
-use crate::inference::iwae::{log_weights, Accumulator, LogLikelihood};
+use crate::inference::iwae::{log_weights, stream_log_weights, LogLikelihood};
 use crate::kernels::ops::{cst, repeat_rows, to_f64_vec, Events, PerExample, Real};
 
 /// A latent-variable model with a discrete latent `y ∈ {1, …, K}` that is summed out
@@ -204,45 +204,32 @@ where
     }
     let batch = x.shape().0;
     let device = x.device().clone();
-    let log_py = to_f64_vec(&model.site_prior(batch, &device)?.log_probs());
-    let k = log_py.len() / batch.max(1);
-    let width = model.site_guide(x.clone())?.logits.shape().1;
+    let prior = model.site_prior(batch, &device)?;
+    let width = prior.logits.shape().1;
+    let k = width.size();
+    let log_py = to_f64_vec(&prior.log_probs());
     let given = Conditioned::new(model, every_value(&device, width, batch));
     let x_rep = repeat_rows(x.clone(), k);
-    let mut acc = vec![Accumulator::EMPTY; batch];
-    let mut done = 0;
-    while done < samples {
-        let c = chunk.min(samples - done);
-        // (c, K·batch): draw s of value j for example b at [s, j·batch + b].
+    stream_log_weights(samples, chunk, batch, |c| {
+        // (c, K·batch): draw s of value j for example b at [s, j·batch + b]; each draw s
+        // of example b gives log W_s = log Σ_j p(j) w_{s,j}.
         let lw = to_f64_vec(&log_weights(&given, x_rep.clone(), c)?);
-        for s in 0..c {
-            for (b, a) in acc.iter_mut().enumerate() {
+        Ok((0..c * batch)
+            .map(|i| {
+                let (s, b) = (i / batch, i % batch);
                 let terms: Vec<f64> = (0..k)
                     .map(|j| log_py[b * k + j] + lw[s * k * batch + j * batch + b])
                     .collect();
-                if let Some(&bad) = terms.iter().find(|l| l.is_nan() || **l == f64::INFINITY) {
-                    return Err(Error::NonFinite {
-                        what: "log importance weight".into(),
-                        epoch: 0,
-                        step: 0,
-                        value: bad,
-                    });
-                }
                 let m = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                let w = if m == f64::NEG_INFINITY {
-                    m
-                } else {
+                if terms.iter().any(|l| l.is_nan()) {
+                    f64::NAN
+                } else if m.is_finite() {
                     m + terms.iter().map(|l| (l - m).exp()).sum::<f64>().ln()
-                };
-                a.push(w);
-            }
-        }
-        done += c;
-    }
-    let (log_px, stderr) = acc.iter().map(|a| a.finish(samples)).unzip();
-    Ok(LogLikelihood {
-        log_px,
-        stderr,
-        k: samples,
+                } else {
+                    // −∞ (every weight 0) as it is; NaN and +∞ for the stream to refuse.
+                    m
+                }
+            })
+            .collect())
     })
 }

@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use crate::distributions::Distribution;
 use crate::error::{Error, Result};
 use crate::inference::model::LatentVariableModel;
-use crate::inference::score::score_term;
+use crate::inference::score::summed_over_draws;
 use crate::kernels::ops::{detach, repeat_rows, to_f64_vec, Events, PerExample, Real};
 
 /// The per-sample log importance weights
@@ -145,8 +145,7 @@ impl ImportanceWeighted {
                 let signal = detach(&bound)
                     .broadcast_like::<_, Axis<0>>(&(k, b))
                     .reshape_like(&(k * b,));
-                let term = score_term(score.reshape_like(&(k * b,)), signal);
-                bound + term.reshape_like(&(k, b)).sum::<(usize,), Axis<0>>()
+                bound + summed_over_draws(score, signal)
             }
         })
     }
@@ -168,20 +167,20 @@ pub struct LogLikelihood {
 /// Streaming log-sum-exp with the running sums needed for the standard error:
 /// `S₁ = Σ e^{l − m}`, `S₂ = Σ e^{2(l − m)}` for the running maximum `m`.
 #[derive(Clone, Copy)]
-pub(crate) struct Accumulator {
+struct Accumulator {
     max: f64,
     s1: f64,
     s2: f64,
 }
 
 impl Accumulator {
-    pub(crate) const EMPTY: Self = Self {
+    const EMPTY: Self = Self {
         max: f64::NEG_INFINITY,
         s1: 0.0,
         s2: 0.0,
     };
 
-    pub(crate) fn push(&mut self, l: f64) {
+    fn push(&mut self, l: f64) {
         if l > self.max {
             let r = (self.max - l).exp();
             self.s1 *= r;
@@ -193,7 +192,7 @@ impl Accumulator {
         self.s2 += e * e;
     }
 
-    pub(crate) fn finish(&self, k: usize) -> (f64, f64) {
+    fn finish(&self, k: usize) -> (f64, f64) {
         let kf = k as f64;
         let mean = self.s1 / kf;
         let var = (self.s2 / kf - mean * mean).max(0.0) * kf / (kf - 1.0).max(1.0);
@@ -245,13 +244,29 @@ where
             format!("k ({k}) and chunk ({chunk}) must be at least 1"),
         ));
     }
-    let batch = x.shape().0;
+    stream_log_weights(k, chunk, x.shape().0, |c| {
+        Ok(to_f64_vec(&log_weights(model, x.clone(), c)?))
+    })
+}
+
+/// Draws `k` log importance weights per example in chunks of at most `chunk` (both at
+/// least 1), `weights(c)` returning `c · batch` of them (draw `s` of example `b` at
+/// `s · batch + b`), and streams them into each example's estimate of `log p(x)` with
+/// its standard error.
+///
+/// # Errors
+/// [`Error::NonFinite`] for a NaN or `+∞` weight; the errors of `weights`.
+pub(crate) fn stream_log_weights(
+    k: usize,
+    chunk: usize,
+    batch: usize,
+    mut weights: impl FnMut(usize) -> Result<Vec<f64>>,
+) -> Result<LogLikelihood> {
     let mut acc = vec![Accumulator::EMPTY; batch];
     let mut done = 0;
     while done < k {
         let c = chunk.min(k - done);
-        let lw = to_f64_vec(&log_weights(model, x.clone(), c)?);
-        for (i, &l) in lw.iter().enumerate() {
+        for (i, l) in weights(c)?.into_iter().enumerate() {
             if l.is_nan() || l == f64::INFINITY {
                 return Err(Error::NonFinite {
                     what: "log importance weight".into(),

@@ -29,3 +29,17 @@ pub(crate) fn weights_like<E: Real, D: Device<E>, T>(
         .collect();
     like.device().tensor_from_vec(v, (w.len(),))
 }
+
+/// The score terms of `k` draws per example summed over the draws: for scores of shape
+/// `(k, batch)` (sample-major, draw `s` of example `b` at `[s, b]`) and weights in the
+/// same order flattened to `(k · batch,)`, `Σ_s w_{s,b} (s_{s,b} − stop_gradient(s_{s,b}))`,
+/// shape `(batch,)`: the multi-sample bounds' score-function gradient, value 0.
+pub(crate) fn summed_over_draws<E: Real, D: Device<E>, T: Tape<E, D>>(
+    score: Tensor<(usize, usize), E, D, T>,
+    weights: PerExample<E, D>,
+) -> PerExample<E, D, T> {
+    let (k, b) = *score.shape();
+    score_term(score.reshape_like(&(k * b,)), weights)
+        .reshape_like(&(k, b))
+        .sum::<(usize,), Axis<0>>()
+}

@@ -6,7 +6,7 @@ use dfdx::prelude::*;
 use crate::error::{Error, Result};
 use crate::inference::iwae::scored_log_weights;
 use crate::inference::model::LatentVariableModel;
-use crate::inference::score::{score_term, weights_like};
+use crate::inference::score::{summed_over_draws, weights_like};
 use crate::kernels::ops::{cst, to_f64_vec, Events, PerExample, Real};
 
 /// The `k`-sample importance-weighted bound `L̂ = log (1/k) Σ_j w_j` trained with VIMCO's
@@ -83,19 +83,14 @@ impl Vimco {
         let k = self.k;
         let (lw, score) = scored_log_weights(model, x, k)?;
         let batch = lw.shape().1;
-        let signal = score
-            .as_ref()
-            .map(|_| leave_one_out_signals(&to_f64_vec(&lw), k, batch));
+        // The weights reach the host only when a score needs their signals.
+        let log_w = score.as_ref().map(|_| to_f64_vec(&lw));
         let bound = lw.logsumexp::<(usize,), Axis<0>>() - cst::<E>((k as f64).ln());
-        Ok(match (score, signal) {
-            (Some(score), Some(signal)) => {
-                let score = score.reshape_like(&(k * batch,));
-                let w = weights_like(&score, &signal);
-                let term = score_term(score, w).reshape_like(&(k, batch));
-                bound + term.sum::<(usize,), Axis<0>>()
-            }
-            _ => bound,
-        })
+        let (Some(score), Some(log_w)) = (score, log_w) else {
+            return Ok(bound);
+        };
+        let signal = weights_like(&bound, &leave_one_out_signals(&log_w, k, batch));
+        Ok(bound + summed_over_draws(score, signal))
     }
 }
 
