@@ -10,7 +10,10 @@ use latent::data::{Binarization, Dataset, Splits};
 use latent::eval::clusters::{cluster_accuracy, normalized_mutual_information};
 use latent::inference::enumerate::EnumeratedElbo;
 use latent::inference::nvil::Moments;
-use latent::train::{fit_task, prepare_test, Describe, EnumeratedTask, ObjectiveTask, TrainConfig};
+use latent::train::{
+    fit_task, prepare_test, Describe, EnumeratedTask, ObjectiveTask, Task, ThreadSafe, TrainConfig,
+    TrainReport,
+};
 use latent::{AnyObjective, Concrete, Elbo, Error, Events, Nvil, Objective, Result, Vimco};
 use latent_models::{GmVae, SbnVae};
 use serde::Serialize;
@@ -67,11 +70,29 @@ pub struct DiscreteRow {
     pub seconds: f64,
 }
 
-fn config(run: &RunArgs, dir: &Path, spec: latent::train::ModelSpec) -> TrainConfig {
-    TrainConfig {
-        model: Some(spec),
+/// Trains `model` with `task` into `dir` (dynamic binarization, `--epochs`, default 5)
+/// and returns the report with the test set binarized once for the evaluations.
+fn train<M, K>(
+    run: &RunArgs,
+    splits: &Splits,
+    dir: &Path,
+    model: &mut M,
+    task: &mut K,
+    dev: &Dev,
+) -> Result<(TrainReport, Dataset)>
+where
+    M: TensorCollection<f32, Dev> + Describe + ThreadSafe,
+    K: Task<f32, Dev, M> + Clone + ThreadSafe,
+{
+    let config = TrainConfig {
+        model: Some(model.spec()),
         ..run.config(run.epochs(5), Binarization::Dynamic, dir.to_path_buf())
-    }
+    };
+    let report = fit_task(model, task, &splits.train, &splits.test, &config, dev)?;
+    Ok((
+        report,
+        prepare_test(&splits.test, Binarization::Dynamic, run.seed),
+    ))
 }
 
 /// Trains the row `name` (one of [`DISCRETE_MODELS`]) into `out/name`; the GMVAE row
@@ -111,16 +132,7 @@ fn gmvae(run: &RunArgs, splits: &Splits, out: &Path) -> Result<Vec<DiscreteRow>>
     let (k, h, z) = GMVAE_SIZES;
     let mut model: Gm = GmVae::new(&dev, (Const, k, h, z))?;
     let mut task = EnumeratedTask::new(EnumeratedElbo::default(), k)?;
-    let settings = config(run, &dir, model.spec());
-    let report = fit_task(
-        &mut model,
-        &mut task,
-        &splits.train,
-        &splits.test,
-        &settings,
-        &dev,
-    )?;
-    let test = prepare_test(&splits.test, Binarization::Dynamic, run.seed);
+    let (report, test) = train(run, splits, &dir, &mut model, &mut task, &dev)?;
     let elbo = latent::eval::evaluate_batches(test.len(), 500, |idx| {
         let x: Events<Const<784>, f32, Dev> = test.batch(&dev, idx, None)?;
         EnumeratedElbo::default().estimate(&model, x)
@@ -240,21 +252,12 @@ fn sbn(
     let dev = Dev::seed_from_u64(run.seed);
     let mut model: Sbn = SbnVae::new(&dev, Const, SBN_LATENTS, BASELINE_HIDDEN)?;
     let mut task = ObjectiveTask::new(objective);
-    let settings = config(run, &dir, model.spec());
-    let report = fit_task(
-        &mut model,
-        &mut task,
-        &splits.train,
-        &splits.test,
-        &settings,
-        &dev,
-    )?;
-    let test = prepare_test(&splits.test, Binarization::Dynamic, run.seed);
+    let (report, test) = train(run, splits, &dir, &mut model, &mut task, &dev)?;
     let elbo = latent::eval::evaluate(&model, &Elbo::default(), &test, &dev, 500)?;
     let nll = latent::eval::test_nll(&model, &test, &dev, &run.eval_options())?;
     let idx: Vec<usize> = (0..VARIANCE_BATCH.min(test.len())).collect();
     let x: Events<Const<784>, f32, Dev> = test.batch(&dev, &idx, None)?;
-    let variance = gradient_variance(&model, &unscaled(task.objective), &x, &dev)?;
+    let variance = gradient_variance(&model, &unscaled(task.objective), &x)?;
     Ok(vec![DiscreteRow {
         model: name.into(),
         objective: objective.describe(),
@@ -290,10 +293,9 @@ fn gradient_variance(
     model: &Sbn,
     objective: &AnyObjective,
     x: &Events<Const<784>, f32, Dev>,
-    dev: &Dev,
 ) -> Result<f64> {
-    let _ = dev;
-    let n = model.encoder.weight.shape().0 * 784;
+    let (outputs, inputs) = *model.encoder.weight.shape();
+    let n = outputs * inputs.size();
     let (mut s1, mut s2) = (vec![0f64; n], vec![0f64; n]);
     for _ in 0..VARIANCE_DRAWS {
         let grads = model.try_alloc_grads().map_err(Error::device)?;
