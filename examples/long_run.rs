@@ -25,40 +25,25 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 mod common;
+#[path = "common/long_models.rs"]
+mod long_models;
 
 use clap::Parser;
 use common::RunArgs;
 use dfdx::prelude::*;
 use latent::data::Binarization;
-use latent::eval::{evaluate, test_nll};
-use latent::flows::{IafGuide, PlanarGuide};
-use latent::heads::{BernoulliHead, StandardNormalPrior};
 use latent::train::{
-    fit, load_checkpoint, prepare_test, Describe, EpochCallback, EpochMetrics, ThreadSafe,
-    TrainConfig,
+    fit, Describe, EpochCallback, EpochMetrics, ModelSpec, ThreadSafe, TrainConfig,
 };
 use latent::{Elbo, Error, LatentVariableModel, Result};
-use latent_models::{gated_networks, gated_vae, FlowVae};
+use long_models::{evaluate_checkpoint, Dev, GuideArg, LongModel, WithModel};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-type Dev = AutoDevice;
-
 /// The published test NLLs (nats) on dynamically binarized Fashion-MNIST, as reported
 /// by Norouzi et al. 2020 (Exemplar VAE, Table 1) for this architecture.
 const PUBLISHED: [(&str, f64); 2] = [("VAE, Gaussian prior", 228.70), ("VAE, VampPrior", 227.35)];
-
-/// `--guide`: the family of `q(z|x)`.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum GuideArg {
-    /// A diagonal Normal (the paper's).
-    Gaussian,
-    /// A diagonal Normal and two IAF steps (context: the encoder's last layer).
-    Iaf,
-    /// A diagonal Normal and eight planar steps.
-    Planar,
-}
 
 /// Train the gated 300-300-40 VAE of the published likelihood tables for long, with
 /// early stopping, and evaluate its test NLL.
@@ -96,113 +81,105 @@ fn main() {
 }
 
 fn run(a: &Args) -> Result<()> {
-    if a.hidden == 0 || a.latent_dim == 0 {
-        return Err(Error::invalid("hidden / latent-dim", "must be at least 1"));
-    }
     let dev = Dev::seed_from_u64(a.run.seed);
-    let (x, h, z) = (784, a.hidden, a.latent_dim);
-    match a.guide {
-        GuideArg::Gaussian => train(a, gated_vae(&dev, (x, h, z))?, &dev),
-        GuideArg::Iaf => {
-            let (encoder, decoder) = gated_networks(&dev, (x, h, z))?;
-            let guide: IafGuide<_, usize, usize, 2, f32, Dev> =
-                IafGuide::new(encoder, (h, z), h, h, &dev)?;
-            let model = FlowVae::new(guide, decoder, BernoulliHead, StandardNormalPrior);
-            train(a, model, &dev)
-        }
-        GuideArg::Planar => {
-            let (encoder, decoder) = gated_networks(&dev, (x, h, z))?;
-            let guide: PlanarGuide<_, usize, usize, 8, f32, Dev> =
-                PlanarGuide::new(encoder, h, z, &dev)?;
-            let model = FlowVae::new(guide, decoder, BernoulliHead, StandardNormalPrior);
-            train(a, model, &dev)
-        }
-    }
+    let model = LongModel {
+        guide: a.guide,
+        sizes: (784, a.hidden, a.latent_dim),
+    };
+    model.build(&dev, Train { a, model })
 }
 
-fn train<M>(a: &Args, mut model: M, dev: &Dev) -> Result<()>
-where
-    M: TensorCollection<f32, Dev>
-        + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
-        + LatentVariableModel<f32, Dev, NoneTape, X = usize, Z = usize>
-        + Describe
-        + ThreadSafe,
-{
-    let start = Instant::now();
-    let (r, out) = (&a.run, a.run.out_dir("long_run"));
-    let _claim = r.claim(&out)?;
-    let splits = r.splits()?;
-    if splits.train.dim() != 784 {
-        return Err(Error::shape(
-            "images",
-            &[28, 28],
-            &[splits.train.rows, splits.train.cols],
-        ));
-    }
-    let (train_set, validation) = splits.train.split_at(a.train_size);
-    if validation.is_empty() {
-        return Err(Error::invalid(
-            "train-size",
-            format!("leaves no validation images out of {}", splits.train.len()),
-        ));
-    }
-    let epochs = r.epochs(2000);
-    let steps_per_epoch = train_set.len().div_ceil(r.batch_size.max(1));
-    let timer = Arc::new(Mutex::new((Instant::now(), f64::NEG_INFINITY, 0usize, 0.0)));
-    let limit = a.minutes.map(|m| m * 60.0);
-    let quiet = r.quiet || !common::leader();
-    let config = TrainConfig {
-        model: Some(
-            model
-                .spec()
-                .part("guide", format!("{:?}", a.guide).to_lowercase()),
-        ),
-        kl_warmup_steps: a.warmup_epochs * steps_per_epoch,
-        keep_best: true,
-        patience: Some(a.patience),
-        time_limit: limit,
-        on_epoch: Some(EpochCallback::new(move |m: &EpochMetrics| {
-            eta_line(&timer, m, epochs, limit, quiet);
-            Ok(())
-        })),
-        ..r.config(epochs, Binarization::Dynamic, out.clone())
-    };
-    let report = fit(
-        &mut model,
-        &Elbo::default(),
-        &train_set,
-        &validation,
-        &config,
-        dev,
-    )?;
-    let train_minutes = report.train_seconds / 60.0;
+/// Trains the model `long_run` built.
+struct Train<'a> {
+    a: &'a Args,
+    model: LongModel,
+}
 
-    // The best validation epoch's weights, on the whole test set.
-    load_checkpoint(&mut model, out.join("best.safetensors"))?;
-    let test = prepare_test(&splits.test, Binarization::Dynamic, r.seed);
-    let elbo = evaluate(&model, &Elbo::default(), &test, dev, 500)?;
-    let options = latent::eval::EvalOptions {
-        progress: !quiet,
-        ..r.eval_options()
-    };
-    let nll = test_nll(&model, &test, dev, &options)?;
-    let summary = serde_json::json!({
-        "model": format!("VAE {}-{h}-{h}-{z} (gated), guide {:?}", 784, a.guide, h = a.hidden, z = a.latent_dim),
-        "dataset": splits.source,
-        "train_images": train_set.len(), "validation_images": validation.len(),
-        "batch_size": r.batch_size, "lr": r.lr, "seed": r.seed,
-        "warmup_epochs": a.warmup_epochs, "patience": a.patience, "minutes": a.minutes,
-        "epochs_trained": report.epochs.len(), "stopped_early": report.stopped_early,
-        "best_epoch": report.best.map(|b| b.0), "best_validation_elbo": report.best.map(|b| b.1),
-        "train_minutes": train_minutes,
-        "train_images_per_s": report.train_images_per_s,
-        "test_elbo": elbo.elbo, "test_reconstruction": elbo.reconstruction, "test_kl": elbo.kl,
-        "test_nll": nll.nll, "test_nll_stderr": nll.stderr, "test_nll_k": nll.k, "test_nll_n": nll.n,
-        "published_nll": serde_json::Value::Array(PUBLISHED.iter().map(|(m, v)| serde_json::json!({"model": m, "nll": v})).collect()),
-        "seconds": start.elapsed().as_secs_f64(),
-    });
-    common::print(&common::write_json(&out, "summary.json", &summary)?);
-    Ok(())
+impl WithModel for Train<'_> {
+    type Out = ();
+
+    fn with<M>(self, mut model: M, spec: ModelSpec, dev: &Dev) -> Result<()>
+    where
+        M: TensorCollection<f32, Dev>
+            + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
+            + LatentVariableModel<f32, Dev, NoneTape, X = usize, Z = usize>
+            + Describe
+            + ThreadSafe,
+    {
+        let a = self.a;
+        let start = Instant::now();
+        let (r, out) = (&a.run, a.run.out_dir("long_run"));
+        let _claim = r.claim(&out)?;
+        let splits = r.splits()?;
+        if splits.train.dim() != 784 {
+            return Err(Error::shape(
+                "images",
+                &[28, 28],
+                &[splits.train.rows, splits.train.cols],
+            ));
+        }
+        let (train_set, validation) = splits.train.split_at(a.train_size);
+        if validation.is_empty() {
+            return Err(Error::invalid(
+                "train-size",
+                format!("leaves no validation images out of {}", splits.train.len()),
+            ));
+        }
+        let epochs = r.epochs(2000);
+        let steps_per_epoch = train_set.len().div_ceil(r.batch_size.max(1));
+        let timer = Arc::new(Mutex::new((Instant::now(), f64::NEG_INFINITY, 0usize, 0.0)));
+        let limit = a.minutes.map(|m| m * 60.0);
+        let quiet = r.quiet || !common::leader();
+        let config = TrainConfig {
+            model: Some(spec),
+            kl_warmup_steps: a.warmup_epochs * steps_per_epoch,
+            keep_best: true,
+            patience: Some(a.patience),
+            time_limit: limit,
+            on_epoch: Some(EpochCallback::new(move |m: &EpochMetrics| {
+                eta_line(&timer, m, epochs, limit, quiet);
+                Ok(())
+            })),
+            ..r.config(epochs, Binarization::Dynamic, out.clone())
+        };
+        let report = fit(
+            &mut model,
+            &Elbo::default(),
+            &train_set,
+            &validation,
+            &config,
+            dev,
+        )?;
+        let train_minutes = report.train_seconds / 60.0;
+
+        // The best validation epoch's weights on the whole test set, opened again from
+        // the file as `evaluate` opens it, so that `evaluate` gives the same figures.
+        let options = latent::eval::EvalOptions {
+            progress: !quiet,
+            ..r.eval_options()
+        };
+        let best = out.join("best.safetensors");
+        let (_, eval) = evaluate_checkpoint(&best, &splits.test, r.seed, &options)?;
+        let (elbo, nll) = (eval.elbo, eval.nll);
+        let summary = serde_json::json!({
+            "model": self.model.describe(),
+            "checkpoint": "best.safetensors",
+            "dataset": splits.source,
+            "train_images": train_set.len(), "validation_images": validation.len(),
+            "batch_size": r.batch_size, "lr": r.lr, "seed": r.seed,
+            "warmup_epochs": a.warmup_epochs, "patience": a.patience, "minutes": a.minutes,
+            "epochs_trained": report.epochs.len(), "stopped_early": report.stopped_early,
+            "best_epoch": report.best.map(|b| b.0), "best_validation_elbo": report.best.map(|b| b.1),
+            "train_minutes": train_minutes,
+            "train_images_per_s": report.train_images_per_s,
+            "test_elbo": elbo.elbo, "test_reconstruction": elbo.reconstruction, "test_kl": elbo.kl,
+            "test_nll": nll.nll, "test_nll_stderr": nll.stderr, "test_nll_k": nll.k, "test_nll_n": nll.n,
+            "published_nll": serde_json::Value::Array(PUBLISHED.iter().map(|(m, v)| serde_json::json!({"model": m, "nll": v})).collect()),
+            "seconds": start.elapsed().as_secs_f64(),
+        });
+        common::print(&common::write_json(&out, "summary.json", &summary)?);
+        Ok(())
+    }
 }
 
 /// After each epoch: the validation ELBO, the best so far and the time left until the

@@ -1,0 +1,214 @@
+//! The models of the long run, built from their names and sizes and opened again from
+//! their checkpoints: what `long_run` trains and `evaluate` evaluates. A checkpoint
+//! describes its model ([`latent::train::ModelSpec`]: kind `vae` or `flow-vae`, sizes
+//! `x`, `h`, `z`, parts `encoder = "gated"` and `guide`), so `evaluate` needs no flag
+//! but the file.
+
+use std::path::Path;
+
+use dfdx::prelude::*;
+use latent::data::{Binarization, Dataset};
+use latent::eval::{evaluate, test_nll, EvalOptions, EvalReport, NllReport};
+use latent::flows::{IafGuide, PlanarGuide};
+use latent::heads::{BernoulliHead, StandardNormalPrior};
+use latent::train::{load_checkpoint, prepare_test, Describe, ModelSpec, ThreadSafe};
+use latent::{Elbo, Error, LatentVariableModel, Result};
+use latent_models::{gated_networks, gated_vae, FlowVae};
+
+pub type Dev = AutoDevice;
+
+/// Planar steps of the `planar` guide; IAF steps of the `iaf` guide.
+pub const PLANAR_STEPS: usize = 8;
+pub const IAF_STEPS: usize = 2;
+
+/// `--guide`: the family of `q(z|x)`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuideArg {
+    /// A diagonal Normal (the paper's).
+    Gaussian,
+    /// A diagonal Normal and two IAF steps (context: the encoder's last layer).
+    Iaf,
+    /// A diagonal Normal and eight planar steps.
+    Planar,
+}
+
+/// A long-run model's guide and sizes `(x, h, z)`: what its checkpoint records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongModel {
+    pub guide: GuideArg,
+    pub sizes: (usize, usize, usize),
+}
+
+/// What to do with a built model: a generic function over the model's type, which a
+/// closure cannot be.
+pub trait WithModel {
+    /// The result.
+    type Out;
+    /// Runs on `model`, whose description (for its checkpoints) is `spec`.
+    fn with<M>(self, model: M, spec: ModelSpec, device: &Dev) -> Result<Self::Out>
+    where
+        M: TensorCollection<f32, Dev>
+            + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
+            + LatentVariableModel<f32, Dev, NoneTape, X = usize, Z = usize>
+            + Describe
+            + ThreadSafe;
+}
+
+impl LongModel {
+    /// The model's name in the summaries.
+    pub fn describe(&self) -> String {
+        let (x, h, z) = self.sizes;
+        format!("VAE {x}-{h}-{h}-{z} (gated), guide {:?}", self.guide)
+    }
+
+    /// Builds the model on `device` (layers initialized as PyTorch's) and hands it to
+    /// `job` with its description.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSetting`] for a size of 0; `job`'s errors.
+    pub fn build<W: WithModel>(&self, device: &Dev, job: W) -> Result<W::Out> {
+        let (x, h, z) = self.sizes;
+        if [x, h, z].contains(&0) {
+            return Err(Error::invalid("hidden / latent-dim", "must be at least 1"));
+        }
+        let name = clap::ValueEnum::to_possible_value(&self.guide)
+            .map_or_else(String::new, |v| v.get_name().to_string());
+        let spec = |m: &dyn Describe| {
+            m.spec()
+                .size("h", h)
+                .part("encoder", "gated")
+                .part("guide", name.clone())
+        };
+        match self.guide {
+            GuideArg::Gaussian => {
+                let model = gated_vae(device, (x, h, z))?;
+                let s = spec(&model);
+                job.with(model, s, device)
+            }
+            GuideArg::Iaf => {
+                let (encoder, decoder) = gated_networks(device, (x, h, z))?;
+                let guide: IafGuide<_, usize, usize, IAF_STEPS, f32, Dev> =
+                    IafGuide::new(encoder, (h, z), h, h, device)?;
+                let model = FlowVae::new(guide, decoder, BernoulliHead, StandardNormalPrior);
+                let s = spec(&model);
+                job.with(model, s, device)
+            }
+            GuideArg::Planar => {
+                let (encoder, decoder) = gated_networks(device, (x, h, z))?;
+                let guide: PlanarGuide<_, usize, usize, PLANAR_STEPS, f32, Dev> =
+                    PlanarGuide::new(encoder, h, z, device)?;
+                let model = FlowVae::new(guide, decoder, BernoulliHead, StandardNormalPrior);
+                let s = spec(&model);
+                job.with(model, s, device)
+            }
+        }
+    }
+
+    /// The long-run model a checkpoint's description names.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] when `spec` is not a long-run model's.
+    pub fn from_spec(path: &Path, spec: &ModelSpec) -> Result<Self> {
+        let bad = |why: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("not a long-run model: {why}"),
+        };
+        if spec.parts.get("encoder").map(String::as_str) != Some("gated") {
+            return Err(bad(format!(
+                "it describes a {:?} model without the gated encoder (parts {:?})",
+                spec.kind, spec.parts
+            )));
+        }
+        let guide = spec
+            .parts
+            .get("guide")
+            .and_then(|g| <GuideArg as clap::ValueEnum>::from_str(g, false).ok())
+            .ok_or_else(|| bad(format!("guide {:?}", spec.parts.get("guide"))))?;
+        let size = |n: &str| {
+            spec.sizes
+                .get(n)
+                .copied()
+                .ok_or_else(|| bad(format!("no size {n}")))
+        };
+        Ok(Self {
+            guide,
+            sizes: (size("x")?, size("h")?, size("z")?),
+        })
+    }
+}
+
+/// A checkpoint's figures on the test set.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub elbo: EvalReport,
+    pub nll: NllReport,
+}
+
+/// Opens the long-run checkpoint at `path` on a device seeded with `seed`, binarizes
+/// `test` with `seed`, and returns its test ELBO (every image) and importance-sampled
+/// NLL (`options`). The same file, data, seed, options and thread count give the same
+/// figures bit for bit on the CPU: `long_run` evaluates its best checkpoint this way.
+///
+/// # Errors
+/// Checkpoint errors (unreadable, not a long-run model, a description that does not
+/// match its tensors); evaluation errors.
+pub fn evaluate_checkpoint(
+    path: &Path,
+    test: &Dataset,
+    seed: u64,
+    options: &EvalOptions,
+) -> Result<(LongModel, Evaluation)> {
+    let meta = latent::train::read_checkpoint_meta(path)?.ok_or_else(|| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: "the file does not describe its model (no metadata)".into(),
+    })?;
+    let spec = meta.model.ok_or_else(|| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: "the checkpoint does not describe its model".into(),
+    })?;
+    let long = LongModel::from_spec(path, &spec)?;
+    let device = Dev::seed_from_u64(seed);
+    let test = prepare_test(test, Binarization::Dynamic, seed);
+    let job = Evaluate {
+        path,
+        test: &test,
+        options,
+    };
+    Ok((long, long.build(&device, job)?))
+}
+
+struct Evaluate<'a> {
+    path: &'a Path,
+    test: &'a Dataset,
+    options: &'a EvalOptions,
+}
+
+impl WithModel for Evaluate<'_> {
+    type Out = Evaluation;
+
+    fn with<M>(self, mut model: M, spec: ModelSpec, device: &Dev) -> Result<Evaluation>
+    where
+        M: TensorCollection<f32, Dev>
+            + LatentVariableModel<f32, Dev, OwnedTape<f32, Dev>, X = usize, Z = usize>
+            + LatentVariableModel<f32, Dev, NoneTape, X = usize, Z = usize>
+            + Describe
+            + ThreadSafe,
+    {
+        // `load_model` for a spec the model's `Describe` does not give alone.
+        let found = latent::train::read_checkpoint_meta(self.path)?.and_then(|m| m.model);
+        let differences = found.map_or_else(
+            || vec!["the checkpoint does not describe its model".to_string()],
+            |found| spec.differences(&found),
+        );
+        if !differences.is_empty() {
+            return Err(Error::CheckpointMismatch {
+                path: self.path.to_path_buf(),
+                differences,
+            });
+        }
+        load_checkpoint(&mut model, self.path)?;
+        let elbo = evaluate(&model, &Elbo::default(), self.test, device, 500)?;
+        let nll = test_nll(&model, self.test, device, self.options)?;
+        Ok(Evaluation { elbo, nll })
+    }
+}
