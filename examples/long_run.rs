@@ -12,7 +12,13 @@
 //!
 //! `--guide` chooses `q(z|x)`: `gaussian` (the paper's diagonal Normal), `iaf` (two
 //! inverse autoregressive steps, Kingma et al. 2016) or `planar` (eight planar steps,
-//! Rezende & Mohamed 2015). `--minutes` bounds the training time (the run stops after
+//! Rezende & Mohamed 2015). `--prior vamp --pseudo-inputs 500` replaces `N(0, I)` by a
+//! VampPrior (Tomczak & Welling 2018; `latent_models::VampVae`): the guide's Gaussian
+//! part (a flow guide's base Normal) averaged over learned pseudo-inputs, started as the
+//! paper's code starts them (`--pseudo-init paper`: pixels from N(0.05, 0.01²)) or from
+//! random training images (`data`). Differences from the paper that remain: `log σ` of
+//! the guide is clamped to ±20 rather than the paper's `log σ² ∈ [−6, 2]`, and the
+//! gated layers are initialized as PyTorch's `nn.Linear` rather than He's. `--minutes` bounds the training time (the run stops after
 //! the epoch that spends it, like early stopping). The best validation epoch's weights
 //! (`best.safetensors`) are the ones evaluated. Progress: a bar per epoch, a line per
 //! epoch with the validation ELBO and an estimate of the time left, and a bar for the
@@ -36,7 +42,9 @@ use latent::train::{
     fit, Describe, EpochCallback, EpochMetrics, ModelSpec, ThreadSafe, TrainConfig,
 };
 use latent::{Elbo, Error, LatentVariableModel, Result};
-use long_models::{evaluate_checkpoint, Dev, GuideArg, LongModel, WithModel};
+use latent_models::PseudoInit;
+use long_models::{evaluate_checkpoint, Dev, GuideArg, LongModel, PriorArg, WithModel};
+use rand::SeedableRng;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,6 +52,15 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The published test NLLs (nats) on dynamically binarized Fashion-MNIST, as reported
 /// by Norouzi et al. 2020 (Exemplar VAE, Table 1) for this architecture.
 const PUBLISHED: [(&str, f64); 2] = [("VAE, Gaussian prior", 228.70), ("VAE, VampPrior", 227.35)];
+
+/// `--pseudo-init`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum PseudoInitArg {
+    /// Pixels from N(0.05, 0.01²).
+    Paper,
+    /// Random training images.
+    Data,
+}
 
 /// Train the gated 300-300-40 VAE of the published likelihood tables for long, with
 /// early stopping, and evaluate its test NLL.
@@ -55,6 +72,16 @@ struct Args {
     /// The guide q(z|x).
     #[arg(long, value_enum, default_value_t = GuideArg::Gaussian)]
     guide: GuideArg,
+    /// The prior p(z).
+    #[arg(long, value_enum, default_value_t = PriorArg::Standard)]
+    prior: PriorArg,
+    /// Pseudo-inputs of the VampPrior (`--prior vamp`; the paper's 500).
+    #[arg(long, default_value_t = 500)]
+    pseudo_inputs: usize,
+    /// How the pseudo-inputs start: `paper` (pixels from N(0.05, 0.01²), the paper's
+    /// code) or `data` (random training images' grey levels).
+    #[arg(long, value_enum, default_value_t = PseudoInitArg::Paper)]
+    pseudo_init: PseudoInitArg,
     /// Hidden units H of each gated layer.
     #[arg(long, default_value_t = 300)]
     hidden: usize,
@@ -84,9 +111,38 @@ fn run(a: &Args) -> Result<()> {
     let dev = Dev::seed_from_u64(a.run.seed);
     let model = LongModel {
         guide: a.guide,
+        prior: a.prior,
         sizes: (784, a.hidden, a.latent_dim),
+        pseudo_inputs: if a.prior == PriorArg::Vamp {
+            a.pseudo_inputs
+        } else {
+            0
+        },
     };
-    model.build(&dev, Train { a, model })
+    let init = match a.pseudo_init {
+        PseudoInitArg::Paper => PseudoInit::PAPER,
+        PseudoInitArg::Data => {
+            // Random training images (from the training part of the split), grey levels.
+            let splits = a.run.splits()?;
+            let (train, _) = splits.train.split_at(a.train_size);
+            let mut rng = rand::rngs::StdRng::seed_from_u64(a.run.seed);
+            let picks =
+                rand::seq::index::sample(&mut rng, train.len(), a.pseudo_inputs.min(train.len()));
+            PseudoInit::Data(
+                picks
+                    .iter()
+                    .flat_map(|i| {
+                        train
+                            .image(i)
+                            .iter()
+                            .map(|&p| f64::from(p) / 255.0)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect(),
+            )
+        }
+    };
+    model.build(&dev, &init, Train { a, model })
 }
 
 /// Trains the model `long_run` built.

@@ -1,8 +1,8 @@
 //! The models of the long run, built from their names and sizes and opened again from
 //! their checkpoints: what `long_run` trains and `evaluate` evaluates. A checkpoint
-//! describes its model ([`latent::train::ModelSpec`]: kind `vae` or `flow-vae`, sizes
-//! `x`, `h`, `z`, parts `encoder = "gated"` and `guide`), so `evaluate` needs no flag
-//! but the file.
+//! describes its model ([`latent::train::ModelSpec`]: kind `vae`, `flow-vae` or
+//! `vamp-vae`, sizes `x`, `h`, `z` (and `u`, the pseudo-inputs), parts
+//! `encoder = "gated"` and `guide`), so `evaluate` needs no flag but the file.
 
 use std::path::Path;
 
@@ -12,8 +12,8 @@ use latent::eval::{evaluate, test_nll, EvalOptions, EvalReport, NllReport};
 use latent::flows::{IafGuide, PlanarGuide};
 use latent::heads::{BernoulliHead, StandardNormalPrior};
 use latent::train::{load_checkpoint, prepare_test, Describe, ModelSpec, ThreadSafe};
-use latent::{Elbo, Error, LatentVariableModel, Result};
-use latent_models::{gated_networks, gated_vae, FlowVae};
+use latent::{DiagonalNormalGuide, Elbo, Error, LatentVariableModel, Result};
+use latent_models::{gated_networks, gated_vae, FlowVae, PseudoInit, VampVae};
 
 pub type Dev = AutoDevice;
 
@@ -32,11 +32,24 @@ pub enum GuideArg {
     Planar,
 }
 
-/// A long-run model's guide and sizes `(x, h, z)`: what its checkpoint records.
+/// `--prior`: the prior `p(z)`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriorArg {
+    /// `N(0, I)`.
+    Standard,
+    /// A VampPrior (Tomczak & Welling 2018): the guide's Gaussian part averaged over
+    /// `--pseudo-inputs` learned pseudo-inputs (for a flow guide, its base Normal).
+    Vamp,
+}
+
+/// A long-run model's guide, prior and sizes `(x, h, z)`, and its pseudo-inputs `U`
+/// (0 without a VampPrior): what its checkpoint records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LongModel {
     pub guide: GuideArg,
+    pub prior: PriorArg,
     pub sizes: (usize, usize, usize),
+    pub pseudo_inputs: usize,
 }
 
 /// What to do with a built model: a generic function over the model's type, which a
@@ -58,15 +71,22 @@ impl LongModel {
     /// The model's name in the summaries.
     pub fn describe(&self) -> String {
         let (x, h, z) = self.sizes;
-        format!("VAE {x}-{h}-{h}-{z} (gated), guide {:?}", self.guide)
+        let prior = match self.prior {
+            PriorArg::Standard => "N(0, I)".to_string(),
+            PriorArg::Vamp => format!("VampPrior with {} pseudo-inputs", self.pseudo_inputs),
+        };
+        format!(
+            "VAE {x}-{h}-{h}-{z} (gated), guide {:?}, prior {prior}",
+            self.guide
+        )
     }
 
-    /// Builds the model on `device` (layers initialized as PyTorch's) and hands it to
-    /// `job` with its description.
+    /// Builds the model on `device` (layers initialized as PyTorch's, pseudo-inputs as
+    /// `init` says) and hands it to `job` with its description.
     ///
     /// # Errors
-    /// [`Error::InvalidSetting`] for a size of 0; `job`'s errors.
-    pub fn build<W: WithModel>(&self, device: &Dev, job: W) -> Result<W::Out> {
+    /// [`Error::InvalidSetting`] for a size of 0 or a bad initialization; `job`'s errors.
+    pub fn build<W: WithModel>(&self, device: &Dev, init: &PseudoInit, job: W) -> Result<W::Out> {
         let (x, h, z) = self.sizes;
         if [x, h, z].contains(&0) {
             return Err(Error::invalid("hidden / latent-dim", "must be at least 1"));
@@ -79,27 +99,46 @@ impl LongModel {
                 .part("encoder", "gated")
                 .part("guide", name.clone())
         };
+        let (encoder, decoder) = gated_networks(device, (x, h, z))?;
+        let u = (self.pseudo_inputs, x);
+        macro_rules! finish {
+            ($guide:expr) => {
+                match self.prior {
+                    PriorArg::Standard => {
+                        let model =
+                            FlowVae::new($guide, decoder, BernoulliHead, StandardNormalPrior);
+                        let s = spec(&model);
+                        job.with(model, s, device)
+                    }
+                    PriorArg::Vamp => {
+                        let model = VampVae::new($guide, decoder, BernoulliHead, u, init, device)?;
+                        let s = spec(&model);
+                        job.with(model, s, device)
+                    }
+                }
+            };
+        }
         match self.guide {
             GuideArg::Gaussian => {
-                let model = gated_vae(device, (x, h, z))?;
-                let s = spec(&model);
-                job.with(model, s, device)
+                if self.prior == PriorArg::Standard {
+                    // The paper's model as `GatedVae` (its checkpoints' layout).
+                    let model = gated_vae(device, (x, h, z))?;
+                    let s = spec(&model);
+                    return job.with(model, s, device);
+                }
+                let guide: DiagonalNormalGuide<_, usize, usize, f32, Dev> =
+                    DiagonalNormalGuide::new(encoder, h, z, device)?;
+                finish!(guide)
             }
             GuideArg::Iaf => {
-                let (encoder, decoder) = gated_networks(device, (x, h, z))?;
                 let guide: IafGuide<_, usize, usize, IAF_STEPS, f32, Dev> =
                     IafGuide::new(encoder, (h, z), h, h, device)?;
-                let model = FlowVae::new(guide, decoder, BernoulliHead, StandardNormalPrior);
-                let s = spec(&model);
-                job.with(model, s, device)
+                finish!(guide)
             }
             GuideArg::Planar => {
-                let (encoder, decoder) = gated_networks(device, (x, h, z))?;
                 let guide: PlanarGuide<_, usize, usize, PLANAR_STEPS, f32, Dev> =
                     PlanarGuide::new(encoder, h, z, device)?;
-                let model = FlowVae::new(guide, decoder, BernoulliHead, StandardNormalPrior);
-                let s = spec(&model);
-                job.with(model, s, device)
+                finish!(guide)
             }
         }
     }
@@ -130,9 +169,15 @@ impl LongModel {
                 .copied()
                 .ok_or_else(|| bad(format!("no size {n}")))
         };
+        let (prior, pseudo_inputs) = match spec.kind.as_str() {
+            "vamp-vae" => (PriorArg::Vamp, size("u")?),
+            _ => (PriorArg::Standard, 0),
+        };
         Ok(Self {
             guide,
+            prior,
             sizes: (size("x")?, size("h")?, size("z")?),
+            pseudo_inputs,
         })
     }
 }
@@ -174,7 +219,8 @@ pub fn evaluate_checkpoint(
         test: &test,
         options,
     };
-    Ok((long, long.build(&device, job)?))
+    // The pseudo-inputs' initial values are overwritten by the checkpoint's.
+    Ok((long, long.build(&device, &PseudoInit::PAPER, job)?))
 }
 
 struct Evaluate<'a> {

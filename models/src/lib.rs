@@ -12,6 +12,8 @@
 //!   (planar or inverse autoregressive steps);
 //! - [`GatedVae`] / [`gated_vae`]: the VAE of two gated layers of the published
 //!   likelihood tables (300-300-40);
+//! - [`VampVae`]: the VAE with a VampPrior of learned pseudo-inputs, for a Gaussian,
+//!   planar or IAF guide;
 //! - [`GmVae`]: the Gaussian-mixture VAE, its cluster latent summed out exactly;
 //! - [`SbnVae`]: 200 binary latents (a sigmoid belief network), trained with NVIL,
 //!   VIMCO, the plain score function or the Concrete relaxation;
@@ -41,6 +43,7 @@ pub mod pixelcnn;
 pub mod quantizer;
 pub mod sbn;
 pub mod vae;
+pub mod vamp;
 pub mod vq_networks;
 pub mod vq_vae;
 
@@ -59,5 +62,6 @@ pub use pixelcnn::{GatedLayer, GatedPixelCnn};
 pub use quantizer::{CodeUsage, CodebookEma, DeadCodeRestart, Quantized, VectorQuantizer};
 pub use sbn::{BaselineNet, SbnVae};
 pub use vae::{InputTransform, Vae};
+pub use vamp::{GaussianPart, PseudoInit, VampVae};
 pub use vq_networks::{conv_vq_vae, mlp_vq_vae, ConvVqVae, MlpVqVae};
 pub use vq_vae::{code_usage, CodePrior, CodebookUpdate, VqTerms, VqVae, VqVaeTask};
