@@ -18,7 +18,10 @@
 //! paper's code starts them (`--pseudo-init paper`: pixels from N(0.05, 0.01²)) or from
 //! random training images (`data`). Differences from the paper that remain: `log σ` of
 //! the guide is clamped to ±20 rather than the paper's `log σ² ∈ [−6, 2]`, and the
-//! gated layers are initialized as PyTorch's `nn.Linear` rather than He's. `--minutes` bounds the training time (the run stops after
+//! gated layers are initialized as PyTorch's `nn.Linear` rather than He's.
+//! `--model hvae --prior vamp` trains the paper's best configuration, two stochastic
+//! layers of 40 dimensions with the VampPrior on the top one
+//! (`latent_models::HierarchicalVampVae`). `--minutes` bounds the training time (the run stops after
 //! the epoch that spends it, like early stopping). The best validation epoch's weights
 //! (`best.safetensors`) are the ones evaluated. Progress: a bar per epoch, a line per
 //! epoch with the validation ELBO and an estimate of the time left, and a bar for the
@@ -43,7 +46,7 @@ use latent::train::{
 };
 use latent::{Elbo, Error, LatentVariableModel, Result};
 use latent_models::PseudoInit;
-use long_models::{evaluate_checkpoint, Dev, GuideArg, LongModel, PriorArg, WithModel};
+use long_models::{evaluate_checkpoint, Dev, GuideArg, LongModel, ModelArg, PriorArg, WithModel};
 use rand::SeedableRng;
 
 #[global_allocator]
@@ -72,6 +75,12 @@ struct Args {
     /// The guide q(z|x).
     #[arg(long, value_enum, default_value_t = GuideArg::Gaussian)]
     guide: GuideArg,
+    /// One stochastic layer, or two with a VampPrior on the top one (`hvae`).
+    #[arg(long, value_enum, default_value_t = ModelArg::Vae)]
+    model: ModelArg,
+    /// Dimensions of the top layer z2 (`--model hvae`; the paper's 40).
+    #[arg(long, default_value_t = 40)]
+    top_latent_dim: usize,
     /// The prior p(z).
     #[arg(long, value_enum, default_value_t = PriorArg::Standard)]
     prior: PriorArg,
@@ -110,6 +119,12 @@ fn main() {
 fn run(a: &Args) -> Result<()> {
     let dev = Dev::seed_from_u64(a.run.seed);
     let model = LongModel {
+        model: a.model,
+        top: if a.model == ModelArg::Hvae {
+            a.top_latent_dim
+        } else {
+            0
+        },
         guide: a.guide,
         prior: a.prior,
         sizes: (784, a.hidden, a.latent_dim),

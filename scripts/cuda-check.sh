@@ -14,7 +14,7 @@
 # 2. Builds with `--features cuda`, and runs the test files whose device follows that
 #    feature (`type Dev` is `Cuda` then): the families and KL in f32 and f64 (against
 #    closed forms and PyTorch's values), the estimators, gradients, heads, flows, the
-#    trainer, and every model of the zoo (models/tests/zoo.rs) on the GPU.
+#    trainer, and every model of the zoo (models/tests/zoo.rs, vamp.rs, hierarchical_vamp.rs) on the GPU.
 # 3. Trains the reference VAE for 2 epochs with the same seed on the GPU and on the CPU
 #    and compares the test ELBOs: they must agree within 1 nat (docs/cuda.md: the two
 #    devices draw different noise, so they agree in distribution, not in digits).
@@ -112,7 +112,7 @@ cargo build --release --features cuda --example vae
 
 say "== the device-generic tests on the GPU"
 cargo test --release -p latent --features cuda,conformance ${on_gpu_tests[@]/#/--test }
-cargo test --release -p latent-models --features cuda --test zoo
+cargo test --release -p latent-models --features cuda --test zoo --test vamp --test hierarchical_vamp
 
 say "== the reference VAE, 2 epochs, on the GPU and on the CPU (same seed)"
 data=${LATENT_DATA:-/usr/share/datasets/fashion-mnist}

@@ -1,7 +1,8 @@
 //! The models of the long run, built from their names and sizes and opened again from
 //! their checkpoints: what `long_run` trains and `evaluate` evaluates. A checkpoint
-//! describes its model ([`latent::train::ModelSpec`]: kind `vae`, `flow-vae` or
-//! `vamp-vae`, sizes `x`, `h`, `z` (and `u`, the pseudo-inputs), parts
+//! describes its model ([`latent::train::ModelSpec`]: kind `vae`, `flow-vae`,
+//! `vamp-vae` or `hierarchical-vamp-vae`, sizes `x`, `h`, `z` or `z1` and `z2`, and `u`
+//! (the pseudo-inputs), parts
 //! `encoder = "gated"` and `guide`), so `evaluate` needs no flag but the file.
 
 use std::path::Path;
@@ -13,7 +14,7 @@ use latent::flows::{IafGuide, PlanarGuide};
 use latent::heads::{BernoulliHead, StandardNormalPrior};
 use latent::train::{load_checkpoint, prepare_test, Describe, ModelSpec, ThreadSafe};
 use latent::{DiagonalNormalGuide, Elbo, Error, LatentVariableModel, Result};
-use latent_models::{gated_networks, gated_vae, FlowVae, PseudoInit, VampVae};
+use latent_models::{gated_networks, gated_vae, FlowVae, HierarchicalVampVae, PseudoInit, VampVae};
 
 pub type Dev = AutoDevice;
 
@@ -42,10 +43,24 @@ pub enum PriorArg {
     Vamp,
 }
 
-/// A long-run model's guide, prior and sizes `(x, h, z)`, and its pseudo-inputs `U`
-/// (0 without a VampPrior): what its checkpoint records.
+/// `--model`: one stochastic layer or two.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelArg {
+    /// One stochastic layer of `--latent-dim` dimensions.
+    Vae,
+    /// Two stochastic layers, `z1` (`--latent-dim`) under `z2` (`--top-latent-dim`),
+    /// with a VampPrior on `z2` (`latent_models::HierarchicalVampVae`; Tomczak & Welling
+    /// 2018's best configuration): needs `--prior vamp` and the Gaussian guide.
+    Hvae,
+}
+
+/// A long-run model's kind, guide, prior and sizes `(x, h, z)` (for the `hvae`, `z` is
+/// `z1`, and `top` is `z2`), and its pseudo-inputs `U` (0 without a VampPrior): what
+/// its checkpoint records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LongModel {
+    pub model: ModelArg,
+    pub top: usize,
     pub guide: GuideArg,
     pub prior: PriorArg,
     pub sizes: (usize, usize, usize),
@@ -75,10 +90,16 @@ impl LongModel {
             PriorArg::Standard => "N(0, I)".to_string(),
             PriorArg::Vamp => format!("VampPrior with {} pseudo-inputs", self.pseudo_inputs),
         };
-        format!(
-            "VAE {x}-{h}-{h}-{z} (gated), guide {:?}, prior {prior}",
-            self.guide
-        )
+        match self.model {
+            ModelArg::Vae => format!(
+                "VAE {x}-{h}-{h}-{z} (gated), guide {:?}, prior {prior}",
+                self.guide
+            ),
+            ModelArg::Hvae => format!(
+                "two-level VAE {x}-{h}-{h}-({z}, {}) (gated), prior on z2 {prior}",
+                self.top
+            ),
+        }
     }
 
     /// Builds the model on `device` (layers initialized as PyTorch's, pseudo-inputs as
@@ -99,6 +120,18 @@ impl LongModel {
                 .part("encoder", "gated")
                 .part("guide", name.clone())
         };
+        if self.model == ModelArg::Hvae {
+            if self.prior != PriorArg::Vamp || self.guide != GuideArg::Gaussian {
+                return Err(Error::invalid(
+                    "--model hvae",
+                    "has a VampPrior on z2 and Gaussian layers: pass --prior vamp and the gaussian guide",
+                ));
+            }
+            let model =
+                HierarchicalVampVae::new(device, (x, h, z, self.top), self.pseudo_inputs, init)?;
+            let s = spec(&model);
+            return job.with(model, s, device);
+        }
         let (encoder, decoder) = gated_networks(device, (x, h, z))?;
         let u = (self.pseudo_inputs, x);
         macro_rules! finish {
@@ -169,11 +202,23 @@ impl LongModel {
                 .copied()
                 .ok_or_else(|| bad(format!("no size {n}")))
         };
+        if spec.kind == "hierarchical-vamp-vae" {
+            return Ok(Self {
+                model: ModelArg::Hvae,
+                top: size("z2")?,
+                guide,
+                prior: PriorArg::Vamp,
+                sizes: (size("x")?, size("h")?, size("z1")?),
+                pseudo_inputs: size("u")?,
+            });
+        }
         let (prior, pseudo_inputs) = match spec.kind.as_str() {
             "vamp-vae" => (PriorArg::Vamp, size("u")?),
             _ => (PriorArg::Standard, 0),
         };
         Ok(Self {
+            model: ModelArg::Vae,
+            top: 0,
             guide,
             prior,
             sizes: (size("x")?, size("h")?, size("z")?),

@@ -18,6 +18,8 @@
 //! - [`SbnVae`]: 200 binary latents (a sigmoid belief network), trained with NVIL,
 //!   VIMCO, the plain score function or the Concrete relaxation;
 //! - [`HierarchicalVae`]: two stochastic layers with a top-down generative path;
+//! - [`HierarchicalVampVae`]: two stochastic layers with a VampPrior on the top one,
+//!   gated layers (Tomczak & Welling 2018's best configuration);
 //! - [`BetaVae`]: the β-VAE objective, with the controlled-capacity schedule;
 //! - [`Cvae`]: the conditional VAE, for class-conditioned generation and image completion;
 //! - [`VqVae`]: the VQ-VAE with a straight-through quantizer ([`VectorQuantizer`]), the
@@ -36,6 +38,7 @@ pub mod full_covariance_vae;
 pub mod gated;
 pub mod gmvae;
 pub mod hierarchical;
+pub mod hierarchical_vamp;
 pub mod layers;
 pub mod linear_gaussian;
 pub mod mlp;
@@ -56,6 +59,7 @@ pub use full_covariance_vae::{mlp_full_covariance_vae, FullCovarianceVae, MlpFul
 pub use gated::{gated_networks, gated_vae, GatedDecoder, GatedEncoder, GatedLinear, GatedVae};
 pub use gmvae::{ClusterNet, ClusterPrior, GmVae};
 pub use hierarchical::{HierarchicalVae, LayerReport, NormalNet};
+pub use hierarchical_vamp::{GatedPair, GivenX, HierarchicalVampVae, JointDecoder, VampChain};
 pub use linear_gaussian::LinearGaussian;
 pub use mlp::{mlp_vae, mlp_vae_with_heads, MlpDecoder, MlpEncoder, MlpVae};
 pub use pixelcnn::{GatedLayer, GatedPixelCnn};

@@ -133,40 +133,11 @@ impl<G, Dec, X: Dim, Z: Dim, E: Real, D: Device<E>, Lik> VampVae<G, Dec, X, Z, E
         init: &PseudoInit,
         device: &D,
     ) -> Result<Self> {
-        if u == 0 {
-            return Err(Error::invalid("pseudo-inputs", "need at least one"));
-        }
-        let values: Vec<E> = match init {
-            PseudoInit::Random { mean, std } => {
-                if !(mean.is_finite() && std.is_finite() && *std >= 0.0) {
-                    return Err(Error::invalid(
-                        "pseudo-input initialization",
-                        format!("mean {mean} and std {std}: need finite values, std ≥ 0"),
-                    ));
-                }
-                // The device's generator draws them, so the device's seed fixes them.
-                let eps = E::standard_normal(device, &(u, x));
-                (eps * cst::<E>(*std) + cst::<E>(*mean)).as_vec()
-            }
-            PseudoInit::Data(v) => {
-                if v.len() != u * x.size() || v.iter().any(|p| !(0.0..=1.0).contains(p)) {
-                    return Err(Error::invalid(
-                        "pseudo-input initialization",
-                        format!(
-                            "{} values given for {u} pseudo-inputs of {} pixels, each in [0, 1]",
-                            v.len(),
-                            x.size()
-                        ),
-                    ));
-                }
-                v.iter().copied().map(cst).collect()
-            }
-        };
         Ok(Self {
             guide,
             decoder,
             likelihood,
-            pseudo_inputs: device.tensor_from_vec(values, (u, x)),
+            pseudo_inputs: pseudo_inputs(device, (u, x), init)?,
             sizes: PhantomData,
         })
     }
@@ -175,6 +146,62 @@ impl<G, Dec, X: Dim, Z: Dim, E: Real, D: Device<E>, Lik> VampVae<G, Dec, X, Z, E
     pub fn pseudo_count(&self) -> usize {
         self.pseudo_inputs.shape().0
     }
+}
+
+/// The `(U, X)` pseudo-inputs started as `init` says, drawn from `device`'s generator.
+///
+/// # Errors
+/// [`Error::InvalidSetting`] for `u = 0`, a negative or non-finite `std` or `mean`,
+/// or data that are not `u · x` values in `[0, 1]`.
+pub(crate) fn pseudo_inputs<X: Dim, E: Real, D: Device<E>>(
+    device: &D,
+    (u, x): (usize, X),
+    init: &PseudoInit,
+) -> Result<Tensor<(usize, X), E, D>> {
+    if u == 0 {
+        return Err(Error::invalid("pseudo-inputs", "need at least one"));
+    }
+    let values: Vec<E> = match init {
+        PseudoInit::Random { mean, std } => {
+            if !(mean.is_finite() && std.is_finite() && *std >= 0.0) {
+                return Err(Error::invalid(
+                    "pseudo-input initialization",
+                    format!("mean {mean} and std {std}: need finite values, std ≥ 0"),
+                ));
+            }
+            // The device's generator draws them, so the device's seed fixes them.
+            let eps = E::standard_normal(device, &(u, x));
+            (eps * cst::<E>(*std) + cst::<E>(*mean)).as_vec()
+        }
+        PseudoInit::Data(v) => {
+            if v.len() != u * x.size() || v.iter().any(|p| !(0.0..=1.0).contains(p)) {
+                return Err(Error::invalid(
+                    "pseudo-input initialization",
+                    format!(
+                        "{} values given for {u} pseudo-inputs of {} pixels, each in [0, 1]",
+                        v.len(),
+                        x.size()
+                    ),
+                ));
+            }
+            v.iter().copied().map(cst).collect()
+        }
+    };
+    Ok(device.tensor_from_vec(values, (u, x)))
+}
+
+/// `(1/U) Σ_u q(z | u)`: the equal-weight mixture of the `(U, Z)` components `q`,
+/// shared by `batch` examples.
+///
+/// # Errors
+/// Shape errors.
+pub(crate) fn vamp_mixture<Z: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
+    q: Normal<Z, E, D, T>,
+    batch: usize,
+) -> Result<MixtureOfDiagNormals<usize, Z, E, D, T>> {
+    let count = q.loc.shape().0;
+    let logits = q.loc.device().zeros_like(&(count,)).retaped::<T>();
+    MixtureOfDiagNormals::shared(batch, logits, q.loc, q.log_scale)
 }
 
 impl<G, Dec, X: Dim + Default, Z: Dim, E: Real, D: Device<E>, Lik> TensorCollection<E, D>
@@ -258,10 +285,7 @@ where
             .retaped::<T>()
             .try_clamp(0.0, 1.0)
             .map_err(Error::device)?;
-        let q = self.guide.gaussian_part(u)?;
-        let count = self.pseudo_count();
-        let logits = q.loc.device().zeros_like(&(count,)).retaped::<T>();
-        MixtureOfDiagNormals::shared(batch, logits, q.loc, q.log_scale)
+        vamp_mixture(self.guide.gaussian_part(u)?, batch)
     }
 
     fn likelihood(&self, z: Events<Z, E, D, T>) -> Result<Lik::Dist> {
