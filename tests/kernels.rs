@@ -655,6 +655,81 @@ fn gated_activation_matches_dfdx_tanh_times_sigmoid() {
     ));
 }
 
+/// The fused `a ⊙ σ(b)` equals dfdx's `a * b.sigmoid()` in values (with and without a
+/// tape) and in both inputs' gradients, when each input carries its own tape as in a
+/// gated layer, in f64 (to rounding) and f32 (to its polynomial's few ulps), for widths
+/// that are and are not multiples of the SIMD lanes; a gate of another shape is refused.
+#[test]
+fn gated_linear_unit_matches_dfdx_value_times_sigmoid() {
+    use latent::kernels::gated_linear_unit;
+    let dev = Cpu::seed_from_u64(14);
+    for c in [1usize, 16, 37] {
+        let n = 5;
+        let values = |shift: usize| -> Vec<f64> {
+            (0..n * c)
+                .map(|i| match (i + shift) % 3 {
+                    0 => (((i + shift) * 7919) % 400) as f64 / 10.0 - 20.0,
+                    1 => (((i + shift) * 31) % 200) as f64 * 1e-4 - 1e-2,
+                    _ => (((i + shift) * 613) % 1000) as f64 / 250.0 - 2.0,
+                })
+                .collect()
+        };
+        let (va, vb) = (values(0), values(1));
+        let a = dev.tensor_from_vec(va.clone(), (n, c));
+        let b = dev.tensor_from_vec(vb.clone(), (n, c));
+        let ours = gated_linear_unit(a.clone(), b.clone()).unwrap();
+        close(
+            &ours.as_vec(),
+            &(a.clone() * b.clone().sigmoid()).as_vec(),
+            1e-15,
+            "y (f64)",
+        );
+        // Each input on its own tape, merged by the operation (as in `GatedLinear`).
+        let ta = a.leaky_trace();
+        let tb = b.clone().put_tape(OwnedTape::default());
+        let g_ours = weighted_sum(gated_linear_unit(ta, tb).unwrap()).backward();
+        let g_theirs = weighted_sum(a.leaky_trace() * b.leaky_trace().sigmoid()).backward();
+        for (t, what) in [(&a, "∂a (f64)"), (&b, "∂b (f64)")] {
+            close(
+                &g_ours.get(t).as_vec(),
+                &g_theirs.get(t).as_vec(),
+                1e-14,
+                what,
+            );
+        }
+
+        let a32 = dev.tensor_from_vec(va.iter().map(|&x| x as f32).collect(), (n, c));
+        let b32 = dev.tensor_from_vec(vb.iter().map(|&x| x as f32).collect(), (n, c));
+        let y32 = gated_linear_unit(a32.clone(), b32.clone()).unwrap();
+        let ref32 = a32.clone() * b32.clone().sigmoid();
+        close(&to_f64_vec(&y32), &to_f64_vec(&ref32), 1e-6, "y (f32)");
+        let taped = gated_linear_unit(
+            a32.leaky_trace(),
+            b32.clone().put_tape(OwnedTape::default()),
+        )
+        .unwrap();
+        assert_eq!(to_f64_vec(&taped), to_f64_vec(&y32), "taped = untaped");
+        let g32 = taped.sum().backward();
+        let gref = (a32.leaky_trace() * b32.leaky_trace().sigmoid())
+            .sum()
+            .backward();
+        for (t, what) in [(&a32, "∂a (f32)"), (&b32, "∂b (f32)")] {
+            close(
+                &to_f64_vec(&g32.get(t)),
+                &to_f64_vec(&gref.get(t)),
+                2e-6,
+                what,
+            );
+        }
+    }
+    let a = dev.tensor_from_vec(vec![0.0f32; 6], (2usize, 3usize));
+    let b = dev.tensor_from_vec(vec![0.0f32; 4], (2usize, 2usize));
+    assert!(matches!(
+        gated_linear_unit(a, b),
+        Err(latent::Error::ShapeMismatch { .. })
+    ));
+}
+
 /// The fused categorical log-probability equals dfdx's `(ℓ.log_softmax() * x).sum(1)` in
 /// values (with and without a tape) and in the gradients of the logits and the targets,
 /// in f64 (to rounding) and f32 (to its polynomial exponential), for one-hot and soft

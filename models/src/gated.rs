@@ -70,8 +70,9 @@ impl<B: Dim, I: Dim, O: Dim, E: Real, D: Device<E>, T: Tape<E, D>> Module<Tensor
     type Error = D::Err;
 
     fn try_forward(&self, x: Tensor<(B, I), E, D, T>) -> std::result::Result<Self::Output, D::Err> {
-        let g = self.gate.try_forward(x.with_empty_tape())?.try_sigmoid()?;
-        self.value.try_forward(x)?.try_mul(g)
+        // One fused pass for `value ⊙ σ(gate)` and one for its gradient on the CPU.
+        let g = self.gate.try_forward(x.with_empty_tape())?;
+        latent::kernels::try_gated_linear_unit(self.value.try_forward(x)?, g)
     }
 }
 

@@ -33,7 +33,7 @@ pub(crate) mod xoshiro_lanes;
 
 pub use bernoulli::bernoulli_log_prob;
 pub use categorical::categorical_log_prob;
-pub use gate::gated_activation;
+pub use gate::{gated_activation, gated_linear_unit, try_gated_linear_unit};
 pub use gather::gather_rows;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};
 pub use im2col::im2col_conv;
