@@ -185,32 +185,28 @@ fn network<N: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     z: Events<N, E, D, T>,
     ctx: Tensor<(usize, usize), E, D, T>,
 ) -> ShiftGate<N, E, D, T> {
-    let (b, n) = *z.shape();
-    let h = made.input.outputs();
-    let w1 = made.input.weight.retaped::<T>() * masks.0.clone();
-    let hidden = (z.matmul(w1.permute())
-        + made
-            .input
-            .bias
-            .retaped::<T>()
-            .broadcast_like::<_, Axis<0>>(&(b, h))
-        + ctx)
-        .relu();
-    let wm = made.shift.weight.retaped::<T>() * masks.1.clone();
-    let ws = made.gate.weight.retaped::<T>() * masks.1.clone();
-    let m = hidden.with_empty_tape().matmul(wm.permute())
-        + made
-            .shift
-            .bias
-            .retaped::<T>()
-            .broadcast_like::<_, Axis<0>>(&(b, n));
-    let s = hidden.matmul(ws.permute())
-        + made
-            .gate
-            .bias
-            .retaped::<T>()
-            .broadcast_like::<_, Axis<0>>(&(b, n))
-        + cst::<E>(IAF_GATE_BIAS);
+    // The masked weights are made on their own tapes, and each product is the fused
+    // `linear` on them: its backward pass finds their gradients by their ids, and the
+    // masks' multiplications (merged into the result's tape) carry them on to `W`. As
+    // dfdx's own operations, an allocation failure panics.
+    fn fail<X, Err: std::fmt::Debug>(e: Err) -> X {
+        panic!("the IAF's MADE: allocation failed: {e:?}")
+    }
+    let (w1, t1) = (made.input.weight.retaped::<T>() * masks.0.clone()).split_tape();
+    let (wm, tm) = (made.shift.weight.retaped::<T>() * masks.1.clone()).split_tape();
+    let (ws, ts) = (made.gate.weight.retaped::<T>() * masks.1.clone()).split_tape();
+    let (h1, tape) = crate::kernels::linear(z, &w1, &made.input.bias)
+        .unwrap_or_else(fail)
+        .split_tape();
+    let hidden = (h1.put_tape(tape.merge(t1)) + ctx).relu();
+    let (m, tape) = crate::kernels::linear(hidden.with_empty_tape(), &wm, &made.shift.bias)
+        .unwrap_or_else(fail)
+        .split_tape();
+    let m = m.put_tape(tape.merge(tm));
+    let (s, tape) = crate::kernels::linear(hidden, &ws, &made.gate.bias)
+        .unwrap_or_else(fail)
+        .split_tape();
+    let s = s.put_tape(tape.merge(ts)) + cst::<E>(IAF_GATE_BIAS);
     (m, s)
 }
 
