@@ -3,7 +3,7 @@
 //! `HVAE_2level` with gated layers).
 
 use dfdx::prelude::*;
-use latent::distributions::{ConditionalChain, Distribution, MixtureOfDiagNormals, Normal};
+use latent::distributions::{ConditionalChain, Distribution, Normal, SharedMixtureOfDiagNormals};
 use latent::nn::Linear;
 use latent::ops::{columns, repeat_rows};
 use latent::train::{Describe, ModelSpec};
@@ -206,7 +206,7 @@ impl<E: Real, D: Device<E>, T: Tape<E, D>> AmortizedGuide<Events<usize, E, D, T>
 /// The prior `p(z2) p(z1 | z2)` over rows `[z1, z2]`, `p(z2)` a VampPrior.
 pub struct VampChain<E: Dtype, D: Device<E>, T> {
     /// `p(z2)`.
-    pub top: MixtureOfDiagNormals<usize, usize, E, D, T>,
+    pub top: SharedMixtureOfDiagNormals<usize, usize, E, D, T>,
     /// `z2 ↦ p(z1 | z2)`.
     pub then: GatedNormal<GatedEncoder<usize, usize, E, D>, E, D>,
     /// `Z1`.

@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 
 use dfdx::prelude::*;
-use latent::distributions::{MixtureOfDiagNormals, Normal};
+use latent::distributions::{Normal, SharedMixtureOfDiagNormals};
 use latent::flows::{IafGuide, PlanarGuide};
 use latent::heads::{BernoulliHead, LikelihoodHead};
 use latent::ops::{check_width, cst};
@@ -103,7 +103,8 @@ impl PseudoInit {
 /// one).
 ///
 /// Shapes: `x` `(batch, X)`, `z` `(batch, Z)`; the prior's components `(U, Z)`,
-/// broadcast to `(batch, U, Z)` by [`MixtureOfDiagNormals::shared`].
+/// shared by the batch ([`SharedMixtureOfDiagNormals`], whose density is two matrix
+/// products).
 #[derive(Debug, Clone)]
 pub struct VampVae<G, Dec, X: Dim, Z: Dim, E: Dtype, D: Storage<E>, Lik = BernoulliHead> {
     /// The guide `q(z|x)`, whose Gaussian part also makes the prior.
@@ -198,10 +199,10 @@ pub(crate) fn pseudo_inputs<X: Dim, E: Real, D: Device<E>>(
 pub(crate) fn vamp_mixture<Z: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     q: Normal<Z, E, D, T>,
     batch: usize,
-) -> Result<MixtureOfDiagNormals<usize, Z, E, D, T>> {
+) -> Result<SharedMixtureOfDiagNormals<usize, Z, E, D, T>> {
     let count = q.loc.shape().0;
     let logits = q.loc.device().zeros_like(&(count,)).retaped::<T>();
-    MixtureOfDiagNormals::shared(batch, logits, q.loc, q.log_scale)
+    SharedMixtureOfDiagNormals::new(batch, logits, q.loc, q.log_scale)
 }
 
 impl<G, Dec, X: Dim + Default, Z: Dim, E: Real, D: Device<E>, Lik> TensorCollection<E, D>
@@ -269,7 +270,7 @@ where
     type X = X;
     type Z = Z;
     type Posterior = G::Posterior;
-    type Prior = MixtureOfDiagNormals<usize, Z, E, D, T>;
+    type Prior = SharedMixtureOfDiagNormals<usize, Z, E, D, T>;
     type Likelihood = Lik::Dist;
 
     fn guide(&self, x: Events<X, E, D, T>) -> Result<G::Posterior> {
