@@ -66,6 +66,7 @@ where
     D: Device<E>,
     F: FnMut(&[usize]) -> Result<crate::ElboTerms<E, D, NoneTape>>,
 {
+    let _flush = crate::kernels::FlushSubnormals::new();
     let (mut e, mut r, mut k) = (0.0, 0.0, 0.0);
     for chunk in batches(n, batch_size)? {
         let terms = estimate(&chunk)?;
@@ -293,6 +294,7 @@ where
     if n == 0 {
         return Err(Error::invalid("n", "no images to evaluate"));
     }
+    let _flush = crate::kernels::FlushSubnormals::new();
     let batches = batches(n, options.batch)?;
     // Across processes each rank takes a contiguous share of the batches, with its own
     // random stream; the sums are reduced.

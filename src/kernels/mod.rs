@@ -18,6 +18,7 @@
 mod bernoulli;
 mod categorical;
 pub(crate) mod cpu;
+mod flush;
 mod fused;
 mod gate;
 mod gather;
@@ -33,6 +34,8 @@ pub(crate) mod xoshiro_lanes;
 
 pub use bernoulli::bernoulli_log_prob;
 pub use categorical::categorical_log_prob;
+pub(crate) use flush::flush_subnormals_forever;
+pub use flush::FlushSubnormals;
 pub use gate::{gated_activation, gated_linear_unit, try_gated_linear_unit};
 pub use gather::gather_rows;
 pub use gemm::{matmul_naive, simd_level, SimdLevel};

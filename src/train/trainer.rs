@@ -111,6 +111,8 @@ where
     M: TensorCollection<E, D> + ThreadSafe,
     K: Task<E, D, M> + Clone + ThreadSafe,
 {
+    // Subnormal arithmetic is flushed while training (see `FlushSubnormals`).
+    let _flush = crate::kernels::FlushSubnormals::new();
     let world = world();
     let plan = config.check()?.quiet_unless(world.rank() == 0);
     let data = Prepared::new::<E, D>(&plan, &*world, task.draws(), train, test)?;

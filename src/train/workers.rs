@@ -70,6 +70,7 @@ fn workers(n: usize) -> Option<Vec<Arc<Worker>>> {
 
 /// A worker's loop: spin for a job, park after [`SPIN`] idle, run it, repeat.
 fn serve(w: &Worker) {
+    crate::kernels::flush_subnormals_forever();
     loop {
         let start = Instant::now();
         let mut spins = 0u32;
