@@ -13,7 +13,7 @@ use latent::{
 };
 
 use crate::gated::{GatedEncoder, GatedLinear};
-use crate::vamp::{pseudo_inputs, vamp_mixture, PseudoInit};
+use crate::vamp::{paper_reset, pseudo_inputs, vamp_mixture, PseudoInit};
 
 /// A diagonal Normal over gated features: `q(z2 | x)` and `p(z1 | z2)` (two gated
 /// layers) and the joint head of `q(z1 | x, z2)` (one).
@@ -138,20 +138,8 @@ impl<E: Real, D: Device<E>> TensorCollection<E, D> for HierarchicalVampVae<E, D>
                     "pseudo_inputs",
                     |s| &s.pseudo_inputs,
                     |s| &mut s.pseudo_inputs,
-                    latent::nn::tensor_options(
-                        Default::default(),
-                        |t: &mut Tensor<(usize, usize), E, D>| {
-                            // `reset_params` draws the paper's initialization again.
-                            let n = E::standard_normal(&t.device().clone(), t.shape());
-                            let v: Vec<E> = n
-                                .as_vec()
-                                .into_iter()
-                                .map(|e| e * latent::ops::cst(0.01) + latent::ops::cst(0.05))
-                                .collect();
-                            t.copy_from(&v);
-                            Ok(())
-                        },
-                    ),
+                    // `reset_params` draws the paper's initialization again.
+                    latent::nn::tensor_options(Default::default(), paper_reset::<usize, E, D>),
                 ),
             ),
             |(q_z2, q_z1_inputs, q_z1, p_z1, decoder, pseudo_inputs)| HierarchicalVampVae {

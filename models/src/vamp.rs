@@ -205,6 +205,24 @@ pub(crate) fn vamp_mixture<Z: Dim, E: Real, D: Device<E>, T: Tape<E, D>>(
     SharedMixtureOfDiagNormals::new(batch, logits, q.loc, q.log_scale)
 }
 
+/// Draws the paper's initialization (`N(0.05, 0.01²)` per pixel) into the pseudo-inputs
+/// `t`: their `reset_params`.
+///
+/// # Errors
+/// None on the device's side beyond dfdx's copy.
+pub(crate) fn paper_reset<X: Dim, E: Real, D: Device<E>>(
+    t: &mut Tensor<(usize, X), E, D>,
+) -> std::result::Result<(), D::Err> {
+    let n = E::standard_normal(&t.device().clone(), t.shape());
+    let v: Vec<E> = n
+        .as_vec()
+        .into_iter()
+        .map(|e| e * cst(0.01) + cst(0.05))
+        .collect();
+    t.copy_from(&v);
+    Ok(())
+}
+
 impl<G, Dec, X: Dim + Default, Z: Dim, E: Real, D: Device<E>, Lik> TensorCollection<E, D>
     for VampVae<G, Dec, X, Z, E, D, Lik>
 where
@@ -228,19 +246,7 @@ where
                     |s| &s.pseudo_inputs,
                     |s| &mut s.pseudo_inputs,
                     // `reset_params` draws the paper's initialization again.
-                    latent::nn::tensor_options(
-                        Default::default(),
-                        |t: &mut Tensor<(usize, X), E, D>| {
-                            let n = E::standard_normal(&t.device().clone(), t.shape());
-                            let v: Vec<E> = n
-                                .as_vec()
-                                .into_iter()
-                                .map(|e| e * cst(0.01) + cst(0.05))
-                                .collect();
-                            t.copy_from(&v);
-                            Ok(())
-                        },
-                    ),
+                    latent::nn::tensor_options(Default::default(), paper_reset::<X, E, D>),
                 ),
             ),
             |(guide, decoder, likelihood, pseudo_inputs)| VampVae {

@@ -25,10 +25,22 @@ const U: usize = 4;
 type Guide = DiagonalNormalGuide<MlpEncoder<usize, usize, f64, Dev>, usize, usize, f64, Dev>;
 type Model = VampVae<Guide, MlpDecoder<usize, usize, usize, f64, Dev>, usize, usize, f64, Dev>;
 
-fn model(dev: &Dev, init: &PseudoInit) -> latent::Result<Model> {
+fn decoder(dev: &Dev) -> MlpDecoder<usize, usize, usize, f64, Dev> {
+    (
+        Linear::new(dev, Z, H).unwrap(),
+        ReLU,
+        Linear::new(dev, H, X).unwrap(),
+    )
+}
+
+/// The model with `u` pseudo-inputs.
+fn model_with(dev: &Dev, u: usize, init: &PseudoInit) -> latent::Result<Model> {
     let guide = DiagonalNormalGuide::new((Linear::new(dev, X, H)?, ReLU), H, Z, dev)?;
-    let decoder = (Linear::new(dev, Z, H)?, ReLU, Linear::new(dev, H, X)?);
-    VampVae::new(guide, decoder, BernoulliHead, (U, X), init, dev)
+    VampVae::new(guide, decoder(dev), BernoulliHead, (u, X), init, dev)
+}
+
+fn model(dev: &Dev, init: &PseudoInit) -> latent::Result<Model> {
+    model_with(dev, U, init)
 }
 
 /// `log p(z) = log (1/U) Σ_u Π_d N(z_d; μ_ud, σ_ud)` with `(μ_u, σ_u)` the guide's
@@ -142,21 +154,7 @@ fn bad_settings_are_refused() {
         mean: f64::NAN,
         std: 0.01
     }));
-    let guide: Guide =
-        DiagonalNormalGuide::new((Linear::new(&dev, X, H).unwrap(), ReLU), H, Z, &dev).unwrap();
-    let decoder: MlpDecoder<usize, usize, usize, f64, Dev> = (
-        Linear::new(&dev, Z, H).unwrap(),
-        ReLU,
-        Linear::new(&dev, H, X).unwrap(),
-    );
-    let none = VampVae::<_, _, usize, usize, f64, Dev>::new(
-        guide,
-        decoder,
-        BernoulliHead,
-        (0, X),
-        &PseudoInit::PAPER,
-        &dev,
-    );
+    let none = model_with(&dev, 0, &PseudoInit::PAPER);
     assert!(matches!(none, Err(Error::InvalidSetting { .. })));
 }
 
@@ -168,14 +166,9 @@ fn planar_guide_uses_its_base_normal_as_components() {
     let encoder = (Linear::new(&dev, X, H).unwrap(), ReLU);
     let guide: PlanarGuide<_, usize, usize, 2, f64, Dev> =
         PlanarGuide::new(encoder, H, Z, &dev).unwrap();
-    let decoder: MlpDecoder<usize, usize, usize, f64, Dev> = (
-        Linear::new(&dev, Z, H).unwrap(),
-        ReLU,
-        Linear::new(&dev, H, X).unwrap(),
-    );
     let m = VampVae::<_, _, usize, usize, f64, Dev>::new(
         guide,
-        decoder,
+        decoder(&dev),
         BernoulliHead,
         (U, X),
         &PseudoInit::PAPER,
@@ -214,22 +207,7 @@ fn checkpoint_round_trip_and_refusal() {
     );
     assert_eq!(m.spec().sizes["u"], U);
     // A model with another number of pseudo-inputs is refused before any tensor.
-    let guide: Guide =
-        DiagonalNormalGuide::new((Linear::new(&dev, X, H).unwrap(), ReLU), H, Z, &dev).unwrap();
-    let decoder: MlpDecoder<usize, usize, usize, f64, Dev> = (
-        Linear::new(&dev, Z, H).unwrap(),
-        ReLU,
-        Linear::new(&dev, H, X).unwrap(),
-    );
-    let mut wider: Model = VampVae::new(
-        guide,
-        decoder,
-        BernoulliHead,
-        (U + 1, X),
-        &PseudoInit::PAPER,
-        &dev,
-    )
-    .unwrap();
+    let mut wider = model_with(&dev, U + 1, &PseudoInit::PAPER).unwrap();
     let err = load_model(&mut wider, &path).unwrap_err();
     assert!(err.to_string().contains("size u"), "{err}");
     std::fs::remove_dir_all(dir).ok();
