@@ -67,15 +67,6 @@ fn main() {
 
 fn run(a: &Args) -> Result<()> {
     let start = Instant::now();
-    let meta = latent::train::read_checkpoint_meta(&a.checkpoint)?;
-    let seed = a
-        .seed
-        .or_else(|| {
-            meta.as_ref()
-                .and_then(|m| m.training.as_ref())
-                .map(|t| t.config.seed)
-        })
-        .unwrap_or(0);
     let splits = discover(a.data.as_deref())?;
     if splits.test.dim() != 784 {
         return Err(Error::shape(
@@ -91,8 +82,8 @@ fn run(a: &Args) -> Result<()> {
         progress: !a.quiet,
         ..Default::default()
     };
-    let (model, eval) =
-        long_models::evaluate_checkpoint(&a.checkpoint, &splits.test, seed, &options)?;
+    let (model, seed, eval) =
+        long_models::evaluate_checkpoint(&a.checkpoint, &splits.test, a.seed, &options)?;
     let summary = serde_json::json!({
         "checkpoint": a.checkpoint,
         "model": model.describe(),

@@ -40,7 +40,7 @@ mod long_models;
 use clap::Parser;
 use common::RunArgs;
 use dfdx::prelude::*;
-use latent::data::Binarization;
+use latent::data::{Binarization, Splits};
 use latent::train::{
     fit, Describe, EpochCallback, EpochMetrics, ModelSpec, ThreadSafe, TrainConfig,
 };
@@ -134,11 +134,11 @@ fn run(a: &Args) -> Result<()> {
             0
         },
     };
+    let splits = a.run.splits()?;
     let init = match a.pseudo_init {
         PseudoInitArg::Paper => PseudoInit::PAPER,
         PseudoInitArg::Data => {
             // Random training images (from the training part of the split), grey levels.
-            let splits = a.run.splits()?;
             let (train, _) = splits.train.split_at(a.train_size);
             let mut rng = rand::rngs::StdRng::seed_from_u64(a.run.seed);
             let picks =
@@ -157,13 +157,15 @@ fn run(a: &Args) -> Result<()> {
             )
         }
     };
-    model.build(&dev, &init, Train { a, model })
+    model.build(&dev, &init, Train { a, model, splits })
 }
 
 /// Trains the model `long_run` built.
 struct Train<'a> {
     a: &'a Args,
     model: LongModel,
+    /// The data, found once (the pseudo-inputs may start from its images).
+    splits: Splits,
 }
 
 impl WithModel for Train<'_> {
@@ -181,7 +183,7 @@ impl WithModel for Train<'_> {
         let start = Instant::now();
         let (r, out) = (&a.run, a.run.out_dir("long_run"));
         let _claim = r.claim(&out)?;
-        let splits = r.splits()?;
+        let splits = self.splits;
         if splits.train.dim() != 784 {
             return Err(Error::shape(
                 "images",
@@ -230,7 +232,7 @@ impl WithModel for Train<'_> {
             ..r.eval_options()
         };
         let best = out.join("best.safetensors");
-        let (_, eval) = evaluate_checkpoint(&best, &splits.test, r.seed, &options)?;
+        let (_, _, eval) = evaluate_checkpoint(&best, &splits.test, Some(r.seed), &options)?;
         let (elbo, nll) = (eval.elbo, eval.nll);
         let summary = serde_json::json!({
             "model": self.model.describe(),

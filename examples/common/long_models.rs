@@ -12,7 +12,7 @@ use latent::data::{Binarization, Dataset};
 use latent::eval::{evaluate, test_nll, EvalOptions, EvalReport, NllReport};
 use latent::flows::{IafGuide, PlanarGuide};
 use latent::heads::{BernoulliHead, StandardNormalPrior};
-use latent::train::{load_checkpoint, prepare_test, Describe, ModelSpec, ThreadSafe};
+use latent::train::{load_model_as, prepare_test, Describe, ModelSpec, ThreadSafe};
 use latent::{DiagonalNormalGuide, Elbo, Error, LatentVariableModel, Result};
 use latent_models::{gated_networks, gated_vae, FlowVae, HierarchicalVampVae, PseudoInit, VampVae};
 
@@ -234,9 +234,9 @@ pub struct Evaluation {
     pub nll: NllReport,
 }
 
-/// Opens the long-run checkpoint at `path` on a device seeded with `seed`, binarizes
-/// `test` with `seed`, and returns its test ELBO (every image) and importance-sampled
-/// NLL (`options`). The same file, data, seed, options and thread count give the same
+/// Opens the long-run checkpoint at `path` on a device seeded with `seed` (`None`: the
+/// run's own seed, from the checkpoint), binarizes `test` with it, and returns the model,
+/// the seed and its test ELBO (every image) and importance-sampled NLL (`options`). The same file, data, seed, options and thread count give the same
 /// figures bit for bit on the CPU: `long_run` evaluates its best checkpoint this way.
 ///
 /// # Errors
@@ -245,13 +245,14 @@ pub struct Evaluation {
 pub fn evaluate_checkpoint(
     path: &Path,
     test: &Dataset,
-    seed: u64,
+    seed: Option<u64>,
     options: &EvalOptions,
-) -> Result<(LongModel, Evaluation)> {
+) -> Result<(LongModel, u64, Evaluation)> {
     let meta = latent::train::read_checkpoint_meta(path)?.ok_or_else(|| Error::Checkpoint {
         path: path.to_path_buf(),
         reason: "the file does not describe its model (no metadata)".into(),
     })?;
+    let seed = seed.unwrap_or_else(|| meta.training.as_ref().map_or(0, |t| t.config.seed));
     let spec = meta.model.ok_or_else(|| Error::Checkpoint {
         path: path.to_path_buf(),
         reason: "the checkpoint does not describe its model".into(),
@@ -265,7 +266,7 @@ pub fn evaluate_checkpoint(
         options,
     };
     // The pseudo-inputs' initial values are overwritten by the checkpoint's.
-    Ok((long, long.build(&device, &PseudoInit::PAPER, job)?))
+    Ok((long, seed, long.build(&device, &PseudoInit::PAPER, job)?))
 }
 
 struct Evaluate<'a> {
@@ -285,19 +286,7 @@ impl WithModel for Evaluate<'_> {
             + Describe
             + ThreadSafe,
     {
-        // `load_model` for a spec the model's `Describe` does not give alone.
-        let found = latent::train::read_checkpoint_meta(self.path)?.and_then(|m| m.model);
-        let differences = found.map_or_else(
-            || vec!["the checkpoint does not describe its model".to_string()],
-            |found| spec.differences(&found),
-        );
-        if !differences.is_empty() {
-            return Err(Error::CheckpointMismatch {
-                path: self.path.to_path_buf(),
-                differences,
-            });
-        }
-        load_checkpoint(&mut model, self.path)?;
+        load_model_as(&mut model, &spec, self.path)?;
         let elbo = evaluate(&model, &Elbo::default(), self.test, device, 500)?;
         let nll = test_nll(&model, self.test, device, self.options)?;
         Ok(Evaluation { elbo, nll })

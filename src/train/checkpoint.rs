@@ -361,9 +361,28 @@ where
     D: Device<E>,
     M: TensorCollection<E, D> + Describe,
 {
+    let here = model.spec();
+    load_model_as(model, &here, path)
+}
+
+/// [`load_model`] for a model described as `here` rather than by its own
+/// [`Describe`] (e.g. with parts an application adds, as the long-run example's guide
+/// name): the checkpoint's description must equal `here`.
+///
+/// # Errors
+/// As [`load_model`].
+pub fn load_model_as<E, D, M>(
+    model: &mut M,
+    here: &ModelSpec,
+    path: impl AsRef<Path>,
+) -> Result<CheckpointMeta>
+where
+    E: Dtype + dfdx::tensor::safetensors::SafeDtype,
+    D: Device<E>,
+    M: TensorCollection<E, D>,
+{
     let path = path.as_ref();
     let meta = read_checkpoint_meta(path)?;
-    let here = model.spec();
     let differences = match meta.as_ref().and_then(|m| m.model.as_ref()) {
         Some(found) => here.differences(found),
         None => vec!["the checkpoint does not describe its model".to_string()],

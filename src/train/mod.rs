@@ -18,8 +18,8 @@ pub mod trainer;
 pub(crate) mod workers;
 
 pub use checkpoint::{
-    load_checkpoint, load_model, read_checkpoint_meta, read_tensors, save_checkpoint,
-    save_checkpoint_with, CheckpointMeta, NamedTensor, TrainingState,
+    load_checkpoint, load_model, load_model_as, read_checkpoint_meta, read_tensors,
+    save_checkpoint, save_checkpoint_with, CheckpointMeta, NamedTensor, TrainingState,
 };
 pub use config::{TrainConfig, TrainPlan};
 pub use enumerated::EnumeratedTask;
