@@ -5,7 +5,7 @@
 //! bit for bit on the CPU.
 //!
 //! ```text
-//! cargo run --release --example evaluate -- --checkpoint docs/long_run/best.safetensors \
+//! cargo run --release --example evaluate -- --checkpoint docs/long_run/hvae-vamp/best.safetensors \
 //!     --eval-k 5000 --eval-n 0
 //! ```
 //!
