@@ -236,8 +236,9 @@ pub struct Evaluation {
 
 /// Opens the long-run checkpoint at `path` on a device seeded with `seed` (`None`: the
 /// run's own seed, from the checkpoint), binarizes `test` with it, and returns the model,
-/// the seed and its test ELBO (every image) and importance-sampled NLL (`options`). The same file, data, seed, options and thread count give the same
-/// figures bit for bit on the CPU: `long_run` evaluates its best checkpoint this way.
+/// the seed and its test ELBO (every image) and importance-sampled NLL (`options`). The
+/// same file, data, seed, options and thread count give the same figures bit for bit on
+/// the CPU: `long_run` evaluates its best checkpoint this way.
 ///
 /// # Errors
 /// Checkpoint errors (unreadable, not a long-run model, a description that does not
