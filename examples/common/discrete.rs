@@ -8,14 +8,15 @@ use std::time::Instant;
 use dfdx::prelude::*;
 use latent::data::{Binarization, Dataset, Splits};
 use latent::eval::clusters::{cluster_accuracy, normalized_mutual_information};
+use latent::eval::explore::encode;
 use latent::inference::enumerate::EnumeratedElbo;
 use latent::inference::nvil::Moments;
 use latent::train::{
-    fit_task, prepare_test, Describe, EnumeratedTask, ObjectiveTask, Task, ThreadSafe, TrainConfig,
-    TrainReport,
+    fit, fit_task, prepare_test, Describe, EnumeratedTask, ObjectiveTask, Task, ThreadSafe,
+    TrainConfig, TrainReport,
 };
 use latent::{AnyObjective, Concrete, Elbo, Error, Events, Nvil, Objective, Result, Vimco};
-use latent_models::{GmVae, SbnVae};
+use latent_models::{mlp_vae, ClusterFit, DiagonalGmm, GmVae, GmmSettings, MlpVae, SbnVae};
 use serde::Serialize;
 
 use crate::common::{self, RunArgs};
@@ -32,6 +33,11 @@ pub const DISCRETE_MODELS: [&str; 5] = [
 /// cluster accuracy of the sizes tried (`docs/compare/discrete/gmvae-variants/`: 0.612
 /// with seed 1 and 0.558 with seed 0, against 0.554 with ten and 0.550 with twenty).
 const GMVAE_SIZES: (usize, usize, usize) = (10, 400, 5);
+/// VaDE's start for the GMVAE (Jiang et al. 2017, §3.3): epochs of a plain VAE of the
+/// same sizes before (at most `--epochs`), and epochs of fitting `q(y | x)` to the
+/// responsibilities of the mixture fitted to its latent means.
+const GMVAE_PRETRAIN_EPOCHS: usize = 10;
+const GMVAE_CLUSTER_FIT_EPOCHS: usize = 5;
 /// Binary latents of the SBN VAE, and its baseline network's tanh units (Mnih & Gregor
 /// 2014, §6).
 const SBN_LATENTS: usize = 200;
@@ -96,7 +102,7 @@ where
 }
 
 /// Trains the row `name` (one of [`DISCRETE_MODELS`]) into `out/name`; the GMVAE row
-/// also returns the k-means row.
+/// also returns the row of its start (the pretrained VAE's mixture) and the k-means row.
 ///
 /// # Errors
 /// Training, evaluation and I/O errors; the k-means script's failure.
@@ -129,8 +135,8 @@ fn gmvae(run: &RunArgs, splits: &Splits, out: &Path) -> Result<Vec<DiscreteRow>>
     let start = Instant::now();
     let dir = out.join("gmvae");
     let dev = Dev::seed_from_u64(run.seed);
-    let (k, h, z) = GMVAE_SIZES;
-    let mut model: Gm = GmVae::new(&dev, (Const, k, h, z))?;
+    let k = GMVAE_SIZES.0;
+    let (mut model, start_row) = vade_start(run, splits, &dir, &dev)?;
     let mut task = EnumeratedTask::new(EnumeratedElbo::default(), k)?;
     let (report, test) = train(run, splits, &dir, &mut model, &mut task, &dev)?;
     let elbo = latent::eval::evaluate_batches(test.len(), 500, |idx| {
@@ -164,7 +170,69 @@ fn gmvae(run: &RunArgs, splits: &Splits, out: &Path) -> Result<Vec<DiscreteRow>>
         train_images_per_s: Some(report.train_images_per_s),
         seconds: start.elapsed().as_secs_f64(),
     };
-    Ok(vec![gm, kmeans(run, &splits.test, &dir, k)?])
+    Ok(vec![gm, start_row, kmeans(run, &splits.test, &dir, k)?])
+}
+
+/// VaDE's start for the GMVAE (Jiang et al. 2017, §3.3): a VAE of the GMVAE's sizes
+/// trained with the ELBO, a mixture of `K` diagonal Gaussians fitted by EM to its guide
+/// means of the training images (binarized once), the GMVAE built from both, and its
+/// `q(y | x)` fitted to the mixture's responsibilities. Also returns the row of the
+/// mixture's own clusters of the test images (the start the GMVAE's training moves
+/// from).
+fn vade_start(run: &RunArgs, splits: &Splits, dir: &Path, dev: &Dev) -> Result<(Gm, DiscreteRow)> {
+    let start = Instant::now();
+    let (k, h, z) = GMVAE_SIZES;
+    let mut vae: MlpVae<Const<784>, usize, usize, f32, Dev> = mlp_vae(dev, (Const, h, z))?;
+    let epochs = GMVAE_PRETRAIN_EPOCHS.min(run.epochs(5));
+    let config = TrainConfig {
+        model: Some(vae.spec()),
+        ..run.config(epochs, Binarization::Dynamic, dir.join("pretrain"))
+    };
+    fit(
+        &mut vae,
+        &Elbo::default(),
+        &splits.train,
+        &splits.test,
+        &config,
+        dev,
+    )?;
+    let images = prepare_test(&splits.train, Binarization::Dynamic, run.seed);
+    let (means, _) = encode(&vae, &images, dev, 500)?;
+    let settings = GmmSettings {
+        components: k,
+        seed: run.seed,
+        ..GmmSettings::default()
+    };
+    let gmm = DiagonalGmm::fit(&means, z, &settings)?.gmm;
+    let mut model: Gm = GmVae::from_pretrained(dev, &vae, &gmm)?;
+    let prior = model.cluster_prior()?;
+    let targets: Vec<f64> = means
+        .chunks(z)
+        .flat_map(|m| prior.responsibilities(m))
+        .collect();
+    let fit_settings = ClusterFit {
+        epochs: GMVAE_CLUSTER_FIT_EPOCHS,
+        seed: run.seed,
+        ..ClusterFit::default()
+    };
+    model.fit_cluster_net(&images, &targets, &fit_settings, dev)?;
+    let test = prepare_test(&splits.test, Binarization::Dynamic, run.seed);
+    let (test_means, _) = encode(&vae, &test, dev, 500)?;
+    let assign: Vec<usize> = test_means.chunks(z).map(|m| gmm.predict(m)).collect();
+    let labels: Vec<usize> = test.labels.iter().map(|&l| usize::from(l)).collect();
+    let row = DiscreteRow {
+        model: format!("VAE ({epochs} epochs) + GMM on its means"),
+        objective: format!("EM, {} restarts (VaDE's start)", settings.restarts),
+        test_elbo: None,
+        test_nll: None,
+        test_nll_stderr: None,
+        cluster_accuracy: Some(cluster_accuracy(&assign, &labels)?),
+        cluster_nmi: Some(normalized_mutual_information(&assign, &labels)?),
+        gradient_variance: None,
+        train_images_per_s: None,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((model, row))
 }
 
 /// k-means on the raw test pixels (grey levels in `[0, 1]`), by

@@ -14,7 +14,8 @@
 //!   likelihood tables (300-300-40);
 //! - [`VampVae`]: the VAE with a VampPrior of learned pseudo-inputs, for a Gaussian,
 //!   planar or IAF guide;
-//! - [`GmVae`]: the Gaussian-mixture VAE, its cluster latent summed out exactly;
+//! - [`GmVae`]: the Gaussian-mixture VAE, its cluster latent summed out exactly, and
+//!   its initialization from a pretrained VAE and a [`DiagonalGmm`] fitted by EM;
 //! - [`SbnVae`]: 200 binary latents (a sigmoid belief network), trained with NVIL,
 //!   VIMCO, the plain score function or the Concrete relaxation;
 //! - [`HierarchicalVae`]: two stochastic layers with a top-down generative path;
@@ -36,6 +37,7 @@ mod describe;
 pub mod flow_vae;
 pub mod full_covariance_vae;
 pub mod gated;
+pub mod gmm;
 pub mod gmvae;
 pub mod hierarchical;
 pub mod hierarchical_vamp;
@@ -57,7 +59,8 @@ pub use cvae::{
 pub use flow_vae::{iaf_vae, planar_vae, DecoderWidth, FlowVae, IafVae, PlanarVae};
 pub use full_covariance_vae::{mlp_full_covariance_vae, FullCovarianceVae, MlpFullCovarianceVae};
 pub use gated::{gated_networks, gated_vae, GatedDecoder, GatedEncoder, GatedLinear, GatedVae};
-pub use gmvae::{ClusterNet, ClusterPrior, GmVae};
+pub use gmm::{DiagonalGmm, GmmFit, GmmSettings};
+pub use gmvae::{ClusterFit, ClusterNet, ClusterPrior, GmVae};
 pub use hierarchical::{HierarchicalVae, LayerReport, NormalNet};
 pub use hierarchical_vamp::{GatedPair, GivenX, HierarchicalVampVae, JointDecoder, VampChain};
 pub use linear_gaussian::LinearGaussian;
