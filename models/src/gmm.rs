@@ -247,7 +247,7 @@ impl DiagonalGmm {
     /// # Ok::<(), latent::Error>(())
     /// ```
     pub fn fit(points: &[f64], dim: usize, settings: &GmmSettings) -> Result<GmmFit> {
-        if dim == 0 || points.is_empty() || points.len() % dim != 0 {
+        if dim == 0 || points.is_empty() || !points.len().is_multiple_of(dim) {
             return Err(Error::shape(
                 "DiagonalGmm::fit (values, a whole number of rows of dim)",
                 &[dim.max(1) * (points.len() / dim.max(1)).max(1)],
@@ -308,15 +308,20 @@ fn em(rows: &[&[f64]], dim: usize, s: &GmmSettings, rng: &mut impl Rng) -> GmmFi
             if nk < 1e-10 {
                 continue;
             }
-            for j in 0..dim {
-                let m = (0..n).map(|i| resp[i * k + c] * rows[i][j]).sum::<f64>() / nk;
-                let v = (0..n)
-                    .map(|i| resp[i * k + c] * (rows[i][j] - m).powi(2))
-                    .sum::<f64>()
-                    / nk;
-                gmm.means[c][j] = m;
-                gmm.variances[c][j] = v + s.reg_var;
+            let r = || (0..n).map(|i| resp[i * k + c]).zip(rows);
+            let mut mean = vec![0.0; dim];
+            for (ri, x) in r() {
+                mean.iter_mut().zip(*x).for_each(|(m, xj)| *m += ri * xj);
             }
+            mean.iter_mut().for_each(|m| *m /= nk);
+            let mut var = vec![0.0; dim];
+            for (ri, x) in r() {
+                for ((v, xj), m) in var.iter_mut().zip(*x).zip(&mean) {
+                    *v += ri * (xj - m).powi(2);
+                }
+            }
+            gmm.variances[c] = var.iter().map(|v| v / nk + s.reg_var).collect();
+            gmm.means[c] = mean;
         }
         let ll = rows.iter().map(|x| gmm.log_prob(x)).sum::<f64>() / n as f64;
         let change = trace.last().map(|p: &f64| (ll - p).abs());
@@ -435,13 +440,9 @@ mod tests {
         let se_weight = 4.0 * ((1.0 / 3.0) * (2.0 / 3.0) / (3 * per) as f64).sqrt();
         for c in &centers {
             let k = fit.gmm.predict(c);
-            for j in 0..2 {
-                assert!(
-                    (fit.gmm.means[k][j] - c[j]).abs() < se_mean,
-                    "{:?}",
-                    fit.gmm
-                );
-                assert!((fit.gmm.variances[k][j].sqrt() - sd).abs() < 0.05);
+            for ((m, v), cj) in fit.gmm.means[k].iter().zip(&fit.gmm.variances[k]).zip(c) {
+                assert!((m - cj).abs() < se_mean, "{:?}", fit.gmm);
+                assert!((v.sqrt() - sd).abs() < 0.05);
             }
             assert!((fit.gmm.weights[k] - 1.0 / 3.0).abs() < se_weight);
         }
