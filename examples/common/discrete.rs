@@ -157,20 +157,29 @@ fn gmvae(run: &RunArgs, splits: &Splits, out: &Path) -> Result<Vec<DiscreteRow>>
             assign.push(best);
         }
     }
-    let labels: Vec<usize> = test.labels.iter().map(|&l| usize::from(l)).collect();
+    let (accuracy, nmi) = cluster_scores(&assign, &test)?;
     let gm = DiscreteRow {
         model: "gmvae".into(),
         objective: format!("enumerated elbo (K = {k})"),
         test_elbo: Some(elbo.elbo),
         test_nll: Some(nll.nll),
         test_nll_stderr: Some(nll.stderr),
-        cluster_accuracy: Some(cluster_accuracy(&assign, &labels)?),
-        cluster_nmi: Some(normalized_mutual_information(&assign, &labels)?),
+        cluster_accuracy: Some(accuracy),
+        cluster_nmi: Some(nmi),
         gradient_variance: None,
         train_images_per_s: Some(report.train_images_per_s),
         seconds: start.elapsed().as_secs_f64(),
     };
     Ok(vec![gm, start_row, kmeans(run, &splits.test, &dir, k)?])
+}
+
+/// The majority-mapping accuracy and the NMI of `assign` against the classes of `test`.
+fn cluster_scores(assign: &[usize], test: &Dataset) -> Result<(f64, f64)> {
+    let labels: Vec<usize> = test.labels.iter().map(|&l| usize::from(l)).collect();
+    Ok((
+        cluster_accuracy(assign, &labels)?,
+        normalized_mutual_information(assign, &labels)?,
+    ))
 }
 
 /// VaDE's start for the GMVAE (Jiang et al. 2017, §3.3): a VAE of the GMVAE's sizes
@@ -219,15 +228,15 @@ fn vade_start(run: &RunArgs, splits: &Splits, dir: &Path, dev: &Dev) -> Result<(
     let test = prepare_test(&splits.test, Binarization::Dynamic, run.seed);
     let (test_means, _) = encode(&vae, &test, dev, 500)?;
     let assign: Vec<usize> = test_means.chunks(z).map(|m| gmm.predict(m)).collect();
-    let labels: Vec<usize> = test.labels.iter().map(|&l| usize::from(l)).collect();
+    let (accuracy, nmi) = cluster_scores(&assign, &test)?;
     let row = DiscreteRow {
         model: format!("VAE ({epochs} epochs) + GMM on its means"),
         objective: format!("EM, {} restarts (VaDE's start)", settings.restarts),
         test_elbo: None,
         test_nll: None,
         test_nll_stderr: None,
-        cluster_accuracy: Some(cluster_accuracy(&assign, &labels)?),
-        cluster_nmi: Some(normalized_mutual_information(&assign, &labels)?),
+        cluster_accuracy: Some(accuracy),
+        cluster_nmi: Some(nmi),
         gradient_variance: None,
         train_images_per_s: None,
         seconds: start.elapsed().as_secs_f64(),
