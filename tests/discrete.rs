@@ -11,8 +11,8 @@ use latent::inference::nvil::Moments;
 use latent::inference::vimco::leave_one_out_signals;
 use latent::ops::to_f64_vec;
 use latent::{
-    Bernoulli, ConditionalModel, Distribution, Elbo, Events, ImportanceWeighted, KlEstimator,
-    LatentVariableModel, Normal, Nvil, Objective, PerExample, Result, Vimco,
+    Bernoulli, ConditionalModel, Conditioned, Distribution, Elbo, Events, ImportanceWeighted,
+    KlEstimator, LatentVariableModel, Normal, Nvil, Objective, PerExample, Result, Vimco,
 };
 
 #[cfg(not(feature = "cuda"))]
@@ -306,6 +306,154 @@ fn nvil_baselines_keep_the_mean_and_lower_the_variance() {
     // A deliberately wrong baseline is still unbiased (only noisier).
     let g = toy_gradients(&nvil_with_fixed_centre(0.0), 25.0, BATCH, PASSES, 13);
     check_unbiased("NVIL, wrong baseline", &g, &exact, BATCH);
+}
+
+// ---------------------------------------------------------------------------------
+// The same toy given a condition `y`: p(x | z, y) = N(x; w·z + c + y, 1), observed at
+// x = X_OBS + y, so each example's ELBO and its gradient are the unconditional toy's.
+// Its baseline C_ψ(x, y) = b + y − (x − X_OBS) equals b only when each row gets its own
+// condition.
+
+struct ToyConditional(ToyBernoulli);
+
+impl<T: Tape<f64, Dev> + 'static> ConditionalModel<f64, Dev, T> for ToyConditional {
+    type X = Const<1>;
+    type Y = Const<1>;
+    type Z = Const<2>;
+    type Posterior = Bernoulli<Const<2>, f64, Dev, T>;
+    type Prior = Bernoulli<Const<2>, f64, Dev, T>;
+    type Likelihood = Normal<Const<1>, f64, Dev, T>;
+
+    fn guide(
+        &self,
+        x: Events<Const<1>, f64, Dev, T>,
+        _y: Events<Const<1>, f64, Dev, T>,
+    ) -> Result<Self::Posterior> {
+        LatentVariableModel::<f64, Dev, T>::guide(&self.0, x)
+    }
+
+    fn prior(&self, y: Events<Const<1>, f64, Dev, T>) -> Result<Self::Prior> {
+        let device = y.device().clone();
+        LatentVariableModel::<f64, Dev, T>::prior(&self.0, y.shape().0, &device)
+    }
+
+    fn likelihood(
+        &self,
+        z: Events<Const<2>, f64, Dev, T>,
+        y: Events<Const<1>, f64, Dev, T>,
+    ) -> Result<Self::Likelihood> {
+        let loc = z.matmul(self.0.w.clone()) + C + y;
+        let log_scale = loc.device().zeros_like(loc.shape()).retaped::<T>();
+        Normal::new(loc, log_scale)
+    }
+
+    fn baseline(
+        &self,
+        x: Events<Const<1>, f64, Dev, T>,
+        y: Events<Const<1>, f64, Dev, T>,
+    ) -> Option<Result<PerExample<f64, Dev, T>>> {
+        let b = x.shape().0;
+        let (x, tape) = x.split_tape();
+        let b_param = self
+            .0
+            .baseline
+            .clone()
+            .put_tape(tape)
+            .broadcast_like::<_, Axis<0>>(&(b, Const::<1>));
+        Some(Ok((b_param + y - x + X_OBS).reshape_like(&(b,))))
+    }
+}
+
+/// The conditions of `batch` rows: 0.5, −1, 0.5, −1, …
+fn toy_conditions(dev: &Dev, batch: usize) -> Tensor<(usize, Const<1>), f64, Dev> {
+    let y: Vec<f64> = (0..batch)
+        .map(|i| if i % 2 == 0 { 0.5 } else { -1.0 })
+        .collect();
+    dev.tensor_from_vec(y, (batch, Const::<1>))
+}
+
+/// `PASSES` estimates of `∇_φ mean_batch(objective)` on the conditional toy, `BATCH`
+/// examples with alternating conditions, through [`Conditioned`].
+fn conditional_gradients<O: Objective>(objective: &O, baseline: f64, seed: u64) -> Vec<[f64; 2]> {
+    let dev = Dev::seed_from_u64(seed);
+    let model = ToyConditional(ToyBernoulli::new(&dev, baseline));
+    (0..PASSES)
+        .map(|_| {
+            let y = toy_conditions(&dev, BATCH);
+            let x = y.clone() + X_OBS;
+            let bound = Conditioned::new(&model, y);
+            let value = objective
+                .objective(&bound, x.traced(Gradients::leaky()))
+                .unwrap();
+            let grads = (value.sum::<(), _>() / BATCH as f64).backward();
+            grads.get(&model.0.phi).array()
+        })
+        .collect()
+}
+
+#[test]
+fn a_conditional_model_passes_its_baseline_through_conditioned() {
+    let dev = Dev::seed_from_u64(21);
+    let model = ToyConditional(ToyBernoulli::new(&dev, 2.0));
+    let y = toy_conditions(&dev, 2);
+    let bound = Conditioned::new(&model, y);
+    // x = X_OBS + y row by row: C(x, y) = b = 2 for both rows.
+    let x = dev
+        .tensor([[X_OBS + 0.5], [X_OBS - 1.0]])
+        .realize::<(usize, Const<1>)>();
+    let c = LatentVariableModel::<f64, Dev, NoneTape>::baseline(&bound, x)
+        .expect("the conditional baseline")
+        .unwrap();
+    assert_eq!(to_f64_vec(&c), [2.0, 2.0]);
+    // Other x: C(x, y) = 2 + y − (x − X_OBS) = 2 + 0.5 − 1 and 2 − 1 − 0.
+    let x = dev
+        .tensor([[X_OBS + 1.0], [X_OBS]])
+        .realize::<(usize, Const<1>)>();
+    let c = LatentVariableModel::<f64, Dev, NoneTape>::baseline(&bound, x)
+        .unwrap()
+        .unwrap();
+    assert_eq!(to_f64_vec(&c), [1.5, 1.0]);
+    // Four rows (two samples per example, sample-major): y repeated.
+    let x = dev
+        .tensor([[X_OBS], [X_OBS], [X_OBS], [X_OBS]])
+        .realize::<(usize, Const<1>)>();
+    let c = LatentVariableModel::<f64, Dev, NoneTape>::baseline(&bound, x)
+        .unwrap()
+        .unwrap();
+    assert_eq!(to_f64_vec(&c), [2.5, 1.0, 2.5, 1.0]);
+    // Three rows do not belong to a batch of two conditions.
+    let x = dev
+        .tensor([[0.0], [0.0], [0.0]])
+        .realize::<(usize, Const<1>)>();
+    assert!(
+        LatentVariableModel::<f64, Dev, NoneTape>::baseline(&bound, x)
+            .unwrap()
+            .is_err()
+    );
+}
+
+#[test]
+fn nvil_on_a_conditional_model_uses_its_baseline_keeps_the_mean_and_lowers_the_variance() {
+    let exact = exact_gradient(toy_elbo, &PHI);
+    let expected_signal: f64 = STATES
+        .iter()
+        .map(|&z| toy_log_q(&PHI, z).exp() * (toy_log_joint(z) - 2.0 * 0.5f64.ln()))
+        .sum();
+    let plain = conditional_gradients(&Elbo::new(1).unwrap(), expected_signal, 22);
+    let v_plain = check_unbiased("REINFORCE, conditional", &plain, &exact, BATCH);
+    // The baseline alone (the running centre held at 0): it is C(x, y) = E[signal]
+    // only if Conditioned hands each row its own y.
+    let nvil = nvil_with_fixed_centre(0.0);
+    let g = conditional_gradients(&nvil, expected_signal, 23);
+    let v = check_unbiased("NVIL, conditional C(x, y)", &g, &exact, BATCH);
+    for i in 0..2 {
+        assert!(
+            v[i] < 0.5 * v_plain[i],
+            "NVIL's conditional baseline: variance {} not below half of REINFORCE's {}",
+            v[i],
+            v_plain[i]
+        );
+    }
 }
 
 #[test]

@@ -78,6 +78,25 @@ pub trait ConditionalModel<E: Real, D: Device<E>, T: Tape<E, D>> {
     {
         registered_kl::<Self::Z, E, D, T, _, _>(q, p)
     }
+
+    /// A learned baseline `C_ψ(x, y)` for the score-function gradient of a discrete
+    /// guide, shape `(batch,)`, nats, for `x` of shape `(batch, X)` and `y` of shape
+    /// `(batch, Y)`: NVIL's input-dependent baseline (Mnih & Gregor 2014, §3.3) with the
+    /// condition among its inputs, as
+    /// [`LatentVariableModel::baseline`] is for an unconditional model. [`Conditioned`]
+    /// passes it on, so [`crate::Nvil`] uses it. `None` (the default): the model has
+    /// none.
+    ///
+    /// # Errors
+    /// The baseline network's errors.
+    fn baseline(
+        &self,
+        x: Events<Self::X, E, D, T>,
+        y: Events<Self::Y, E, D, T>,
+    ) -> Option<Result<PerExample<E, D, T>>> {
+        let _ = (x, y);
+        None
+    }
 }
 
 /// A [`ConditionalModel`] with a batch of conditions `y` bound to it: a
@@ -145,5 +164,14 @@ where
         T: 'static,
     {
         self.model.closed_form_kl(q, p)
+    }
+
+    /// The model's [`ConditionalModel::baseline`] with the bound conditions, repeated
+    /// to `x`'s rows as for the guide.
+    fn baseline(&self, x: Events<M::X, E, D, T>) -> Option<Result<PerExample<E, D, T>>> {
+        match self.y_for::<T>(x.shape().0) {
+            Ok(y) => self.model.baseline(x, y),
+            Err(e) => Some(Err(e)),
+        }
     }
 }
