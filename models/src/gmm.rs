@@ -296,10 +296,29 @@ fn em(rows: &[&[f64]], dim: usize, s: &GmmSettings, rng: &mut impl Rng) -> GmmFi
     };
     let (mut trace, mut converged) = (Vec::new(), false);
     let mut resp = vec![0.0; n * k];
-    for _ in 0..s.max_iter {
-        // E-step.
+    for step in 0..=s.max_iter {
+        // E-step: the responsibilities, and on the way the mean log-likelihood of the
+        // mixture the last M-step made (`log p(x)` is the responsibilities' normalizer).
+        let mut total = 0.0;
         for (i, x) in rows.iter().enumerate() {
-            resp[i * k..(i + 1) * k].copy_from_slice(&gmm.responsibilities(x));
+            let l = gmm.log_joint(x);
+            let z = log_sum_exp(&l);
+            total += z;
+            for (r, v) in resp[i * k..(i + 1) * k].iter_mut().zip(&l) {
+                *r = (v - z).exp();
+            }
+        }
+        if step > 0 {
+            let ll = total / n as f64;
+            let change = trace.last().map(|p: &f64| (ll - p).abs());
+            trace.push(ll);
+            if change.is_some_and(|c| c < s.tol) {
+                converged = true;
+                break;
+            }
+        }
+        if step == s.max_iter {
+            break;
         }
         // M-step.
         for c in 0..k {
@@ -322,13 +341,6 @@ fn em(rows: &[&[f64]], dim: usize, s: &GmmSettings, rng: &mut impl Rng) -> GmmFi
             }
             gmm.variances[c] = var.iter().map(|v| v / nk + s.reg_var).collect();
             gmm.means[c] = mean;
-        }
-        let ll = rows.iter().map(|x| gmm.log_prob(x)).sum::<f64>() / n as f64;
-        let change = trace.last().map(|p: &f64| (ll - p).abs());
-        trace.push(ll);
-        if change.is_some_and(|c| c < s.tol) {
-            converged = true;
-            break;
         }
     }
     // A component with no points has weight 0, which `DiagonalGmm` refuses: give it the
